@@ -1,0 +1,572 @@
+"""The HTTP/1.1 connection driver: h11 over any ``trio.abc.Stream``, plus our own policy.
+
+Theory of operation
+-------------------
+1. **One reader.** ``Http1Connection.pump`` is the only code that calls ``receive_some`` on the
+   stream. It runs for the connection's whole life in the connection's nursery, appending to
+   ``_inbuf`` and waking whoever waits. Because it keeps reading while a request runs, it sees
+   the client's EOF or RST at once (the disconnect watcher of DESIGN.md) without stealing
+   pipelined bytes: they stay in ``_inbuf`` for the next request.
+2. **Backpressure.** The pump stops reading when ``_inbuf`` holds ``receive_buffer`` bytes and
+   nobody is waiting for data; a body reader that needs more always gets it.
+3. **Our own head limits.** The request head is collected in ``_inbuf`` and checked by
+   ``HeadScanner`` line by line (request line → 414, field size / count / whole head → 431),
+   so the answer is the same however the bytes were split. Only a complete, checked head is
+   given to h11. Then: Content-Length together with Transfer-Encoding → 400 and close;
+   Content-Length above ``max_body_bytes`` → 413 at once.
+4. **A fresh ``h11.Connection`` per request.** Leftover (pipelined) bytes are taken back from
+   ``trailing_data`` when the exchange ends, so every head goes through step 3.
+5. **Writes never lose bytes.** h11 turns events into bytes that go to ``_outbuf``; ``_write_out``
+   sends from it. A cancelled write leaves the unsent rest in ``_outbuf`` for the next write, so
+   the wire stays well-formed and ``bytes_sent`` is exact on sockets.
+6. **Deadlines.** Waiting for the first byte of a head uses ``keep_alive_timeout``; from the first
+   byte the whole head must arrive within ``head_timeout`` (slowloris), else 408 and close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import struct
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Final
+
+import h11
+import trio
+
+SERVER_HEADER: Final = b"trioiis"
+_RECEIVE_SIZE: Final = 65536
+_REASONS: Final[dict[int, bytes]] = {
+    100: b"Continue",
+    200: b"OK",
+    204: b"No Content",
+    206: b"Partial Content",
+    301: b"Moved Permanently",
+    302: b"Found",
+    304: b"Not Modified",
+    400: b"Bad Request",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    412: b"Precondition Failed",
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    416: b"Range Not Satisfiable",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    501: b"Not Implemented",
+    503: b"Service Unavailable",
+}
+
+
+def reason_phrase(status: int) -> bytes:
+    """The standard reason phrase for ``status`` (empty when unknown)."""
+    return _REASONS.get(status, b"")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Hard limits and timeouts of one connection (defaults near nginx's).
+
+    Attributes:
+        max_request_line: bytes in the request line; more → 414.
+        max_header_field: bytes in one header line; more → 431.
+        max_header_count: header lines; more → 431.
+        max_head_bytes: bytes in the whole head; more → 431.
+        max_body_bytes: request body bytes; more → 413 (at once for a Content-Length).
+        head_timeout: seconds from a head's first byte to its end; then 408 and close.
+        keep_alive_timeout: seconds an idle connection waits for the next request.
+        receive_buffer: bytes read ahead of the request's consumer (backpressure).
+        drain_body_bytes: unread request body up to this is read and dropped after the
+            response so that the connection can be kept alive; more → the connection closes.
+        linger_timeout: seconds a closing connection keeps reading so the client gets the
+            response before the close (lingering close, as nginx does).
+    """
+
+    max_request_line: int = 8192
+    max_header_field: int = 8192
+    max_header_count: int = 100
+    max_head_bytes: int = 65536
+    max_body_bytes: int = 100 * 1024 * 1024
+    head_timeout: float = 20.0
+    keep_alive_timeout: float = 75.0
+    receive_buffer: int = 131072
+    drain_body_bytes: int = 65536
+    linger_timeout: float = 2.0
+
+
+class HeadError(Exception):
+    """The peer sent a head we refuse; ``status`` is the answer (400, 408, 413, 414, 431)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(slots=True)
+class HeadScanner:
+    """Finds the end of a request head and enforces the head limits, incrementally.
+
+    Pure and synchronous: ``feed`` is given the whole buffer each time (it only scans what is
+    new) and returns the head's length once complete, ``None`` while incomplete, or raises
+    ``HeadError``. The outcome does not depend on how the bytes were split.
+    """
+
+    limits: Limits
+    _pos: int = 0  # start of the first line not yet checked
+    _lines: int = 0  # complete lines checked so far (request line included)
+
+    def feed(self, buf: bytes | bytearray) -> int | None:
+        limits = self.limits
+        while True:
+            if self._lines == 0:
+                # Tolerate empty lines before the request line (RFC 9112 §2.2).
+                while buf.startswith(b"\r\n", self._pos):
+                    self._pos += 2
+                while buf.startswith(b"\n", self._pos):
+                    self._pos += 1
+            nl = buf.find(b"\n", self._pos)
+            line_limit = limits.max_request_line if self._lines == 0 else limits.max_header_field
+            if nl < 0:
+                pending = len(buf) - self._pos
+                if pending > line_limit + 1:
+                    self._too_long()
+                if len(buf) > limits.max_head_bytes:
+                    raise HeadError(431, "request head too large")
+                return None
+            length = nl - self._pos
+            if length > line_limit + 1:  # +1: the CR before LF
+                self._too_long()
+            if nl + 1 > limits.max_head_bytes:
+                raise HeadError(431, "request head too large")
+            empty = length == 0 or (length == 1 and buf[self._pos] == 0x0D)
+            self._pos = nl + 1
+            if empty and self._lines > 0:
+                return self._pos
+            self._lines += 1
+            if self._lines - 1 > limits.max_header_count:
+                raise HeadError(431, "too many header fields")
+
+    def _too_long(self) -> None:
+        if self._lines == 0:
+            raise HeadError(414, "request line too long")
+        raise HeadError(431, "header field too large")
+
+
+def check_framing(headers: Iterable[tuple[bytes, bytes]], limits: Limits) -> int | None:
+    """Framing checks h11 leaves to the server. Returns the Content-Length, if any.
+
+    Raises:
+        HeadError: 400 for Content-Length with Transfer-Encoding (request smuggling,
+            RFC 9112 §6.1) or a malformed length; 413 for a length above ``max_body_bytes``.
+    """
+    length: int | None = None
+    chunked = False
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            chunked = True
+        elif name == b"content-length":
+            text = value.strip()
+            if not text.isdigit():
+                raise HeadError(400, "malformed Content-Length")
+            if length is not None and int(text) != length:
+                raise HeadError(400, "conflicting Content-Length")
+            length = int(text)
+    if chunked and length is not None:
+        raise HeadError(400, "Content-Length with Transfer-Encoding")
+    if length is not None and length > limits.max_body_bytes:
+        raise HeadError(413, "request body too large")
+    return length
+
+
+class _DateCache:
+    """The ``Date`` header, formatted once a second."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def get(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = email.utils.formatdate(now, usegmt=True).encode()
+        return self._value
+
+
+_DATE = _DateCache()
+
+
+def error_response_bytes(status: int, message: str = "") -> bytes:
+    """A complete ``Connection: close`` response for errors found before h11 is involved."""
+    reason = reason_phrase(status)
+    body = f"{status} {reason.decode()}\n".encode()
+    head = (
+        b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+        b"Connection: close\r\nDate: %s\r\nServer: %s\r\n\r\n"
+        % (status, reason, len(body), _DATE.get(), SERVER_HEADER)
+    )
+    return head + body
+
+
+@dataclass(slots=True)
+class Counters:
+    """Byte counts of one connection."""
+
+    bytes_received: int = 0
+    bytes_sent: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class RequestHead:
+    """What the connection hands the server for one request."""
+
+    method: str
+    target: str
+    http_version: str
+    headers: list[tuple[bytes, bytes]]
+    content_length: int | None
+    chunked: bool
+
+
+class Http1Connection:
+    """One HTTP/1.1 connection: read request heads and bodies, write responses.
+
+    Not a public API: the server and the context objects drive it. All methods must be called
+    from one request at a time (the server serialises requests on a connection).
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        limits: Limits,
+        *,
+        on_disconnect: Callable[[], None] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.limits = limits
+        self.counters = Counters()
+        self.on_disconnect = on_disconnect
+        #: True once the peer closed its side (FIN) or the connection broke (RST).
+        self.eof = False
+        #: True once a write failed or was cut short on a stream that cannot tell how far it got.
+        self.broken = False
+        self._inbuf = bytearray()
+        self._arrived = trio.lowlevel.ParkingLot()
+        self._space = trio.lowlevel.ParkingLot()
+        self._wanted = 0
+        self._outbuf = bytearray()
+        self._send_lock = trio.StrictFIFOLock()
+        self._h11: h11.Connection | None = None
+        self._body_left = b""
+        self._body_received = 0
+        self._no_body = False
+        self._socket: trio.socket.SocketType | None = (
+            stream.socket if isinstance(stream, trio.SocketStream) else None
+        )
+
+    # ---------------------------------------------------------------- reading
+
+    async def pump(self) -> None:
+        """Read the stream until EOF; run as the connection's only reader (rule 1)."""
+        stream = self.stream
+        try:
+            while True:
+                while len(self._inbuf) >= self.limits.receive_buffer and not self._wanted:
+                    await self._space.park()
+                try:
+                    data = await stream.receive_some(_RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                if not data:
+                    return
+                self.counters.bytes_received += len(data)
+                self._inbuf += data
+                self._arrived.unpark_all()
+        finally:
+            if not self.eof:
+                self.eof = True
+                self._arrived.unpark_all()
+                if self.on_disconnect is not None:
+                    self.on_disconnect()
+
+    async def _wait_for_data(self) -> None:
+        self._wanted += 1
+        self._space.unpark_all()
+        try:
+            await self._arrived.park()
+        finally:
+            self._wanted -= 1
+
+    async def next_request(self, *, first: bool) -> RequestHead | None:
+        """Wait for the next request head.
+
+        Returns ``None`` when the connection should just close: clean EOF, or idle past
+        ``keep_alive_timeout``.
+
+        Raises:
+            HeadError: the head breaks a limit, is malformed, or is too slow (408).
+        """
+        limits = self.limits
+        scanner = HeadScanner(limits)
+        idle_timeout = limits.head_timeout if first else limits.keep_alive_timeout
+        deadline = trio.current_time() + idle_timeout
+        started = False
+        while True:
+            if self._inbuf:
+                if not started:
+                    started = True
+                    deadline = trio.current_time() + limits.head_timeout
+                end = scanner.feed(self._inbuf)
+                if end is not None:
+                    return self._parse_head(end)
+            if self.eof:
+                if self._inbuf.strip():
+                    raise HeadError(400, "connection closed inside a request head")
+                return None
+            with trio.move_on_at(deadline):
+                await self._wait_for_data()
+                continue
+            if not self._inbuf.strip():
+                return None
+            raise HeadError(408, "request head not received in time")
+
+    def _parse_head(self, end: int) -> RequestHead:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_head_bytes + 1)
+        conn.receive_data(bytes(self._inbuf))
+        self._inbuf.clear()
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise HeadError(exc.error_status_hint, str(exc)) from exc
+        if not isinstance(event, h11.Request):  # pragma: no cover - scanner saw a full head
+            raise HeadError(400, "malformed request head")
+        length = check_framing(event.headers, self.limits)
+        self._h11 = conn
+        self._body_left = b""
+        self._body_received = 0
+        self._no_body = event.method == b"HEAD"
+        headers = list(event.headers)
+        chunked = any(n == b"transfer-encoding" for n, _ in headers)
+        return RequestHead(
+            method=event.method.decode("ascii"),
+            target=event.target.decode("latin-1"),
+            http_version=event.http_version.decode("ascii"),
+            headers=headers,
+            content_length=length,
+            chunked=chunked,
+        )
+
+    @property
+    def body_complete(self) -> bool:
+        """True when the whole request body (possibly empty) has been received."""
+        conn = self._h11
+        return conn is None or (conn.their_state is not h11.SEND_BODY and not self._body_left)
+
+    @property
+    def body_received(self) -> int:
+        """Request body bytes handed out so far for the current request."""
+        return self._body_received
+
+    async def receive_body(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of the request body; ``b""`` once it is all read.
+
+        Cancellation: safe at any point; no byte is lost (it stays buffered for the next call).
+
+        Raises:
+            HeadError: 413 when a chunked body grows past ``max_body_bytes``.
+            trio.BrokenResourceError: the client closed or broke the connection mid-body.
+        """
+        conn = self._h11
+        if conn is None:
+            return b""
+        if self._body_left:
+            data, self._body_left = self._body_left[:max_bytes], self._body_left[max_bytes:]
+            self._body_received += len(data)
+            return data
+        while True:
+            if conn.their_state is h11.SEND_BODY and conn.client_is_waiting_for_100_continue:
+                await self._send_event(h11.InformationalResponse(status_code=100, headers=[]))
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise trio.BrokenResourceError("request body broken off") from exc
+            if event is h11.NEED_DATA:
+                if self._inbuf:
+                    conn.receive_data(bytes(self._inbuf))
+                    self._inbuf.clear()
+                    self._space.unpark_all()
+                elif self.eof:
+                    conn.receive_data(b"")
+                else:
+                    await self._wait_for_data()
+                continue
+            if isinstance(event, h11.Data):
+                data = bytes(event.data)
+                if self._body_received + len(data) > self.limits.max_body_bytes:
+                    raise HeadError(413, "request body too large")
+                if len(data) > max_bytes:
+                    data, self._body_left = data[:max_bytes], data[max_bytes:]
+                self._body_received += len(data)
+                return data
+            # EndOfMessage (trailers are dropped) or PAUSED after the end.
+            return b""
+
+    # ---------------------------------------------------------------- writing
+
+    @property
+    def response_started(self) -> bool:
+        conn = self._h11
+        return conn is not None and conn.our_state is not h11.SEND_RESPONSE
+
+    async def send_head(
+        self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b""
+    ) -> int:
+        """Send the status line and headers (``Date`` and ``Server`` are added if missing)."""
+        conn = self._h11
+        assert conn is not None
+        names = {n.lower() for n, _ in headers}
+        if b"date" not in names:
+            headers.append((b"date", _DATE.get()))
+        if b"server" not in names:
+            headers.append((b"server", SERVER_HEADER))
+        self._no_body = self._no_body or status in (204, 304) or status < 200
+        event = h11.Response(
+            status_code=status, headers=headers, reason=reason or reason_phrase(status)
+        )
+        return await self._send_event(event)
+
+    async def send_body(self, data: bytes) -> int:
+        """Send body bytes (dropped for HEAD, 204 and 304, where framing allows none)."""
+        conn = self._h11
+        assert conn is not None
+        if not data or self._no_body:
+            return 0
+        return await self._send_event(h11.Data(data=data))
+
+    async def send_end(self) -> int:
+        """End the response (final chunk for chunked framing)."""
+        conn = self._h11
+        assert conn is not None
+        return await self._send_event(h11.EndOfMessage())
+
+    async def _send_event(self, event: h11.Event) -> int:
+        conn = self._h11
+        assert conn is not None
+        async with self._send_lock:
+            self._outbuf += conn.send(event) or b""
+            return await self._write_out()
+
+    async def write_raw(self, data: bytes) -> int:
+        """Send bytes that are not part of an h11 exchange (early error responses)."""
+        async with self._send_lock:
+            self._outbuf += data
+            return await self._write_out()
+
+    async def _write_out(self) -> int:
+        """Send ``_outbuf``; returns the bytes sent by this call (rule 5).
+
+        Cancellation: on a socket, exactly the unsent bytes stay queued. On other streams
+        (TLS, memory) a cancel inside ``send_all`` leaves its piece's fate unknown, so the
+        connection is marked broken and will be closed after this response.
+        """
+        sent = 0
+        buf = self._outbuf
+        sock = self._socket
+        try:
+            while buf:
+                if sock is not None:
+                    n = await sock.send(memoryview(buf)[:262144])
+                else:
+                    piece = bytes(buf[:65536])
+                    self.broken = True  # until send_all returns
+                    await self.stream.send_all(piece)
+                    self.broken = False
+                    n = len(piece)
+                del buf[:n]
+                sent += n
+                self.counters.bytes_sent += n
+        except OSError as exc:
+            self.broken = True
+            raise trio.BrokenResourceError(str(exc)) from exc
+        return sent
+
+    # ---------------------------------------------------------------- ending
+
+    @property
+    def can_keep_alive(self) -> bool:
+        """True when both sides finished the exchange cleanly and nobody asked to close."""
+        conn = self._h11
+        return (
+            conn is not None
+            and not self.eof
+            and not self.broken
+            and not self._outbuf
+            and conn.our_state is h11.DONE
+            and conn.their_state is h11.DONE
+        )
+
+    async def drain_body(self, limit: int) -> bool:
+        """Read and drop up to ``limit`` unread body bytes; True if the body then ended."""
+        conn = self._h11
+        if conn is None or conn.their_state is not h11.SEND_BODY:
+            return True
+        if conn.client_is_waiting_for_100_continue:
+            return False  # the client will not send the body without a 100; do not ask.
+        total = 0
+        try:
+            while total <= limit:
+                data = await self.receive_body(limit + 1)
+                if not data:
+                    return True
+                total += len(data)
+        except (trio.BrokenResourceError, HeadError):
+            return False
+        return False
+
+    def next_cycle(self) -> None:
+        """Start the next request: pipelined bytes go back in front of the input buffer."""
+        conn = self._h11
+        assert conn is not None
+        trailing, _ = conn.trailing_data
+        if trailing:
+            self._inbuf[:0] = trailing
+        self._h11 = None
+
+    async def linger(self) -> None:
+        """Lingering close: send FIN, then drop what the client still sends until its EOF or
+        ``linger_timeout``, so that an RST (which unread data at close would cause) cannot
+        destroy the response in flight. Needs ``pump`` running.
+
+        Cancellation: shielded and bounded by ``linger_timeout``.
+        """
+        if self.eof or self._socket is None:
+            return
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self.limits.linger_timeout
+            try:
+                self._socket.shutdown(trio.socket.SHUT_WR)
+            except OSError:
+                return
+            while not self.eof:
+                self._inbuf.clear()
+                await self._wait_for_data()
+
+    async def aclose(self, *, abort: bool = False) -> None:
+        """Close the stream now; ``abort=True`` makes it an RST (SO_LINGER 0).
+
+        Cancellation: never blocks; always closes.
+        """
+        if abort and self._socket is not None:
+            _set_linger_zero(self._socket)
+        await trio.aclose_forcefully(self.stream)
+
+
+def _set_linger_zero(sock: trio.socket.SocketType) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_LINGER, struct.pack("ii", 1, 0))

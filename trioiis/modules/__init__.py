@@ -1,0 +1,1 @@
+"""Built-in modules, each an ``HttpModule`` written only against the public API."""

@@ -1,0 +1,67 @@
+"""default_document: a folder URL gets its default document (EXECUTE_REQUEST_HANDLER).
+
+``/dir`` → 301 to ``/dir/``; ``/dir/`` → the first existing name of ``default_documents``
+(``index.html``, ``index.htm``, ``default.htm``). With none, 403.14 ("listing denied"), which
+directory_listing may replace later in the same mapping.
+"""
+
+from __future__ import annotations
+
+import stat
+
+import trioiis
+from trioiis import HttpContext, HttpModule, Notification, Status
+
+from .static_file import send_error, serve_file, stat_inside
+
+DEFAULT_DOCUMENTS = ("index.html", "index.htm", "default.htm")
+
+
+class DefaultDocumentModule(HttpModule):
+    def __init__(self, documents: tuple[str, ...]) -> None:
+        self.documents = documents
+
+    async def on_execute_request_handler(
+        self, ctx: HttpContext, provider: trioiis.EventProvider
+    ) -> Status:
+        request, response = ctx.request, ctx.response
+        if response.headers_sent:
+            return Status.FINISH_REQUEST
+        try:
+            folder = await ctx.map_path(request.raw_path)
+        except trioiis.HResultError:
+            return Status.CONTINUE
+        info = await stat_inside(ctx, folder)
+        if info is None or not stat.S_ISDIR(info.st_mode):
+            return Status.CONTINUE
+        if not request.raw_path.endswith("/"):
+            query = f"?{request.query}" if request.query else ""
+            response.redirect(request.raw_path + "/" + query)
+            response.set_status(301)
+            return Status.FINISH_REQUEST
+        for name in self.documents:
+            path = folder / name
+            found = await stat_inside(ctx, path)
+            if found is not None and stat.S_ISREG(found.st_mode):
+                return await serve_file(ctx, path, found)
+        send_error(ctx, 403)
+        response.set_status(403, "Forbidden", 14)
+        return Status.CONTINUE
+
+
+class _Factory:
+    def __init__(self, documents: tuple[str, ...]) -> None:
+        self.documents = documents
+
+    def get_http_module(self, allocator: trioiis.ModuleAllocator) -> HttpModule:
+        return DefaultDocumentModule(self.documents)
+
+    def terminate(self) -> None:
+        pass
+
+
+def register_module(
+    server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
+) -> None:
+    documents = server.default_documents or DEFAULT_DOCUMENTS
+    info.set_request_notifications(_Factory(documents), Notification.EXECUTE_REQUEST_HANDLER)

@@ -1,0 +1,449 @@
+"""The integrated pipeline: registrations compiled into one ordered table, and the walk.
+
+Theory of operation
+-------------------
+1. **Registration closes at start-up.** ``Pipeline`` takes the ``ModuleRegistrationInfo`` of
+   every loaded module, in load order, and compiles, for each (notification, is_post), the
+   tuple of module indexes that must run, ordered by priority (FIRST, HIGH, MEDIUM, LOW,
+   LAST), ties in load order. SEND_RESPONSE runs in reverse. Post-notifications follow the
+   same rule with their own priority (default: the event's). A request only reads the table.
+2. **EXECUTE_REQUEST_HANDLER** goes only to the modules of the handler mapping chosen at
+   MAP_REQUEST_HANDLER (first mapping whose path pattern and verb match), in the mapping's
+   order; its post-notification goes to every subscriber.
+3. **Statuses.** CONTINUE goes on; FINISH_REQUEST skips every remaining module and stage up
+   to the sending of the response; SEND_RESPONSE, LOG_REQUEST and END_REQUEST (and their
+   post-notifications) still run. PENDING parks until the context is resumed (context.py
+   rule 5). A non-deterministic handler's FINISH_REQUEST stops that notification and ends
+   the request when the current deterministic handler returns.
+4. **Failures stay in the request.** A handler that raises, or returns something that is not
+   a ``Status``, gets the request a 500 (or an aborted connection once headers were sent), a
+   log line with the traceback, and the server goes on.
+5. **The tail always runs.** LOG_REQUEST and END_REQUEST run shielded, with a deadline, even
+   when the client disconnected or the server is shutting down; then every module instance
+   gets ``dispose()`` and stored contexts are cleaned up, exactly once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .constants import (
+    DETERMINISTIC_STAGES,
+    E_FAIL,
+    ERROR_OPERATION_ABORTED,
+    S_OK,
+    GlobalNotification,
+    GlobalStatus,
+    Notification,
+    Priority,
+    Status,
+)
+from .context import HttpContext, _Current, _State
+from .counters import ServerCounters
+from .errors import CompletionInfo, ConfigError, ConnectionInvalidError, HResultError
+from .providers import AuthenticationProvider, EventProvider, MapHandlerProvider
+from .registration import (
+    GlobalProvider,
+    HttpModule,
+    ModuleAllocator,
+    ModuleRegistrationInfo,
+    handler_names,
+)
+from .request import BodyTooLargeError
+
+if TYPE_CHECKING:
+    from .registration import GlobalModule
+
+log = logging.getLogger("trioiis")
+module_log = logging.getLogger("trioiis.module")
+
+#: Seconds LOG_REQUEST + END_REQUEST may take after a cancelled request.
+TAIL_TIMEOUT = 5.0
+_ALLOCATOR = ModuleAllocator()
+_MAIN_STAGES = DETERMINISTIC_STAGES[:10]
+_TAIL_STAGES = DETERMINISTIC_STAGES[10:]
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerMapping:
+    """Which modules handle EXECUTE_REQUEST_HANDLER for matching requests.
+
+    Attributes:
+        path: an ``fnmatch`` pattern on the URL path (``*``, ``*.txt``, ``/app/*``).
+        modules: module names, run in this order.
+        verbs: methods it applies to; empty means all.
+        name: shown in logs; defaults to the pattern.
+    """
+
+    path: str
+    modules: tuple[str, ...]
+    verbs: frozenset[str] = frozenset()
+    name: str = ""
+
+    def matches(self, path: str, method: str) -> bool:
+        if self.verbs and method not in self.verbs:
+            return False
+        return fnmatch.fnmatchcase(path, self.path)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.path
+
+
+DEFAULT_MAPPING = HandlerMapping("*", ("static_file", "default_document", "directory_listing"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A mapping with its module names resolved to indexes."""
+
+    mapping: HandlerMapping
+    indexes: tuple[int, ...]
+
+
+class Pipeline:
+    """The compiled module table and the request walk. One per server."""
+
+    def __init__(
+        self,
+        registrations: Sequence[ModuleRegistrationInfo],
+        handlers: Sequence[HandlerMapping] = (),
+        *,
+        counters: ServerCounters | None = None,
+    ) -> None:
+        self.registrations = tuple(registrations)
+        self.counters = counters or ServerCounters()
+        self._names = [r.name for r in self.registrations]
+        self._factories = tuple(r.factory for r in self.registrations)
+        self._table: dict[tuple[int, bool], tuple[int, ...]] = {}
+        for bit in Notification:
+            self._table[(int(bit), False)] = self._order(bit, post=False)
+            self._table[(int(bit), True)] = self._order(bit, post=True)
+        self._handlers = (
+            *tuple(self._compile_mapping(m, strict=True) for m in handlers),
+            self._compile_mapping(DEFAULT_MAPPING, strict=False),
+        )
+        self._global: tuple[tuple[str, GlobalModule], ...] = tuple(
+            (r.name, r.global_module)
+            for r in sorted(
+                (r for r in self.registrations if r.global_module is not None),
+                key=lambda r: (
+                    -r.global_priorities.get(
+                        int(GlobalNotification.PRE_BEGIN_REQUEST), Priority.MEDIUM
+                    )
+                ),
+            )
+            if r.global_module is not None
+            and r.global_notifications & GlobalNotification.PRE_BEGIN_REQUEST
+        )
+        self._warned: set[tuple[type, str]] = set()
+        self._terminated = False
+
+    # ------------------------------------------------------------ compile (rule 1, 2)
+
+    def _order(self, bit: Notification, *, post: bool) -> tuple[int, ...]:
+        chosen = []
+        for index, reg in enumerate(self.registrations):
+            mask = reg.post_notifications if post else reg.notifications
+            if reg.factory is None or not mask & bit:
+                continue
+            priority = reg.priorities.get(int(bit), Priority.MEDIUM)
+            if post:
+                priority = reg.post_priorities.get(int(bit), priority)
+            chosen.append((priority, index))
+        # Higher priority first, ties in load order; SEND_RESPONSE runs the other way round.
+        chosen.sort(key=lambda pair: (-pair[0], pair[1]))
+        order = tuple(index for _, index in chosen)
+        return order[::-1] if bit is Notification.SEND_RESPONSE else order
+
+    def _compile_mapping(self, mapping: HandlerMapping, *, strict: bool) -> _Compiled:
+        indexes = []
+        subscribed = set(self._table[(int(Notification.EXECUTE_REQUEST_HANDLER), False)])
+        for name in mapping.modules:
+            if name not in self._names:
+                if strict:
+                    raise ConfigError(f"handler {mapping.label!r} names unknown module {name!r}")
+                continue
+            index = self._names.index(name)
+            if index in subscribed:
+                indexes.append(index)
+        return _Compiled(mapping, tuple(indexes))
+
+    def order_for(self, notification: Notification, *, post: bool = False) -> list[str]:
+        """Module names in the order they get ``notification`` (for docs and diagrams)."""
+        return [self._names[i] for i in self._table[(int(notification), post)]]
+
+    def has_handlers(self, notification: Notification) -> bool:
+        return bool(self._table[(int(notification), False)])
+
+    def select_handler(self, ctx: HttpContext) -> HandlerMapping:
+        path, method = ctx.request.path, ctx.request.method
+        for compiled in self._handlers:
+            mapping = compiled.mapping
+            if mapping.label in ctx._excluded_handlers:
+                continue
+            if mapping.matches(path, method):
+                return mapping
+        return DEFAULT_MAPPING
+
+    def _handler_indexes(self, name: str) -> tuple[int, ...]:
+        for compiled in self._handlers:
+            if compiled.mapping.label == name:
+                return compiled.indexes
+        return ()
+
+    # ------------------------------------------------------------ the request walk
+
+    async def run_request(self, ctx: HttpContext) -> CompletionInfo:
+        """Run ``ctx`` through the whole pipeline; returns its completion (rule 5).
+
+        Cancellation: a cancel from outside (shutdown, a released child) stops the stages;
+        the tail still runs shielded and the cancel then propagates.
+        """
+        root = ctx._parent is None
+        if root:
+            self.counters.requests += 1
+            self.counters.requests_in_flight += 1
+        try:
+            ctx._modules = [self._new_module(i) for i in range(len(self._factories))]
+            async with trio.open_nursery() as nursery:
+                ctx._nursery = nursery
+                try:
+                    with trio.CancelScope() as main:
+                        ctx._main_scope = main
+                        await self._run_main(ctx)
+                finally:
+                    self._work_stopped(ctx)
+                    with trio.CancelScope(shield=True) as tail:
+                        tail.deadline = trio.current_time() + TAIL_TIMEOUT
+                        await self._run_tail(ctx)
+                    for scope in list(ctx._task_scopes):
+                        scope.cancel()
+        finally:
+            ctx._state = _State.ENDED
+            for module in ctx._modules:
+                if module is not None:
+                    try:
+                        module.dispose()
+                    except Exception:
+                        module_log.exception("dispose() failed")
+            ctx._modules = []
+            ctx.module_context._cleanup()
+            if root:
+                self.counters.requests_in_flight -= 1
+        if ctx.stats.cancelled_by_client or (
+            ctx._main_scope is not None and ctx._main_scope.cancelled_caught
+        ):
+            return CompletionInfo(ctx._produced, ERROR_OPERATION_ABORTED)
+        return CompletionInfo(ctx._produced, E_FAIL if ctx.stats.failed else S_OK)
+
+    def _new_module(self, index: int) -> HttpModule | None:
+        factory = self._factories[index]
+        return None if factory is None else factory.get_http_module(_ALLOCATOR)
+
+    def _work_stopped(self, ctx: HttpContext) -> None:
+        ctx._main_finished = True
+        stats = ctx.stats
+        if stats.cancelled_by_client and stats.disconnect_noticed is not None:
+            stats.time_to_cancel = trio.current_time() - stats.disconnect_noticed
+            if ctx._parent is None:
+                self.counters.cancelled_by_client += 1
+                self.counters.time_to_cancel.append(stats.time_to_cancel)
+
+    async def _run_main(self, ctx: HttpContext) -> None:
+        for name, module in self._global:
+            try:
+                status = await module.on_global_pre_begin_request(GlobalProvider(ctx))
+            except Exception as exc:
+                self._failed(ctx, name, exc)
+                break
+            if status == GlobalStatus.HANDLED:
+                break
+        finished = ctx.stats.failed
+        for stage in _MAIN_STAGES:
+            if finished:
+                break
+            if stage is Notification.AUTHENTICATE_REQUEST and ctx._skip_authentication:
+                continue
+            provider = self._provider_for(ctx, stage)
+            finished = await self._run_stage(ctx, stage, False, provider)
+            if stage is Notification.MAP_REQUEST_HANDLER:
+                assert isinstance(provider, MapHandlerProvider)
+                ctx.handler_name = provider.handler
+            if stage is Notification.AUTHENTICATE_REQUEST:
+                assert isinstance(provider, AuthenticationProvider)
+                if provider.user is not None:
+                    ctx.user = provider.user
+            if not finished:
+                finished = await self._run_stage(ctx, stage, True, EventProvider())
+        if ctx.response.reset or ctx._wire.failed:
+            return
+        try:
+            await ctx._flush(final=True, more_data=False)
+        except ConnectionInvalidError:
+            pass
+        except HResultError as exc:
+            log.warning("response to %s %s not sent: %s", ctx.request.method, ctx.request.url, exc)
+            ctx._wire.failed = True
+
+    def _provider_for(self, ctx: HttpContext, stage: Notification) -> EventProvider:
+        if stage is Notification.AUTHENTICATE_REQUEST:
+            return AuthenticationProvider()
+        if stage is Notification.MAP_REQUEST_HANDLER:
+            return MapHandlerProvider(self.select_handler(ctx).label)
+        return EventProvider()
+
+    async def _run_tail(self, ctx: HttpContext) -> None:
+        for stage in _TAIL_STAGES:
+            for post in (False, True):
+                await self._run_stage(ctx, stage, post, EventProvider())
+
+    async def _run_stage(
+        self, ctx: HttpContext, stage: Notification, post: bool, provider: EventProvider
+    ) -> bool:
+        """Run one deterministic (post-)notification; True when the request must finish."""
+        if stage is Notification.EXECUTE_REQUEST_HANDLER and not post:
+            order = self._handler_indexes(ctx.handler_name)
+        else:
+            order = self._table[(int(stage), post)]
+        bit = int(stage)
+        for index in order:
+            disabled = ctx._disabled.get(index)
+            if disabled is not None and disabled[1 if post else 0] & bit:
+                continue
+            status = await self._call(ctx, index, stage, post, provider)
+            if status is Status.FINISH_REQUEST or ctx._finish_requested:
+                return True
+            if ctx._request_handled and stage is Notification.EXECUTE_REQUEST_HANDLER:
+                break
+        return False
+
+    async def notify(
+        self, ctx: HttpContext, notification: Notification, provider: EventProvider
+    ) -> Status:
+        """Raise a non-deterministic notification (MAP_PATH, READ_ENTITY, SEND_RESPONSE,
+        CUSTOM) on the modules registered for it. FINISH_REQUEST stops it (rule 3)."""
+        for index in self._table[(int(notification), False)]:
+            if ctx._state is not _State.RUNNING or index >= len(ctx._modules):
+                break
+            status = await self._call(ctx, index, notification, False, provider)
+            if status is Status.FINISH_REQUEST:
+                ctx._finish_requested = True
+                return status
+        await trio.lowlevel.checkpoint()
+        return Status.CONTINUE
+
+    async def _call(
+        self,
+        ctx: HttpContext,
+        index: int,
+        notification: Notification,
+        post: bool,
+        provider: EventProvider,
+    ) -> Status:
+        module = ctx._modules[index]
+        name = self._names[index]
+        if module is None:  # pragma: no cover - only registered factories reach here
+            return Status.CONTINUE
+        event_name, post_name = handler_names(notification)
+        method_name = post_name if post else event_name
+        assert method_name is not None
+        if getattr(type(module), method_name, None) is getattr(HttpModule, method_name):
+            self._warn_missing(module, method_name, name)
+            return Status.CONTINUE
+        previous = ctx._current
+        ctx._current = _Current(name, index, notification, post)
+        try:
+            status = _coerce(await getattr(module, method_name)(ctx, provider), name, method_name)
+            while status is Status.PENDING:
+                if notification is Notification.MAP_PATH:
+                    # A pending MAP_PATH handler is pending I/O of the mapping call.
+                    with ctx._pending_io():
+                        resume = await ctx._wait_resume()
+                else:
+                    resume = await ctx._wait_resume()
+                if resume.completion is None:
+                    status = resume.status or Status.CONTINUE
+                    continue
+                result = await module.on_async_completion(
+                    ctx, notification, post, provider, resume.completion
+                )
+                status = _coerce(result, name, "on_async_completion")
+        except Exception as exc:
+            self._failed(ctx, name, exc)
+            return Status.FINISH_REQUEST
+        finally:
+            ctx._current = previous
+        return status
+
+    def _warn_missing(self, module: HttpModule, method_name: str, name: str) -> None:
+        key = (type(module), method_name)
+        if key not in self._warned:
+            self._warned.add(key)
+            module_log.warning(
+                "module %r subscribed to %s but does not override it; treated as CONTINUE",
+                name,
+                method_name,
+            )
+
+    def _failed(self, ctx: HttpContext, module_name: str, exc: BaseException) -> None:
+        """Rule 4."""
+        ctx.stats.failed = True
+        response = ctx.response
+        if isinstance(exc, ConnectionInvalidError):
+            module_log.info("module %r: client gone: %s", module_name, exc)
+            return
+        self.counters.module_exceptions[module_name] += 1
+        ctx.stats.exceptions.append(f"{module_name}: {type(exc).__name__}: {exc}")
+        module_log.error(
+            "module %r failed on %s %s",
+            module_name,
+            ctx.request.method,
+            ctx.request.url,
+            exc_info=exc,
+        )
+        if response.headers_sent:
+            ctx._reset_connection()
+            return
+        status = 413 if isinstance(exc, BodyTooLargeError) else 500
+        response.clear()
+        response.set_status(status)
+        if status == 413:
+            response.set_need_disconnect()
+
+    def task_failed(self, ctx: HttpContext, exc: Exception) -> None:
+        """A task started with ``ctx.start_soon`` raised (rule 4)."""
+        name = ctx._current.module_name if ctx._current else "task"
+        self._failed(ctx, name, exc)
+
+    # ------------------------------------------------------------ shutdown
+
+    def terminate(self) -> None:
+        """Call every factory's and global module's ``terminate()`` once."""
+        if self._terminated:
+            return
+        self._terminated = True
+        for reg in self.registrations:
+            for obj in (reg.factory, reg.global_module):
+                if obj is None:
+                    continue
+                try:
+                    obj.terminate()
+                except Exception:
+                    module_log.exception("terminate() of %r failed", reg.name)
+
+
+def _coerce(result: Any, module_name: str, method_name: str) -> Status:
+    if result is None:
+        return Status.CONTINUE
+    if isinstance(result, Status):
+        return result
+    if type(result) is int and result in (0, 1, 2):
+        return Status(result)
+    raise TypeError(f"{module_name}.{method_name} returned {result!r}, not a Status")

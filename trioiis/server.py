@@ -1,0 +1,414 @@
+"""``HttpServer``: listeners, one task per connection, one pipeline run per request.
+
+Task tree (DESIGN.md)::
+
+    serve()
+    ├── accept loop (one per listening socket; accepts in batches)
+    └── connection nursery
+        └── connection task (one per socket)
+            ├── pump: the connection's only reader; notices EOF/RST (the disconnect watcher)
+            └── request: pipeline.run_request(ctx) — its own nursery, children nested inside
+
+Shutdown: ``shutdown(grace)`` stops accepting, closes idle connections, lets requests in
+flight finish (their connections close after the response), and cancels what is left when
+``grace`` runs out. Then every factory gets ``terminate()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import socket as stdlib_socket
+import sys
+import time
+from typing import TextIO
+
+import trio
+
+from .config import ServerConfig, load_register_function, parse_binding
+from .constants import SERVER_VERSION
+from .context import HttpConnection, HttpContext, Site, _Wire
+from .counters import ServerCounters
+from .errors import ConfigError
+from .headers import Headers
+from .http1 import HeadError, Http1Connection, RequestHead, error_response_bytes
+from .pipeline import Pipeline
+from .registration import GlobalServer, ModuleRegistrationInfo, RegisterModule
+from .request import ConnectionBody, EmptyBody
+
+log = logging.getLogger("trioiis")
+access_log = logging.getLogger("trioiis.access")
+
+_ACCEPT_BATCH = 256
+
+
+class HttpServer:
+    """An HTTP/1.1 server running the integrated pipeline.
+
+    Example::
+
+        server = HttpServer(ServerConfig(root="site", bindings=["127.0.0.1:0"]))
+        server.register_module("hello", register_module)
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(server.serve)
+            ...
+            await server.shutdown(grace=5.0)
+    """
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.counters = ServerCounters()
+        self._registrations: list[ModuleRegistrationInfo] = []
+        self._pipeline: Pipeline | None = None
+        self._stop = trio.Event()
+        self._done = trio.Event()
+        self._grace = self.config.shutdown_grace
+        self._draining = False
+        self._idle_scopes: set[trio.CancelScope] = set()
+        self._slots: trio.Semaphore | None = None
+        self._log_file: TextIO | None = None
+        self.site = Site(1, "default", self.config.root)
+        if self.config.builtin_modules:
+            from .modules import default_document, static_file
+
+            self.register_module("static_file", static_file.register_module)
+            self.register_module("default_document", default_document.register_module)
+        for spec in self.config.modules:
+            self.register_module(spec.name, load_register_function(spec.target))
+
+    # ------------------------------------------------------------ modules
+
+    def register_module(self, name: str, register: RegisterModule) -> ModuleRegistrationInfo:
+        """Load a module: call its ``register_module(server_version, info, server)`` once.
+
+        Raises:
+            ConfigError: the name is taken, registration already closed (``serve`` started),
+                or the module's ``register_module`` raised.
+        """
+        if self._pipeline is not None:
+            raise ConfigError("modules must be registered before serve() starts")
+        if any(r.name == name for r in self._registrations):
+            raise ConfigError(f"a module named {name!r} is already loaded")
+        info = ModuleRegistrationInfo(name)
+        server = GlobalServer(
+            SERVER_VERSION, (str(self.config.root),), self.config.default_documents
+        )
+        try:
+            register(SERVER_VERSION, info, server)
+        except Exception as exc:
+            raise ConfigError(f"module {name!r} failed to register: {exc}") from exc
+        self._registrations.append(info)
+        return info
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The compiled pipeline (compiled on first use; registration then closes)."""
+        if self._pipeline is None:
+            self._pipeline = Pipeline(
+                self._registrations, self.config.handlers, counters=self.counters
+            )
+        return self._pipeline
+
+    # ------------------------------------------------------------ serving
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen on every binding and serve until ``shutdown`` (or cancellation).
+
+        ``task_status.started`` gets the ``(host, port)`` pairs actually bound.
+
+        Raises:
+            ConfigError: a binding cannot be opened (address in use, no permission, …).
+
+        Cancellation: cancelling ``serve`` cancels every connection at once; requests still
+            run LOG_REQUEST/END_REQUEST (shielded, bounded) and factories get ``terminate()``.
+        """
+        pipeline = self.pipeline
+        self._slots = trio.Semaphore(self.config.max_connections)
+        sockets = self._open_sockets()
+        self._open_access_log()
+        bound = [_sockname(s) for s in sockets]
+        try:
+            async with trio.open_nursery() as connections:
+                async with trio.open_nursery() as acceptors:
+                    for sock in sockets:
+                        acceptors.start_soon(self._accept_loop, sock, connections)
+                    log.info("serving %s", ", ".join(f"http://{_fmt(h, p)}/" for h, p in bound))
+                    task_status.started(bound)
+                    await self._stop.wait()
+                    acceptors.cancel_scope.cancel()
+                for sock in sockets:
+                    sock.close()
+                self._draining = True
+                for scope in list(self._idle_scopes):
+                    scope.cancel()
+                connections.cancel_scope.deadline = trio.current_time() + self._grace
+        finally:
+            for sock in sockets:
+                sock.close()
+            pipeline.terminate()
+            if self._log_file is not None and self._log_file is not sys.stderr:
+                self._log_file.close()
+            self._done.set()
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Stop accepting, finish requests in flight (at most ``grace`` seconds), then return.
+
+        Cancellation: cancelling the caller stops the wait, not the shutdown.
+        """
+        if grace is not None:
+            self._grace = grace
+        self._stop.set()
+        await self._done.wait()
+
+    def _open_sockets(self) -> list[stdlib_socket.socket]:
+        sockets: list[stdlib_socket.socket] = []
+        for binding in self.config.bindings:
+            host, port = parse_binding(binding)
+            try:
+                sockets.extend(_listen(host, port))
+            except OSError as exc:
+                for sock in sockets:
+                    sock.close()
+                raise ConfigError(f"cannot listen on {binding}: {exc.strerror or exc}") from exc
+        return sockets
+
+    async def _accept_loop(self, sock: stdlib_socket.socket, nursery: trio.Nursery) -> None:
+        # Accept in batches until the socket would block: trio.serve_listeners takes one
+        # connection per scheduler turn, which starves the accept loop under a burst.
+        assert self._slots is not None
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            for _ in range(_ACCEPT_BATCH):
+                await self._slots.acquire()
+                try:
+                    conn, _ = sock.accept()
+                except (BlockingIOError, InterruptedError):
+                    self._slots.release()
+                    break
+                except OSError as exc:
+                    self._slots.release()
+                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        log.error("accept failed (%s); pausing 0.1 s", exc)
+                        await trio.sleep(0.1)
+                        break
+                    if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                        continue
+                    raise
+                conn.setblocking(False)
+                if conn.family in (stdlib_socket.AF_INET, stdlib_socket.AF_INET6):
+                    conn.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
+                nursery.start_soon(self._connection_task, conn)
+
+    async def _connection_task(self, raw: stdlib_socket.socket) -> None:
+        assert self._slots is not None
+        self.counters.connections_open += 1
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
+        try:
+            await self.handle_stream(stream, remote=_peername(raw), local=_sockname(raw))
+        except Exception:
+            log.exception("internal error on a connection")  # never takes the server down
+        finally:
+            self.counters.connections_open -= 1
+            self._slots.release()
+
+    async def handle_stream(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        remote: tuple[str, int] = ("127.0.0.1", 0),
+        local: tuple[str, int] = ("127.0.0.1", 0),
+        secure: bool = False,
+    ) -> None:
+        """Serve HTTP/1.1 on an already open stream until it closes (any ``trio.abc.Stream``:
+        a socket, TLS, or ``trio.testing.memory_stream_pair`` in tests).
+
+        Cancellation: closes the stream; a request in flight is cancelled, and its tail
+            (LOG_REQUEST, END_REQUEST) still runs shielded.
+        """
+        http = Http1Connection(stream, self.config.limits)
+        connection: HttpConnection = HttpConnection._create(
+            http, remote_address=remote, local_address=local, secure=secure
+        )
+        current: list[HttpContext] = []
+
+        def on_disconnect() -> None:
+            if current:
+                current[0]._client_gone()
+            else:
+                connection._mark_gone()
+
+        http.on_disconnect = on_disconnect
+        abort = False
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(http.pump)
+                abort = await self._serve_requests(http, connection, current)
+                if not abort:
+                    await http.linger()
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await http.aclose(abort=abort)
+
+    async def _serve_requests(
+        self, http: Http1Connection, connection: HttpConnection, current: list[HttpContext]
+    ) -> bool:
+        """Requests one after another (pipelined ones in order). True → abort the socket."""
+        first = True
+        limits = self.config.limits
+        while not self._draining:
+            idle = trio.CancelScope()
+            self._idle_scopes.add(idle)
+            head: RequestHead | None = None
+            try:
+                with idle:
+                    head = await http.next_request(first=first)
+            except HeadError as exc:
+                await self._refuse(http, exc)
+                return False
+            finally:
+                self._idle_scopes.discard(idle)
+            if head is None:
+                return False
+            first = False
+            ctx = self._new_context(http, connection, head)
+            current.append(ctx)
+            try:
+                await self._run(ctx)
+            finally:
+                current.clear()
+            if ctx.response.reset or ctx._wire.failed:
+                return True
+            if not http.body_complete:
+                with trio.move_on_after(limits.linger_timeout):
+                    await http.drain_body(limits.drain_body_bytes)
+            if ctx.response.need_disconnect or not http.can_keep_alive:
+                return False
+            http.next_cycle()
+        return False
+
+    async def _refuse(self, http: Http1Connection, exc: HeadError) -> None:
+        access_log.info('- - "-" %d 0 %s', exc.status, exc)
+        try:
+            with trio.move_on_after(self.config.limits.linger_timeout):
+                await http.write_raw(error_response_bytes(exc.status, str(exc)))
+        except trio.BrokenResourceError:
+            pass
+
+    def _new_context(
+        self, http: Http1Connection, connection: HttpConnection, head: RequestHead
+    ) -> HttpContext:
+        target = head.target
+        if not target.startswith("/") and "://" in target:
+            # absolute-form (RFC 9112 §3.2.2): keep the path and query.
+            rest = target.split("://", 1)[1]
+            target = "/" + rest.partition("/")[2]
+        has_body = head.chunked or bool(head.content_length)
+        ctx: HttpContext = HttpContext._create(
+            pipeline=self.pipeline,
+            connection=connection,
+            site=self.site,
+            wire=_Wire(http),
+            method=head.method,
+            url=target,
+            http_version=head.http_version,
+            headers=Headers.from_raw(head.headers),
+            body=ConnectionBody(http, head.content_length) if has_body else EmptyBody(),
+        )
+        return ctx
+
+    async def _run(self, ctx: HttpContext) -> None:
+        started = time.time()
+        try:
+            await self.pipeline.run_request(ctx)
+        finally:
+            self._write_access_log(ctx, started)
+
+    # ------------------------------------------------------------ access log
+
+    def _open_access_log(self) -> None:
+        target = self.config.access_log
+        if target is None:
+            return
+        if target == "-":
+            self._log_file = sys.stderr
+        else:
+            try:
+                self._log_file = open(target, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+            except OSError as exc:
+                raise ConfigError(f"cannot open access log {target}: {exc.strerror}") from exc
+
+    def _write_access_log(self, ctx: HttpContext, started: float) -> None:
+        """One line per request, in Common Log Format plus time taken and the outcome."""
+        request, response, stats = ctx.request, ctx.response, ctx.stats
+        outcome = (
+            "cancelled-by-client"
+            if stats.cancelled_by_client
+            else "reset"
+            if response.reset
+            else "error"
+            if stats.failed
+            else "ok"
+        )
+        taken_ms = (time.time() - started) * 1000
+        line = '{} - {} [{}] "{} {} HTTP/{}" {} {} {:.1f}ms {}'.format(
+            request.remote_address[0],
+            ctx.user.name if ctx.user else "-",
+            time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(started)),
+            request.method,
+            request.url,
+            request.http_version,
+            response.status,
+            ctx._produced,
+            taken_ms,
+            outcome,
+        )
+        access_log.info(line)
+        if self._log_file is not None:
+            with contextlib.suppress(OSError):
+                self._log_file.write(line + "\n")
+
+
+def _listen(host: str, port: int) -> list[stdlib_socket.socket]:
+    infos = stdlib_socket.getaddrinfo(
+        host or None, port, type=stdlib_socket.SOCK_STREAM, flags=stdlib_socket.AI_PASSIVE
+    )
+    sockets = []
+    seen = set()
+    for family, kind, proto, _, addr in infos:
+        if addr in seen:
+            continue
+        seen.add(addr)
+        sock = stdlib_socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR, 1)
+            if family == stdlib_socket.AF_INET6:
+                sock.setsockopt(stdlib_socket.IPPROTO_IPV6, stdlib_socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+            sock.listen(1024)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        sockets.append(sock)
+    return sockets
+
+
+def _sockname(sock: stdlib_socket.socket) -> tuple[str, int]:
+    name = sock.getsockname()
+    return (str(name[0]), int(name[1])) if isinstance(name, tuple) else (str(name), 0)
+
+
+def _peername(sock: stdlib_socket.socket) -> tuple[str, int]:
+    try:
+        name = sock.getpeername()
+    except OSError:
+        return ("", 0)
+    return (str(name[0]), int(name[1])) if isinstance(name, tuple) else (str(name), 0)
+
+
+def _fmt(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
