@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A tiny site: index.html, hello.txt, a folder with a default document."""
+    (tmp_path / "index.html").write_text("<h1>home</h1>\n")
+    (tmp_path / "hello.txt").write_text("hello\n")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "index.html").write_text("<h1>dir</h1>\n")
+    return tmp_path

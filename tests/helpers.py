@@ -1,0 +1,155 @@
+"""Shared test helpers: a real server on 127.0.0.1:0, module builders, raw clients."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+import trioiis
+from trioiis import HttpServer, ModuleRegistrationInfo, Notification, Priority, ServerConfig
+
+
+@dataclass
+class Running:
+    """A server started by ``running_server``."""
+
+    server: HttpServer
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=10, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    *modules: tuple[str, Callable[..., None]],
+    root: Path | str | None = None,
+    **config: Any,
+) -> AsyncIterator[Running]:
+    """Serve on 127.0.0.1 port 0 with ``modules`` loaded after the built-in ones."""
+    config.setdefault("bindings", ("127.0.0.1:0",))
+    if root is not None:
+        config["root"] = Path(root)
+    server = HttpServer(ServerConfig(**config))
+    for name, register in modules:
+        server.register_module(name, register)
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(server.serve)
+        host, port = bound[0]
+        try:
+            yield Running(server, host, port)
+        finally:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(10):
+                    await server.shutdown(grace=2)
+            nursery.cancel_scope.cancel()
+
+
+def register(
+    module_class: Callable[[], trioiis.HttpModule],
+    notifications: int,
+    post_notifications: int = 0,
+    *,
+    priority: Priority | None = None,
+    post_priority: Priority | None = None,
+    factory: Any = None,
+) -> Callable[[int, ModuleRegistrationInfo, trioiis.GlobalServer], None]:
+    """A ``register_module`` function for a module class."""
+
+    def register_module(
+        server_version: int, info: ModuleRegistrationInfo, server: trioiis.GlobalServer
+    ) -> None:
+        info.set_request_notifications(
+            factory or trioiis.SimpleFactory(module_class), notifications, post_notifications
+        )
+        if priority is not None:
+            info.set_priority_for_request_notification(notifications, priority)
+        if post_priority is not None:
+            info.set_priority_for_post_request_notification(post_notifications, post_priority)
+
+    return register_module
+
+
+@dataclass
+class Recorder:
+    """Collects (module name, handler name) calls in order, across modules."""
+
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def names(self, module: str | None = None) -> list[str]:
+        return [m for n, m in self.calls if module is None or n == module]
+
+
+ALL_DETERMINISTIC = Notification(sum(int(n) for n in trioiis.constants.DETERMINISTIC_STAGES))
+
+
+def recording_module(
+    recorder: Recorder,
+    name: str,
+    *,
+    statuses: dict[str, trioiis.Status] | None = None,
+) -> type[trioiis.HttpModule]:
+    """A module class whose every handler appends (name, handler) and returns a status."""
+    statuses = statuses or {}
+
+    def make(method: str) -> Callable[..., Any]:
+        async def handler(self: Any, ctx: trioiis.HttpContext, provider: Any) -> Any:
+            recorder.calls.append((name, method))
+            return statuses.get(method, trioiis.Status.CONTINUE)
+
+        handler.__name__ = method
+        return handler
+
+    methods: dict[str, Any] = {}
+    for bit in Notification:
+        event, post = trioiis.registration.handler_names(bit)
+        methods[event] = make(event)
+        if post:
+            methods[post] = make(post)
+    return type(f"Recording_{name}", (trioiis.HttpModule,), methods)
+
+
+async def raw_request(port: int, data: bytes, *, timeout: float = 10) -> bytes:
+    """Send ``data`` on a fresh connection and read until the server closes it."""
+    with trio.fail_after(timeout):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(data)
+            chunks = []
+            while True:
+                try:
+                    chunk = await stream.receive_some(65536)
+                except trio.BrokenResourceError:
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+
+def statuses_in(raw: bytes) -> list[int]:
+    """Status codes of every status line in a raw byte stream (bodies must not mimic one)."""
+    return [int(code) for code in re.findall(rb"HTTP/1\.[01] (\d{3}) ", raw)]
+
+
+def all_tasks() -> Iterable[str]:
+    """Names of every task alive in this trio run (to check nothing leaked)."""
+    root = trio.lowlevel.current_root_task()
+    stack = [root]
+    while stack:
+        task = stack.pop()
+        yield task.name
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
