@@ -445,7 +445,9 @@ class HttpContext(metaclass=_NoPublicConstructor):
                 await fn(*args)
         except Exception as exc:
             self._pipeline.task_failed(self, exc)
-            self._post(_Resume(status=Status.FINISH_REQUEST))
+            if self._state is _State.RUNNING:
+                # Resume a pipeline parked on PENDING for this task: it would wait forever.
+                self._post(_Resume(status=Status.FINISH_REQUEST))
         finally:
             self._task_scopes.discard(scope)
 

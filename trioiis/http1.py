@@ -275,25 +275,23 @@ class Http1Connection:
     async def pump(self) -> None:
         """Read the stream until EOF; run as the connection's only reader (rule 1)."""
         stream = self.stream
-        try:
-            while True:
-                while len(self._inbuf) >= self.limits.receive_buffer and not self._wanted:
-                    await self._space.park()
-                try:
-                    data = await stream.receive_some(_RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
-                if not data:
-                    return
-                self.counters.bytes_received += len(data)
-                self._inbuf += data
-                self._arrived.unpark_all()
-        finally:
-            if not self.eof:
-                self.eof = True
-                self._arrived.unpark_all()
-                if self.on_disconnect is not None:
-                    self.on_disconnect()
+        while True:
+            while len(self._inbuf) >= self.limits.receive_buffer and not self._wanted:
+                await self._space.park()
+            try:
+                data = await stream.receive_some(_RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                break
+            self.counters.bytes_received += len(data)
+            self._inbuf += data
+            self._arrived.unpark_all()
+        # EOF (FIN) or RST: wake readers and tell the server, which cancels a running request.
+        self.eof = True
+        self._arrived.unpark_all()
+        if self.on_disconnect is not None:
+            self.on_disconnect()
 
     async def _wait_for_data(self) -> None:
         self._wanted += 1
@@ -478,22 +476,27 @@ class Http1Connection:
         sent = 0
         buf = self._outbuf
         sock = self._socket
+        view = memoryview(buf)
         try:
-            while buf:
+            while sent < len(view):
                 if sock is not None:
-                    n = await sock.send(memoryview(buf)[:262144])
+                    n = await sock.send(view[sent : sent + 262144])
                 else:
-                    piece = bytes(buf[:65536])
+                    piece = bytes(view[sent : sent + 65536])
                     self.broken = True  # until send_all returns
                     await self.stream.send_all(piece)
                     self.broken = False
                     n = len(piece)
-                del buf[:n]
                 sent += n
                 self.counters.bytes_sent += n
         except OSError as exc:
             self.broken = True
             raise trio.BrokenResourceError(str(exc)) from exc
+        finally:
+            # Drop what went out once, at the end (not per send: no quadratic copying). A new
+            # buffer, not a resize: slices of ``view`` may still be referenced by a traceback.
+            if sent:
+                self._outbuf = bytearray() if sent == len(buf) else buf[sent:]
         return sent
 
     # ---------------------------------------------------------------- ending

@@ -290,7 +290,8 @@ class Pipeline:
             pass
         except HResultError as exc:
             log.warning("response to %s %s not sent: %s", ctx.request.method, ctx.request.url, exc)
-            ctx._wire.failed = True
+            if ctx._parent is None:
+                ctx._wire.failed = True
 
     def _provider_for(self, ctx: HttpContext, stage: Notification) -> EventProvider:
         if stage is Notification.AUTHENTICATE_REQUEST:
