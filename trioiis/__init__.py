@@ -36,7 +36,7 @@ from .errors import OperationAbortedError as OperationAbortedError
 from .errors import StackOverflowError as StackOverflowError
 from .headers import Headers as Headers
 from .http1 import Limits as Limits
-from .pipeline import HandlerMapping as HandlerMapping
+from .mapping import HandlerMapping as HandlerMapping
 from .pipeline import Pipeline as Pipeline
 from .providers import AuthenticationProvider as AuthenticationProvider
 from .providers import CustomNotificationProvider as CustomNotificationProvider

@@ -33,7 +33,7 @@ from typing import cast
 
 from .errors import ConfigError
 from .http1 import Limits
-from .pipeline import HandlerMapping
+from .mapping import HandlerMapping
 from .registration import RegisterModule
 
 

@@ -67,6 +67,7 @@ from .errors import (
 )
 from .headers import Headers
 from .http1 import Http1Connection
+from .mapping import DEFAULT_MAPPING, HandlerMapping
 from .providers import (
     CustomNotificationProvider,
     HttpUser,
@@ -330,11 +331,12 @@ class HttpContext(metaclass=_NoPublicConstructor):
         self._finish_requested = False
         self._request_handled = False
         self._skip_authentication = False
-        self._excluded_handlers: frozenset[str] = frozenset()
+        self._excluded_handlers: frozenset[HandlerMapping] = frozenset()
         self._modules: list[Any] = []
         self._produced = 0
         self._main_finished = False
-        self.handler_name = "*"
+        #: The handler mapping chosen at MAP_REQUEST_HANDLER.
+        self.handler: HandlerMapping = DEFAULT_MAPPING
         self.stats = _RequestStats(started=trio.current_time())
 
     def __repr__(self) -> str:
@@ -358,6 +360,17 @@ class HttpContext(metaclass=_NoPublicConstructor):
     def get_execute_flags(self) -> ExecuteFlags:
         """The flags this child was run with; 0 on the root."""
         return self._execute_flags
+
+    @property
+    def custom_errors_disabled(self) -> bool:
+        """True when this context, or an ancestor child, runs with DISABLE_CUSTOM_ERROR:
+        error-page modules must then leave its error responses alone."""
+        ctx: HttpContext | None = self
+        while ctx is not None:
+            if ctx._execute_flags & ExecuteFlags.DISABLE_CUSTOM_ERROR:
+                return True
+            ctx = ctx._parent
+        return False
 
     @property
     def nursery(self) -> trio.Nursery:
@@ -777,7 +790,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         child._skip_authentication = user is not None
         child._excluded_handlers = self._excluded_handlers
         if flags & ExecuteFlags.IGNORE_CURRENT_INTERCEPTOR:
-            child._excluded_handlers |= {self.handler_name}
+            child._excluded_handlers |= {self.handler}
         child._state = _State.RUNNING
 
     def execute_request(

@@ -25,7 +25,6 @@ Theory of operation
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from .constants import (
 from .context import HttpContext, _Current, _State
 from .counters import ServerCounters
 from .errors import CompletionInfo, ConfigError, ConnectionInvalidError, HResultError
+from .mapping import DEFAULT_MAPPING, HandlerMapping
 from .providers import AuthenticationProvider, EventProvider, MapHandlerProvider
 from .registration import (
     GlobalProvider,
@@ -68,35 +68,6 @@ TAIL_TIMEOUT = 5.0
 _ALLOCATOR = ModuleAllocator()
 _MAIN_STAGES = DETERMINISTIC_STAGES[:10]
 _TAIL_STAGES = DETERMINISTIC_STAGES[10:]
-
-
-@dataclass(frozen=True, slots=True)
-class HandlerMapping:
-    """Which modules handle EXECUTE_REQUEST_HANDLER for matching requests.
-
-    Attributes:
-        path: an ``fnmatch`` pattern on the URL path (``*``, ``*.txt``, ``/app/*``).
-        modules: module names, run in this order.
-        verbs: methods it applies to; empty means all.
-        name: shown in logs; defaults to the pattern.
-    """
-
-    path: str
-    modules: tuple[str, ...]
-    verbs: frozenset[str] = frozenset()
-    name: str = ""
-
-    def matches(self, path: str, method: str) -> bool:
-        if self.verbs and method not in self.verbs:
-            return False
-        return fnmatch.fnmatchcase(path, self.path)
-
-    @property
-    def label(self) -> str:
-        return self.name or self.path
-
-
-DEFAULT_MAPPING = HandlerMapping("*", ("static_file", "default_document", "directory_listing"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,18 +154,25 @@ class Pipeline:
         return bool(self._table[(int(notification), False)])
 
     def select_handler(self, ctx: HttpContext) -> HandlerMapping:
+        """The first mapping (not excluded for this child chain) matching path and verb."""
         path, method = ctx.request.path, ctx.request.method
         for compiled in self._handlers:
             mapping = compiled.mapping
-            if mapping.label in ctx._excluded_handlers:
+            if mapping in ctx._excluded_handlers:
                 continue
             if mapping.matches(path, method):
                 return mapping
         return DEFAULT_MAPPING
 
-    def _handler_indexes(self, name: str) -> tuple[int, ...]:
+    def _mapping_named(self, name: str, default: HandlerMapping) -> HandlerMapping:
         for compiled in self._handlers:
             if compiled.mapping.label == name:
+                return compiled.mapping
+        return default
+
+    def _handler_indexes(self, mapping: HandlerMapping) -> tuple[int, ...]:
+        for compiled in self._handlers:
+            if compiled.mapping == mapping:
                 return compiled.indexes
         return ()
 
@@ -275,7 +253,8 @@ class Pipeline:
             finished = await self._run_stage(ctx, stage, False, provider)
             if stage is Notification.MAP_REQUEST_HANDLER:
                 assert isinstance(provider, MapHandlerProvider)
-                ctx.handler_name = provider.handler
+                if provider.handler != ctx.handler.label:
+                    ctx.handler = self._mapping_named(provider.handler, ctx.handler)
             if stage is Notification.AUTHENTICATE_REQUEST:
                 assert isinstance(provider, AuthenticationProvider)
                 if provider.user is not None:
@@ -297,7 +276,8 @@ class Pipeline:
         if stage is Notification.AUTHENTICATE_REQUEST:
             return AuthenticationProvider()
         if stage is Notification.MAP_REQUEST_HANDLER:
-            return MapHandlerProvider(self.select_handler(ctx).label)
+            ctx.handler = self.select_handler(ctx)
+            return MapHandlerProvider(ctx.handler.label)
         return EventProvider()
 
     async def _run_tail(self, ctx: HttpContext) -> None:
@@ -310,7 +290,7 @@ class Pipeline:
     ) -> bool:
         """Run one deterministic (post-)notification; True when the request must finish."""
         if stage is Notification.EXECUTE_REQUEST_HANDLER and not post:
-            order = self._handler_indexes(ctx.handler_name)
+            order = self._handler_indexes(ctx.handler)
         else:
             order = self._table[(int(stage), post)]
         bit = int(stage)
