@@ -717,6 +717,10 @@ class HttpContext(metaclass=_NoPublicConstructor):
     async def _send_head(self, owner: HttpContext, body: bytes, *, end: bool) -> None:
         response = owner.response
         headers = response.headers.raw()
+        if self._parent is not None:
+            # A child's head goes out while its parent may still write: chunked framing, so
+            # whatever the parent adds keeps the response well-formed.
+            headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
         names = {n.lower() for n, _ in headers}
         if end and b"content-length" not in names and b"transfer-encoding" not in names:
             headers.append((b"content-length", str(len(body)).encode()))
