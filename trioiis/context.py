@@ -446,13 +446,20 @@ class HttpContext(metaclass=_NoPublicConstructor):
         """
         self._check_alive()
         assert self._nursery is not None
-        self._nursery.start_soon(self._guarded_task, fn, args, name=getattr(fn, "__name__", fn))
-
-    async def _guarded_task(
-        self, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
-    ) -> None:
+        # The scope is registered now, not when the task first runs, so that ending the
+        # request also cancels a task that has not started yet.
         scope = trio.CancelScope()
         self._task_scopes.add(scope)
+        self._nursery.start_soon(
+            self._guarded_task, scope, fn, args, name=getattr(fn, "__name__", fn)
+        )
+
+    async def _guarded_task(
+        self,
+        scope: trio.CancelScope,
+        fn: Callable[..., Awaitable[object]],
+        args: tuple[object, ...],
+    ) -> None:
         try:
             with scope:
                 await fn(*args)

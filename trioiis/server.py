@@ -250,6 +250,8 @@ class HttpServer:
                     await http.linger()
                 nursery.cancel_scope.cancel()
         finally:
+            connection._mark_gone()
+            connection.module_context._cleanup()
             with trio.CancelScope(shield=True):
                 await http.aclose(abort=abort)
 
