@@ -250,7 +250,7 @@ class HttpServer:
                     await http.linger()
                 nursery.cancel_scope.cancel()
         finally:
-            connection._mark_gone()
+            connection._connected = False  # closed by us: no notify_disconnect
             connection.module_context._cleanup()
             with trio.CancelScope(shield=True):
                 await http.aclose(abort=abort)
