@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
 from .constants import ERROR_INVALID_PARAMETER
@@ -35,20 +36,28 @@ class Headers:
         return [v for n, v in self._items if n.lower() == key]
 
     def set(self, name: str, value: str, *, replace: bool = True) -> None:
-        _check_field(name, value)
+        """Make ``name`` one field: ``value``, or (``replace=False``) every current value of
+        ``name`` joined with ", " and then ``value``. Surrounding spaces/tabs are dropped.
+
+        Raises:
+            HResultError: ERROR_INVALID_PARAMETER for a name that is not an HTTP token or a
+                value that could not be sent (CR, LF, NUL, other line breaks, non-Latin-1).
+        """
+        value = _check_field(name, value)
         key = name.lower()
-        for i, (n, v) in enumerate(self._items):
-            if n.lower() == key:
-                new = value if replace else f"{v}, {value}"
-                self._items[i] = (n, new)
-                self._items[i + 1 :] = [(a, b) for a, b in self._items[i + 1 :] if a.lower() != key]
-                return
-        self._items.append((name, value))
+        first = next((i for i, (n, _) in enumerate(self._items) if n.lower() == key), None)
+        if first is None:
+            self._items.append((name, value))
+            return
+        if not replace:
+            value = ", ".join([*self.get_all(name), value])
+        kept = self._items[first][0]
+        self._items = [(n, v) for n, v in self._items if n.lower() != key]
+        self._items.insert(first, (kept, value))
 
     def add(self, name: str, value: str) -> None:
         """Append another field of this name (e.g. ``Set-Cookie``)."""
-        _check_field(name, value)
-        self._items.append((name, value))
+        self._items.append((name, _check_field(name, value)))
 
     def delete(self, name: str) -> None:
         key = name.lower()
@@ -76,7 +85,20 @@ class Headers:
         return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in self._items]
 
 
-def _check_field(name: str, value: str) -> None:
-    # Refuse what would split a header on the wire (response splitting).
-    if not name or any(c in name for c in ":\r\n\0 \t") or any(c in value for c in "\r\n\0"):
-        raise HResultError(f"invalid header field {name!r}", hresult=ERROR_INVALID_PARAMETER)
+#: RFC 9110 ``token``: what a field name may be (h11 refuses anything else when sending).
+_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+#: Characters no field value may hold: they would split the header on the wire (response
+#: splitting) or make h11 refuse the whole response.
+_BAD_VALUE = re.compile(r"[\r\n\0\x0b\x0c]|[^\x00-\xff]")
+
+
+def _check_field(name: object, value: object) -> str:
+    """The value to store (without surrounding spaces/tabs), or ERROR_INVALID_PARAMETER.
+
+    Typed ``object``: modules are not type-checked, and None must be refused, not crash.
+    """
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        raise HResultError(f"invalid header name {name!r}", hresult=ERROR_INVALID_PARAMETER)
+    if not isinstance(value, str) or _BAD_VALUE.search(value):
+        raise HResultError(f"invalid value for header {name!r}", hresult=ERROR_INVALID_PARAMETER)
+    return value.strip(" \t")

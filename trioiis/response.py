@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, final
+from urllib.parse import quote, urljoin, urlsplit
 
 from .constants import (
     ERROR_ARITHMETIC_OVERFLOW,
@@ -122,7 +123,9 @@ class HttpResponse:
         self.headers.delete(name)
 
     def clear_headers(self) -> None:
-        self.headers.clear()
+        """Remove every header; no effect once ``headers_sent`` (they are on the wire)."""
+        if not self.headers_sent:
+            self.headers.clear()
 
     @property
     def headers_sent(self) -> bool:
@@ -194,8 +197,14 @@ class HttpResponse:
         return chunks
 
     def clear(self) -> None:
-        """Reset status, headers and buffered body (no effect on what was already sent)."""
+        """Reset status, headers and buffered body.
+
+        Once ``headers_sent`` only the unsent buffered body is dropped: the status and
+        headers stay what the client got (and what ``get_status`` and the log report).
+        """
         self._chunks.clear()
+        if self.headers_sent:
+            return
         self.headers.clear()
         self._status, self._reason, self._sub_status, self._hresult = 200, "", 0, S_OK
         self._try_skip_custom_errors = False
@@ -236,14 +245,19 @@ class HttpResponse:
         With ``reset_status_code=False`` the status is kept and a short HTML "moved" body is
         written. No effect once ``headers_sent``. Return ``Status.FINISH_REQUEST`` after it.
         """
-        if any(c in url for c in "\r\n\0"):
+        if not url or any(c in url for c in "\r\n\0"):
             raise HResultError("invalid redirect URL", hresult=ERROR_INVALID_PARAMETER)
         if self.headers_sent:
             return
         request = self._ctx.request
-        if url.startswith("/") and not url.startswith("//"):
-            host = request.get_header("host") or "{}:{}".format(*request.local_address)
-            url = f"{self._ctx._scheme()}://{host}{url}"
+        # Non-ASCII would not fit in a header: percent-encode it (as UTF-8), like browsers.
+        url = quote(url, safe="!#$%&'()*+,/:;=?@[]~")
+        if not urlsplit(url).scheme:  # relative ("/new", "new", "//host/x"): make absolute
+            host = request.get_header("host")
+            if not host:
+                addr, port = request.local_address
+                host = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+            url = urljoin(f"{self._ctx._scheme()}://{host}{request.raw_path}", url)
         if include_query and request.query:
             url = f"{url}{'&' if '?' in url else '?'}{request.query}"
         self._chunks.clear()
