@@ -626,6 +626,9 @@ class HttpContext(metaclass=_NoPublicConstructor):
 
         Returns:
             ``completion_expected``: always False (the handlers have run when this returns).
+
+        Cancellation: a checkpoint; a cancel stops the handler that is running and the
+            handlers after it. ``cancel_io()`` does not touch it (it is not I/O).
         """
         self._check_alive()
         await self._pipeline.notify(self, Notification.CUSTOM_NOTIFICATION, provider)
@@ -651,6 +654,11 @@ class HttpContext(metaclass=_NoPublicConstructor):
                 return True
             ctx = ctx._parent
         return False
+
+    def get_response_headers_sent(self) -> bool:
+        """True once the status line and headers reached the client (IIS spelling of
+        ``response.headers_sent``)."""
+        return self._headers_sent()
 
     def _headers_sent(self) -> bool:
         return False if self._is_buffered() else self._wire.head_sent
