@@ -1,0 +1,189 @@
+"""The documentation site: its examples run, its facts match the code, and it builds.
+
+* Every fenced block marked ```python in docs/*.md is a complete program. Each one runs in
+  its own interpreter (``-W error``, working folder a fresh temporary one, a hard timeout):
+  it starts a server on 127.0.0.1 port 0, makes requests, asserts and shuts down. Fragments
+  that are not meant to run are marked ```py instead.
+* Every ```toml block is a configuration file that ``trioiis.load_config`` accepts.
+* configuration.md names every field of ``ServerConfig`` and ``Limits``, and each limit's
+  default is the one in the code.
+* ``mkdocs build --strict`` succeeds and produces a page for every docs/*.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import trioiis
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.glob("*.md"))
+#: Fence languages the docs may use; a typo (```pyhton) would otherwise silently not run.
+KNOWN_LANGUAGES = {"python", "py", "toml", "sh", "text"}
+#: Pages that must show at least one runnable example.
+PAGES_WITH_EXAMPLES = {
+    "index.md",
+    "modules.md",
+    "cancellation.md",
+    "configuration.md",
+    "embedding.md",
+}
+EXAMPLE_TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class Block:
+    page: str
+    line: int
+    language: str
+    code: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.page}:{self.line}"
+
+
+def code_blocks(page: Path) -> list[Block]:
+    """The fenced code blocks of a Markdown page (indented fences too, dedented)."""
+    blocks = []
+    lines = page.read_text(encoding="utf-8").splitlines()
+    i = 0
+    while i < len(lines):
+        opening = re.match(r"^(\s*)(`{3,})\s*([\w+-]*)", lines[i])
+        if opening is None:
+            i += 1
+            continue
+        indent, fence, language = opening.groups()
+        end = i + 1
+        while end < len(lines) and lines[end].strip() != fence:
+            end += 1
+        assert end < len(lines), f"{page.name}:{i + 1}: unclosed code fence"
+        body = [
+            line[len(indent) :] if line.startswith(indent) else line for line in lines[i + 1 : end]
+        ]
+        blocks.append(Block(page.name, i + 1, language, "\n".join(body) + "\n"))
+        i = end + 1
+    return blocks
+
+
+ALL_BLOCKS = [block for page in PAGES for block in code_blocks(page)]
+PYTHON_BLOCKS = [block for block in ALL_BLOCKS if block.language == "python"]
+TOML_BLOCKS = [block for block in ALL_BLOCKS if block.language == "toml"]
+
+
+def test_docs_fences_use_known_languages() -> None:
+    unknown = [f"{b.id} ```{b.language}" for b in ALL_BLOCKS if b.language not in KNOWN_LANGUAGES]
+    assert not unknown, f"unknown fence languages (runnable examples are ```python): {unknown}"
+
+
+def test_docs_pages_have_runnable_examples() -> None:
+    assert {p.name for p in PAGES} >= PAGES_WITH_EXAMPLES
+    pages_with_examples = {block.page for block in PYTHON_BLOCKS}
+    assert pages_with_examples >= PAGES_WITH_EXAMPLES
+
+
+@dataclass(frozen=True)
+class Outcome:
+    returncode: int | None  # None: still running at the timeout (then killed)
+    output: str
+
+
+@pytest.fixture(scope="module")
+def example_outcomes(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Outcome]:
+    """Run the selected examples all at once, each in its own process and folder."""
+    selected = [
+        item.callspec.params["block"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_docs_python_example_runs"
+    ]
+    processes = {}
+    for block in selected:
+        folder = tmp_path_factory.mktemp("example")
+        script = folder / "example.py"
+        script.write_text(block.code, encoding="utf-8")
+        processes[block.id] = subprocess.Popen(
+            [sys.executable, "-W", "error", str(script)],
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    deadline = time.monotonic() + EXAMPLE_TIMEOUT
+    outcomes = {}
+    for block_id, process in processes.items():
+        try:
+            output, _ = process.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            outcomes[block_id] = Outcome(process.returncode, output)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+            outcomes[block_id] = Outcome(None, output)
+    return outcomes
+
+
+@pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=lambda block: block.id)
+def test_docs_python_example_runs(block: Block, example_outcomes: dict[str, Outcome]) -> None:
+    outcome = example_outcomes[block.id]
+    assert outcome.returncode is not None, (
+        f"{block.id}: still running after {EXAMPLE_TIMEOUT} s\n{outcome.output}"
+    )
+    assert outcome.returncode == 0, f"{block.id} failed:\n{outcome.output}"
+
+
+@pytest.mark.parametrize("block", TOML_BLOCKS, ids=lambda block: block.id)
+def test_docs_toml_example_is_a_valid_config(block: Block, tmp_path: Path) -> None:
+    config_file = tmp_path / "site.toml"
+    config_file.write_text(block.code, encoding="utf-8")
+    config = trioiis.load_config(config_file)
+    assert isinstance(config, trioiis.ServerConfig)
+
+
+def _table_rows(text: str) -> dict[str, str]:
+    """Markdown table rows keyed by the backquoted name in their first cell."""
+    rows = {}
+    for line in text.splitlines():
+        match = re.match(r"^\|\s*`(\w+)`\s*\|", line)
+        if match:
+            rows.setdefault(match.group(1), line)
+    return rows
+
+
+def test_docs_configuration_lists_every_field_and_limit_default() -> None:
+    rows = _table_rows((DOCS / "configuration.md").read_text(encoding="utf-8"))
+    for field in dataclasses.fields(trioiis.ServerConfig):
+        assert field.name in rows, f"ServerConfig.{field.name} is not documented"
+    for field in dataclasses.fields(trioiis.Limits):
+        assert field.name in rows, f"Limits.{field.name} is not documented"
+        assert f"`{field.default!r}`" in rows[field.name], (
+            f"Limits.{field.name}: the documented default is not `{field.default!r}`"
+        )
+
+
+def test_docs_site_builds_strictly(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for page in PAGES:
+        html = site / "index.html" if page.stem == "index" else site / page.stem / "index.html"
+        assert html.is_file(), f"{page.name} was not built"
+        title = re.search(r"^# (.+)$", page.read_text(encoding="utf-8"), re.M)
+        assert title is not None, f"{page.name} has no '# title'"
+        assert title.group(1).strip().replace("`", "") in html.read_text(encoding="utf-8")
