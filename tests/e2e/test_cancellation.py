@@ -205,7 +205,7 @@ async def test_client_disconnect_cancels_a_busy_handler_and_still_logs(
         assert counters.cancelled_by_client == 1
         assert len(counters.time_to_cancel) == 1
     assert Tail.log == ["log connected=False", "end"]
-    assert notified == ["disconnect"]
+    assert notified == ["disconnect", "cleanup"]  # each exactly once
     assert kept[0].stats.cancelled_by_client
     assert not kept[0].connection.is_connected()
     assert any(
