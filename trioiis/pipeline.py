@@ -12,9 +12,11 @@ Theory of operation
    order; its post-notification goes to every subscriber.
 3. **Statuses.** CONTINUE goes on; FINISH_REQUEST skips every remaining module and stage up
    to the sending of the response; SEND_RESPONSE, LOG_REQUEST and END_REQUEST (and their
-   post-notifications) still run. PENDING parks until the context is resumed (context.py
-   rule 5). A non-deterministic handler's FINISH_REQUEST stops that notification and ends
-   the request when the current deterministic handler returns.
+   post-notifications) still run. Once the response is sent there is nothing left to
+   skip: every LOG_REQUEST/END_REQUEST subscriber runs, whatever the others return.
+   PENDING parks until the context is resumed (context.py rule 5). A non-deterministic
+   handler's FINISH_REQUEST stops that notification and ends the request when the current
+   deterministic handler returns.
 4. **Failures stay in the request.** A handler that raises, or returns something that is not
    a ``Status``, gets the request a 500 (or an aborted connection once headers were sent), a
    log line with the traceback, and the server goes on.
@@ -189,7 +191,7 @@ class Pipeline:
             self.counters.requests += 1
             self.counters.requests_in_flight += 1
         try:
-            ctx._modules = [self._new_module(i) for i in range(len(self._factories))]
+            ctx._modules = [self._new_module(ctx, i) for i in range(len(self._factories))]
             async with trio.open_nursery() as nursery:
                 ctx._nursery = nursery
                 try:
@@ -221,9 +223,17 @@ class Pipeline:
             return CompletionInfo(ctx._produced, ERROR_OPERATION_ABORTED)
         return CompletionInfo(ctx._produced, E_FAIL if ctx.stats.failed else S_OK)
 
-    def _new_module(self, index: int) -> HttpModule | None:
+    def _new_module(self, ctx: HttpContext, index: int) -> HttpModule | None:
+        """The module's instance for this request; a factory that raises fails the
+        request like a handler would (rule 4) and its slot stays empty."""
         factory = self._factories[index]
-        return None if factory is None else factory.get_http_module(_ALLOCATOR)
+        if factory is None:
+            return None
+        try:
+            return factory.get_http_module(_ALLOCATOR)
+        except Exception as exc:
+            self._failed(ctx, self._names[index], exc)
+            return None
 
     def _work_stopped(self, ctx: HttpContext) -> None:
         ctx._main_finished = True
@@ -281,14 +291,24 @@ class Pipeline:
         return EventProvider()
 
     async def _run_tail(self, ctx: HttpContext) -> None:
+        # Rule 3/5: the response is gone, so FINISH_REQUEST has nothing left to skip; every
+        # subscriber of LOG_REQUEST and END_REQUEST runs (no request missing from a log).
         for stage in _TAIL_STAGES:
             for post in (False, True):
-                await self._run_stage(ctx, stage, post, EventProvider())
+                await self._run_stage(ctx, stage, post, EventProvider(), tail=True)
 
     async def _run_stage(
-        self, ctx: HttpContext, stage: Notification, post: bool, provider: EventProvider
+        self,
+        ctx: HttpContext,
+        stage: Notification,
+        post: bool,
+        provider: EventProvider,
+        *,
+        tail: bool = False,
     ) -> bool:
-        """Run one deterministic (post-)notification; True when the request must finish."""
+        """Run one deterministic (post-)notification; True when the request must finish.
+
+        In the ``tail`` (LOG_REQUEST, END_REQUEST) a FINISH_REQUEST stops nothing."""
         if stage is Notification.EXECUTE_REQUEST_HANDLER and not post:
             order = self._handler_indexes(ctx.handler)
         else:
@@ -299,6 +319,8 @@ class Pipeline:
             if disabled is not None and disabled[1 if post else 0] & bit:
                 continue
             status = await self._call(ctx, index, stage, post, provider)
+            if tail:
+                continue
             if status is Status.FINISH_REQUEST or ctx._finish_requested:
                 return True
             if ctx._request_handled and stage is Notification.EXECUTE_REQUEST_HANDLER:
@@ -330,7 +352,7 @@ class Pipeline:
     ) -> Status:
         module = ctx._modules[index]
         name = self._names[index]
-        if module is None:  # pragma: no cover - only registered factories reach here
+        if module is None:  # its factory failed for this request (see _new_module)
             return Status.CONTINUE
         event_name, post_name = handler_names(notification)
         method_name = post_name if post else event_name
