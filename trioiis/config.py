@@ -12,9 +12,9 @@ max_body_bytes = 10_000_000
 name = "hello"
 target = "examples/modules/hello.py:register_module"   # or "package.module:function"
 
-[[handlers]]                      # EXECUTE_REQUEST_HANDLER mappings, first match wins
-path = "/hello*"
-modules = ["hello"]
+[[handlers]]                      # EXECUTE_REQUEST_HANDLER mappings, first match wins;
+path = "*.txt"                    # each module named must be registered for that stage
+modules = ["static_file"]
 verbs = ["GET", "HEAD"]           # optional
 ```
 """

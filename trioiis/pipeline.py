@@ -146,6 +146,13 @@ class Pipeline:
             index = self._names.index(name)
             if index in subscribed:
                 indexes.append(index)
+            elif strict:
+                log.warning(
+                    "handler mapping %r names module %r, which is not registered for"
+                    " EXECUTE_REQUEST_HANDLER; it will not run there",
+                    mapping.label,
+                    name,
+                )
         return _Compiled(mapping, tuple(indexes))
 
     def order_for(self, notification: Notification, *, post: bool = False) -> list[str]:

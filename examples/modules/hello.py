@@ -1,4 +1,4 @@
-"""A module that answers /hello itself (EXECUTE_REQUEST_HANDLER, ahead of static files).
+"""A module that answers /hello itself, at BEGIN_REQUEST, ahead of the static file handler.
 
 Load it with ``trioiis serve --module hello=examples/modules/hello.py:register_module``.
 It registers for BEGIN_REQUEST, where it answers ``/hello`` and finishes the request, so the
