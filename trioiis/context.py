@@ -663,7 +663,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
     def _headers_sent(self) -> bool:
         return False if self._is_buffered() else self._wire.head_sent
 
-    async def _flush(self, *, final: bool, more_data: bool) -> int:
+    async def _flush(self, *, final: bool, more_data: bool, checkpoint: bool = True) -> int:
         """SEND_RESPONSE, then hand the buffer to where this context's output goes (rule 4)."""
         self._check_alive()
         response = self.response
@@ -676,7 +676,9 @@ class HttpContext(metaclass=_NoPublicConstructor):
         if self._execute_flags & ExecuteFlags.NO_HEADERS:
             being_sent = False
         provider = SendResponseProvider(flags, being_sent)
-        await self._pipeline.notify(self, Notification.SEND_RESPONSE, provider)
+        await self._pipeline.notify(
+            self, Notification.SEND_RESPONSE, provider, checkpoint=checkpoint
+        )
         if response.reset or self._wire.failed:
             response.clear_body()
             return 0
@@ -864,6 +866,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
             ``OperationAbortedError``.
         """
         self._check_execute(child, True)
+        await trio.lowlevel.checkpoint()  # a checkpoint even when the child does no I/O
         self._prepare_child(child, flags, user)
         return await self._run_child(child)
 

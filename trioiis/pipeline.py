@@ -69,6 +69,13 @@ module_log = logging.getLogger("trioiis.module")
 TAIL_TIMEOUT = 5.0
 _ALLOCATOR = ModuleAllocator()
 _MAIN_STAGES = DETERMINISTIC_STAGES[:10]
+#: (notification, is_post) -> handler method name, computed once.
+_METHOD_NAMES: dict[tuple[Notification, bool], str] = {
+    (bit, post): name
+    for bit in Notification
+    for post, name in zip((False, True), handler_names(bit), strict=True)
+    if name is not None
+}
 _TAIL_STAGES = DETERMINISTIC_STAGES[10:]
 
 
@@ -116,6 +123,7 @@ class Pipeline:
             and r.global_notifications & GlobalNotification.PRE_BEGIN_REQUEST
         )
         self._warned: set[tuple[type, str]] = set()
+        self._overridden: dict[tuple[type, str], bool] = {}
         self._terminated = False
 
     # ------------------------------------------------------------ compile (rule 1, 2)
@@ -261,27 +269,29 @@ class Pipeline:
             if status == GlobalStatus.HANDLED:
                 break
         finished = ctx.stats.failed
+        table = self._table
         for stage in _MAIN_STAGES:
             if finished:
                 break
             if stage is Notification.AUTHENTICATE_REQUEST and ctx._skip_authentication:
                 continue
-            provider = self._provider_for(ctx, stage)
-            finished = await self._run_stage(ctx, stage, False, provider)
             if stage is Notification.MAP_REQUEST_HANDLER:
-                assert isinstance(provider, MapHandlerProvider)
-                if provider.handler != ctx.handler.label:
-                    ctx.handler = self._mapping_named(provider.handler, ctx.handler)
-            if stage is Notification.AUTHENTICATE_REQUEST:
-                assert isinstance(provider, AuthenticationProvider)
-                if provider.user is not None:
+                ctx.handler = self.select_handler(ctx)
+            # Stages nobody subscribed to cost nothing (no provider, no call).
+            if table[(int(stage), False)] or stage is Notification.EXECUTE_REQUEST_HANDLER:
+                provider = self._provider_for(ctx, stage)
+                finished = await self._run_stage(ctx, stage, False, provider)
+                if isinstance(provider, MapHandlerProvider):
+                    if provider.handler != ctx.handler.label:
+                        ctx.handler = self._mapping_named(provider.handler, ctx.handler)
+                elif isinstance(provider, AuthenticationProvider) and provider.user is not None:
                     ctx.user = provider.user
-            if not finished:
+            if not finished and table[(int(stage), True)]:
                 finished = await self._run_stage(ctx, stage, True, EventProvider())
         if ctx.response.reset or ctx._wire.failed:
             return
         try:
-            await ctx._flush(final=True, more_data=False)
+            await ctx._flush(final=True, more_data=False, checkpoint=False)
         except ConnectionInvalidError:
             pass
         except HResultError as exc:
@@ -293,7 +303,6 @@ class Pipeline:
         if stage is Notification.AUTHENTICATE_REQUEST:
             return AuthenticationProvider()
         if stage is Notification.MAP_REQUEST_HANDLER:
-            ctx.handler = self.select_handler(ctx)
             return MapHandlerProvider(ctx.handler.label)
         return EventProvider()
 
@@ -302,7 +311,8 @@ class Pipeline:
         # subscriber of LOG_REQUEST and END_REQUEST runs (no request missing from a log).
         for stage in _TAIL_STAGES:
             for post in (False, True):
-                await self._run_stage(ctx, stage, post, EventProvider(), tail=True)
+                if self._table[(int(stage), post)]:
+                    await self._run_stage(ctx, stage, post, EventProvider(), tail=True)
 
     async def _run_stage(
         self,
@@ -335,10 +345,18 @@ class Pipeline:
         return False
 
     async def notify(
-        self, ctx: HttpContext, notification: Notification, provider: EventProvider
+        self,
+        ctx: HttpContext,
+        notification: Notification,
+        provider: EventProvider,
+        *,
+        checkpoint: bool = True,
     ) -> Status:
         """Raise a non-deterministic notification (MAP_PATH, READ_ENTITY, SEND_RESPONSE,
-        CUSTOM) on the modules registered for it. FINISH_REQUEST stops it (rule 3)."""
+        CUSTOM) on the modules registered for it. FINISH_REQUEST stops it (rule 3).
+
+        ``checkpoint=False`` is for the pipeline's own final send, which needs no extra
+        scheduling point; public APIs keep theirs even when nobody is subscribed."""
         for index in self._table[(int(notification), False)]:
             if ctx._state is not _State.RUNNING or index >= len(ctx._modules):
                 break
@@ -346,7 +364,8 @@ class Pipeline:
             if status is Status.FINISH_REQUEST:
                 ctx._finish_requested = True
                 return status
-        await trio.lowlevel.checkpoint()
+        if checkpoint:
+            await trio.lowlevel.checkpoint()
         return Status.CONTINUE
 
     async def _call(
@@ -361,10 +380,14 @@ class Pipeline:
         name = self._names[index]
         if module is None:  # its factory failed for this request (see _new_module)
             return Status.CONTINUE
-        event_name, post_name = handler_names(notification)
-        method_name = post_name if post else event_name
-        assert method_name is not None
-        if getattr(type(module), method_name, None) is getattr(HttpModule, method_name):
+        method_name = _METHOD_NAMES[(notification, post)]
+        overridden = self._overridden.get((type(module), method_name))
+        if overridden is None:
+            overridden = getattr(type(module), method_name, None) is not getattr(
+                HttpModule, method_name
+            )
+            self._overridden[(type(module), method_name)] = overridden
+        if not overridden:
             self._warn_missing(module, method_name, name)
             return Status.CONTINUE
         previous = ctx._current

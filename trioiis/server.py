@@ -345,6 +345,8 @@ class HttpServer:
 
     def _write_access_log(self, ctx: HttpContext, started: float) -> None:
         """One line per request, in Common Log Format plus time taken and the outcome."""
+        if self._log_file is None and not access_log.hasHandlers():
+            return  # nobody reads it: do not pay for formatting
         request, response, stats = ctx.request, ctx.response, ctx.stats
         outcome = (
             "cancelled-by-client"

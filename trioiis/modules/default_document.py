@@ -12,7 +12,7 @@ import stat
 import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Status
 
-from .static_file import send_error, serve_file, stat_inside
+from .static_file import lookup, send_error, serve_file
 
 DEFAULT_DOCUMENTS = ("index.html", "index.htm", "default.htm")
 
@@ -31,8 +31,8 @@ class DefaultDocumentModule(HttpModule):
             folder = await ctx.map_path(request.raw_path)
         except trioiis.HResultError:
             return Status.CONTINUE
-        info = await stat_inside(ctx, folder)
-        if info is None or not stat.S_ISDIR(info.st_mode):
+        found = await lookup(ctx, folder)
+        if found is None or not stat.S_ISDIR(found.info.st_mode):
             return Status.CONTINUE
         if not request.raw_path.endswith("/"):
             query = f"?{request.query}" if request.query else ""
@@ -41,9 +41,9 @@ class DefaultDocumentModule(HttpModule):
             return Status.FINISH_REQUEST
         for name in self.documents:
             path = folder / name
-            found = await stat_inside(ctx, path)
-            if found is not None and stat.S_ISREG(found.st_mode):
-                return await serve_file(ctx, path, found)
+            document = await lookup(ctx, path, read_small=request.method == "GET")
+            if document is not None and stat.S_ISREG(document.info.st_mode):
+                return await serve_file(ctx, path, document)
         send_error(ctx, 403)
         response.set_status(403, "Forbidden", 14)
         return Status.CONTINUE
