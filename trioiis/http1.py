@@ -11,16 +11,23 @@ Theory of operation
    nobody is waiting for data; a body reader that needs more always gets it.
 3. **Our own head limits.** The request head is collected in ``_inbuf`` and checked by
    ``HeadScanner`` line by line (request line → 414, field size / count / whole head → 431),
-   so the answer is the same however the bytes were split. Only a complete, checked head is
-   given to h11. Then: Content-Length together with Transfer-Encoding → 400 and close;
+   so the answer is the same however the bytes were split (when one scan sees two limits
+   broken, the one broken at the earlier byte answers). Empty lines before the request line
+   are skipped. Only a complete, checked head is given to h11. Then: an HTTP version other
+   than 1.x → 505; Content-Length together with Transfer-Encoding → 400 and close;
    Content-Length above ``max_body_bytes`` → 413 at once.
 4. **A fresh ``h11.Connection`` per request.** Leftover (pipelined) bytes are taken back from
    ``trailing_data`` when the exchange ends, so every head goes through step 3.
 5. **Writes never lose bytes.** h11 turns events into bytes that go to ``_outbuf``; ``_write_out``
    sends from it. A cancelled write leaves the unsent rest in ``_outbuf`` for the next write, so
    the wire stays well-formed and ``bytes_sent`` is exact on sockets.
-6. **Deadlines.** Waiting for the first byte of a head uses ``keep_alive_timeout``; from the first
-   byte the whole head must arrive within ``head_timeout`` (slowloris), else 408 and close.
+6. **Deadlines.** Waiting for the first byte of a head uses ``keep_alive_timeout`` (on a new
+   connection, ``head_timeout``), then the connection closes without a response; from the
+   first byte the whole head must arrive within ``head_timeout`` (slowloris), else 408 and
+   close.
+7. **Expect: 100-continue.** ``100 Continue`` goes out only when the request's body is first
+   read. A final response sent while the client still waits for it ends the connection: the
+   client may never send that body, so it cannot be drained.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ _REASONS: Final[dict[int, bytes]] = {
     500: b"Internal Server Error",
     501: b"Not Implemented",
     503: b"Service Unavailable",
+    505: b"HTTP Version Not Supported",
 }
 
 
@@ -99,7 +107,8 @@ class Limits:
 
 
 class HeadError(Exception):
-    """The peer sent a head we refuse; ``status`` is the answer (400, 408, 413, 414, 431)."""
+    """The peer sent a head we refuse; ``status`` is the answer (400, 408, 413, 414, 431;
+    501 for a transfer coding other than chunked, 505 for an HTTP version other than 1.x)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -111,38 +120,54 @@ class HeadScanner:
     """Finds the end of a request head and enforces the head limits, incrementally.
 
     Pure and synchronous: ``feed`` is given the whole buffer each time (it only scans what is
-    new) and returns the head's length once complete, ``None`` while incomplete, or raises
-    ``HeadError``. The outcome does not depend on how the bytes were split.
+    new) and returns the head's end offset once complete, ``None`` while incomplete, or raises
+    ``HeadError``. The outcome does not depend on how the bytes were split. Empty lines before
+    the request line are skipped; ``start`` is where the request line begins.
     """
 
     limits: Limits
     _pos: int = 0  # start of the first line not yet checked
     _lines: int = 0  # complete lines checked so far (request line included)
+    _start: int = 0  # where the request line starts (after tolerated empty lines)
+
+    @property
+    def start(self) -> int:
+        """Offset of the request line: the empty lines before it are not part of the head."""
+        return self._start
 
     def feed(self, buf: bytes | bytearray) -> int | None:
         limits = self.limits
         while True:
             if self._lines == 0:
-                # Tolerate empty lines before the request line (RFC 9112 §2.2).
-                while buf.startswith(b"\r\n", self._pos):
-                    self._pos += 2
-                while buf.startswith(b"\n", self._pos):
-                    self._pos += 1
+                # Tolerate empty lines before the request line (RFC 9112 §2.2), in any mix of
+                # CRLF and bare LF; h11 refuses them, so ``start`` tells where the head begins.
+                while True:
+                    if buf.startswith(b"\r\n", self._pos):
+                        self._pos += 2
+                    elif buf.startswith(b"\n", self._pos):
+                        self._pos += 1
+                    else:
+                        break
+                self._start = self._pos
             nl = buf.find(b"\n", self._pos)
             line_limit = limits.max_request_line if self._lines == 0 else limits.max_header_field
-            if nl < 0:
-                pending = len(buf) - self._pos
-                if pending > line_limit + 1:
-                    self._too_long()
-                if len(buf) > limits.max_head_bytes:
-                    raise HeadError(431, "request head too large")
-                return None
-            length = nl - self._pos
-            if length > line_limit + 1:  # +1: the CR before LF
+            # The line so far (up to its LF, CR included) and the head so far (through that LF).
+            line_length = (nl if nl >= 0 else len(buf)) - self._pos
+            head_length = nl + 1 if nl >= 0 else len(buf)
+            too_long = line_length > line_limit + 1  # +1: the CR before LF
+            too_large = head_length > limits.max_head_bytes
+            # Each limit is broken at a fixed offset of the byte stream (the line at
+            # _pos + line_limit + 2, the head at max_head_bytes + 1). When one scan sees both,
+            # the one broken first wins, so the answer never depends on how bytes were split.
+            if too_long and (
+                not too_large or self._pos + line_limit + 2 <= limits.max_head_bytes + 1
+            ):
                 self._too_long()
-            if nl + 1 > limits.max_head_bytes:
+            if too_large:
                 raise HeadError(431, "request head too large")
-            empty = length == 0 or (length == 1 and buf[self._pos] == 0x0D)
+            if nl < 0:
+                return None
+            empty = line_length == 0 or (line_length == 1 and buf[self._pos] == 0x0D)
             self._pos = nl + 1
             if empty and self._lines > 0:
                 return self._pos
@@ -266,6 +291,8 @@ class Http1Connection:
         self._body_left = b""
         self._body_received = 0
         self._no_body = False
+        #: The final response went out while the client still waited for ``100 Continue``.
+        self._continue_refused = False
         self._socket: trio.socket.SocketType | None = (
             stream.socket if isinstance(stream, trio.SocketStream) else None
         )
@@ -322,7 +349,7 @@ class Http1Connection:
                     deadline = trio.current_time() + limits.head_timeout
                 end = scanner.feed(self._inbuf)
                 if end is not None:
-                    return self._parse_head(end)
+                    return self._parse_head(scanner.start)
             if self.eof:
                 if self._inbuf.strip():
                     raise HeadError(400, "connection closed inside a request head")
@@ -334,21 +361,28 @@ class Http1Connection:
                 return None
             raise HeadError(408, "request head not received in time")
 
-    def _parse_head(self, end: int) -> RequestHead:
+    def _parse_head(self, start: int) -> RequestHead:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_head_bytes + 1)
-        conn.receive_data(bytes(self._inbuf))
+        # h11 refuses empty lines before the request line, which RFC 9112 §2.2 asks us to
+        # ignore (clients send a stray CRLF after a body): they are dropped here.
+        conn.receive_data(bytes(self._inbuf[start:]))
         self._inbuf.clear()
+        self._space.unpark_all()
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as exc:
             raise HeadError(exc.error_status_hint, str(exc)) from exc
         if not isinstance(event, h11.Request):  # pragma: no cover - scanner saw a full head
             raise HeadError(400, "malformed request head")
+        if not event.http_version.startswith(b"1."):
+            # h11 takes any digit.digit; only HTTP/1.x is spoken here (RFC 9110 §15.6.6).
+            raise HeadError(505, "HTTP version not supported")
         length = check_framing(event.headers, self.limits)
         self._h11 = conn
         self._body_left = b""
         self._body_received = 0
         self._no_body = event.method == b"HEAD"
+        self._continue_refused = False
         headers = list(event.headers)
         chunked = any(n == b"transfer-encoding" for n, _ in headers)
         return RequestHead(
@@ -434,6 +468,9 @@ class Http1Connection:
         if b"server" not in names:
             headers.append((b"server", SERVER_HEADER))
         self._no_body = self._no_body or status in (204, 304) or status < 200
+        if status >= 200 and conn.client_is_waiting_for_100_continue:
+            # h11 forgets the Expect once a response is sent; drain_body must not.
+            self._continue_refused = True
         event = h11.Response(
             status_code=status, headers=headers, reason=reason or reason_phrase(status)
         )
@@ -519,8 +556,10 @@ class Http1Connection:
         conn = self._h11
         if conn is None or conn.their_state is not h11.SEND_BODY:
             return True
-        if conn.client_is_waiting_for_100_continue:
-            return False  # the client will not send the body without a 100; do not ask.
+        if self._continue_refused or conn.client_is_waiting_for_100_continue:
+            # The client was never told to send its body, and may never send it: a final
+            # response without 100 Continue leaves the connection's framing unknown.
+            return False
         total = 0
         try:
             while total <= limit:
