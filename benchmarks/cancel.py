@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import trio
+import trio.testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import trioiis  # noqa: E402
-from trioiis import HttpContext, HttpModule, Notification, Status  # noqa: E402
+import trioiis
+from trioiis import HttpContext, HttpModule, Notification, Status
 
 
 def open_fds() -> int:
@@ -80,8 +81,9 @@ async def one_round(clients: int, serial: bool) -> dict[str, Any]:
                         for _ in range(clients):
                             clients_nursery.start_soon(client)
                 await logged.wait()
-                while server.counters.connections_open:
-                    await trio.sleep(0.01)
+                while server.counters.connections_open:  # bounded by fail_after
+                    await trio.testing.wait_all_tasks_blocked()
+                    await trio.lowlevel.checkpoint()
             fds_after = open_fds()
             samples = sorted(server.counters.time_to_cancel)
             result = {
@@ -107,7 +109,8 @@ def main() -> None:
         for i in range(args.rounds):
             r = trio.run(one_round, args.clients, serial)
             print(
-                f"{'serial' if serial else 'burst '} round {i + 1}: cancelled {r['cancelled']}/{args.clients}, logged {r['logged']}, "
+                f"{'serial' if serial else 'burst '} round {i + 1}: "
+                f"cancelled {r['cancelled']}/{args.clients}, logged {r['logged']}, "
                 f"time-to-cancel p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms, "
                 f"max {r['max_ms']:.3f} ms, fds {r['fds_before']} -> {r['fds_after']}"
             )

@@ -695,43 +695,48 @@ class HttpContext(metaclass=_NoPublicConstructor):
         return ctx
 
     async def _send_to_wire(self, *, end: bool) -> int:
+        """Queue the head (once), the buffered body and maybe the end, then write it all in
+        one go. Returns the body bytes sent (status line, headers and framing not counted),
+        which is also what an abort's ``completion_bytes`` counts."""
         wire = self._wire
         http = wire.http
-        chunks = self.response._take_buffer()
-        body = b"".join(chunks)
+        body = b"".join(self.response._take_buffer())
         self._produced += len(body)
-        sent = 0
-        start = http.counters.bytes_sent
         try:
-            with self._pending_io(lambda: http.counters.bytes_sent):
-                if not wire.head_sent:
-                    owner = self._head_owner()
-                    wire.head_sent = True
-                    if owner.response.headers_suppressed:
-                        wire.raw = True
-                    else:
-                        await self._send_head(owner, body, end=end)
-                if body:
-                    if wire.raw:
-                        await http.write_raw(body)
-                    else:
-                        await http.send_body(body)
-                if end and not wire.raw:
-                    await http.send_end()
-                sent = http.counters.bytes_sent - start
-        except trio.BrokenResourceError as exc:
-            wire.failed = True
-            self._root._client_gone()
-            raise ConnectionInvalidError("the client is gone") from exc
-        except OperationAbortedError:
-            raise
+            if not wire.head_sent:
+                owner = self._head_owner()
+                wire.head_sent = True
+                if owner.response.headers_suppressed:
+                    wire.raw = True
+                else:
+                    self._queue_head(owner, body, end=end)
+            if wire.raw:
+                offset = len(http._outbuf)
+                http._outbuf += body
+            else:
+                offset = http.queue_body(body)
+                if end:
+                    http.queue_end()
         except Exception as exc:  # h11.LocalProtocolError: the module's framing was wrong
             wire.failed = True
             http.broken = True
             raise HResultError(f"response could not be sent: {exc}") from exc
-        return sent
+        size = len(body) if offset >= 0 else 0
+        start = http.counters.bytes_sent
 
-    async def _send_head(self, owner: HttpContext, body: bytes, *, end: bool) -> None:
+        def body_moved() -> int:
+            return min(size, max(0, http.counters.bytes_sent - start - offset))
+
+        try:
+            with self._pending_io(body_moved):
+                await http.write_queued()
+        except trio.BrokenResourceError as exc:
+            wire.failed = True
+            self._root._client_gone()
+            raise ConnectionInvalidError("the client is gone") from exc
+        return size
+
+    def _queue_head(self, owner: HttpContext, body: bytes, *, end: bool) -> None:
         response = owner.response
         headers = response.headers.raw()
         if self._parent is not None:
@@ -739,11 +744,13 @@ class HttpContext(metaclass=_NoPublicConstructor):
             # whatever the parent adds keeps the response well-formed.
             headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
         names = {n.lower() for n, _ in headers}
-        if end and b"content-length" not in names and b"transfer-encoding" not in names:
+        framed = b"content-length" in names or b"transfer-encoding" in names
+        # (A HEAD answered without a body says nothing about the GET's length.)
+        if end and not framed and (body or self.request.method != "HEAD"):
             headers.append((b"content-length", str(len(body)).encode()))
         if self._root.response.need_disconnect or response.need_disconnect:
             headers.append((b"connection", b"close"))
-        await self._wire.http.send_head(response.status, headers, response.reason.encode("latin-1"))
+        self._wire.http.queue_head(response.status, headers, response.reason.encode("latin-1"))
 
     # ------------------------------------------------------------ child requests
 

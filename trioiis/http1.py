@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import socket
 import struct
 import time
 from collections.abc import Callable, Iterable
@@ -272,6 +273,7 @@ class Http1Connection:
         limits: Limits,
         *,
         on_disconnect: Callable[[], None] | None = None,
+        raw_socket: socket.socket | None = None,
     ) -> None:
         self.stream = stream
         self.limits = limits
@@ -286,7 +288,11 @@ class Http1Connection:
         self._space = trio.lowlevel.ParkingLot()
         self._wanted = 0
         self._outbuf = bytearray()
-        self._send_lock = trio.StrictFIFOLock()
+        # One writer at a time; a flag and a parking lot cost no checkpoint when free.
+        self._writing = False
+        self._writers = trio.lowlevel.ParkingLot()
+        #: Set by the server while it drains: responses say ``Connection: close``.
+        self.closing = False
         self._h11: h11.Connection | None = None
         self._body_left = b""
         self._body_received = 0
@@ -296,6 +302,9 @@ class Http1Connection:
         self._socket: trio.socket.SocketType | None = (
             stream.socket if isinstance(stream, trio.SocketStream) else None
         )
+        # The stdlib socket behind ``_socket`` (when the server has it): sends are tried on
+        # it directly and only wait (a checkpoint) when the kernel buffer is full.
+        self._raw = raw_socket
 
     # ---------------------------------------------------------------- reading
 
@@ -456,10 +465,11 @@ class Http1Connection:
         conn = self._h11
         return conn is not None and conn.our_state is not h11.SEND_RESPONSE
 
-    async def send_head(
+    def queue_head(
         self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b""
-    ) -> int:
-        """Send the status line and headers (``Date`` and ``Server`` are added if missing)."""
+    ) -> None:
+        """Queue the status line and headers (``Date`` and ``Server`` are added if missing,
+        ``Connection: close`` while the server drains); ``write_queued`` sends them."""
         conn = self._h11
         assert conn is not None
         names = {n.lower() for n, _ in headers}
@@ -471,37 +481,61 @@ class Http1Connection:
         if status >= 200 and conn.client_is_waiting_for_100_continue:
             # h11 forgets the Expect once a response is sent; drain_body must not.
             self._continue_refused = True
+        if self.closing and b"connection" not in names:
+            headers.append((b"connection", b"close"))
         event = h11.Response(
             status_code=status, headers=headers, reason=reason or reason_phrase(status)
         )
-        return await self._send_event(event)
+        self._outbuf += conn.send(event) or b""
 
-    async def send_body(self, data: bytes) -> int:
-        """Send body bytes (dropped for HEAD, 204 and 304, where framing allows none)."""
+    def queue_body(self, data: bytes) -> int:
+        """Queue body bytes (dropped for HEAD, 204 and 304, where framing allows none).
+
+        Returns:
+            Where ``data`` starts in the queue (after earlier bytes and chunk framing), or
+            -1 when nothing of it is sent.
+        """
         conn = self._h11
         assert conn is not None
         if not data or self._no_body:
-            return 0
-        return await self._send_event(h11.Data(data=data))
+            return -1
+        encoded = conn.send(h11.Data(data=data)) or b""
+        # Chunked framing puts b"<size>\r\n" before the data and b"\r\n" after it.
+        framing = len(encoded) - len(data)
+        offset = len(self._outbuf) + (framing - 2 if framing else 0)
+        self._outbuf += encoded
+        return offset
 
-    async def send_end(self) -> int:
-        """End the response (final chunk for chunked framing)."""
+    def queue_end(self) -> None:
+        """Queue the end of the response (the final chunk for chunked framing)."""
         conn = self._h11
         assert conn is not None
-        return await self._send_event(h11.EndOfMessage())
+        self._outbuf += conn.send(h11.EndOfMessage()) or b""
 
     async def _send_event(self, event: h11.Event) -> int:
         conn = self._h11
         assert conn is not None
-        async with self._send_lock:
-            self._outbuf += conn.send(event) or b""
-            return await self._write_out()
+        self._outbuf += conn.send(event) or b""
+        return await self.write_queued()
 
     async def write_raw(self, data: bytes) -> int:
         """Send bytes that are not part of an h11 exchange (early error responses)."""
-        async with self._send_lock:
-            self._outbuf += data
+        self._outbuf += data
+        return await self.write_queued()
+
+    async def write_queued(self) -> int:
+        """Send everything queued; returns the bytes this call put on the wire.
+
+        Cancellation: exactly the unsent bytes stay queued (rule 5), see ``_write_out``.
+        """
+        while self._writing:
+            await self._writers.park()
+        self._writing = True
+        try:
             return await self._write_out()
+        finally:
+            self._writing = False
+            self._writers.unpark()
 
     async def _write_out(self) -> int:
         """Send ``_outbuf``; returns the bytes sent by this call (rule 5).
@@ -513,10 +547,17 @@ class Http1Connection:
         sent = 0
         buf = self._outbuf
         sock = self._socket
+        raw = self._raw
         view = memoryview(buf)
         try:
             while sent < len(view):
-                if sock is not None:
+                if raw is not None:
+                    try:
+                        n = raw.send(view[sent : sent + 1048576])
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_writable(raw)
+                        continue
+                elif sock is not None:
                     n = await sock.send(view[sent : sent + 262144])
                 else:
                     piece = bytes(view[sent : sent + 65536])

@@ -219,11 +219,11 @@ class HttpResponse:
         chunked (HTTP/1.1) or close-delimited (HTTP/1.0).
 
         Returns:
-            Bytes handed to the socket by this call.
+            Body bytes sent by this call (not the status line, headers or chunk framing).
 
         Raises:
             OperationAbortedError: ``cancel_io()`` aborted the flush; its
-                ``completion.completion_bytes`` counts what went out, and the rest stays
+                ``completion.completion_bytes`` counts the body bytes that went out; the rest stays
                 queued in order, so the response stays well-formed and the next flush (or the
                 end of the request) sends it.
             ConnectionInvalidError: the client is gone.

@@ -66,6 +66,7 @@ class HttpServer:
         self._grace = self.config.shutdown_grace
         self._draining = False
         self._idle_scopes: set[trio.CancelScope] = set()
+        self._live: set[Http1Connection] = set()
         self._slots: trio.Semaphore | None = None
         self._log_file: TextIO | None = None
         self.site = Site(1, "default", self.config.root)
@@ -142,6 +143,8 @@ class HttpServer:
                 for sock in sockets:
                     sock.close()
                 self._draining = True
+                for http in self._live:
+                    http.closing = True  # responses from now on say Connection: close
                 for scope in list(self._idle_scopes):
                     scope.cancel()
                 connections.cancel_scope.deadline = trio.current_time() + self._grace
@@ -207,7 +210,9 @@ class HttpServer:
         self.counters.connections_open += 1
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
         try:
-            await self.handle_stream(stream, remote=_peername(raw), local=_sockname(raw))
+            await self.handle_stream(
+                stream, remote=_peername(raw), local=_sockname(raw), raw_socket=raw
+            )
         except Exception:
             log.exception("internal error on a connection")  # never takes the server down
         finally:
@@ -221,6 +226,7 @@ class HttpServer:
         remote: tuple[str, int] = ("127.0.0.1", 0),
         local: tuple[str, int] = ("127.0.0.1", 0),
         secure: bool = False,
+        raw_socket: stdlib_socket.socket | None = None,
     ) -> None:
         """Serve HTTP/1.1 on an already open stream until it closes (any ``trio.abc.Stream``:
         a socket, TLS, or ``trio.testing.memory_stream_pair`` in tests).
@@ -228,7 +234,9 @@ class HttpServer:
         Cancellation: closes the stream; a request in flight is cancelled, and its tail
             (LOG_REQUEST, END_REQUEST) still runs shielded.
         """
-        http = Http1Connection(stream, self.config.limits)
+        http = Http1Connection(stream, self.config.limits, raw_socket=raw_socket)
+        http.closing = self._draining
+        self._live.add(http)
         connection: HttpConnection = HttpConnection._create(
             http, remote_address=remote, local_address=local, secure=secure
         )
@@ -250,6 +258,7 @@ class HttpServer:
                     await http.linger()
                 nursery.cancel_scope.cancel()
         finally:
+            self._live.discard(http)
             connection._connected = False  # closed by us: no notify_disconnect
             connection.module_context._cleanup()
             with trio.CancelScope(shield=True):

@@ -4,6 +4,7 @@ scope registered, and the client saw a complete well-formed response or a closed
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ async def scenario(
             to_send = body if action == "complete" else body[:point]
             await stream.send_all(head)
             cuts = sorted({c % (len(to_send) + 1) for c in splits} | {0, len(to_send)})
-            for a, b in zip(cuts, cuts[1:], strict=False):
+            for a, b in itertools.pairwise(cuts):
                 await stream.send_all(to_send[a:b])
             raw = b""
             if action == "disconnect":

@@ -249,10 +249,14 @@ async def test_reset_connection_aborts_without_sending_the_buffer(site: Path) ->
             stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
             async with stream:
                 await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                with pytest.raises(trio.BrokenResourceError):
-                    # SO_LINGER 0: the client sees a reset (ECONNRESET), not a response.
+
+                async def read_to_end() -> None:
                     while await stream.receive_some(100):
                         pass
+
+                # SO_LINGER 0: the client sees a reset (ECONNRESET), not a response.
+                with pytest.raises(trio.BrokenResourceError):
+                    await read_to_end()
 
 
 @pytest.mark.parametrize("finish", [False, True])

@@ -827,12 +827,6 @@ async def test_item21_async_write_pends_until_on_async_completion() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (response.py write_entity_chunks -> context.py _send_to_wire): the completion "
-    "counts bytes put on the socket (status line + headers + body = 104), not the 11 entity "
-    "bytes written",
-)
 async def test_item21_async_write_completion_bytes_are_the_bytes_written() -> None:
     completions, _, _ = await _async_write_scenario()
     assert [bytes_ for _, _, bytes_, _ in completions] == [11]
@@ -1029,19 +1023,23 @@ async def test_item25_indicate_completion_resumes_without_on_async_completion() 
             next_stage_ran[path] = trio.Event()
             with trio.fail_after(TIMEOUT):
                 assert (await client.get(path)).status_code == 200
-    assert rec.calls == [
+    saw = ("task", "saw the next stage run")
+    # When the task wakes after the next stage ran is up to the scheduler: check it against
+    # the stage that woke it, and the pipeline's own order without it.
+    assert rec.calls.index(saw) > rec.calls.index(("next", "on_authenticate_request"))
+    assert rec.calls.count(saw) == 2
+    assert [c for c in rec.calls if c != saw] == [
         ("parker", "on_begin_request"),
         ("task", "indicate_completion(CONTINUE) returned"),
         ("parker", "on_post_begin_request"),
         ("next", "on_authenticate_request"),
-        ("task", "saw the next stage run"),
         ("next", "on_end_request"),
         # FINISH_REQUEST: straight to the tail, post-BEGIN and AUTHENTICATE skipped.
         ("parker", "on_begin_request"),
         ("task", "indicate_completion(FINISH_REQUEST) returned"),
         ("next", "on_end_request"),
-        ("task", "saw the next stage run"),
     ]
+    assert rec.calls[-1] == saw
 
 
 # ------------------------------------------------------------------ failures stay in the request
