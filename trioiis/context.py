@@ -243,12 +243,11 @@ class _RequestStats:
 class _PendingIo:
     """Rule 1: one registered cancel scope around one pending I/O."""
 
-    __slots__ = ("_ctx", "_moved", "_scope", "_start")
+    __slots__ = ("_ctx", "_moved", "_scope")
 
     def __init__(self, ctx: HttpContext, moved: Callable[[], int] | None) -> None:
         self._ctx = ctx
         self._moved = moved
-        self._start = moved() if moved is not None else 0
         self._scope = trio.CancelScope()
 
     def __enter__(self) -> None:
@@ -264,7 +263,7 @@ class _PendingIo:
         self._ctx._io_scopes.discard(self._scope)
         handled = self._scope.__exit__(exc_type, exc, tb)
         if self._scope.cancelled_caught:
-            moved = self._moved() - self._start if self._moved is not None else 0
+            moved = self._moved() if self._moved is not None else 0
             self._ctx._counters_io_cancelled()
             raise OperationAbortedError(
                 completion=CompletionInfo(moved, ERROR_OPERATION_ABORTED)
@@ -727,6 +726,8 @@ class HttpContext(metaclass=_NoPublicConstructor):
         def body_moved() -> int:
             return min(size, max(0, http.counters.bytes_sent - start - offset))
 
+        if http.try_write():
+            return size  # all out at once: nothing was ever pending
         try:
             with self._pending_io(body_moved):
                 await http.write_queued()

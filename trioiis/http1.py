@@ -363,6 +363,8 @@ class Http1Connection:
                 if self._inbuf.strip():
                     raise HeadError(400, "connection closed inside a request head")
                 return None
+            if self.closing and not self._inbuf.strip():
+                return None  # the server drains: an idle connection just closes
             with trio.move_on_at(deadline):
                 await self._wait_for_data()
                 continue
@@ -522,6 +524,35 @@ class Http1Connection:
         """Send bytes that are not part of an h11 exchange (early error responses)."""
         self._outbuf += data
         return await self.write_queued()
+
+    def wake_idle(self) -> None:
+        """Wake ``next_request`` so that it sees ``closing`` (server shutdown)."""
+        self.closing = True
+        self._arrived.unpark_all()
+
+    def try_write(self) -> bool:
+        """Send what is queued without waiting; True if nothing is left (no checkpoint).
+
+        Only for sockets the server owns (``raw_socket``); other streams return False.
+        """
+        raw = self._raw
+        if raw is None or self._writing:
+            return not self._outbuf
+        buf = self._outbuf
+        sent = 0
+        try:
+            while sent < len(buf):
+                sent += raw.send(memoryview(buf)[sent:])
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.broken = True
+            return False  # write_queued will raise on the same error
+        finally:
+            if sent:
+                self.counters.bytes_sent += sent
+                self._outbuf = bytearray() if sent == len(buf) else buf[sent:]
+        return not self._outbuf
 
     async def write_queued(self) -> int:
         """Send everything queued; returns the bytes this call put on the wire.

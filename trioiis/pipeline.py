@@ -122,6 +122,7 @@ class Pipeline:
             if r.global_module is not None
             and r.global_notifications & GlobalNotification.PRE_BEGIN_REQUEST
         )
+        self._has_tail = any(self._table[(int(s), p)] for s in _TAIL_STAGES for p in (False, True))
         self._warned: set[tuple[type, str]] = set()
         self._overridden: dict[tuple[type, str], bool] = {}
         self._terminated = False
@@ -215,9 +216,10 @@ class Pipeline:
                         await self._run_main(ctx)
                 finally:
                     self._work_stopped(ctx)
-                    with trio.CancelScope(shield=True) as tail:
-                        tail.deadline = trio.current_time() + TAIL_TIMEOUT
-                        await self._run_tail(ctx)
+                    if self._has_tail:
+                        with trio.CancelScope(shield=True) as tail:
+                            tail.deadline = trio.current_time() + TAIL_TIMEOUT
+                            await self._run_tail(ctx)
                     for scope in list(ctx._task_scopes):
                         scope.cancel()
         finally:

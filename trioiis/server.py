@@ -65,7 +65,6 @@ class HttpServer:
         self._done = trio.Event()
         self._grace = self.config.shutdown_grace
         self._draining = False
-        self._idle_scopes: set[trio.CancelScope] = set()
         self._live: set[Http1Connection] = set()
         self._slots: trio.Semaphore | None = None
         self._log_file: TextIO | None = None
@@ -144,9 +143,8 @@ class HttpServer:
                     sock.close()
                 self._draining = True
                 for http in self._live:
-                    http.closing = True  # responses from now on say Connection: close
-                for scope in list(self._idle_scopes):
-                    scope.cancel()
+                    # Responses from now on say Connection: close; idle ones close now.
+                    http.wake_idle()
                 connections.cancel_scope.deadline = trio.current_time() + self._grace
         finally:
             for sock in sockets:
@@ -271,17 +269,11 @@ class HttpServer:
         first = True
         limits = self.config.limits
         while not self._draining:
-            idle = trio.CancelScope()
-            self._idle_scopes.add(idle)
-            head: RequestHead | None = None
             try:
-                with idle:
-                    head = await http.next_request(first=first)
+                head = await http.next_request(first=first)
             except HeadError as exc:
                 await self._refuse(http, exc)
                 return False
-            finally:
-                self._idle_scopes.discard(idle)
             if head is None:
                 return False
             first = False
