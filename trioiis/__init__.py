@@ -57,6 +57,8 @@ from .registration import RegisterModule as RegisterModule
 from .registration import SimpleFactory as SimpleFactory
 from .request import BodyTooLargeError as BodyTooLargeError
 from .request import HttpRequest as HttpRequest
+from .request import MalformedBodyError as MalformedBodyError
+from .request import RequestBodyError as RequestBodyError
 from .response import HttpResponse as HttpResponse
 from .response import StatusInfo as StatusInfo
 from .server import HttpServer as HttpServer
@@ -92,6 +94,7 @@ __all__ = [
     "HttpUser",
     "InvalidHandleError",
     "Limits",
+    "MalformedBodyError",
     "MapHandlerProvider",
     "MapPathProvider",
     "ModuleAllocator",
@@ -106,6 +109,7 @@ __all__ = [
     "Priority",
     "ReadEntityProvider",
     "RegisterModule",
+    "RequestBodyError",
     "SendResponseFlags",
     "SendResponseProvider",
     "ServerConfig",

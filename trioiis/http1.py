@@ -422,7 +422,8 @@ class Http1Connection:
         Cancellation: safe at any point; no byte is lost (it stays buffered for the next call).
 
         Raises:
-            HeadError: 413 when a chunked body grows past ``max_body_bytes``.
+            HeadError: 413 when a chunked body grows past ``max_body_bytes``; 400 for
+                malformed chunked framing.
             trio.BrokenResourceError: the client closed or broke the connection mid-body.
         """
         conn = self._h11
@@ -438,7 +439,9 @@ class Http1Connection:
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
-                raise trio.BrokenResourceError("request body broken off") from exc
+                if self.eof:  # the client left before the end of its body
+                    raise trio.BrokenResourceError("request body broken off") from exc
+                raise HeadError(400, f"malformed request body: {exc}") from exc
             if event is h11.NEED_DATA:
                 if self._inbuf:
                     conn.receive_data(bytes(self._inbuf))

@@ -57,7 +57,7 @@ from .registration import (
     ModuleRegistrationInfo,
     handler_names,
 )
-from .request import BodyTooLargeError
+from .request import RequestBodyError
 
 if TYPE_CHECKING:
     from .registration import GlobalModule
@@ -446,11 +446,13 @@ class Pipeline:
         if response.headers_sent:
             ctx._reset_connection()
             return
-        status = 413 if isinstance(exc, BodyTooLargeError) else 500
         response.clear()
-        response.set_status(status)
-        if status == 413:
+        if isinstance(exc, RequestBodyError):
+            # The client's fault: its status, and the connection cannot be trusted further.
+            response.set_status(exc.status)
             response.set_need_disconnect()
+        else:
+            response.set_status(500)
 
     def task_failed(self, ctx: HttpContext, exc: Exception) -> None:
         """A task started with ``ctx.start_soon`` raised (rule 4)."""

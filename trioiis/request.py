@@ -17,10 +17,22 @@ if TYPE_CHECKING:
     from .context import HttpContext
 
 
-class BodyTooLargeError(HResultError):
-    """The request body grew past the server's ``max_body_bytes`` (answered with 413)."""
+class RequestBodyError(HResultError):
+    """The client's request body cannot be read; ``status`` is the answer it gets (the
+    connection is closed after it) unless the module handles the error itself."""
 
     default_hresult = ERROR_INVALID_DATA
+    status = 400
+
+
+class BodyTooLargeError(RequestBodyError):
+    """The request body grew past the server's ``max_body_bytes`` (answered with 413)."""
+
+    status = 413
+
+
+class MalformedBodyError(RequestBodyError):
+    """The request body's chunked framing is broken (answered with 400)."""
 
 
 class BodySource(Protocol):
@@ -45,7 +57,9 @@ class ConnectionBody:
         try:
             return await self._http.receive_body(max_bytes)
         except HeadError as exc:
-            raise BodyTooLargeError(str(exc)) from exc
+            if exc.status == 413:
+                raise BodyTooLargeError(str(exc)) from exc
+            raise MalformedBodyError(str(exc)) from exc
         except trio.BrokenResourceError as exc:
             raise ConnectionInvalidError("client closed the connection mid-body") from exc
 
@@ -220,6 +234,7 @@ class HttpRequest:
             OperationAbortedError: ``cancel_io()`` aborted the read; no byte was consumed.
             ConnectionInvalidError: the client went away mid-body.
             BodyTooLargeError: a chunked body grew past the server limit (the client gets 413).
+            MalformedBodyError: broken chunked framing (the client gets 400).
 
         Cancellation:
             A checkpoint. ``trio.Cancelled`` or ``cancel_io()`` while waiting for the client

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 import trio.testing
 
@@ -544,12 +543,6 @@ async def test_framing_unsupported_transfer_coding_501(site: Path) -> None:
     _refused_once(raw, 501)
 
 
-@pytest.mark.xfail(
-    reason="known bug outside http1/server: ConnectionBody turns h11's RemoteProtocolError "
-    "(via BrokenResourceError) into ConnectionInvalidError, which the pipeline treats as "
-    "'client gone' and answers 200 with an empty body",
-    strict=True,
-)
 @bounded
 async def test_request_body_malformed_chunk_400_and_closed(site: Path) -> None:
     async with echo_server(site) as srv:
