@@ -1,6 +1,6 @@
 """A minimal trio + h11 server: the least an h11-based Trio server does per request.
 
-    .venv/bin/python benchmarks/h11_trio.py PORT
+.venv/bin/python benchmarks/h11_trio.py PORT
 """
 
 from __future__ import annotations
