@@ -565,12 +565,13 @@ class HttpContext(metaclass=_NoPublicConstructor):
         self._resume_event = None
         return self._resume.popleft()
 
-    def _start_async_io(self, fn: Callable[[], Awaitable[int]]) -> None:
+    def _start_async_io(self, fn: Callable[[], Awaitable[int | CompletionInfo]]) -> None:
         """Run an I/O as a task; its outcome comes back as a completion (``async_=True``)."""
 
         async def run() -> None:
             try:
-                info = CompletionInfo(await fn(), S_OK)
+                result = await fn()
+                info = result if isinstance(result, CompletionInfo) else CompletionInfo(result)
             except OperationAbortedError as exc:
                 info = exc.completion
             except HResultError as exc:

@@ -36,10 +36,13 @@ class CompletionInfo:
         completion_bytes: bytes moved (read, written, produced by a child) before the
             operation ended, or the number given to ``post_completion``.
         completion_status: an HRESULT; 0 (``S_OK``) on success.
+        data: for ``read_entity_body_async``, the bytes read (IIS fills the caller's buffer;
+            Python hands them over here). Empty otherwise.
     """
 
     completion_bytes: int = 0
     completion_status: int = S_OK
+    data: bytes = b""
 
     @property
     def ok(self) -> bool:

@@ -8,8 +8,8 @@ from urllib.parse import unquote
 
 import trio
 
-from .constants import ERROR_HANDLE_EOF, ERROR_INVALID_DATA, ERROR_INVALID_PARAMETER
-from .errors import ConnectionInvalidError, HResultError
+from .constants import ERROR_HANDLE_EOF, ERROR_INVALID_DATA, ERROR_INVALID_PARAMETER, S_OK
+from .errors import CompletionInfo, ConnectionInvalidError, HResultError
 from .headers import Headers
 from .http1 import HeadError, Http1Connection
 
@@ -264,6 +264,28 @@ class HttpRequest:
                 self._seen_overflow = True
                 self._seen.clear()
         return data
+
+    def read_entity_body_async(self, max_bytes: int = 65536) -> bool:
+        """Start an IIS-style asynchronous read of up to ``max_bytes``.
+
+        Returns:
+            ``completion_expected`` (always True): return ``Status.PENDING``; the calling
+            module's ``on_async_completion`` then gets a ``CompletionInfo`` with the bytes in
+            ``data``, their count in ``completion_bytes`` and ``completion_status`` S_OK,
+            ERROR_HANDLE_EOF (nothing was left), ERROR_OPERATION_ABORTED (``cancel_io()``) or
+            ERROR_CONNECTION_INVALID (the client left).
+
+        Cancellation: the read runs as a task of the request (cancelled with it); its wait
+            is pending I/O that ``cancel_io()`` aborts, which completes it as said above.
+        """
+        self._ctx._check_alive()
+
+        async def read() -> CompletionInfo:
+            data = await self.read_entity_body(max_bytes)
+            return CompletionInfo(len(data), S_OK, data)
+
+        self._ctx._start_async_io(read)
+        return True
 
     async def iter_entity_body(self, chunk_size: int = 65536) -> AsyncIterator[bytes]:
         """Yield the rest of the body in pieces of at most ``chunk_size``; stops at its end.
