@@ -25,6 +25,7 @@ from typing import Any
 import trio
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 import trioiis
 from tests.helpers import raw_request, running_server, statuses_in
@@ -67,40 +68,41 @@ class Case:
 
 
 @st.composite
+def module_specs(draw: st.DrawFn, name: str) -> ModuleSpec:
+    events = draw(st.frozensets(st.sampled_from(EVENT_BITS)))
+    posts = draw(st.frozensets(st.sampled_from(DETERMINISTIC_STAGES)))
+    priorities: dict[N, Priority] = {}
+    post_priorities: dict[N, Priority] = {}
+    if events:
+        priorities = draw(
+            st.dictionaries(st.sampled_from(sorted(events)), st.sampled_from(Priority))
+        )
+    if posts:
+        post_priorities = draw(
+            st.dictionaries(st.sampled_from(sorted(posts)), st.sampled_from(Priority))
+        )
+    methods = sorted(
+        [method_name(b, False) for b in events] + [method_name(b, True) for b in posts]
+    )
+    statuses: dict[str, Status | None] = {}
+    if methods:
+        statuses = draw(
+            st.dictionaries(st.sampled_from(methods), st.sampled_from(STATUSES), max_size=3)
+        )
+    return ModuleSpec(
+        name=name,
+        events=events,
+        posts=posts,
+        priorities=tuple(sorted(priorities.items())),
+        post_priorities=tuple(sorted(post_priorities.items())),
+        statuses=tuple(sorted(statuses.items())),
+    )
+
+
+@st.composite
 def cases(draw: st.DrawFn) -> Case:
     count = draw(st.integers(min_value=1, max_value=5))
-    modules = []
-    for i in range(count):
-        events = draw(st.frozensets(st.sampled_from(EVENT_BITS)))
-        posts = draw(st.frozensets(st.sampled_from(DETERMINISTIC_STAGES)))
-        priorities: dict[N, Priority] = {}
-        post_priorities: dict[N, Priority] = {}
-        if events:
-            priorities = draw(
-                st.dictionaries(st.sampled_from(sorted(events)), st.sampled_from(Priority))
-            )
-        if posts:
-            post_priorities = draw(
-                st.dictionaries(st.sampled_from(sorted(posts)), st.sampled_from(Priority))
-            )
-        methods = sorted(
-            [method_name(b, False) for b in events] + [method_name(b, True) for b in posts]
-        )
-        statuses: dict[str, Status | None] = {}
-        if methods:
-            statuses = draw(
-                st.dictionaries(st.sampled_from(methods), st.sampled_from(STATUSES), max_size=3)
-            )
-        modules.append(
-            ModuleSpec(
-                name=f"m{i}",
-                events=events,
-                posts=posts,
-                priorities=tuple(sorted(priorities.items())),
-                post_priorities=tuple(sorted(post_priorities.items())),
-                statuses=tuple(sorted(statuses.items())),
-            )
-        )
+    modules = [draw(module_specs(f"m{i}")) for i in range(count)]
     names = [m.name for m in modules]
     mapped = draw(st.permutations(names))
     mapping = tuple(mapped[: draw(st.integers(min_value=0, max_value=count))])
@@ -260,3 +262,43 @@ def test_model_sanity_one_module_everything() -> None:
     assert len(names) == 25
     assert names[:2] == ["on_begin_request", "on_post_begin_request"]
     assert names[19:22] == ["on_post_update_request_cache", "on_send_response", "on_log_request"]
+
+
+class PipelineMachine(RuleBasedStateMachine):
+    """Rule-based: load modules one by one (random masks, priorities and statuses), change
+    the handler mapping, and serve a request at any point; every request's calls must match
+    the model for the modules loaded so far."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.modules: list[ModuleSpec] = []
+        self.mapping: tuple[str, ...] = ()
+
+    @precondition(lambda self: len(self.modules) < 5)
+    @rule(data=st.data())
+    def load_module(self, data: st.DataObject) -> None:
+        self.modules.append(data.draw(module_specs(f"m{len(self.modules)}")))
+
+    @precondition(lambda self: bool(self.modules))
+    @rule(data=st.data())
+    def map_handlers(self, data: st.DataObject) -> None:
+        names = data.draw(st.permutations([m.name for m in self.modules]))
+        self.mapping = tuple(names[: data.draw(st.integers(0, len(names)))])
+
+    @rule()
+    def serve_a_request(self) -> None:
+        case = Case(tuple(self.modules), self.mapping)
+        calls: list[tuple[str, str]] = []
+        raw = trio.run(serve_one, case, calls)
+        assert statuses_in(raw) == [200]
+        assert calls == expected_calls(case)
+
+
+PipelineMachine.TestCase.settings = settings(
+    max_examples=25,
+    stateful_step_count=8,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_pipeline_machine = PipelineMachine.TestCase
