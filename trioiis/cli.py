@@ -1,7 +1,8 @@
 """``trioiis serve | check-config``: the command line.
 
 Bad configuration, a missing root or a module that fails to load is one line on stderr and
-exit status 2, never a traceback. SIGINT and SIGTERM shut down gracefully and exit 0.
+exit status 2, never a traceback. SIGINT and SIGTERM shut down gracefully and exit 0; a second
+signal cancels the requests still in flight instead of waiting for them.
 """
 
 from __future__ import annotations
@@ -53,22 +54,41 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         handlers=args.handler,
         access_log=args.access_log,
     )
-    if not Path(config.root).is_dir():
-        raise ConfigError(f"root folder {config.root} does not exist")
+    check_root(config)
     return config
 
 
+def check_root(config: ServerConfig) -> None:
+    """Raises ConfigError unless ``config.root`` is a folder."""
+    root = Path(config.root)
+    if not root.is_dir():
+        problem = "is not a folder" if root.exists() else "does not exist"
+        raise ConfigError(f"root folder {root} {problem}")
+
+
 async def _serve(server: HttpServer) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully; a second signal cancels
+    the requests still in flight at once."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
+
+            async def shutdown() -> None:
+                await server.shutdown()
+                nursery.cancel_scope.cancel()  # ends the wait for signals below
+
             bound = await nursery.start(server.serve)
             for host, port in bound:
                 shown = f"[{host}]" if ":" in host else host
                 print(f"trioiis serving {server.config.root} on http://{shown}:{port}/", flush=True)
+            stopping = False
             async for _ in signals:
+                if stopping:
+                    print("trioiis: stopping now", file=sys.stderr, flush=True)
+                    nursery.cancel_scope.cancel()
+                    break
+                stopping = True
                 print("trioiis: shutting down", file=sys.stderr, flush=True)
-                await server.shutdown()
-                break
+                nursery.start_soon(shutdown)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             config = load_config(args.file)
+            check_root(config)
             HttpServer(config).pipeline  # noqa: B018 - loads modules and compiles mappings
             print(f"{args.file}: ok")
             return 0
@@ -87,10 +108,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             trio.run(_serve, server)
         except BaseExceptionGroup as group:
-            raise _config_error_in(group) from group
+            error = _config_error_in(group)
+            if error is group:
+                raise
+            raise error from group
     except ConfigError as exc:
-        print(f"trioiis: {exc}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(exc).splitlines())
+        print(f"trioiis: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the server started: nothing to shut down
+        print("trioiis: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

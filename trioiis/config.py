@@ -24,6 +24,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import ipaddress
+import math
+import re
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -76,29 +79,68 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
-        object.__setattr__(self, "bindings", tuple(self.bindings))
+        bindings: object = self.bindings
+        # One binding given as a plain string is one binding, not one per character.
+        object.__setattr__(
+            self,
+            "bindings",
+            (bindings,) if isinstance(bindings, str) else tuple(cast("Sequence[str]", bindings)),
+        )
+        if not self.bindings:
+            raise ConfigError("bindings must not be empty")
         for binding in self.bindings:
             parse_binding(binding)
-        if self.max_connections < 1:
+        if not _is_int(self.max_connections) or self.max_connections < 1:
             raise ConfigError("max_connections must be at least 1")
+        grace = self.shutdown_grace
+        if not _is_number(grace) or math.isnan(grace) or grace < 0:
+            raise ConfigError("shutdown_grace must be a non-negative number of seconds")
+
+
+_HOSTNAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def parse_binding(text: str) -> tuple[str, int]:
     """``"127.0.0.1:8080"`` → ``("127.0.0.1", 8080)``; ``"[::1]:80"`` → ``("::1", 80)``.
 
+    HOST is a host name or IPv4 address (ASCII letters, digits, ``.``, ``-``, ``_``) or an
+    IPv6 address in brackets; PORT is 0 to 65535 in ASCII digits.
+
     Raises:
-        ConfigError: not ``HOST:PORT`` with a port from 0 to 65535.
+        ConfigError: anything else.
     """
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not isinstance(text, str):
         raise ConfigError(f"binding {text!r} is not HOST:PORT")
+    host, sep, port = text.rpartition(":")
+    # str.isdigit() is also true for "²" (which int() refuses) and for non-ASCII digits.
+    valid_port = bool(sep) and 1 <= len(port) <= 5 and port.isascii() and port.isdigit()
+    if not valid_port or int(port) > 65535:
+        raise ConfigError(f"binding {text!r} is not HOST:PORT (port 0 to 65535)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(
+                f"binding {text!r} is not HOST:PORT ([{host}] is not an IPv6 address)"
+            ) from None
+    elif not _HOSTNAME.fullmatch(host):
+        hint = " (write IPv6 as [ADDRESS]:PORT)" if ":" in host else ""
+        raise ConfigError(f"binding {text!r} is not HOST:PORT{hint}")
     return host, int(port)
 
 
 def load_config(path: str | Path, **overrides: object) -> ServerConfig:
-    """Read a TOML file; relative paths in it are relative to the file's folder.
+    """Read a TOML file; ``root`` and ``.py`` module targets in it are relative to the file's
+    folder (``access_log`` is used as written).
 
     Raises:
         ConfigError: unreadable file, bad TOML, unknown keys or wrong types, one line each.
@@ -107,7 +149,9 @@ def load_config(path: str | Path, **overrides: object) -> ServerConfig:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {path} is not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     return config_from_mapping(data, base=path.parent, **overrides)
@@ -116,7 +160,11 @@ def load_config(path: str | Path, **overrides: object) -> ServerConfig:
 def config_from_mapping(
     data: Mapping[str, object], *, base: Path = Path("."), **overrides: object
 ) -> ServerConfig:
-    """Build a ``ServerConfig`` from parsed TOML (see the module docstring)."""
+    """Build a ``ServerConfig`` from parsed TOML (see the module docstring).
+
+    Raises:
+        ConfigError: unknown keys, wrong types, bad bindings or limits, one line each.
+    """
     known = {f.name for f in dataclasses.fields(ServerConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -129,11 +177,11 @@ def config_from_mapping(
     if "limits" in data:
         kwargs["limits"] = _limits(_expect(data, "limits", dict))
     if "modules" in data:
-        kwargs["modules"] = tuple(
-            _module_spec(m, base) for m in _expect_list(data, "modules", dict)
-        )
+        tables = _expect_list(data, "modules", dict)
+        kwargs["modules"] = tuple(_module_spec(t, i, base) for i, t in enumerate(tables, 1))
     if "handlers" in data:
-        kwargs["handlers"] = tuple(_handler(h) for h in _expect_list(data, "handlers", dict))
+        tables = _expect_list(data, "handlers", dict)
+        kwargs["handlers"] = tuple(_handler(t, i) for i, t in enumerate(tables, 1))
     if "default_documents" in data:
         kwargs["default_documents"] = tuple(_expect_list(data, "default_documents", str))
     for name, kind in (
@@ -151,58 +199,108 @@ def config_from_mapping(
         raise ConfigError(str(exc)) from exc
 
 
+#: TOML's words for the Python types a parsed file holds.
+_TOML_TYPES: dict[type, str] = {
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a float",
+    list: "an array",
+    dict: "a table",
+}
+
+
+def _toml_type(kind: type) -> str:
+    return _TOML_TYPES.get(kind, kind.__name__)
+
+
 def _expect(data: Mapping[str, object], key: str, kind: type | tuple[type, ...]) -> object:
     value = data[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ConfigError(f"config key {key!r} must be {names}, not {type(value).__name__}")
+        if kind == (int, float):
+            wanted = "a number"
+        elif isinstance(kind, tuple):
+            wanted = " or ".join(_toml_type(k) for k in kind)
+        else:
+            wanted = _toml_type(kind)
+        raise ConfigError(f"config key {key!r} must be {wanted}, not {_toml_type(type(value))}")
     return value
 
 
 def _expect_list(data: Mapping[str, object], key: str, kind: type) -> list[object]:
-    value = _expect(data, key, list)
-    items = cast("list[object]", value)
-    for item in items:
-        if not isinstance(item, kind):
-            raise ConfigError(f"config key {key!r} must be a list of {kind.__name__}")
+    items = cast("list[object]", _expect(data, key, list))
+    if not all(isinstance(item, kind) for item in items):
+        plurals: dict[type, str] = {str: "strings", dict: "tables"}
+        plural = plurals.get(kind, kind.__name__)
+        raise ConfigError(f"config key {key!r} must be an array of {plural}")
     return items
 
 
 def _limits(data: object) -> Limits:
     table = cast("dict[str, object]", data)
-    fields = {f.name: f for f in dataclasses.fields(Limits)}
+    defaults = {f.name: f.default for f in dataclasses.fields(Limits)}
     for key, value in table.items():
-        if key not in fields:
+        if key not in defaults:
             raise ConfigError(f"unknown limit {key!r}")
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"limit {key!r} must be a non-negative number")
+        if isinstance(defaults[key], int):
+            if not _is_int(value):
+                raise ConfigError(f"limit {key!r} must be an integer, not {value!r}")
+        elif not _is_number(value) or math.isnan(cast("float", value)):
+            raise ConfigError(f"limit {key!r} must be a number, not {value!r}")
+        if cast("float", value) < 0:
+            raise ConfigError(f"limit {key!r} must not be negative, not {value!r}")
     return Limits(**table)  # type: ignore[arg-type]  # numbers checked above
 
 
-def _module_spec(data: object, base: Path) -> ModuleSpec:
+def _table(data: object, section: str, index: int, allowed: set[str]) -> dict[str, object]:
     table = cast("dict[str, object]", data)
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [[{section}]] #{index}: {', '.join(unknown)}")
+    return table
+
+
+def _label(section: str, index: int, value: object) -> str:
+    """``[[modules]] #2 (hello)``: which table a message is about."""
+    return f"[[{section}]] #{index}" + (f" ({value})" if isinstance(value, str) else "")
+
+
+def _module_spec(data: object, index: int, base: Path) -> ModuleSpec:
+    table = _table(data, "modules", index, {"name", "target"})
     name, target = table.get("name"), table.get("target")
-    if not isinstance(name, str) or not isinstance(target, str):
-        raise ConfigError("each [[modules]] needs name and target strings")
+    where = _label("modules", index, name)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where} needs a name string")
+    if not isinstance(target, str):
+        raise ConfigError(f"{where} needs a target string (package.module:function)")
     module_path, sep, func = target.rpartition(":")
-    if sep and module_path.endswith(".py") and not Path(module_path).is_absolute():
+    if not sep or not module_path or not func:
+        raise ConfigError(f"{where}: module target {target!r} must be package.module:function")
+    if module_path.endswith(".py") and not Path(module_path).is_absolute():
         target = f"{base / module_path}:{func}"
     return ModuleSpec(name=name, target=target)
 
 
-def _handler(data: object) -> HandlerMapping:
-    table = cast("dict[str, object]", data)
+def _handler(data: object, index: int) -> HandlerMapping:
+    table = _table(data, "handlers", index, {"path", "modules", "verbs", "name"})
     path, modules = table.get("path"), table.get("modules")
-    verbs = table.get("verbs", [])
-    if not isinstance(path, str) or not isinstance(modules, list) or not modules:
-        raise ConfigError("each [[handlers]] needs a path and a non-empty modules list")
-    if not isinstance(verbs, list):
-        raise ConfigError("[[handlers]] verbs must be a list")
+    verbs, name = table.get("verbs", []), table.get("name", "")
+    where = _label("handlers", index, path)
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"{where} needs a path string")
+    if not isinstance(modules, list) or not modules:
+        raise ConfigError(f"{where} needs a non-empty modules array")
+    if not all(isinstance(m, str) and m for m in modules):
+        raise ConfigError(f"{where} modules must be an array of strings")
+    if not isinstance(verbs, list) or not all(isinstance(v, str) and v for v in verbs):
+        raise ConfigError(f"{where} verbs must be an array of strings")
+    if not isinstance(name, str):
+        raise ConfigError(f"{where} name must be a string")
     return HandlerMapping(
         path,
-        tuple(str(m) for m in modules),
-        frozenset(str(v).upper() for v in verbs),
-        str(table.get("name", "")),
+        tuple(cast("list[str]", modules)),
+        frozenset(v.upper() for v in cast("list[str]", verbs)),
+        name,
     )
 
 
@@ -211,19 +309,21 @@ def parse_module_option(text: str) -> ModuleSpec:
     name, sep, target = text.partition("=")
     if not sep:
         target = text
-        module_path = text.rpartition(":")[0] or text
+    module_path, colon, func = target.rpartition(":")
+    if not sep:
         name = Path(module_path).stem if module_path.endswith(".py") else module_path.split(".")[-1]
-    if ":" not in target:
+    if not colon or not module_path or not func or not name:
         raise ConfigError(f"module {text!r} must be [NAME=]package.module:function")
     return ModuleSpec(name=name, target=target)
 
 
 def parse_handler_option(text: str) -> HandlerMapping:
     """``PATTERN=NAME[,NAME…]`` from the command line."""
-    pattern, sep, names = text.partition("=")
-    if not sep or not pattern or not names:
+    pattern, _, names = text.partition("=")
+    modules = tuple(n.strip() for n in names.split(",") if n.strip())
+    if not pattern or not modules:
         raise ConfigError(f"handler {text!r} must be PATTERN=MODULE[,MODULE...]")
-    return HandlerMapping(pattern, tuple(n.strip() for n in names.split(",") if n.strip()))
+    return HandlerMapping(pattern, modules)
 
 
 def load_register_function(target: str) -> RegisterModule:
@@ -235,11 +335,13 @@ def load_register_function(target: str) -> RegisterModule:
     module_path, sep, func_name = target.rpartition(":")
     if not sep or not module_path or not func_name:
         raise ConfigError(f"module target {target!r} must be package.module:function")
+    name = ""
     try:
         if module_path.endswith(".py"):
             file = Path(module_path)
             if not file.is_file():
-                raise ConfigError(f"module file {file} does not exist")
+                problem = "is not a file" if file.exists() else "does not exist"
+                raise ConfigError(f"module file {file} {problem}")
             name = f"trioiis_loaded_{file.stem}_{abs(hash(str(file.resolve())))}"
             spec = importlib.util.spec_from_file_location(name, file)
             assert spec is not None
@@ -251,12 +353,19 @@ def load_register_function(target: str) -> RegisterModule:
             module = importlib.import_module(module_path)
     except ConfigError:
         raise
-    except Exception as exc:
-        raise ConfigError(f"cannot import {module_path}: {type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # a module calling sys.exit() is a failure too
+        sys.modules.pop(name, None)
+        raise ConfigError(f"cannot import {module_path}: {describe_exception(exc)}") from exc
     func = getattr(module, func_name, None)
     if not callable(func):
         raise ConfigError(f"{module_path} has no function {func_name!r}")
     return cast("RegisterModule", func)
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``"ValueError: bad"`` (``"ValueError"`` when it has no message), on one line."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def merge_cli(

@@ -26,7 +26,7 @@ from typing import TextIO
 
 import trio
 
-from .config import ServerConfig, load_register_function, parse_binding
+from .config import ServerConfig, describe_exception, load_register_function, parse_binding
 from .constants import SERVER_VERSION
 from .context import HttpConnection, HttpContext, Site, _Wire
 from .counters import ServerCounters
@@ -97,7 +97,9 @@ class HttpServer:
         try:
             register(SERVER_VERSION, info, server)
         except Exception as exc:
-            raise ConfigError(f"module {name!r} failed to register: {exc}") from exc
+            raise ConfigError(
+                f"module {name!r} failed to register: {describe_exception(exc)}"
+            ) from exc
         self._registrations.append(info)
         return info
 

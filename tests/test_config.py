@@ -1,0 +1,441 @@
+"""Configuration: ``load_config``, ``config_from_mapping``, the command-line parsers and
+``merge_cli``. Every mistake is a ``ConfigError`` with one specific line, never another error."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from trioiis import ConfigError, Limits, ServerConfig, load_config
+from trioiis.config import (
+    ModuleSpec,
+    config_from_mapping,
+    merge_cli,
+    parse_binding,
+    parse_handler_option,
+    parse_module_option,
+)
+from trioiis.mapping import HandlerMapping
+
+FULL = """
+root = "site"
+bindings = ["127.0.0.1:0", "[::1]:0", "localhost:8080"]
+access_log = "logs/access.log"
+default_documents = ["start.html", "index.html"]
+max_connections = 50
+shutdown_grace = 2.5
+builtin_modules = true
+
+[limits]
+max_body_bytes = 1_000
+keep_alive_timeout = 30
+head_timeout = 1.5
+
+[[modules]]
+name = "hello"
+target = "mods/hello.py:register_module"
+
+[[modules]]
+name = "pkg"
+target = "examples.modules.hello:register_module"
+
+[[modules]]
+name = "absolute"
+target = "/opt/mods/abs.py:register_module"
+
+[[handlers]]
+path = "*.txt"
+modules = ["static_file"]
+verbs = ["get", "HEAD"]
+
+[[handlers]]
+name = "hello pages"
+path = "/hello*"
+modules = ["hello", "static_file"]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "site.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def config_error(data: dict[str, Any], base: Path = Path(".")) -> str:
+    """The message of the ConfigError that ``data`` raises (it must be one line)."""
+    with pytest.raises(ConfigError) as caught:
+        config_from_mapping(data, base=base)
+    message = str(caught.value)
+    assert message
+    assert "\n" not in message
+    return message
+
+
+# ------------------------------------------------------------------ a full file
+
+
+def test_full_file_gives_expected_config(tmp_path: Path) -> None:
+    base = tmp_path / "conf"
+    base.mkdir()
+    config = load_config(write(base, FULL))
+    assert config.root == base / "site"
+    assert config.bindings == ("127.0.0.1:0", "[::1]:0", "localhost:8080")
+    assert [parse_binding(b) for b in config.bindings] == [
+        ("127.0.0.1", 0),
+        ("::1", 0),
+        ("localhost", 8080),
+    ]
+    # access_log is used as written (docs/configuration.md), not made relative to the file.
+    assert config.access_log == "logs/access.log"
+    assert config.default_documents == ("start.html", "index.html")
+    assert config.max_connections == 50
+    assert config.shutdown_grace == 2.5
+    assert config.builtin_modules is True
+    assert config.limits == Limits(max_body_bytes=1000, keep_alive_timeout=30, head_timeout=1.5)
+    assert config.modules == (
+        ModuleSpec(name="hello", target=f"{base / 'mods' / 'hello.py'}:register_module"),
+        ModuleSpec(name="pkg", target="examples.modules.hello:register_module"),
+        ModuleSpec(name="absolute", target="/opt/mods/abs.py:register_module"),
+    )
+    assert config.handlers == (
+        HandlerMapping("*.txt", ("static_file",), frozenset({"GET", "HEAD"})),
+        HandlerMapping("/hello*", ("hello", "static_file"), frozenset(), "hello pages"),
+    )
+
+
+def test_empty_file_gives_defaults(tmp_path: Path) -> None:
+    # Without a root key the root is the default, the current folder (not the file's).
+    assert load_config(write(tmp_path, "")) == ServerConfig()
+
+
+def test_absolute_root_is_kept(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, f'root = "{tmp_path / "elsewhere"}"'))
+    assert config.root == tmp_path / "elsewhere"
+
+
+def test_overrides_replace_fields_after_reading(tmp_path: Path) -> None:
+    path = write(tmp_path, 'access_log = "a.log"\nmax_connections = 3')
+    config = load_config(path, access_log="-", max_connections=7)
+    assert (config.access_log, config.max_connections) == ("-", 7)
+
+
+def test_limits_accept_infinite_timeouts() -> None:
+    config = config_from_mapping({"limits": {"keep_alive_timeout": math.inf}})
+    assert config.limits.keep_alive_timeout == math.inf
+
+
+# ------------------------------------------------------------------ mistakes
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"rot": "site"}, "unknown config key(s): rot"),
+        ({"zeta": 1, "alpha": 2}, "unknown config key(s): alpha, zeta"),
+        ({"root": 1}, "config key 'root' must be a string, not an integer"),
+        ({"bindings": "127.0.0.1:80"}, "config key 'bindings' must be an array, not a string"),
+        ({"bindings": [80]}, "config key 'bindings' must be an array of strings"),
+        ({"bindings": []}, "bindings must not be empty"),
+        ({"bindings": ["localhost"]}, "binding 'localhost' is not HOST:PORT"),
+        ({"bindings": ["127.0.0.1:65536"]}, "binding '127.0.0.1:65536' is not HOST:PORT"),
+        ({"bindings": ["::1:80"]}, "binding '::1:80' is not HOST:PORT"),
+        ({"limits": 5}, "config key 'limits' must be a table, not an integer"),
+        ({"limits": {"max_bodybytes": 1}}, "unknown limit 'max_bodybytes'"),
+        ({"limits": {"max_body_bytes": -1}}, "limit 'max_body_bytes' must not be negative"),
+        ({"limits": {"head_timeout": -0.5}}, "limit 'head_timeout' must not be negative"),
+        ({"limits": {"head_timeout": math.nan}}, "limit 'head_timeout' must be a number"),
+        ({"limits": {"max_body_bytes": "1"}}, "limit 'max_body_bytes' must be an integer"),
+        ({"limits": {"max_body_bytes": 1.5}}, "limit 'max_body_bytes' must be an integer"),
+        ({"limits": {"max_body_bytes": True}}, "limit 'max_body_bytes' must be an integer"),
+        ({"modules": {"name": "x"}}, "config key 'modules' must be an array, not a table"),
+        ({"modules": ["x"]}, "config key 'modules' must be an array of tables"),
+        ({"modules": [{"name": "x"}]}, "[[modules]] #1 (x) needs a target string"),
+        ({"modules": [{"target": "a.b:f"}]}, "[[modules]] #1 needs a name string"),
+        (
+            {"modules": [{"name": "a", "target": "a:f"}, {"name": "b", "target": 3}]},
+            "[[modules]] #2 (b) needs a target string",
+        ),
+        (
+            {"modules": [{"name": "x", "target": "a:f", "targte": "b"}]},
+            "unknown key(s) in [[modules]] #1: targte",
+        ),
+        (
+            {"modules": [{"name": "x", "target": "a.b"}]},
+            "module target 'a.b' must be package.module:function",
+        ),
+        ({"handlers": [{"path": "*"}]}, "[[handlers]] #1 (*) needs a non-empty modules array"),
+        (
+            {"handlers": [{"path": "*", "modules": []}]},
+            "[[handlers]] #1 (*) needs a non-empty modules array",
+        ),
+        (
+            {"handlers": [{"path": "*", "modules": [1]}]},
+            "[[handlers]] #1 (*) modules must be an array of strings",
+        ),
+        ({"handlers": [{"modules": ["a"]}]}, "[[handlers]] #1 needs a path string"),
+        (
+            {"handlers": [{"path": "*", "modules": ["a"], "verbs": "GET"}]},
+            "[[handlers]] #1 (*) verbs must be an array of strings",
+        ),
+        (
+            {"handlers": [{"path": "*", "modules": ["a"], "name": 3}]},
+            "[[handlers]] #1 (*) name must be a string",
+        ),
+        (
+            {"handlers": [{"path": "*", "modules": ["a"], "verb": ["GET"]}]},
+            "unknown key(s) in [[handlers]] #1: verb",
+        ),
+        ({"default_documents": "index.html"}, "must be an array, not a string"),
+        ({"builtin_modules": "yes"}, "config key 'builtin_modules' must be a boolean"),
+        ({"access_log": False}, "config key 'access_log' must be a string, not a boolean"),
+        ({"max_connections": 1.5}, "config key 'max_connections' must be an integer, not a float"),
+        ({"max_connections": True}, "config key 'max_connections' must be an integer"),
+        ({"max_connections": 0}, "max_connections must be at least 1"),
+        ({"shutdown_grace": "5"}, "config key 'shutdown_grace' must be a number, not a string"),
+        ({"shutdown_grace": -1}, "shutdown_grace must be a non-negative number"),
+        ({"shutdown_grace": math.nan}, "shutdown_grace must be a non-negative number"),
+    ],
+)
+def test_mistakes_are_one_specific_line(data: dict[str, Any], expected: str) -> None:
+    assert expected in config_error(data)
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.toml"
+    with pytest.raises(ConfigError, match=r"cannot read config .*missing\.toml: No such file"):
+        load_config(missing)
+    with pytest.raises(ConfigError, match=r"cannot read config .*: Is a directory"):
+        load_config(tmp_path)
+
+
+def test_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b'root = "\xff\xfe"\n')
+    with pytest.raises(ConfigError, match=r"binary\.toml is not UTF-8 text") as caught:
+        load_config(path)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text", ["root = ", "[limits\nmax_body_bytes = 1", 'root = "a"\nroot = "b"', "= 3"]
+)
+def test_invalid_toml(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text, "bad.toml")
+    with pytest.raises(
+        ConfigError, match=r"bad\.toml: \w.*\(at (line \d+, column \d+|end of document)\)$"
+    ) as caught:
+        load_config(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_mistakes_in_a_file_are_config_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, '[limits]\nmax_body_bytes = -5\n[[modules]]\nname = "x"\n')
+    with pytest.raises(ConfigError, match="limit 'max_body_bytes' must not be negative"):
+        load_config(path)
+
+
+def test_unknown_override_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="colour"):
+        load_config(write(tmp_path, ""), colour="blue")
+
+
+# ------------------------------------------------------------------ ServerConfig in code
+
+
+def test_server_config_in_code() -> None:
+    assert ServerConfig(bindings="127.0.0.1:0").bindings == ("127.0.0.1:0",)
+    assert ServerConfig(bindings=["[::1]:0"]).bindings == ("[::1]:0",)
+    with pytest.raises(ConfigError, match="binding 'nope' is not HOST:PORT"):
+        ServerConfig(bindings=["nope"])
+    with pytest.raises(ConfigError, match="bindings must not be empty"):
+        ServerConfig(bindings=())
+    with pytest.raises(ConfigError, match="max_connections must be at least 1"):
+        ServerConfig(max_connections=0)
+    with pytest.raises(ConfigError, match="shutdown_grace"):
+        ServerConfig(shutdown_grace=-1)
+
+
+# ------------------------------------------------------------------ parse_binding
+
+HOSTNAMES = st.from_regex(r"\A[A-Za-z0-9]([A-Za-z0-9._-]{0,30}[A-Za-z0-9])?\Z")
+PORTS = st.integers(min_value=0, max_value=65535)
+
+
+@st.composite
+def bindings(draw: st.DrawFn) -> tuple[str, str, int]:
+    """(text, host, port) for a valid binding."""
+    port = draw(PORTS)
+    kind = draw(st.sampled_from(["name", "ipv4", "ipv6"]))
+    if kind == "ipv6":
+        host = str(draw(st.ip_addresses(v=6)))
+        return f"[{host}]:{port}", host, port
+    host = draw(HOSTNAMES) if kind == "name" else str(draw(st.ip_addresses(v=4)))
+    return f"{host}:{port}", host, port
+
+
+@given(bindings())
+@example(("127.0.0.1:0", "127.0.0.1", 0))
+@example(("[::1]:65535", "::1", 65535))
+@example(("localhost:8080", "localhost", 8080))
+@example(("0.0.0.0:80", "0.0.0.0", 80))
+def test_parse_binding_round_trips(case: tuple[str, str, int]) -> None:
+    text, host, port = case
+    assert parse_binding(text) == (host, port)
+
+
+def is_valid_binding(text: str) -> bool:
+    host, sep, port = text.rpartition(":")
+    if not sep or not (len(port) <= 5 and port.isascii() and port.isdigit()):
+        return False
+    if int(port) > 65535:
+        return False
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return False
+        return True
+    return bool(host) and all(c.isascii() and (c.isalnum() or c in "._-") for c in host)
+
+
+@given(st.text(max_size=40) | st.builds(lambda h, p: f"{h}:{p}", st.text(max_size=10), st.text()))
+@example("127.0.0.1:²")  # a digit to str.isdigit(), not to int()
+@example("127.0.0.1:١٢")  # Arabic-Indic digits
+@example("127.0.0.1:" + "9" * 5000)  # longer than int() converts
+@example("127.0.0.1:-1")
+@example("127.0.0.1:+80")
+@example("127.0.0.1: 80")
+@example(":80")
+@example("[]:80")
+@example("[::1:80")
+@example("::1:80")
+@example("[not-ipv6]:80")
+@example("local host:80")
+@example("127.0.0.1:65536")
+def test_parse_binding_rejects_anything_else_with_config_error(text: str) -> None:
+    if is_valid_binding(text):
+        assert parse_binding(text)[1] == int(text.rpartition(":")[2])
+        return
+    with pytest.raises(ConfigError) as caught:
+        parse_binding(text)
+    assert "is not HOST:PORT" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [None, 8080, b"127.0.0.1:80", ("127.0.0.1", 80)])
+def test_parse_binding_of_non_strings(value: Any) -> None:
+    with pytest.raises(ConfigError, match="is not HOST:PORT"):
+        parse_binding(value)
+
+
+# ------------------------------------------------------------------ command-line options
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("hello=examples/modules/hello.py:register_module", ("hello", "examples/modules/hello.py")),
+        ("examples/modules/hello.py:register_module", ("hello", "examples/modules/hello.py")),
+        ("mypkg.mymod:register_module", ("mymod", "mypkg.mymod")),
+        ("mymod:register_module", ("mymod", "mymod")),
+        ("api=mypkg.api:register_module", ("api", "mypkg.api")),
+    ],
+)
+def test_parse_module_option(text: str, spec: tuple[str, str]) -> None:
+    name, module = spec
+    assert parse_module_option(text) == ModuleSpec(name=name, target=f"{module}:register_module")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hello.py",
+        "hello=hello.py",
+        "mypkg.mymod",
+        "=hello.py:register_module",
+        "hello=:register_module",
+        "hello=hello.py:",
+        "hello=",
+        ":register_module",
+        "",
+    ],
+)
+def test_parse_module_option_mistakes(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"must be \[NAME=\]package\.module:function") as caught:
+        parse_module_option(text)
+    assert "\n" not in str(caught.value)
+
+
+def test_parse_handler_option() -> None:
+    assert parse_handler_option("*.txt=static_file") == HandlerMapping("*.txt", ("static_file",))
+    assert parse_handler_option("/api/*=auth, api") == HandlerMapping("/api/*", ("auth", "api"))
+
+
+@pytest.mark.parametrize("text", ["*.txt", "*.txt=", "=static_file", "*.txt=,", "*.txt= , ", ""])
+def test_parse_handler_option_mistakes(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"must be PATTERN=MODULE\[,MODULE\.\.\.\]"):
+        parse_handler_option(text)
+
+
+def test_merge_cli_command_line_wins(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        root = "site"
+        bindings = ["127.0.0.1:1"]
+        access_log = "file.log"
+        max_connections = 9
+        [[modules]]
+        name = "first"
+        target = "pkg.first:register_module"
+        [[handlers]]
+        path = "/file/*"
+        modules = ["first"]
+        """,
+    )
+    config = load_config(path)
+    merged = merge_cli(
+        config,
+        root="cli-root",
+        bindings=["127.0.0.1:0", "[::1]:0"],
+        modules=["second=pkg.second:register_module"],
+        handlers=["/cli/*=second"],
+        access_log="-",
+    )
+    assert merged.root == Path("cli-root")
+    assert merged.bindings == ("127.0.0.1:0", "[::1]:0")
+    assert merged.access_log == "-"
+    assert [m.name for m in merged.modules] == ["first", "second"]  # the command line adds
+    assert [h.path for h in merged.handlers] == ["/cli/*", "/file/*"]  # and goes first
+    assert merged.max_connections == 9  # what the command line does not say is kept
+
+
+def test_merge_cli_without_options_changes_nothing(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, FULL))
+    unchanged = merge_cli(config, root=None, bindings=[], modules=[], handlers=[], access_log=None)
+    assert unchanged == config
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"bindings": ["nope"]}, "binding 'nope' is not HOST:PORT"),
+        ({"modules": ["nope.py"]}, "module 'nope.py' must be"),
+        ({"handlers": ["nope"]}, "handler 'nope' must be"),
+    ],
+)
+def test_merge_cli_mistakes(options: dict[str, Any], message: str) -> None:
+    kwargs: dict[str, Any] = {
+        "root": None,
+        "bindings": [],
+        "modules": [],
+        "handlers": [],
+        "access_log": None,
+    }
+    with pytest.raises(ConfigError, match=message):
+        merge_cli(ServerConfig(), **(kwargs | options))
