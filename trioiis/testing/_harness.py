@@ -1,0 +1,436 @@
+"""``check_cancellation_safety``: cancel a module at every checkpoint, three ways, and check
+that nothing leaks.
+
+Theory of operation
+-------------------
+1. The request is served in memory: ``HttpServer.handle_stream`` on one end of
+   ``trio.testing.memory_stream_pair``, a tiny h11 client on the other. Everything runs in
+   one fresh ``trio.run`` per attempt, so nothing can leak from one attempt into the next.
+2. A ``trio.abc.Instrument`` counts the *steps* of the request's tasks: the connection task
+   while it runs the request, and every task started under it (module tasks, children), but
+   not the connection's reader. Each step ends at a checkpoint, so the first, clean run tells
+   how many checkpoints the request reaches: N.
+3. Each attempt k = 1..N and mode (client disconnect, ``cancel_io()``, server shutdown) replays
+   the request; when step k ends, the injection runs (through ``run_sync_soon``, so it lands
+   while the request is parked at that checkpoint or just after it). The stack of the request
+   task at that moment is kept for the report.
+4. After each attempt: no task of the request is alive, no pending-I/O scope is registered,
+   every module instance got ``dispose()`` exactly once, every module context was cleaned up,
+   LOG_REQUEST ran, and the client saw one complete well-formed response or a closed
+   connection; then the author's invariants run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import tempfile
+import traceback
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import h11
+import trio
+import trio.testing
+
+from ..config import ServerConfig
+from ..constants import Notification, Priority
+from ..context import HttpContext
+from ..registration import (
+    GlobalServer,
+    HttpModule,
+    ModuleAllocator,
+    ModuleFactory,
+    ModuleRegistrationInfo,
+    RegisterModule,
+)
+from ..server import HttpServer
+
+Mode = Literal["disconnect", "cancel_io", "shutdown"]
+MODES: tuple[Mode, ...] = ("disconnect", "cancel_io", "shutdown")
+Invariant = Callable[[], object | Awaitable[object]]
+
+
+class CancellationSafetyError(AssertionError):
+    """A module was not cancellation-safe: the message says where, how, and what leaked."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """What one attempt observed (``check_cancellation_safety`` returns the clean run's)."""
+
+    checkpoints: int
+    status: int | None
+    body: bytes
+    complete: bool
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Per-attempt bookkeeping the probe module and the counting factories fill in."""
+
+    contexts: list[HttpContext] = field(default_factory=list)
+    logged: set[int] = field(default_factory=set)
+    instances: list[list[int]] = field(default_factory=list)  # [created, disposed] each
+
+
+class _Probe(HttpModule):
+    """Records every context (root and children) and that LOG_REQUEST ran for it."""
+
+    def __init__(self, tally: _Tally) -> None:
+        self.tally = tally
+
+    async def on_begin_request(self, ctx: HttpContext, provider: Any) -> None:
+        self.tally.contexts.append(ctx)
+
+    async def on_log_request(self, ctx: HttpContext, provider: Any) -> None:
+        self.tally.logged.add(id(ctx))
+
+
+class _ProbeFactory:
+    def __init__(self, tally: _Tally) -> None:
+        self.tally = tally
+
+    def get_http_module(self, allocator: ModuleAllocator) -> HttpModule:
+        return _Probe(self.tally)
+
+    def terminate(self) -> None:
+        pass
+
+
+class _CountingFactory:
+    """Wraps the module's factory to check ``dispose()`` is called once per instance."""
+
+    def __init__(self, inner: ModuleFactory, tally: _Tally) -> None:
+        self.inner = inner
+        self.tally = tally
+
+    def get_http_module(self, allocator: ModuleAllocator) -> HttpModule:
+        module = self.inner.get_http_module(allocator)
+        record = [1, 0]
+        self.tally.instances.append(record)
+        dispose = module.dispose
+
+        def counted_dispose() -> None:
+            record[1] += 1
+            dispose()
+
+        with contextlib.suppress(AttributeError):  # a __slots__ class: cannot count
+            module.dispose = counted_dispose  # type: ignore[method-assign]  # counting wrapper
+        return module
+
+    def terminate(self) -> None:
+        self.inner.terminate()
+
+
+class _StepCounter(trio.abc.Instrument):
+    """Rule 2: counts steps of the request's tasks; fires the injection after step k."""
+
+    def __init__(
+        self, root: trio.lowlevel.Task, tally: _Tally, fire_at: int, fire: Callable[[], None]
+    ) -> None:
+        self.root = root
+        self.tally = tally
+        self.fire_at = fire_at
+        self.fire = fire
+        self.steps = 0
+        self.stack: list[str] = []
+
+    def _ours(self, task: trio.lowlevel.Task) -> bool:
+        current: trio.lowlevel.Task | None = task
+        while current is not None:
+            if current is self.root:
+                return True
+            nursery = current.parent_nursery
+            current = nursery.parent_task if nursery is not None else None
+        return False
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        # Only while the request runs (from its first BEGIN_REQUEST handler to its end), and
+        # not the connection's reader, which belongs to the connection, not the request.
+        contexts = self.tally.contexts
+        if not contexts or contexts[0]._state == "ended" or task.name.endswith(".pump"):
+            return
+        if not self._ours(task):
+            return
+        self.steps += 1
+        if self.steps == self.fire_at:
+            self.stack = _stack_of(self.root)
+            trio.lowlevel.current_trio_token().run_sync_soon(self.fire)
+
+
+def _stack_of(task: trio.lowlevel.Task) -> list[str]:
+    """Where the request's tasks are parked, as traceback lines (Trio's internals left out)."""
+    lines: list[str] = []
+    tasks = [task]
+    while tasks:
+        current = tasks.pop(0)
+        tasks.extend(t for n in current.child_nurseries for t in n.child_tasks)
+        if current.name.endswith(".pump"):
+            continue
+        frames = [
+            (frame, lineno)
+            for frame, lineno in current.iter_await_frames()
+            if f"{os.sep}trio{os.sep}" not in frame.f_code.co_filename
+        ]
+        summary = traceback.StackSummary.extract(frames, lookup_lines=True)
+        lines.append(f"  task {current.name}:\n" + "".join(summary.format()))
+    return lines
+
+
+def _probe_register(tally: _Tally) -> RegisterModule:
+    def register(server_version: int, info: ModuleRegistrationInfo, server: GlobalServer) -> None:
+        info.set_request_notifications(
+            _ProbeFactory(tally), Notification.BEGIN_REQUEST | Notification.LOG_REQUEST
+        )
+        info.set_priority_for_request_notification(Notification.BEGIN_REQUEST, Priority.FIRST)
+
+    return register
+
+
+async def _attempt(
+    modules: Sequence[tuple[str, RegisterModule]],
+    request: bytes,
+    root: Path,
+    config: dict[str, Any],
+    *,
+    fire_at: int,
+    mode: Mode,
+) -> tuple[Outcome, _Tally, list[str]]:
+    tally = _Tally()
+    server = HttpServer(ServerConfig(root=root, bindings=("127.0.0.1:0",), **config))
+    server.register_module("_trioiis_probe", _probe_register(tally))
+    for name, register in modules:
+        info = server.register_module(name, register)
+        if info.factory is not None:
+            info.factory = _CountingFactory(info.factory, tally)
+    client, served = trio.testing.memory_stream_pair()
+    scope = trio.CancelScope()
+    problems: list[str] = []
+    counter: _StepCounter | None = None
+
+    def fire() -> None:
+        if mode == "disconnect":
+            client.send_stream.close()  # the client is gone: EOF, then nothing reads
+            client.receive_stream.close()
+        elif mode == "cancel_io":
+            for ctx in tally.contexts[:1]:
+                with contextlib.suppress(Exception):  # the request may have ended already
+                    ctx.cancel_io()
+        else:
+            scope.cancel()  # as a shutdown whose grace ran out
+
+    async def serve(task_status: trio.TaskStatus[trio.lowlevel.Task]) -> None:
+        task_status.started(trio.lowlevel.current_task())
+        with scope:
+            await server.handle_stream(served)
+
+    raw = bytearray()
+    closed = False
+    method = _method_of(request)
+    async with trio.open_nursery() as nursery:
+        serving_task = await nursery.start(serve)
+        counter = _StepCounter(serving_task, tally, fire_at, fire)
+        trio.lowlevel.add_instrument(counter)
+        try:
+            await client.send_all(request)
+            with trio.move_on_after(10):
+                while True:
+                    data = await client.receive_some(65536)
+                    if not data:
+                        closed = True
+                        break
+                    raw += data
+                    if _complete(bytes(raw), method) is not None:
+                        break
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            closed = True  # the connection went away (or the injection closed it)
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await client.aclose()
+        with trio.move_on_after(10) as waited:
+            await _wait_request_over(tally)
+        if waited.cancelled_caught:
+            problems.append("the request did not end within 10 s of the client leaving")
+        nursery.cancel_scope.cancel()
+    trio.lowlevel.remove_instrument(counter)
+    server.pipeline.terminate()
+    parsed = _complete(bytes(raw), method)
+    if parsed is None and not closed:
+        problems.append("the client got neither a complete response nor a closed connection")
+    problems += _leaks(tally)
+    outcome = Outcome(
+        checkpoints=counter.steps,
+        status=parsed[0] if parsed else None,
+        body=parsed[1] if parsed else b"",
+        complete=parsed is not None,
+        problems=tuple(problems),
+    )
+    return outcome, tally, counter.stack
+
+
+async def _wait_request_over(tally: _Tally) -> None:
+    while any(ctx._state != "ended" for ctx in tally.contexts):
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.lowlevel.checkpoint()
+
+
+def _method_of(request: bytes) -> str:
+    method = request.split(b" ", 1)[0]
+    return method.decode("ascii") if method.isalpha() and method.isascii() else "GET"
+
+
+def _complete(raw: bytes, method: str = "GET") -> tuple[int, bytes] | None:
+    """(status, body) if ``raw`` holds one complete, well-formed response to ``method``."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
+    try:
+        conn.receive_data(raw)
+        status, body = 0, b""
+        while True:
+            event = conn.next_event()
+            if isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return status, body
+            elif event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
+                return None
+    except h11.RemoteProtocolError:
+        return None
+
+
+def _leaks(tally: _Tally) -> list[str]:
+    problems = []
+    for ctx in tally.contexts:
+        label = f"{ctx.request.method} {ctx.request.url} (depth {ctx.depth})"
+        if ctx._state != "ended":
+            problems.append(f"{label}: the request never ended")
+            continue
+        if ctx.pending_io_count:
+            problems.append(f"{label}: {ctx.pending_io_count} pending-I/O scope(s) left")
+        if ctx._task_scopes:
+            problems.append(f"{label}: {len(ctx._task_scopes)} task(s) still registered")
+        if ctx.module_context._items:
+            problems.append(f"{label}: module context not cleaned up")
+        if id(ctx) not in tally.logged:
+            problems.append(f"{label}: LOG_REQUEST did not run")
+    for i, (created, disposed) in enumerate(tally.instances):
+        if disposed != created:
+            problems.append(f"module instance #{i + 1}: dispose() called {disposed} times")
+    return problems
+
+
+def _raw_request(request: bytes | str) -> bytes:
+    data = request.encode("latin-1") if isinstance(request, str) else request
+    if b"\r\n\r\n" not in data:
+        raise ValueError("request must be a complete HTTP/1.1 request (head ends with CRLF CRLF)")
+    return data
+
+
+async def _run_invariants(invariants: Iterable[Invariant]) -> list[str]:
+    problems = []
+    for check in invariants:
+        try:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            problems.append(f"invariant {getattr(check, '__name__', check)!r} raised {exc!r}")
+            continue
+        if result is False:
+            problems.append(f"invariant {getattr(check, '__name__', check)!r} is false")
+    return problems
+
+
+def check_cancellation_safety(
+    module: tuple[str, RegisterModule] | Sequence[tuple[str, RegisterModule]],
+    request: bytes | str,
+    *,
+    root: Path | str | None = None,
+    invariants: Iterable[Invariant] = (),
+    modes: Sequence[Mode] = MODES,
+    config: dict[str, Any] | None = None,
+    max_checkpoints: int = 500,
+) -> Outcome:
+    """Prove ``module`` is cancellation-safe for ``request``; raise with a report if not.
+
+    Serves ``request`` once to count the checkpoints N the request reaches, then again for
+    every k in 1..N and every mode in ``modes`` (``"disconnect"``: the client goes away;
+    ``"cancel_io"``: ``ctx.cancel_io()`` on the request; ``"shutdown"``: the server cancels the
+    connection, as when shutdown's grace runs out), cancelling after checkpoint k. After
+    every attempt it checks that nothing of the request is alive or registered, every module
+    instance got ``dispose()`` once, module contexts were cleaned up, LOG_REQUEST ran, the
+    client saw a complete well-formed response or a closed connection, and every one of
+    ``invariants`` (callables, sync or async, returning anything but False) holds.
+
+    Synchronous: call it from a plain test function (it runs its own ``trio.run`` per
+    attempt), not from inside a running Trio loop.
+
+    Args:
+        module: ``(name, register_module)``, or a list of them loaded in order.
+        request: one raw HTTP/1.1 request (bytes, or str encoded as Latin-1).
+        root: the site folder (default: an empty temporary folder).
+        invariants: the author's own checks, run after every attempt.
+        modes: which injections to try.
+        config: extra ``ServerConfig`` fields.
+        max_checkpoints: refuse to try more than this many checkpoints.
+
+    Returns:
+        The clean run's outcome (status, body, checkpoints counted).
+
+    Raises:
+        CancellationSafetyError: with the checkpoint, the mode, the problems found and where
+            the request's tasks were parked when the cancellation hit.
+    """
+    modules = [module] if isinstance(module, tuple) else list(module)
+    data = _raw_request(request)
+    with contextlib.ExitStack() as stack:
+        folder = (
+            Path(root)
+            if root is not None
+            else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        )
+        settings = dict(config or {})
+
+        async def run(fire_at: int, mode: Mode) -> tuple[Outcome, list[str]]:
+            outcome, _, where = await _attempt(
+                modules, data, folder, settings, fire_at=fire_at, mode=mode
+            )
+            extra = await _run_invariants(invariants)
+            if extra:
+                outcome = Outcome(
+                    checkpoints=outcome.checkpoints,
+                    status=outcome.status,
+                    body=outcome.body,
+                    complete=outcome.complete,
+                    problems=outcome.problems + tuple(extra),
+                )
+            return outcome, where
+
+        clean, _ = trio.run(run, 0, "cancel_io")
+        if clean.problems:
+            raise CancellationSafetyError(
+                "the request is not clean even without cancellation:\n  "
+                + "\n  ".join(clean.problems)
+            )
+        if clean.checkpoints > max_checkpoints:
+            raise CancellationSafetyError(
+                f"{clean.checkpoints} checkpoints is more than max_checkpoints={max_checkpoints}"
+            )
+        for k in range(1, clean.checkpoints + 1):
+            for mode in modes:
+                outcome, where = trio.run(run, k, mode)
+                if outcome.problems:
+                    raise CancellationSafetyError(
+                        f"not cancellation-safe: cancelled by {mode} at checkpoint {k} of "
+                        f"{clean.checkpoints}\nproblems:\n  "
+                        + "\n  ".join(outcome.problems)
+                        + "\nwhere the request was when the cancellation hit:\n"
+                        + "".join(where)
+                    )
+        return clean
