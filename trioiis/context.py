@@ -471,11 +471,14 @@ class HttpContext(metaclass=_NoPublicConstructor):
             self._task_scopes.discard(scope)
 
     def _cancel_work(self) -> None:
-        """Cancel the stages and every module task of this context (not the shielded tail)."""
+        """Cancel the stages and every task of this context (not the shielded tail): the
+        request nursery itself, so that tasks started on ``ctx.nursery`` directly stop too."""
         if self._main_scope is not None:
             self._main_scope.cancel()
         for scope in list(self._task_scopes):
             scope.cancel()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     def _client_gone(self) -> None:
         """Rule 2: the connection noticed EOF/RST while this (root) request was running."""
@@ -487,9 +490,11 @@ class HttpContext(metaclass=_NoPublicConstructor):
             self._cancel_work()
 
     def _reset_connection(self) -> None:
+        """``reset_connection()``: the client sees an RST now; the pipeline goes on."""
         self._wire.failed = True
-        self._wire.http.broken = True
         self._root.response.reset = True
+        self.connection._connected = False  # gone for the client, but nothing is cancelled
+        self._wire.http.reset_now()
 
     # ------------------------------------------------------------ pending I/O
 
@@ -747,8 +752,10 @@ class HttpContext(metaclass=_NoPublicConstructor):
             headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
         names = {n.lower() for n, _ in headers}
         framed = b"content-length" in names or b"transfer-encoding" in names
-        # (A HEAD answered without a body says nothing about the GET's length.)
-        if end and not framed and (body or self.request.method != "HEAD"):
+        # No length where none may be sent (204, 304) or where it would be a lie (a HEAD
+        # answered without a body says nothing about the GET's length).
+        bodiless = response.status in (204, 304)
+        if end and not framed and not bodiless and (body or self.request.method != "HEAD"):
             headers.append((b"content-length", str(len(body)).encode()))
         if self._root.response.need_disconnect or response.need_disconnect:
             headers.append((b"connection", b"close"))
@@ -880,6 +887,9 @@ class HttpContext(metaclass=_NoPublicConstructor):
         return await self._run_child(child)
 
     async def _run_child(self, child: HttpContext) -> CompletionInfo:
+        if child._released:  # released before its task got to run: it never starts
+            await trio.lowlevel.checkpoint()
+            return CompletionInfo(0, ERROR_OPERATION_ABORTED)
         self._children.append(child)
         self._pipeline.counters.child_requests += 1
         try:

@@ -89,6 +89,10 @@ class Limits:
         head_timeout: seconds from a head's first byte to its end; then 408 and close.
         keep_alive_timeout: seconds an idle connection waits for the next request.
         receive_buffer: bytes read ahead of the request's consumer (backpressure).
+        send_timeout: seconds a response write may wait for the client to read anything;
+            then the connection is closed (nginx ``send_timeout``).
+        body_timeout: seconds a request-body read may wait for the client to send anything;
+            then the client is treated as gone (nginx ``client_body_timeout``).
         drain_body_bytes: unread request body up to this is read and dropped after the
             response so that the connection can be kept alive; more → the connection closes.
         linger_timeout: seconds a closing connection keeps reading so the client gets the
@@ -103,6 +107,8 @@ class Limits:
     head_timeout: float = 20.0
     keep_alive_timeout: float = 75.0
     receive_buffer: int = 131072
+    send_timeout: float = 60.0
+    body_timeout: float = 60.0
     drain_body_bytes: int = 65536
     linger_timeout: float = 2.0
 
@@ -293,6 +299,7 @@ class Http1Connection:
         self._writers = trio.lowlevel.ParkingLot()
         #: Set by the server while it drains: responses say ``Connection: close``.
         self.closing = False
+        self._was_reset = False
         self._h11: h11.Connection | None = None
         self._body_left = b""
         self._body_received = 0
@@ -323,10 +330,11 @@ class Http1Connection:
             self.counters.bytes_received += len(data)
             self._inbuf += data
             self._arrived.unpark_all()
-        # EOF (FIN) or RST: wake readers and tell the server, which cancels a running request.
+        # EOF (FIN) or RST: wake readers and tell the server, which cancels a running request
+        # (not when we reset the connection ourselves: then the request goes on).
         self.eof = True
         self._arrived.unpark_all()
-        if self.on_disconnect is not None:
+        if self.on_disconnect is not None and not self._was_reset:
             self.on_disconnect()
 
     async def _wait_for_data(self) -> None:
@@ -450,7 +458,13 @@ class Http1Connection:
                 elif self.eof:
                     conn.receive_data(b"")
                 else:
-                    await self._wait_for_data()
+                    with trio.move_on_after(self.limits.body_timeout) as waited:
+                        await self._wait_for_data()
+                    if waited.cancelled_caught:
+                        self.broken = True  # a client this slow is not kept
+                        raise trio.BrokenResourceError(
+                            f"client sent no body for {self.limits.body_timeout} s"
+                        )
                 continue
             if isinstance(event, h11.Data):
                 data = bytes(event.data)
@@ -528,6 +542,18 @@ class Http1Connection:
         self._outbuf += data
         return await self.write_queued()
 
+    def reset_now(self) -> None:
+        """Abort the connection at once (an RST on sockets); nothing more is sent.
+
+        Other streams cannot send an RST: they are closed when the request ends.
+        """
+        self.broken = True
+        self._was_reset = True
+        self._outbuf = bytearray()
+        if self._socket is not None:
+            _set_linger_zero(self._socket)
+            self._socket.close()  # wakes the pump and any writer with ClosedResourceError
+
     def wake_idle(self) -> None:
         """Wake ``next_request`` so that it sees ``closing`` (server shutdown)."""
         self.closing = True
@@ -539,7 +565,7 @@ class Http1Connection:
         Only for sockets the server owns (``raw_socket``); other streams return False.
         """
         raw = self._raw
-        if raw is None or self._writing:
+        if raw is None or self._writing or self._was_reset:
             return not self._outbuf
         buf = self._outbuf
         sent = 0
@@ -579,7 +605,9 @@ class Http1Connection:
         connection is marked broken and will be closed after this response.
         """
         sent = 0
-        buf = self._outbuf
+        # Take the queue: other tasks may queue more while this one waits (rule 5), and a
+        # bytearray with a live memoryview cannot grow.
+        buf, self._outbuf = self._outbuf, bytearray()
         sock = self._socket
         raw = self._raw
         view = memoryview(buf)
@@ -589,7 +617,13 @@ class Http1Connection:
                     try:
                         n = raw.send(view[sent : sent + 1048576])
                     except BlockingIOError:
-                        await trio.lowlevel.wait_writable(raw)
+                        with trio.move_on_after(self.limits.send_timeout) as waited:
+                            await trio.lowlevel.wait_writable(raw)
+                        if waited.cancelled_caught:
+                            self.broken = True
+                            raise trio.BrokenResourceError(
+                                f"client read nothing for {self.limits.send_timeout} s"
+                            ) from None
                         continue
                 elif sock is not None:
                     n = await sock.send(view[sent : sent + 262144])
@@ -601,14 +635,14 @@ class Http1Connection:
                     n = len(piece)
                 sent += n
                 self.counters.bytes_sent += n
-        except OSError as exc:
+        except (OSError, trio.ClosedResourceError) as exc:
             self.broken = True
             raise trio.BrokenResourceError(str(exc)) from exc
         finally:
-            # Drop what went out once, at the end (not per send: no quadratic copying). A new
-            # buffer, not a resize: slices of ``view`` may still be referenced by a traceback.
-            if sent:
-                self._outbuf = bytearray() if sent == len(buf) else buf[sent:]
+            # Put the unsent rest back in front of whatever was queued meanwhile (a new
+            # buffer: slices of ``view`` may still be referenced by a traceback).
+            if sent < len(buf):
+                self._outbuf = buf[sent:] + self._outbuf
         return sent
 
     # ---------------------------------------------------------------- ending

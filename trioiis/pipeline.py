@@ -220,8 +220,8 @@ class Pipeline:
                         with trio.CancelScope(shield=True) as tail:
                             tail.deadline = trio.current_time() + TAIL_TIMEOUT
                             await self._run_tail(ctx)
-                    for scope in list(ctx._task_scopes):
-                        scope.cancel()
+                    # Tasks never outlive their request, however they were started.
+                    nursery.cancel_scope.cancel()
         finally:
             ctx._state = _State.ENDED
             for module in ctx._modules:

@@ -157,8 +157,12 @@ class HttpRequest:
 
     @property
     def path(self) -> str:
-        """The URL's path, percent-decoded (what handlers map to files)."""
-        return unquote(self._url.partition("?")[0], errors="strict")
+        """The URL's path, percent-decoded (what handlers map to files).
+
+        Bytes that are not UTF-8 (``%ff``) decode as lone surrogates, as ``os.fsdecode``
+        does; ``map_path`` refuses such paths.
+        """
+        return unquote(self._url.partition("?")[0], errors="surrogateescape")
 
     @property
     def raw_path(self) -> str:

@@ -86,10 +86,11 @@ class HttpResponse:
         """Set the status; ``try_skip_custom_errors`` asks custom_errors to keep the body.
 
         Raises:
-            HResultError: ERROR_INVALID_DATA for a status outside 100..999 or a reason with
+            HResultError: ERROR_INVALID_DATA for a status outside 200..999 or a reason with
                 control characters or over 512 characters.
         """
-        if not 100 <= status <= 999 or len(reason) > 512 or any(c in reason for c in "\r\n\0"):
+        # 1xx are the server's to send (100 Continue): a module's final status is >= 200.
+        if not 200 <= status <= 999 or len(reason) > 512 or any(c in reason for c in "\r\n\0"):
             raise HResultError(f"invalid status {status} {reason!r}", hresult=ERROR_INVALID_DATA)
         self._status = status
         self._reason = reason

@@ -129,10 +129,11 @@ class HttpServer:
         """
         pipeline = self.pipeline
         self._slots = trio.Semaphore(self.config.max_connections)
-        sockets = self._open_sockets()
-        self._open_access_log()
-        bound = [_sockname(s) for s in sockets]
+        sockets: list[stdlib_socket.socket] = []
         try:
+            sockets = self._open_sockets()
+            self._open_access_log()
+            bound = [_sockname(s) for s in sockets]
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as acceptors:
                     for sock in sockets:
@@ -193,16 +194,21 @@ class HttpServer:
                     break
                 except OSError as exc:
                     self._slots.release()
-                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                        log.error("accept failed (%s); pausing 0.1 s", exc)
-                        await trio.sleep(0.1)
-                        break
-                    if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
-                        continue
-                    raise
-                conn.setblocking(False)
-                if conn.family in (stdlib_socket.AF_INET, stdlib_socket.AF_INET6):
-                    conn.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
+                    if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
+                        continue  # that one client is gone; the next may be fine
+                    # Out of descriptors or memory, or anything unexpected: the listener
+                    # stays up, it just waits a little before trying again.
+                    log.error("accept failed (%s); pausing 0.1 s", exc)
+                    await trio.sleep(0.1)
+                    break
+                try:
+                    conn.setblocking(False)
+                    if conn.family in (stdlib_socket.AF_INET, stdlib_socket.AF_INET6):
+                        conn.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
+                except OSError:
+                    conn.close()  # reset before we could set it up
+                    self._slots.release()
+                    continue
                 nursery.start_soon(self._connection_task, conn)
 
     async def _connection_task(self, raw: stdlib_socket.socket) -> None:

@@ -41,6 +41,8 @@ class StaticFileModule(HttpModule):
             return send_error(ctx, 404)
         if stat.S_ISDIR(found.info.st_mode):
             return Status.CONTINUE  # default_document / directory_listing decide
+        if ctx.request.raw_path.endswith("/"):
+            return send_error(ctx, 404)  # /file.txt/ names a folder that does not exist
         return await serve_file(ctx, path, found)
 
 

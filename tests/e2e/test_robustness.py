@@ -1,0 +1,261 @@
+"""Slow or odd clients and careless modules never hang, crash or corrupt a connection."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+import trioiis
+from tests.helpers import raw_request, register, running_server, statuses_in
+from trioiis import CloneFlags, HttpContext, HttpModule, Notification, Status
+
+Handler = Callable[[HttpContext], Awaitable[Status | None]]
+
+
+def on_begin(handler: Handler) -> tuple[str, Callable[..., None]]:
+    class Module(HttpModule):
+        async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status | None:
+            return await handler(ctx)
+
+    return "test", register(Module, Notification.BEGIN_REQUEST)
+
+
+async def wait_idle(server: trioiis.HttpServer) -> None:
+    """Until no request is in flight and no connection open (bounded by the caller)."""
+    while server.counters.requests_in_flight or server.counters.connections_open:
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize("target", ["/%ff", "/%c0%ae%c0%ae/", "/a%00b", "/%e2%82"])
+async def test_url_with_undecodable_bytes_is_refused_not_crashed(
+    site: Path, target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_server(root=site) as srv:
+        raw = await raw_request(
+            srv.port, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        )
+        again = await raw_request(
+            srv.port, b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+    assert statuses_in(raw) == [400]
+    assert statuses_in(again) == [200]
+    assert "internal error" not in caplog.text
+
+
+async def test_send_timeout_closes_a_client_that_never_reads(site: Path) -> None:
+    (site / "big.bin").write_bytes(bytes(20 * 1024 * 1024))
+    limits = trioiis.Limits(send_timeout=0.3, linger_timeout=0.1)
+    async with running_server(root=site, limits=limits) as srv:
+        with trio.fail_after(20):
+            stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+            async with stream:
+                await stream.send_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+                await wait_idle(srv.server)  # the server gives up on its own
+        assert srv.server.counters.requests_in_flight == 0
+
+
+async def test_body_timeout_fails_a_read_from_a_client_that_stalls(site: Path) -> None:
+    seen: list[str] = []
+
+    async def handler(ctx: HttpContext) -> Status:
+        try:
+            await ctx.request.read_all()
+        except trioiis.ConnectionInvalidError as exc:
+            seen.append(str(exc))
+        return Status.FINISH_REQUEST
+
+    limits = trioiis.Limits(body_timeout=0.3, linger_timeout=0.1)
+    async with running_server(on_begin(handler), root=site, limits=limits) as srv:
+        with trio.fail_after(20):
+            stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+            async with stream:
+                await stream.send_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+                response = b""
+                while data := await stream.receive_some(65536):
+                    response += data  # the answer, then the server closes
+    assert len(seen) == 1
+    assert statuses_in(response) == [200]
+
+
+async def test_concurrent_flushes_from_two_tasks_keep_the_response_well_formed(
+    site: Path,
+) -> None:
+    """A task's flush is stuck on a slow reader while the handler flushes again: both
+    writes queue in order, nothing is corrupted or reset."""
+    part = bytes(range(256)) * (4 * 1024 * 1024 // 256)
+    start_reading = trio.Event()
+
+    async def handler(ctx: HttpContext) -> Status:
+        async def writer() -> None:
+            ctx.response.write(part)
+            await ctx.response.flush(more_data=True)
+
+        ctx.response.write(b"head:")
+        await ctx.response.flush(more_data=True)
+        ctx.start_soon(writer)
+        await trio.testing.wait_all_tasks_blocked()  # the writer is stuck on the socket
+        ctx.response.write(b":tail")
+        start_reading.set()
+        await ctx.response.flush(more_data=True)
+        return Status.FINISH_REQUEST
+
+    async with running_server(on_begin(handler), root=site) as srv:
+        with trio.fail_after(30):
+            stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+            async with stream:
+                await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                await start_reading.wait()
+                raw = bytearray()
+                while data := await stream.receive_some(1 << 20):
+                    raw += data
+    import h11
+
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+    conn.receive_data(bytes(raw))
+    conn.receive_data(b"")
+    body = b""
+    while not isinstance(event := conn.next_event(), h11.EndOfMessage):
+        if isinstance(event, h11.Data):
+            body += event.data
+    assert body in (b"head:" + part + b":tail", b"head::tail" + part)
+
+
+async def test_tasks_started_on_the_raw_request_nursery_end_with_the_request(site: Path) -> None:
+    ended = trio.Event()
+
+    async def handler(ctx: HttpContext) -> Status:
+        async def forever() -> None:
+            try:
+                await trio.sleep_forever()
+            finally:
+                ended.set()
+
+        ctx.nursery.start_soon(forever)
+        ctx.response.write(b"ok")
+        return Status.FINISH_REQUEST
+
+    async with running_server(on_begin(handler), root=site) as srv:
+        raw = await raw_request(
+            srv.port,
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    assert statuses_in(raw) == [200, 200]  # the second request was served: nothing hung
+    assert ended.is_set()
+
+
+async def test_release_right_after_execute_request_means_the_child_never_runs(
+    site: Path,
+) -> None:
+    ran: list[int] = []
+    completions: list[trioiis.CompletionInfo] = []
+
+    class Parent(HttpModule):
+        async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status:
+            ran.append(ctx.depth)
+            if ctx.depth:
+                return Status.FINISH_REQUEST
+            child = ctx.clone_context(CloneFlags.BASICS)
+            ctx.execute_request(child)
+            child.release_cloned_context()
+            return Status.PENDING
+
+        async def on_async_completion(
+            self, ctx: HttpContext, n: Any, post: bool, provider: Any, info: Any
+        ) -> Status:
+            completions.append(info)
+            return Status.FINISH_REQUEST
+
+    parent = ("parent", register(Parent, Notification.BEGIN_REQUEST))
+    async with running_server(parent, root=site) as srv, srv.client() as client:
+        response = await client.get("/")
+    assert response.status_code == 200
+    assert ran == [0]
+    assert completions == [trioiis.CompletionInfo(0, trioiis.constants.ERROR_OPERATION_ABORTED)]
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_204_and_304_carry_no_content_length(site: Path, status: int) -> None:
+    async def handler(ctx: HttpContext) -> Status:
+        ctx.response.set_status(status)
+        return Status.FINISH_REQUEST
+
+    async with running_server(on_begin(handler), root=site) as srv:
+        raw = await raw_request(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert statuses_in(raw) == [status]
+    assert b"content-length" not in raw.lower()
+
+
+async def test_reset_connection_is_seen_by_the_client_before_later_handlers_finish(
+    site: Path,
+) -> None:
+    client_saw_reset = trio.Event()
+    order: list[str] = []
+
+    async def handler(ctx: HttpContext) -> Status:
+        ctx.response.reset_connection()
+        assert not ctx.connection.is_connected()
+        return Status.CONTINUE  # later handlers still run (spec item 20)
+
+    class Later(HttpModule):
+        async def on_end_request(self, ctx: HttpContext, provider: Any) -> None:
+            with trio.fail_after(10):
+                await client_saw_reset.wait()
+            order.append("end_request ran after the client saw the reset")
+
+    modules = (on_begin(handler), ("later", register(Later, Notification.END_REQUEST)))
+    async with running_server(*modules, root=site) as srv:
+        with trio.fail_after(10):
+            stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+            async with stream:
+                await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                with pytest.raises(trio.BrokenResourceError):
+                    await stream.receive_some(100)
+                client_saw_reset.set()
+            await wait_idle(srv.server)
+    assert order == ["end_request ran after the client saw the reset"]
+
+
+async def test_informational_status_from_a_module_is_refused(site: Path) -> None:
+    errors: list[int] = []
+
+    async def handler(ctx: HttpContext) -> Status:
+        try:
+            ctx.response.set_status(101)
+        except trioiis.HResultError as exc:
+            errors.append(exc.hresult)
+        return Status.FINISH_REQUEST
+
+    async with running_server(on_begin(handler), root=site) as srv, srv.client() as client:
+        response = await client.get("/")
+    assert response.status_code == 200
+    assert errors == [trioiis.constants.ERROR_INVALID_DATA]
+
+
+async def test_a_file_url_with_a_trailing_slash_is_404(site: Path) -> None:
+    async with running_server(root=site) as srv, srv.client() as client:
+        response = await client.get("/hello.txt/")
+    assert response.status_code == 404
+
+
+async def test_serve_that_cannot_open_its_access_log_frees_its_sockets(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    server = trioiis.HttpServer(
+        trioiis.ServerConfig(
+            root=site, bindings=("127.0.0.1:0",), access_log=str(site / "no" / "such" / "x.log")
+        )
+    )
+    with pytest.raises(trioiis.ConfigError):
+        await server.serve()
+    with trio.fail_after(5):
+        await server.shutdown()  # returns: serve() is over, not stuck
