@@ -32,6 +32,7 @@ Theory of operation
 from __future__ import annotations
 
 import collections
+import contextvars
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterator
@@ -220,6 +221,15 @@ class _Current:
 class _Resume:
     status: Status | None = None
     completion: CompletionInfo | None = None
+    #: The handler whose async operation this completes; None resumes whichever is parked
+    #: (``indicate_completion``, ``post_completion``).
+    owner: _Current | None = None
+
+
+#: (context, handler) running in the current task; see ``HttpContext._current``.
+_CURRENT: contextvars.ContextVar[tuple[HttpContext, _Current] | None] = contextvars.ContextVar(
+    "trioiis_current_handler", default=None
+)
 
 
 class _State:
@@ -325,7 +335,6 @@ class HttpContext(metaclass=_NoPublicConstructor):
         self._server_variables: dict[str, str] = {}
         self._resume: collections.deque[_Resume] = collections.deque()
         self._resume_event: trio.Event | None = None
-        self._current: _Current | None = None
         self._disabled: dict[int, tuple[int, int]] = {}
         self._finish_requested = False
         self._request_handled = False
@@ -563,15 +572,38 @@ class HttpContext(metaclass=_NoPublicConstructor):
         if self._resume_event is not None:
             self._resume_event.set()
 
-    async def _wait_resume(self) -> _Resume:
-        while not self._resume:
+    async def _wait_resume(self, parked: _Current) -> _Resume:
+        """The next resume for the handler ``parked``: one it started itself, or one for
+        whoever is parked. Completions of other handlers' operations stay queued."""
+        while True:
+            for item in self._resume:
+                if item.owner is None or item.owner == parked:
+                    self._resume.remove(item)
+                    self._resume_event = None
+                    return item
             self._resume_event = trio.Event()
             await self._resume_event.wait()
-        self._resume_event = None
-        return self._resume.popleft()
+
+    def _enter_handler(
+        self, current: _Current
+    ) -> contextvars.Token[tuple[HttpContext, _Current] | None]:
+        return _CURRENT.set((self, current))
+
+    def _leave_handler(self, token: contextvars.Token[tuple[HttpContext, _Current] | None]) -> None:
+        _CURRENT.reset(token)
+
+    @property
+    def _current(self) -> _Current | None:
+        """The handler running in *this task* for this context (a context variable, so a
+        module task sees the handler that started it, and concurrent notifications from
+        several tasks do not overwrite each other)."""
+        value = _CURRENT.get()
+        return value[1] if value is not None and value[0] is self else None
 
     def _start_async_io(self, fn: Callable[[], Awaitable[int | CompletionInfo]]) -> None:
-        """Run an I/O as a task; its outcome comes back as a completion (``async_=True``)."""
+        """Run an I/O as a task; its outcome comes back as a completion (``async_=True``)
+        for the handler that started it."""
+        owner = self._current
 
         async def run() -> None:
             try:
@@ -581,7 +613,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
                 info = exc.completion
             except HResultError as exc:
                 info = CompletionInfo(0, exc.hresult)
-            self._post(_Resume(completion=info))
+            self._post(_Resume(completion=info, owner=owner))
 
         self.start_soon(run)
 
@@ -856,11 +888,12 @@ class HttpContext(metaclass=_NoPublicConstructor):
         """
         self._check_execute(child, async_)
         self._prepare_child(child, flags, user)
+        owner = self._current
 
         async def run() -> None:
             info = await self._run_child(child)
             if self._state is not _State.ENDED:
-                self._post(_Resume(completion=info))
+                self._post(_Resume(completion=info, owner=owner))
 
         self.start_soon(run)
         return True

@@ -47,7 +47,13 @@ from .constants import (
 )
 from .context import HttpContext, _Current, _State
 from .counters import ServerCounters
-from .errors import CompletionInfo, ConfigError, ConnectionInvalidError, HResultError
+from .errors import (
+    CompletionInfo,
+    ConfigError,
+    ConnectionInvalidError,
+    HResultError,
+    OperationAbortedError,
+)
 from .mapping import DEFAULT_MAPPING, HandlerMapping
 from .providers import AuthenticationProvider, EventProvider, MapHandlerProvider
 from .registration import (
@@ -392,17 +398,23 @@ class Pipeline:
         if not overridden:
             self._warn_missing(module, method_name, name)
             return Status.CONTINUE
-        previous = ctx._current
-        ctx._current = _Current(name, index, notification, post)
+        current = _Current(name, index, notification, post)
+        token = ctx._enter_handler(current)
+        aborted: OperationAbortedError | None = None
         try:
             status = _coerce(await getattr(module, method_name)(ctx, provider), name, method_name)
             while status is Status.PENDING:
                 if notification is Notification.MAP_PATH:
-                    # A pending MAP_PATH handler is pending I/O of the mapping call.
-                    with ctx._pending_io():
-                        resume = await ctx._wait_resume()
+                    # A pending MAP_PATH handler is pending I/O of the mapping call: a
+                    # cancel_io() aborts the map_path() call itself, not the module.
+                    try:
+                        with ctx._pending_io():
+                            resume = await ctx._wait_resume(current)
+                    except OperationAbortedError as exc:
+                        aborted = exc
+                        break
                 else:
-                    resume = await ctx._wait_resume()
+                    resume = await ctx._wait_resume(current)
                 if resume.completion is None:
                     status = resume.status or Status.CONTINUE
                     continue
@@ -414,7 +426,9 @@ class Pipeline:
             self._failed(ctx, name, exc)
             return Status.FINISH_REQUEST
         finally:
-            ctx._current = previous
+            ctx._leave_handler(token)
+        if aborted is not None:
+            raise aborted
         return status
 
     def _warn_missing(self, module: HttpModule, method_name: str, name: str) -> None:

@@ -259,3 +259,87 @@ async def test_serve_that_cannot_open_its_access_log_frees_its_sockets(
         await server.serve()
     with trio.fail_after(5):
         await server.shutdown()  # returns: serve() is over, not stuck
+
+
+async def test_cancel_io_aborts_a_pending_map_path_call_not_the_module(site: Path) -> None:
+    seen: dict[str, Any] = {}
+
+    class Slow(HttpModule):
+        async def on_map_path(self, ctx: HttpContext, provider: Any) -> Status:
+            return Status.PENDING  # and never completes
+
+    async def handler(ctx: HttpContext) -> Status:
+        async def canceller() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            seen["cancelled"] = ctx.cancel_io()
+
+        ctx.start_soon(canceller)
+        try:
+            await ctx.map_path("/hello.txt")
+        except trioiis.OperationAbortedError as exc:
+            seen["status"] = exc.completion.completion_status
+        ctx.response.write(b"gave up mapping")
+        return Status.FINISH_REQUEST
+
+    modules = (("slow", register(Slow, Notification.MAP_PATH)), on_begin(handler))
+    async with running_server(*modules, root=site) as srv, srv.client() as client:
+        response = await client.get("/")
+        failures = dict(srv.server.counters.module_exceptions)
+    assert response.status_code == 200
+    assert response.text == "gave up mapping"
+    assert seen == {"cancelled": 1, "status": trioiis.constants.ERROR_OPERATION_ABORTED}
+    assert failures == {}
+
+
+async def test_a_late_completion_goes_to_the_handler_that_started_it(site: Path) -> None:
+    """Module A starts two children and resumes on the first; B later parks for its own
+    post_completion. A's second child's completion must not resume B."""
+    slow_child_may_end = trio.Event()
+    slow_child_ended = trio.Event()
+    got: list[tuple[str, int]] = []
+
+    class Children(HttpModule):
+        async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status:
+            if ctx.depth:
+                if ctx.request.path == "/slow":
+                    await slow_child_may_end.wait()
+                    slow_child_ended.set()
+                return Status.FINISH_REQUEST
+            for url in ("/fast", "/slow"):
+                child = ctx.clone_context(CloneFlags.BASICS)
+                child.request.set_url(url)
+                ctx.execute_request(child, trioiis.ExecuteFlags.BUFFER_RESPONSE)
+            return Status.PENDING
+
+        async def on_async_completion(
+            self, ctx: HttpContext, n: Any, post: bool, provider: Any, info: Any
+        ) -> Status:
+            got.append(("children", info.completion_bytes))
+            return Status.CONTINUE  # resumes on the first child only
+
+    class Later(HttpModule):
+        async def on_authorize_request(self, ctx: HttpContext, provider: Any) -> Status:
+            async def complete_later() -> None:
+                slow_child_may_end.set()
+                await slow_child_ended.wait()
+                await trio.testing.wait_all_tasks_blocked()  # A's stale completion is queued
+                ctx.post_completion(42)
+
+            ctx.start_soon(complete_later)
+            return Status.PENDING
+
+        async def on_async_completion(
+            self, ctx: HttpContext, n: Any, post: bool, provider: Any, info: Any
+        ) -> Status:
+            got.append(("later", info.completion_bytes))
+            return Status.FINISH_REQUEST
+
+    modules = (
+        ("children", register(Children, Notification.BEGIN_REQUEST)),
+        ("later", register(Later, Notification.AUTHORIZE_REQUEST)),
+    )
+    async with running_server(*modules, root=site) as srv, srv.client() as client:
+        with trio.fail_after(10):
+            response = await client.get("/")
+    assert response.status_code == 200
+    assert got == [("children", 0), ("later", 42)]
