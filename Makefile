@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
+STAMP_BENCH := $(VENV)/.installed-bench
 
 .PHONY: serve test lint types docs bench clean
 
@@ -38,8 +39,13 @@ test: lint types $(STAMP_TEST)
 	$(BIN)/python -m pytest -q
 	$(BIN)/mkdocs build --strict --site-dir .site
 
-bench: $(STAMP_TEST)
-	$(BIN)/python benchmarks/hello.py
+$(STAMP_BENCH): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $@ $(STAMP_TEST) $(STAMP_RUN)
+
+# Peers side by side (issue 10): trioiis, the floors, Hypercorn-trio, Uvicorn (h11, httptools).
+bench: $(STAMP_BENCH)
+	$(BIN)/python benchmarks/compare.py
 
 clean:
 	rm -rf $(VENV) .site .mypy_cache .ruff_cache

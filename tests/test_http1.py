@@ -310,7 +310,7 @@ def parse_response(raw: bytes) -> tuple[h11.Response, bytes, bool]:
 
 @pytest.mark.parametrize("status", [400, 408, 413, 414, 431, 500, 503])
 def test_error_response_bytes_is_a_complete_closing_response(status: int) -> None:
-    raw = error_response_bytes(status, "peer said <script>GET /evil</script>")
+    raw = error_response_bytes(status)
     response, body, complete = parse_response(raw)
     assert complete
     assert response.status_code == status
@@ -321,7 +321,6 @@ def test_error_response_bytes_is_a_complete_closing_response(status: int) -> Non
     assert email.utils.parsedate_to_datetime(headers[b"date"].decode()) is not None
     assert int(headers[b"content-length"]) == len(body)
     assert body.startswith(str(status).encode())
-    assert b"evil" not in raw  # peer bytes stay out of error pages
 
 
 def test_error_response_bytes_reason_phrases() -> None:

@@ -234,8 +234,9 @@ class _DateCache:
 _DATE = _DateCache()
 
 
-def error_response_bytes(status: int, message: str = "") -> bytes:
-    """A complete ``Connection: close`` response for errors found before h11 is involved."""
+def error_response_bytes(status: int) -> bytes:
+    """A complete ``Connection: close`` response for errors found before h11 is involved
+    (the body names only the status: peer bytes never go back into an error page)."""
     reason = reason_phrase(status)
     body = f"{status} {reason.decode()}\n".encode()
     head = (
@@ -302,6 +303,7 @@ class Http1Connection:
         self._was_reset = False
         self._h11: h11.Connection | None = None
         self._body_left = b""
+        self._body_pos = 0  # next unread byte of _body_left (one copy, not one per read)
         self._body_received = 0
         self._no_body = False
         #: The final response went out while the client still waited for ``100 Continue``.
@@ -399,6 +401,7 @@ class Http1Connection:
         length = check_framing(event.headers, self.limits)
         self._h11 = conn
         self._body_left = b""
+        self._body_pos = 0  # next unread byte of _body_left (one copy, not one per read)
         self._body_received = 0
         self._no_body = event.method == b"HEAD"
         self._continue_refused = False
@@ -438,12 +441,17 @@ class Http1Connection:
         if conn is None:
             return b""
         if self._body_left:
-            data, self._body_left = self._body_left[:max_bytes], self._body_left[max_bytes:]
+            start = self._body_pos
+            data = self._body_left[start : start + max_bytes]
+            self._body_pos = start + len(data)
+            if self._body_pos >= len(self._body_left):
+                self._body_left, self._body_pos = b"", 0
             self._body_received += len(data)
             return data
         while True:
             if conn.their_state is h11.SEND_BODY and conn.client_is_waiting_for_100_continue:
-                await self._send_event(h11.InformationalResponse(status_code=100, headers=[]))
+                self._outbuf += conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+                await self.write_queued()
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
@@ -471,18 +479,13 @@ class Http1Connection:
                 if self._body_received + len(data) > self.limits.max_body_bytes:
                     raise HeadError(413, "request body too large")
                 if len(data) > max_bytes:
-                    data, self._body_left = data[:max_bytes], data[max_bytes:]
+                    data, self._body_left, self._body_pos = data[:max_bytes], data, max_bytes
                 self._body_received += len(data)
                 return data
             # EndOfMessage (trailers are dropped) or PAUSED after the end.
             return b""
 
     # ---------------------------------------------------------------- writing
-
-    @property
-    def response_started(self) -> bool:
-        conn = self._h11
-        return conn is not None and conn.our_state is not h11.SEND_RESPONSE
 
     def queue_head(
         self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b""
@@ -530,12 +533,6 @@ class Http1Connection:
         conn = self._h11
         assert conn is not None
         self._outbuf += conn.send(h11.EndOfMessage()) or b""
-
-    async def _send_event(self, event: h11.Event) -> int:
-        conn = self._h11
-        assert conn is not None
-        self._outbuf += conn.send(event) or b""
-        return await self.write_queued()
 
     async def write_raw(self, data: bytes) -> int:
         """Send bytes that are not part of an h11 exchange (early error responses)."""

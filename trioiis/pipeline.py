@@ -475,6 +475,24 @@ class Pipeline:
 
     # ------------------------------------------------------------ shutdown
 
+    async def stop_listening(self) -> None:
+        """Raise GL_STOP_LISTENING on the global modules registered for it (shutdown began).
+
+        Cancellation: a checkpoint; the server calls it shielded, with a deadline.
+        """
+        for reg in self.registrations:
+            module = reg.global_module
+            if module is None or not reg.global_notifications & GlobalNotification.STOP_LISTENING:
+                continue
+            try:
+                status = await module.on_global_stop_listening(GlobalProvider(None))
+            except Exception:
+                module_log.exception("on_global_stop_listening of %r failed", reg.name)
+                continue
+            if status == GlobalStatus.HANDLED:
+                break
+        await trio.lowlevel.checkpoint()
+
     def terminate(self) -> None:
         """Call every factory's and global module's ``terminate()`` once."""
         if self._terminated:

@@ -286,5 +286,6 @@ class HttpResponse:
         self.reset_connection()
 
     def set_error_description(self, text: str) -> None:
-        """Text for the built-in error page (HTML-escaped when shown)."""
+        """Text describing the error, for error-page modules and traces (IIS
+        ``SetErrorDescription``); trioiis itself never sends it to the client."""
         self.error_description = text

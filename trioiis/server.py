@@ -145,6 +145,9 @@ class HttpServer:
                 for sock in sockets:
                     sock.close()
                 self._draining = True
+                with trio.CancelScope(shield=True) as notifying:
+                    notifying.deadline = trio.current_time() + self._grace
+                    await pipeline.stop_listening()
                 for http in self._live:
                     # Responses from now on say Connection: close; idle ones close now.
                     http.wake_idle()
@@ -305,7 +308,7 @@ class HttpServer:
         access_log.info('- - "-" %d 0 %s', exc.status, exc)
         try:
             with trio.move_on_after(self.config.limits.linger_timeout):
-                await http.write_raw(error_response_bytes(exc.status, str(exc)))
+                await http.write_raw(error_response_bytes(exc.status))
         except trio.BrokenResourceError:
             pass
 

@@ -1128,3 +1128,22 @@ async def test_factory_get_http_module_failure_gives_500_and_others_are_disposed
     messages = [r.getMessage() for r in caplog.records if r.name == "trioiis.module"]
     assert len(messages) == 1
     assert "failing" in messages[0]
+
+
+async def test_global_stop_listening_is_raised_once_when_shutdown_starts() -> None:
+    calls: list[str] = []
+
+    class Watcher(trioiis.GlobalModule):
+        async def on_global_stop_listening(self, provider: trioiis.GlobalProvider) -> None:
+            assert provider.get_http_context() is None
+            calls.append("stop_listening")
+
+        def terminate(self) -> None:
+            calls.append("terminate")
+
+    def register_global(version: int, info: ModuleRegistrationInfo, server: Any) -> None:
+        info.set_global_notifications(Watcher(), trioiis.GlobalNotification.STOP_LISTENING)
+
+    async with running_server(("watcher", register_global), **BARE):
+        assert calls == []
+    assert calls == ["stop_listening", "terminate"]
