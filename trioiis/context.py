@@ -373,9 +373,13 @@ class HttpContext(metaclass=_NoPublicConstructor):
     def custom_errors_disabled(self) -> bool:
         """True when this context, or an ancestor child, runs with DISABLE_CUSTOM_ERROR:
         error-page modules must then leave its error responses alone."""
+        return self._in_chain(ExecuteFlags.DISABLE_CUSTOM_ERROR)
+
+    def _in_chain(self, flag: ExecuteFlags) -> bool:
+        """True if this context or an ancestor was executed with ``flag`` (roots have none)."""
         ctx: HttpContext | None = self
         while ctx is not None:
-            if ctx._execute_flags & ExecuteFlags.DISABLE_CUSTOM_ERROR:
+            if ctx._execute_flags & flag:
                 return True
             ctx = ctx._parent
         return False
@@ -685,12 +689,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
 
     def _is_buffered(self) -> bool:
         """True if this context's output is kept for an ancestor with BUFFER_RESPONSE."""
-        ctx: HttpContext | None = self
-        while ctx is not None and ctx._parent is not None:
-            if ctx._execute_flags & ExecuteFlags.BUFFER_RESPONSE:
-                return True
-            ctx = ctx._parent
-        return False
+        return self._in_chain(ExecuteFlags.BUFFER_RESPONSE)
 
     def get_response_headers_sent(self) -> bool:
         """True once the status line and headers reached the client (IIS spelling of
