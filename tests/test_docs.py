@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import subprocess
 import sys
@@ -115,6 +116,7 @@ def example_outcomes(
         processes[block.id] = subprocess.Popen(
             [sys.executable, "-W", "error", str(script)],
             cwd=folder,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},  # examples may import examples.*
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
