@@ -32,7 +32,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Literal, cast
 
 from .errors import ConfigError
 from .http1 import Limits
@@ -62,7 +62,10 @@ class ServerConfig:
         builtin_modules: load the built-in modules (static_file, default_document).
         default_documents: file names default_document tries, in order.
         access_log: None (off), ``"-"`` (stderr) or a file path.
-        max_connections: connections served at once; more wait in the kernel's backlog.
+        max_connections: connections served at once.
+        when_full: what a connection beyond ``max_connections`` gets: ``"wait"`` (it waits
+            in the kernel's backlog until a slot frees) or ``"refuse"`` (an immediate 503 and
+            a close).
         shutdown_grace: seconds ``shutdown`` (and SIGTERM) waits for requests in flight.
     """
 
@@ -75,6 +78,7 @@ class ServerConfig:
     default_documents: tuple[str, ...] = ("index.html", "index.htm", "default.htm")
     access_log: str | None = None
     max_connections: int = 10_000
+    when_full: Literal["wait", "refuse"] = "wait"
     shutdown_grace: float = 10.0
 
     def __post_init__(self) -> None:
@@ -92,6 +96,8 @@ class ServerConfig:
             parse_binding(binding)
         if not _is_int(self.max_connections) or self.max_connections < 1:
             raise ConfigError("max_connections must be at least 1")
+        if self.when_full not in ("wait", "refuse"):
+            raise ConfigError(f'when_full must be "wait" or "refuse", not {self.when_full!r}')
         grace = self.shutdown_grace
         if not _is_number(grace) or math.isnan(grace) or grace < 0:
             raise ConfigError("shutdown_grace must be a non-negative number of seconds")
@@ -188,6 +194,7 @@ def config_from_mapping(
         ("builtin_modules", bool),
         ("access_log", str),
         ("max_connections", int),
+        ("when_full", str),
         ("shutdown_grace", (int, float)),
     ):
         if name in data:

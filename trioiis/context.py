@@ -247,6 +247,9 @@ class _RequestStats:
     disconnect_noticed: float | None = None
     time_to_cancel: float | None = None
     failed: bool = False
+    timed_out: bool = False
+    stage: Notification | None = None  # the last deterministic stage entered
+    module: str | None = None  # the last module called
     exceptions: list[str] = field(default_factory=list)
 
 

@@ -14,7 +14,10 @@ class ServerCounters:
         requests: requests (root, not children) that have entered the pipeline.
         requests_in_flight: root requests running now.
         connections_open: client connections open now.
+        connections_refused: connections answered 503 because the server was full
+            (``when_full = "refuse"``).
         cancelled_by_client: requests whose client left while they ran.
+        requests_timed_out: requests cancelled by ``request_timeout``.
         cancel_io_calls: calls to ``cancel_io``.
         io_cancelled: pending I/O operations that ``cancel_io`` aborted.
         child_requests: child requests started.
@@ -26,7 +29,9 @@ class ServerCounters:
     requests: int = 0
     requests_in_flight: int = 0
     connections_open: int = 0
+    connections_refused: int = 0
     cancelled_by_client: int = 0
+    requests_timed_out: int = 0
     cancel_io_calls: int = 0
     io_cancelled: int = 0
     child_requests: int = 0

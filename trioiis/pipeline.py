@@ -102,7 +102,10 @@ class Pipeline:
         handlers: Sequence[HandlerMapping] = (),
         *,
         counters: ServerCounters | None = None,
+        request_timeout: float | None = None,
     ) -> None:
+        #: Seconds a (root) request's stages and final send may take; None: no limit.
+        self.request_timeout = request_timeout
         self.registrations = tuple(registrations)
         self.counters = counters or ServerCounters()
         self._names = [r.name for r in self.registrations]
@@ -219,7 +222,11 @@ class Pipeline:
                 try:
                     with trio.CancelScope() as main:
                         ctx._main_scope = main
+                        if root and self.request_timeout is not None:
+                            main.deadline = trio.current_time() + self.request_timeout
                         await self._run_main(ctx)
+                    if main.cancelled_caught and not ctx.stats.cancelled_by_client:
+                        await self._timed_out(ctx)
                 finally:
                     self._work_stopped(ctx)
                     if self._has_tail:
@@ -245,6 +252,35 @@ class Pipeline:
         ):
             return CompletionInfo(ctx._produced, ERROR_OPERATION_ABORTED)
         return CompletionInfo(ctx._produced, E_FAIL if ctx.stats.failed else S_OK)
+
+    async def _timed_out(self, ctx: HttpContext) -> None:
+        """The request ran past ``request_timeout``: its work was cancelled. Say so in the log
+        and answer 503 if nothing was sent yet; else the connection is aborted."""
+        stats = ctx.stats
+        stats.timed_out = True
+        stats.failed = True
+        self.counters.requests_timed_out += 1
+        log.error(
+            "%s %s timed out after %.1f s in %s (module %r); its work was cancelled",
+            ctx.request.method,
+            ctx.request.url,
+            self.request_timeout,
+            stats.stage.name if stats.stage is not None else "the pipeline",
+            stats.module,
+        )
+        response = ctx.response
+        if response.headers_sent or ctx._wire.failed:
+            ctx._wire.failed = True
+            return
+        response.clear()
+        response.set_status(503)
+        response.set_need_disconnect()
+        with trio.CancelScope(shield=True) as answer:
+            answer.deadline = trio.current_time() + TAIL_TIMEOUT
+            try:
+                await ctx._flush(final=True, more_data=False, checkpoint=False)
+            except HResultError:
+                ctx._wire.failed = True
 
     def _new_module(self, ctx: HttpContext, index: int) -> HttpModule | None:
         """The module's instance for this request; a factory that raises fails the
@@ -339,6 +375,7 @@ class Pipeline:
         else:
             order = self._table[(int(stage), post)]
         bit = int(stage)
+        ctx.stats.stage = stage
         for index in order:
             disabled = ctx._disabled.get(index)
             if disabled is not None and disabled[1 if post else 0] & bit:
@@ -399,6 +436,7 @@ class Pipeline:
             self._warn_missing(module, method_name, name)
             return Status.CONTINUE
         current = _Current(name, index, notification, post)
+        ctx.stats.module = name
         token = ctx._enter_handler(current)
         aborted: OperationAbortedError | None = None
         try:

@@ -108,7 +108,10 @@ class HttpServer:
         """The compiled pipeline (compiled on first use; registration then closes)."""
         if self._pipeline is None:
             self._pipeline = Pipeline(
-                self._registrations, self.config.handlers, counters=self.counters
+                self._registrations,
+                self.config.handlers,
+                counters=self.counters,
+                request_timeout=self.config.limits.request_timeout,
             )
         return self._pipeline
 
@@ -186,9 +189,15 @@ class HttpServer:
         # Accept in batches until the socket would block: trio.serve_listeners takes one
         # connection per scheduler turn, which starves the accept loop under a burst.
         assert self._slots is not None
+        refuse_when_full = self.config.when_full == "refuse"
         while True:
             await trio.lowlevel.wait_readable(sock)
             for _ in range(_ACCEPT_BATCH):
+                if refuse_when_full and self._slots.value == 0:
+                    if not _refuse_one(sock):
+                        break
+                    self.counters.connections_refused += 1
+                    continue
                 await self._slots.acquire()
                 try:
                     conn, _ = sock.accept()
@@ -279,6 +288,8 @@ class HttpServer:
         """Requests one after another (pipelined ones in order). True → abort the socket."""
         first = True
         limits = self.config.limits
+        served = 0
+        last = limits.max_requests_per_connection
         while not self._draining:
             try:
                 head = await http.next_request(first=first)
@@ -288,6 +299,9 @@ class HttpServer:
             if head is None:
                 return False
             first = False
+            served += 1
+            if served == last:
+                http.closing = True  # this response says Connection: close; then we close
             ctx = self._new_context(http, connection, head)
             current.append(ctx)
             try:
@@ -386,6 +400,21 @@ class HttpServer:
         if self._log_file is not None:
             with contextlib.suppress(OSError):
                 self._log_file.write(line + "\n")
+
+
+def _refuse_one(sock: stdlib_socket.socket) -> bool:
+    """Accept one connection and answer it 503 at once (``when_full = "refuse"``); best
+    effort, never waits. False when nothing was waiting."""
+    try:
+        conn, _ = sock.accept()
+    except OSError:
+        return False
+    with conn:
+        conn.setblocking(False)
+        with contextlib.suppress(OSError):
+            conn.send(error_response_bytes(503))
+            conn.shutdown(stdlib_socket.SHUT_WR)
+    return True
 
 
 def _listen(host: str, port: int) -> list[stdlib_socket.socket]:
