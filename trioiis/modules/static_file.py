@@ -1,21 +1,50 @@
 """static_file: serve files from the site root (EXECUTE_REQUEST_HANDLER, ``*`` mapping).
 
-Every URL is resolved through ``await ctx.map_path()``, so MAP_PATH modules can remap it.
-GET and HEAD only; ``Content-Type`` from the file name (``charset=utf-8`` for text), a strong
-``ETag`` and ``Last-Modified``, ``If-None-Match``/``If-Modified-Since`` → 304. Hidden files
-(a segment starting with ".") and paths that leave the root (``..``, encoded or not,
-symlinks pointing outside) → 404. Large files are streamed in 256 KiB pieces; file reads
-run in a worker thread so they never block the event loop.
+What it does, in the order it does it:
+
+1. **Maps the URL** through ``await ctx.map_path()`` (MAP_PATH modules may remap it). A URL
+   that cannot be mapped safely — ``..`` (plain or ``%2e%2e``), an encoded ``/`` that would
+   form one, a backslash, NUL, bytes that are not UTF-8 (overlong forms included) — is 400.
+   ``%252e`` is decoded once only, so it names a file called ``%2e``: 404.
+2. **Looks the file up** (``lookup``): a segment starting with "." (except those in
+   ``ALLOWED_HIDDEN_SEGMENTS``) or in ``DENIED_SEGMENTS`` (case-insensitive, like IIS request
+   filtering's hidden segments) is 404, before and after symlinks are resolved. A path that
+   resolves outside the root (a symlink pointing out) is 404 unless
+   ``ALLOW_SYMLINKS_OUTSIDE_ROOT`` is set. Only regular files are served; a folder is left to
+   default_document and directory_listing (``CONTINUE``).
+3. **GET and HEAD only** (else 405 with ``Allow``). ``Content-Type`` from the file name
+   (``charset=utf-8`` for text), a strong ``ETag``, ``Last-Modified``, ``Accept-Ranges: bytes``.
+4. **Preconditions** (RFC 9110 §13.2.2): ``If-Match`` / ``If-Unmodified-Since`` → 412;
+   ``If-None-Match`` (wins over ``If-Modified-Since``) → 304.
+5. **Ranges** (GET only): one range → 206 with ``Content-Range``; several → 206
+   ``multipart/byteranges`` with a random boundary; none satisfiable → 416 with
+   ``Content-Range: bytes */size``. ``If-Range`` (an ETag, or the exact Last-Modified date)
+   that does not match → 200 with the whole file. A malformed header, more than
+   ``MAX_RANGES`` ranges or overlapping ranges → 200 with the whole file.
+6. **Sends the bytes.** A file up to ``CHUNK`` bytes is read in the same worker-thread hop as
+   the ``stat``; a larger one is opened with ``trio.open_file`` and sent in ``CHUNK`` pieces,
+   each read in a worker thread and flushed before the next is read, so memory stays
+   bounded.
+
+Cancellation: a cancel stops between pieces and the file is closed (shielded). A
+``cancel_io()`` that aborts a flush ends the response with a reset connection (a partial body
+cannot be framed); a file that shrinks while it is sent does the same.
 """
 
 from __future__ import annotations
 
 import email.utils
+import itertools
 import mimetypes
 import os
+import re
+import secrets
 import stat
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import trio
 
@@ -23,7 +52,62 @@ import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Status
 
 CHUNK = 256 * 1024
-_TEXT_TYPES = {"application/javascript", "application/json", "application/xml", "image/svg+xml"}
+#: URL segments refused anywhere in a path (compared case-insensitively), like IIS request
+#: filtering's ``hiddenSegments``. Change it before the server starts serving.
+DENIED_SEGMENTS: frozenset[str] = frozenset({".git", ".env", "__pycache__"})
+#: Segments starting with "." that are served all the same (RFC 8615 well-known URIs).
+ALLOWED_HIDDEN_SEGMENTS: frozenset[str] = frozenset({".well-known"})
+#: Serve files that symlinks inside the root point to outside it (off: they are 404).
+ALLOW_SYMLINKS_OUTSIDE_ROOT = False
+#: More ranges than this in one ``Range`` header: the whole file is sent instead (200).
+MAX_RANGES = 16
+
+#: Types for suffixes that ``mimetypes`` (which reads the system's tables) may get wrong or miss.
+DEFAULT_TYPES: dict[str, str] = {
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".txt": "text/plain",
+    ".md": "text/markdown",
+    ".csv": "text/csv",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+    ".wasm": "application/wasm",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".webmanifest": "application/manifest+json",
+    ".xml": "application/xml",
+    ".webp": "image/webp",
+    ".avif": "image/avif",
+    ".woff": "font/woff",
+    ".woff2": "font/woff2",
+    ".pdf": "application/pdf",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".ico": "image/vnd.microsoft.icon",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".mp3": "audio/mpeg",
+}
+#: A compressed file is served as what it is, not as what it contains (no Content-Encoding).
+_ENCODING_TYPES = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "br": "application/x-brotli",
+    "compress": "application/x-compress",
+}
+_TEXT_TYPES = {
+    "application/javascript",
+    "application/json",
+    "application/manifest+json",
+    "application/xml",
+    "image/svg+xml",
+}
+_ENTITY_TAG = re.compile(r'(W/)?("[^"]*")')
 
 
 class StaticFileModule(HttpModule):
@@ -41,8 +125,8 @@ class StaticFileModule(HttpModule):
             return send_error(ctx, 404)
         if stat.S_ISDIR(found.info.st_mode):
             return Status.CONTINUE  # default_document / directory_listing decide
-        if ctx.request.raw_path.endswith("/"):
-            return send_error(ctx, 404)  # /file.txt/ names a folder that does not exist
+        if ctx.request.raw_path.endswith("/") or not stat.S_ISREG(found.info.st_mode):
+            return send_error(ctx, 404)  # /file.txt/ names a folder; FIFOs, devices: never
         return await serve_file(ctx, path, found)
 
 
@@ -64,106 +148,345 @@ def send_error(ctx: HttpContext, status: int) -> Status:
     return Status.FINISH_REQUEST
 
 
+def method_not_allowed(ctx: HttpContext) -> Status:
+    """405 with ``Allow: GET, HEAD``; finishes the request."""
+    send_error(ctx, 405)
+    ctx.response.set_header("Allow", "GET, HEAD")
+    return Status.FINISH_REQUEST
+
+
 @dataclass(frozen=True, slots=True)
 class Found:
-    """A file (or folder) inside the site: its ``stat`` and, for small files, its bytes."""
+    """A file (or folder) inside the site: its ``stat``, for small files its bytes, and the
+    path with symlinks resolved (what is opened)."""
 
     info: os.stat_result
     data: bytes | None = None
+    real_path: Path | None = None
+
+
+def refused_segment(segment: str) -> bool:
+    """True for a path segment never served: hidden (".x") or in ``DENIED_SEGMENTS``."""
+    if segment.startswith(".") and segment not in ALLOWED_HIDDEN_SEGMENTS:
+        return True
+    folded = segment.casefold()
+    return any(folded == denied.casefold() for denied in DENIED_SEGMENTS)
+
+
+def _refused(parts: Iterable[str]) -> bool:
+    return any(refused_segment(part) for part in parts)
 
 
 async def lookup(ctx: HttpContext, path: Path, *, read_small: bool = False) -> Found | None:
-    """``path`` if it is inside the site root (symlinks resolved) and not hidden, else None.
+    """``path`` if it may be served, else None.
 
-    One worker-thread hop does the resolve, the ``stat`` and, with ``read_small``, the read
-    of a regular file up to ``CHUNK`` bytes (thread hops, not the syscalls, dominate the cost
-    of serving a small file).
+    None when a segment below the root is hidden or denied (before or after resolving
+    symlinks), when it does not exist, or when it resolves outside the site root (unless
+    ``ALLOW_SYMLINKS_OUTSIDE_ROOT``). One worker-thread hop does the resolve, the ``stat``
+    and, with ``read_small``, the read of a regular file up to ``CHUNK`` bytes (thread hops,
+    not the syscalls, dominate the cost of serving a small file).
     """
     root = ctx.site.root
     try:
-        relative = path.relative_to(root)
+        relative: Path | None = path.relative_to(root)
     except ValueError:
-        relative = None
-    if relative is not None and any(part.startswith(".") for part in relative.parts):
+        relative = None  # a MAP_PATH module moved it: only its resolved place is checked
+    if relative is not None and _refused(relative.parts):
         return None
+    allow_outside = ALLOW_SYMLINKS_OUTSIDE_ROOT and relative is not None
 
     def check() -> Found | None:
         try:
+            real_root = root.resolve(strict=True)
             real = path.resolve(strict=True)
-            real.relative_to(root.resolve())
+            try:
+                inside = real.relative_to(real_root)
+            except ValueError:
+                if not allow_outside:
+                    return None
+            else:
+                if _refused(inside.parts):
+                    return None
             info = real.stat()
             if read_small and stat.S_ISREG(info.st_mode) and info.st_size <= CHUNK:
-                with open(real, "rb") as file:
-                    data = file.read(CHUNK + 1)
-                if len(data) == info.st_size:
-                    return Found(info, data)
-            return Found(info)
+                fd = _open_regular(real)
+                try:
+                    opened = os.fstat(fd)
+                    data = os.pread(fd, CHUNK + 1, 0)
+                finally:
+                    os.close(fd)
+                if len(data) == opened.st_size:
+                    return Found(opened, data, real)
+            return Found(info, None, real)
         except (OSError, ValueError):
             return None
 
     return await trio.to_thread.run_sync(check)
 
 
-def content_type(path: Path) -> str:
-    kind, _ = mimetypes.guess_type(path.name)
-    kind = kind or "application/octet-stream"
-    if kind.startswith("text/") or kind in _TEXT_TYPES:
+def _open_regular(path: Path | str, flags: int = os.O_RDONLY) -> int:
+    """Open ``path`` without blocking on a FIFO; OSError if it is not a regular file."""
+    fd = os.open(path, flags | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def content_type(path: Path | str) -> str:
+    """The ``Content-Type`` for a file name: ``DEFAULT_TYPES``, then ``mimetypes``, then
+    ``application/octet-stream``; ``; charset=utf-8`` for text types."""
+    name = path.name if isinstance(path, Path) else path
+    suffix = os.path.splitext(name)[1].lower()
+    kind = DEFAULT_TYPES.get(suffix)
+    if kind is None:
+        guessed, encoding = mimetypes.guess_type(name, strict=False)
+        kind = _ENCODING_TYPES.get(encoding or "") or guessed or "application/octet-stream"
+    if kind.startswith("text/") or kind in _TEXT_TYPES or kind.endswith(("+json", "+xml")):
         kind += "; charset=utf-8"
     return kind
 
 
-async def serve_file(ctx: HttpContext, path: Path, found: Found) -> Status:
-    """Answer with the file's contents (or 304), streaming large files.
+def entity_tag(info: os.stat_result) -> str:
+    """A strong ETag from the modification time (ns) and the size."""
+    return f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
 
-    Cancellation: each piece is read in a thread and written with ``flush``; a cancel or
-    ``cancel_io`` stops between pieces and the file is closed.
+
+def _last_modified(info: os.stat_result) -> int:
+    """Modification time in whole seconds, never later than now (RFC 9110 §8.8.2.1)."""
+    return int(min(info.st_mtime, time.time()))
+
+
+def _parse_date(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _tags(header: str) -> list[tuple[bool, str]]:
+    """``(weak, opaque-tag)`` pairs of an ETag list header."""
+    return [(bool(weak), tag) for weak, tag in _ENTITY_TAG.findall(header)]
+
+
+def precondition_status(request: trioiis.HttpRequest, etag: str, modified: int) -> int | None:
+    """412 or 304 when the request's preconditions say so (RFC 9110 §13.2.2), else None."""
+    get = request.get_header
+    if_match = get("if-match")
+    if if_match is not None:
+        if if_match.strip() != "*" and not any(
+            not weak and tag == etag for weak, tag in _tags(if_match)
+        ):
+            return 412  # If-Match uses the strong comparison
+    else:
+        since = _parse_date(get("if-unmodified-since"))
+        if since is not None and modified > since:
+            return 412
+    if_none_match = get("if-none-match")
+    if if_none_match is not None:
+        if if_none_match.strip() == "*" or any(tag == etag for _, tag in _tags(if_none_match)):
+            return 304  # If-None-Match uses the weak comparison
+        return None  # and wins over If-Modified-Since
+    since = _parse_date(get("if-modified-since"))
+    if since is not None and modified <= since:
+        return 304
+    return None
+
+
+def _number(text: str) -> int | None:
+    text = text.strip()
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    return int(text) if len(text) <= 18 else 1 << 62  # huge is as good as infinite
+
+
+def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
+    """The satisfiable ranges of a ``Range`` header as ``(first, last)`` (inclusive).
+
+    None means "ignore the header and send the whole file": another unit, a malformed
+    header, more than ``MAX_RANGES`` ranges, or ranges that overlap (a known abuse). An
+    empty list means nothing is satisfiable (416). An empty file has no ranges: None.
     """
-    request, response = ctx.request, ctx.response
-    info = found.info
+    unit, equals, spec = header.partition("=")
+    if size == 0 or not equals or unit.strip().lower() != "bytes":
+        return None
+    items = [item for item in (part.strip() for part in spec.split(",")) if item]
+    if not items or len(items) > MAX_RANGES:
+        return None
+    ranges = []
+    for item in items:
+        first_text, dash, last_text = item.partition("-")
+        if not dash:
+            return None
+        if not first_text.strip():  # suffix: the last N bytes
+            length = _number(last_text)
+            if length is None:
+                return None
+            if length > 0 and size > 0:
+                ranges.append((max(0, size - length), size - 1))
+            continue
+        first = _number(first_text)
+        last = _number(last_text) if last_text.strip() else size - 1
+        if first is None or last is None or (last_text.strip() and last < first):
+            return None
+        if first < size:
+            ranges.append((first, min(last, size - 1)))
+    ordered = sorted(ranges)
+    if any(b[0] <= a[1] for a, b in itertools.pairwise(ordered)):
+        return None
+    return ranges
+
+
+def if_range_matches(value: str, etag: str, modified: int) -> bool:
+    """``If-Range``: an ETag must match strongly; a date must equal Last-Modified exactly."""
+    value = value.strip()
+    if value.startswith(('"', "W/")):
+        return value == etag
+    since = _parse_date(value)
+    return since is not None and int(since) == modified
+
+
+async def serve_file(ctx: HttpContext, path: Path, found: Found) -> Status:
+    """Answer a GET or HEAD with the file (200, 206, 304, 412 or 416), streaming large ones.
+
+    Cancellation: a cancel stops between pieces and the file is closed (shielded);
+    ``cancel_io()`` aborting a flush resets the connection (the body cannot be completed).
+    """
+    request = ctx.request
     if request.method not in ("GET", "HEAD"):
-        send_error(ctx, 405)
-        response.set_header("Allow", "GET, HEAD")
-        return Status.FINISH_REQUEST
-    etag = f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
-    modified = email.utils.formatdate(info.st_mtime, usegmt=True)
-    response.set_header("Content-Type", content_type(path))
+        return method_not_allowed(ctx)
+    real = found.real_path or path
+    if request.method == "HEAD" or found.data is not None:
+        return await _answer(ctx, path, found.info, found.data, None)
+    # Open first and take the validators from the open file: what is sent is what they say.
+    opened: list[os.stat_result] = []
+
+    def opener(name: str, flags: int) -> int:  # runs in the worker thread that opens
+        fd = _open_regular(name, flags)
+        opened.append(os.fstat(fd))
+        return fd
+
+    try:
+        file = await trio.open_file(real, "rb", opener=opener)
+    except OSError:
+        return send_error(ctx, 404)  # gone, or replaced by something that is not a file
+    async with file:
+        return await _answer(ctx, path, opened[0] if opened else found.info, None, file)
+
+
+class _File(Protocol):
+    """What ``_stream`` needs of ``trio.open_file``'s result."""
+
+    async def read(self, size: int = -1, /) -> bytes: ...
+    async def seek(self, target: int, whence: int = 0, /) -> int: ...
+
+
+async def _answer(
+    ctx: HttpContext, path: Path, info: os.stat_result, data: bytes | None, file: _File | None
+) -> Status:
+    """The answer for ``info``; ``path`` (as requested, not resolved) names the type."""
+    request, response = ctx.request, ctx.response
+    etag = entity_tag(info)
+    modified = _last_modified(info)
+    size = info.st_size
+    kind = content_type(path)
     response.set_header("ETag", etag)
-    response.set_header("Last-Modified", modified)
-    if not_modified(
-        request.get_header("if-none-match"), request.get_header("if-modified-since"), etag, info
-    ):
+    response.set_header("Last-Modified", email.utils.formatdate(modified, usegmt=True))
+    status = precondition_status(request, etag, modified)
+    if status == 412:
+        send_error(ctx, 412)
+        return Status.FINISH_REQUEST
+    if status == 304:
         response.set_status(304)
-        response.delete_header("Content-Type")
         ctx.set_request_handled()
         return Status.CONTINUE
-    size = info.st_size
-    response.set_header("Content-Length", str(size))
+    response.set_header("Accept-Ranges", "bytes")
+    response.set_header("X-Content-Type-Options", "nosniff")
+    ranges = None
+    range_header = request.get_header("range")
+    if range_header is not None and request.method == "GET":
+        if_range = request.get_header("if-range")
+        if if_range is None or if_range_matches(if_range, etag, modified):
+            ranges = parse_ranges(range_header, size)
+    if ranges is not None and not ranges:
+        send_error(ctx, 416)
+        response.set_header("Content-Range", f"bytes */{size}")
+        return Status.FINISH_REQUEST
     ctx.set_request_handled()
-    if request.method == "HEAD" or size == 0:
+    # What to send: (bytes written before the piece, first byte, length) each, then a tail.
+    pieces: list[tuple[bytes, int, int]]
+    tail = b""
+    if ranges is None:
+        pieces = [(b"", 0, size)]
+        response.set_header("Content-Type", kind)
+    elif len(ranges) == 1:
+        first, last = ranges[0]
+        pieces = [(b"", first, last - first + 1)]
+        response.set_status(206)
+        response.set_header("Content-Type", kind)
+        response.set_header("Content-Range", f"bytes {first}-{last}/{size}")
+    else:
+        boundary = secrets.token_hex(16)
+        pieces = []
+        for i, (first, last) in enumerate(ranges):
+            part = (
+                ("\r\n" if i else "")
+                + f"--{boundary}\r\nContent-Type: {kind}\r\n"
+                + f"Content-Range: bytes {first}-{last}/{size}\r\n\r\n"
+            )
+            pieces.append((part.encode("latin-1"), first, last - first + 1))
+        tail = f"\r\n--{boundary}--\r\n".encode("latin-1")
+        response.set_status(206)
+        response.set_header("Content-Type", f"multipart/byteranges; boundary={boundary}")
+    length = sum(len(head) + n for head, _, n in pieces) + len(tail)
+    response.set_header("Content-Length", str(length))
+    if request.method == "HEAD" or length == 0:
         return Status.CONTINUE
-    if found.data is not None:
-        response.write(found.data)
+    if data is not None:  # already in memory: no thread hop at all
+        for head, first, n in pieces:
+            response.write(head + data[first : first + n])
+        if tail:
+            response.write(tail)
         return Status.CONTINUE
-    if size <= CHUNK:
-        response.write(await trio.to_thread.run_sync(path.read_bytes))
-        return Status.CONTINUE
-    async with await trio.open_file(path, "rb") as file:
-        while data := await file.read(CHUNK):
-            response.write(data)
-            await response.flush(more_data=True)
+    assert file is not None
+    return await _stream(ctx, file, pieces, tail)
+
+
+async def _stream(
+    ctx: HttpContext, file: _File, pieces: list[tuple[bytes, int, int]], tail: bytes
+) -> Status:
+    """Read each piece in ``CHUNK`` parts (a thread hop each) and flush it before the next.
+
+    An ``OSError`` while reading propagates: the pipeline logs it and, the head being out,
+    cuts the connection.
+    """
+    response = ctx.response
+    position = 0
+    try:
+        for head, first, n in pieces:
+            if head:
+                response.write(head)
+            if first != position:
+                await file.seek(first)
+            position, end = first, first + n
+            while position < end:
+                data = await file.read(min(CHUNK, end - position))
+                if not data:  # the file shrank after its length was sent
+                    response.reset_connection()
+                    return Status.FINISH_REQUEST
+                position += len(data)
+                response.write(data)
+                await response.flush(more_data=True)
+        if tail:
+            response.write(tail)
+    except trioiis.OperationAbortedError:
+        response.reset_connection()  # cancel_io(): the rest of the body will never come
+        return Status.FINISH_REQUEST
+    except trioiis.ConnectionInvalidError:
+        return Status.FINISH_REQUEST  # the client is gone; the request is being cancelled
     return Status.CONTINUE
-
-
-def not_modified(
-    if_none_match: str | None, if_modified_since: str | None, etag: str, info: os.stat_result
-) -> bool:
-    if if_none_match is not None:
-        tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
-        return "*" in tags or etag in tags
-    if if_modified_since is not None:
-        try:
-            since = email.utils.parsedate_to_datetime(if_modified_since).timestamp()
-        except (TypeError, ValueError, IndexError):
-            return False
-        return int(info.st_mtime) <= since
-    return False
