@@ -15,7 +15,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioiis.http1 import HeadError, HeadScanner, Limits, check_framing, error_response_bytes
+from trioiis.http1 import (
+    HeadError,
+    HeadScanner,
+    Limits,
+    check_framing,
+    check_head_bytes,
+    check_request,
+    chunk_bytes_declared,
+    error_response_bytes,
+    oversized_length,
+    parse_head,
+    valid_host,
+)
 
 Outcome = tuple[str, int]  # ("head", end) | ("error", status) | ("incomplete", 0)
 
@@ -334,3 +346,231 @@ def test_error_response_bytes_any_error_status_parses(status: int) -> None:
     response, body, _ = parse_response(error_response_bytes(status))
     assert response.status_code == status
     assert int(dict(response.headers)[b"content-length"]) == len(body)
+
+
+# ---------------------------------------------------------------- checks h11 leaves to us
+# (docs/protocol.md gives each decision; tests/e2e/test_hostile.py runs them on sockets)
+
+
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n", "control character"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x1bb\r\n\r\n", "control character"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x7fb\r\n\r\n", "control character"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", "control character"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", "obsolete line folding"),
+        (b"GET / HTTP/1.1\nHost: x\nX: a\n\tb\n\n", "obsolete line folding"),
+    ],
+)
+def test_check_head_bytes_refuses_control_bytes_and_obs_fold(head: bytes, message: str) -> None:
+    with pytest.raises(HeadError, match=message) as info:
+        check_head_bytes(head)
+    assert info.value.status == 400
+
+
+def test_check_head_bytes_accepts_tab_obs_text_and_looks_only_inside_the_head() -> None:
+    head = b"GET / HTTP/1.1\r\nHost: x\r\nX: a\tb \xc3\xa9\r\n\r\n"
+    check_head_bytes(head)
+    # Body bytes after ``end`` and empty lines before ``start`` are not the head's.
+    check_head_bytes(b"\x01\r\n" + head + b"\x01\n body", 3, 3 + len(head))
+
+
+@pytest.mark.parametrize(
+    "host", [b"x", b"example.test", b"example.test.", b"x:8080", b"x:", b"[::1]", b"[::1]:80",
+             b"127.0.0.1", b"a-b_c~d", b"xn--bcher-kva.example", b"%41"]
+)  # fmt: skip
+def test_valid_host_accepts_uri_host_and_port(host: bytes) -> None:
+    assert valid_host(host)
+
+
+@pytest.mark.parametrize(
+    "host", [b"", b"a b", b"a/b", b"a\\b", b"u@x", b"a..b", b"x:80a", b"[::1", b"x\tz", b":80"]
+)
+def test_valid_host_refuses_everything_else(host: bytes) -> None:
+    assert not valid_host(host)
+
+
+HOST_X = [(b"host", b"x")]
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "version", "headers", "status"),
+    [
+        (b"GET", b"/", b"2.0", HOST_X, 505),
+        (b"GET", b"/", b"0.9", HOST_X, 505),
+        (b"get", b"/", b"1.1", HOST_X, 501),
+        (b"Get", b"/", b"1.1", HOST_X, 501),
+        (b"CONNECT", b"x:443", b"1.1", HOST_X, 501),
+        (b"OPTIONS", b"*", b"1.1", HOST_X, 501),
+        (b"GET", b"*", b"1.1", HOST_X, 400),
+        (b"GET", b"x", b"1.1", HOST_X, 400),
+        (b"GET", b"?a", b"1.1", HOST_X, 400),
+        (b"GET", b"ftp://x/", b"1.1", HOST_X, 400),
+        (b"GET", b"http://u@x/", b"1.1", HOST_X, 400),
+        (b"GET", b"http:///a", b"1.1", HOST_X, 400),
+        (b"GET", b"/", b"1.2", [], 400),
+        (b"GET", b"/", b"1.1", [(b"host", b"a b")], 400),
+        (b"GET", b"/", b"1.0", [(b"host", b"")], 400),
+        (b"POST", b"/", b"1.0", [(b"transfer-encoding", b"chunked")], 400),
+    ],
+)
+def test_check_request_refusals(
+    method: bytes, target: bytes, version: bytes, headers: list[tuple[bytes, bytes]], status: int
+) -> None:
+    with pytest.raises(HeadError) as info:
+        check_request(method, target, version, headers)
+    assert info.value.status == status
+
+
+@pytest.mark.parametrize(
+    ("target", "origin", "host"),
+    [
+        (b"http://example.test/a?b", b"/a?b", b"example.test"),
+        (b"HTTPS://example.test:8443", b"/", b"example.test:8443"),
+        (b"http://[::1]:80?q", b"/?q", b"[::1]:80"),
+    ],
+)
+def test_check_request_absolute_form_becomes_origin_form_and_its_host_wins(
+    target: bytes, origin: bytes, host: bytes
+) -> None:
+    """RFC 9112 §3.2.2: the target's authority replaces the Host field."""
+    headers = [(b"host", b"other"), (b"accept", b"*/*")]
+    assert check_request(b"GET", target, b"1.1", headers) == (
+        origin,
+        [(b"host", host), (b"accept", b"*/*")],
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "version", "headers"),
+    [
+        (b"GET", b"1.1", HOST_X),
+        (b"GET", b"1.2", HOST_X),  # a higher minor version is read as 1.1
+        (b"GET", b"1.0", []),  # Host is optional in HTTP/1.0
+        (b"FOO", b"1.1", HOST_X),  # unknown methods are for the modules to answer
+        (b"TRACE", b"1.1", HOST_X),
+        (b"M-SEARCH", b"1.1", HOST_X),
+    ],
+)
+def test_check_request_accepts(
+    method: bytes, version: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    assert check_request(method, b"/a", version, headers) == (b"/a", headers)
+
+
+def test_oversized_length_any_number_of_digits() -> None:
+    limits = Limits(max_body_bytes=1000)
+    for value, over in [(b"1000", False), (b"1001", True), (b"0" * 30 + b"7", False),
+                        (b"9" * 25, True), (b"9" * 5000, True)]:  # fmt: skip
+        head = b"POST / HTTP/1.1\r\nContent-Length: " + value + b"\r\n\r\n"
+        assert oversized_length(head, 0, len(head), limits) is over, value[:30]
+    head = b"POST / HTTP/1.1\r\nX-Content-Length: 9999\r\ncontent-length:3x\r\n\r\n"
+    assert not oversized_length(head, 0, len(head), limits)
+
+
+def test_check_framing_thousands_of_digits_413_not_a_crash() -> None:
+    with pytest.raises(HeadError) as info:
+        check_framing([(b"content-length", b"9" * 5000)], Limits())
+    assert info.value.status == 413
+
+
+def test_chunk_bytes_declared_reads_h11_private_state() -> None:
+    """Pins ``ChunkedReader._bytes_in_chunk``: if h11 renames it, this fails (and the
+    413-at-once check for huge chunk sizes would otherwise silently stop working)."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert isinstance(conn.next_event(), h11.Request)
+    assert chunk_bytes_declared(conn) == 0
+    conn.receive_data(b"FFFFFFFFFFFFFFFFFFFF\r\nabc")
+    event = conn.next_event()
+    assert isinstance(event, h11.Data)
+    assert event.data == b"abc"
+    assert chunk_bytes_declared(conn) == 0xFFFFFFFFFFFFFFFFFFFF - 3
+    assert chunk_bytes_declared(h11.Connection(h11.SERVER)) == 0
+
+
+# ---------------------------------------------------------------- cross-check with h11
+
+
+def ours(wire: bytes, limits: Limits) -> tuple[int | str, bytes]:
+    """(outcome, head): "accept" or the status, as the connection decides it."""
+    scanner = HeadScanner(limits)
+    try:
+        end = scanner.feed(wire)
+        assert end is not None, "incomplete head"
+        head = wire[scanner.start : end]
+        parse_head(wire[scanner.start :], end - scanner.start, limits)
+    except HeadError as exc:
+        return exc.status, wire
+    return "accept", head
+
+
+def h11_alone(head: bytes) -> int | str:
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(head)
+    try:
+        event = conn.next_event()
+    except h11.RemoteProtocolError as exc:
+        return exc.error_status_hint
+    assert isinstance(event, h11.Request)
+    return "accept"
+
+
+def test_hostile_corpus_cross_checked_with_h11() -> None:
+    """trioiis is h11 plus the documented checks: it never accepts a head h11 refuses, and
+    the heads it refuses that h11 accepts are exactly the ones docs/protocol.md lists as
+    stricter than h11."""
+    from tests.e2e.test_hostile import CASES, FOLLOWER, LIMITS
+
+    stricter = set()
+    for case in CASES:
+        outcome, head = ours(case.request + FOLLOWER, LIMITS)
+        if outcome == "accept":
+            assert h11_alone(head) == "accept", case.id
+        elif h11_alone(head) == "accept":
+            stricter.add(case.id)
+    assert stricter == STRICTER_THAN_H11
+
+
+#: Heads h11 accepts and trioiis refuses (docs/protocol.md, "h11 alone" column).
+STRICTER_THAN_H11 = {
+    "cl-and-te", "te-and-cl", "cl-over-limit", "cl-20-digits", "cl-over-limit-expect-100",
+    "te-in-http-1.0", "control-byte-in-field-value", "escape-in-field-value",
+    "del-in-field-value", "obs-fold-space", "obs-fold-tab", "obs-fold-transfer-encoding",
+    "absolute-form-ftp-scheme",
+    "absolute-form-userinfo", "absolute-form-empty-authority", "options-asterisk",
+    "get-asterisk", "connect", "target-without-slash", "target-query-only", "target-backslash",
+    "method-lower-case", "method-mixed-case", "http-2.0", "http-3.0", "http-0.9-version",
+    "http-1.2-without-host", "host-empty", "host-space", "host-slash", "host-empty-label",
+    "host-userinfo", "header-count-over-limit", "header-count-1000", "request-line-too-long",
+    "header-line-too-long", "head-too-large", "pipelining-after-505", "smuggle-cl-te",
+    "smuggle-te-cl",
+}  # fmt: skip
+
+_REQUEST_LINES = st.sampled_from(
+    [b"GET / HTTP/1.1", b"get / HTTP/1.1", b"GET * HTTP/1.1", b"OPTIONS * HTTP/1.1",
+     b"CONNECT x:1 HTTP/1.1", b"GET http://x/a HTTP/1.1", b"GET ftp://x/ HTTP/1.1",
+     b"GET x HTTP/1.1", b"GET / HTTP/1.0", b"GET / HTTP/2.0", b"GET / HTTP/1.2",
+     b"POST /a?b HTTP/1.1", b"GET  / HTTP/1.1", b"GET /\x01 HTTP/1.1"]
+)  # fmt: skip
+_FIELDS = st.sampled_from(
+    [b"Host: x", b"Host: a b", b"Host:", b"Host: [::1]:8", b"Host: u@x", b"Content-Length: 3",
+     b"Content-Length: 3, 3", b"Content-Length: 3, 4", b"Content-Length: " + b"9" * 30,
+     b"Content-Length: -1", b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip",
+     b"X: a\x01", b" folded", b"\tfolded", b"X : y", b"X:\x7f", b"X: \xff", b"X: a\tb", b"X"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(_REQUEST_LINES, st.lists(_FIELDS, max_size=5), eols)
+def test_random_heads_never_accepted_when_h11_refuses(
+    request_line: bytes, fields: list[bytes], eol: bytes
+) -> None:
+    wire = b"".join(line + eol for line in [request_line, *fields]) + eol
+    outcome, head = ours(wire, Limits(max_body_bytes=1000))
+    alone = h11_alone(head)
+    if alone != "accept":
+        assert outcome != "accept"
+    if outcome == "accept":
+        assert alone == "accept"

@@ -13,9 +13,12 @@ Theory of operation
    ``HeadScanner`` line by line (request line → 414, field size / count / whole head → 431),
    so the answer is the same however the bytes were split (when one scan sees two limits
    broken, the one broken at the earlier byte answers). Empty lines before the request line
-   are skipped. Only a complete, checked head is given to h11. Then: an HTTP version other
-   than 1.x → 505; Content-Length together with Transfer-Encoding → 400 and close;
-   Content-Length above ``max_body_bytes`` → 413 at once.
+   are skipped. Only a complete, checked head is given to h11, after ``check_head_bytes``
+   (control bytes, obsolete line folding → 400). Then ``check_request`` (version other than
+   1.x → 505; lower-case method, CONNECT, ``OPTIONS *`` → 501; a target that is not origin-
+   or http(s) absolute-form, a bad or missing Host → 400) and ``check_framing`` (Content-Length
+   with Transfer-Encoding → 400; Content-Length above ``max_body_bytes`` → 413 at once, as is
+   a chunk size that would pass it). docs/protocol.md gives every decision and its reason.
 4. **A fresh ``h11.Connection`` per request.** Leftover (pipelined) bytes are taken back from
    ``trailing_data`` when the exchange ends, so every head goes through step 3.
 5. **Writes never lose bytes.** h11 turns events into bytes that go to ``_outbuf``; ``_write_out``
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import re
 import socket
 import struct
 import time
@@ -93,6 +97,12 @@ class Limits:
             then the connection is closed (nginx ``send_timeout``).
         body_timeout: seconds a request-body read may wait for the client to send anything;
             then the client is treated as gone (nginx ``client_body_timeout``).
+        request_timeout: seconds a request's stages and final send may take before its work
+            is cancelled (503 if nothing was sent, else the connection is aborted), the
+            timeout logged; None (the default) means no limit. Guards against a module that
+            never returns or parks on PENDING forever.
+        max_requests_per_connection: the last request on a keep-alive connection gets
+            ``Connection: close`` (nginx ``keepalive_requests``); 0 means no limit.
         drain_body_bytes: unread request body up to this is read and dropped after the
             response so that the connection can be kept alive; more → the connection closes.
         linger_timeout: seconds a closing connection keeps reading so the client gets the
@@ -109,13 +119,16 @@ class Limits:
     receive_buffer: int = 131072
     send_timeout: float = 60.0
     body_timeout: float = 60.0
+    request_timeout: float | None = None
+    max_requests_per_connection: int = 1000
     drain_body_bytes: int = 65536
     linger_timeout: float = 2.0
 
 
 class HeadError(Exception):
     """The peer sent a head we refuse; ``status`` is the answer (400, 408, 413, 414, 431;
-    501 for a transfer coding other than chunked, 505 for an HTTP version other than 1.x)."""
+    501 for a transfer coding other than chunked, a lower-case method, CONNECT or
+    ``OPTIONS *``; 505 for an HTTP version other than 1.x)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -188,6 +201,116 @@ class HeadScanner:
         raise HeadError(431, "header field too large")
 
 
+# Control bytes h11 lets through in field values (it refuses NUL, CR, LF and other
+# whitespace out of place), deleted by bytes.translate (faster than a regex search), and
+# obsolete line folding: a line that starts with SP or HTAB.
+_CONTROLS: Final = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_FOLD: Final = re.compile(rb"\n[\t ]")
+# RFC 9110 §7.2 Host = uri-host [ ":" port ] (RFC 3986: IP-literal or reg-name; no userinfo).
+_HOST: Final = re.compile(rb"(?:\[[0-9A-Za-z:.%~_-]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]*)?")
+# absolute-form (RFC 9112 §3.2.2): the authority, then the path and query.
+_ABSOLUTE: Final = re.compile(rb"https?://([^/?#]*)(.*)", re.IGNORECASE | re.DOTALL)
+# A Content-Length field made of digits, in a raw head (for lengths h11 refuses to parse).
+_LENGTH_FIELD: Final = re.compile(
+    rb"\ncontent-length[ \t]*:[ \t]*([0-9]+)[ \t]*(?=\r?\n)", re.IGNORECASE
+)
+
+
+def check_head_bytes(head: bytes | bytearray, start: int = 0, end: int | None = None) -> None:
+    """Byte-level checks of a complete head (``head[start:end]``) that h11 does not make.
+
+    Raises:
+        HeadError: 400 for a control byte other than HTAB (RFC 9110 §5.5: h11 passes
+            ``\\x01``-``\\x08``, ``\\x0e``-``\\x1f`` and DEL in values) or obsolete line
+            folding (RFC 9112 §5.2: h11 unfolds it; nginx refuses it).
+    """
+    stop = len(head) if end is None else end
+    if len(head[start:stop].translate(None, _CONTROLS)) != stop - start:
+        raise HeadError(400, "control character in request head")
+    if _FOLD.search(head, start, stop) is not None:
+        raise HeadError(400, "obsolete line folding")
+
+
+def _length_above(text: bytes, limit: int) -> bool:
+    """True when the decimal ``text`` is above ``limit`` (no int() of thousands of digits)."""
+    digits = text.lstrip(b"0")
+    return len(digits) > len(str(limit)) or int(digits or b"0") > limit
+
+
+def oversized_length(head: bytes | bytearray, start: int, end: int, limits: Limits) -> bool:
+    """True when a Content-Length field of ``head[start:end]`` is made of digits only and is
+    above ``max_body_bytes`` (h11 refuses lengths over 20 characters as malformed: 413 is
+    the answer however many digits a length has)."""
+    return any(
+        _length_above(m.group(1), limits.max_body_bytes)
+        for m in _LENGTH_FIELD.finditer(head, start, end)
+    )
+
+
+def valid_host(value: bytes) -> bool:
+    """RFC 9110 §7.2 ``uri-host [":" port]``, and no empty label (``..``, as nginx)."""
+    return _HOST.fullmatch(value) is not None and b".." not in value
+
+
+def check_request(
+    method: bytes, target: bytes, http_version: bytes, headers: list[tuple[bytes, bytes]]
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """Checks of the request line and Host that h11 leaves to the server (h11 has already
+    checked the syntax, a missing or repeated Host in HTTP/1.1, and Transfer-Encoding).
+
+    Returns:
+        The target in origin form and the headers; for an absolute-form target, Host is its
+        authority (RFC 9112 §3.2.2: the target's host wins over the Host field).
+
+    Raises:
+        HeadError: 505 for an HTTP version other than 1.x; 501 for a method with lower-case
+            letters (methods are case-sensitive; none is registered in lower case), CONNECT
+            (not a proxy) and ``OPTIONS *``; 400 for any other target that is not origin-form
+            or http(s) absolute-form, a missing (HTTP/1.1 and later) or invalid Host, and
+            Transfer-Encoding in HTTP/1.0 (RFC 9112 §6.1: its framing is faulty).
+    """
+    if not http_version.startswith(b"1."):
+        # h11 takes any digit.digit; only HTTP/1.x is spoken here (RFC 9110 §15.6.6).
+        raise HeadError(505, "HTTP version not supported")
+    if method != method.upper():
+        raise HeadError(501, "unrecognized method (methods are case-sensitive)")
+    if method == b"CONNECT":
+        raise HeadError(501, "CONNECT not supported")
+    if target == b"*":
+        if method == b"OPTIONS":
+            raise HeadError(501, "server-wide OPTIONS not supported")
+        raise HeadError(400, "asterisk-form target without OPTIONS")
+    hosts = [value for name, value in headers if name == b"host"]
+    if not target.startswith(b"/"):
+        absolute = _ABSOLUTE.fullmatch(target)
+        if absolute is None:
+            raise HeadError(400, "request target is neither origin-form nor absolute-form")
+        authority, rest = absolute.groups()
+        if not valid_host(authority):
+            raise HeadError(400, "invalid authority in request target")
+        target = rest if rest.startswith(b"/") else b"/" + rest
+        headers = [(n, v) for n, v in headers if n != b"host"]
+        headers.insert(0, (b"host", authority))
+        hosts = [authority]
+    if not hosts and http_version != b"1.0":
+        raise HeadError(400, "missing Host")  # h11 checks HTTP/1.1 only; 1.2 is read as 1.1
+    if hosts and not valid_host(hosts[0]):
+        raise HeadError(400, "invalid Host")
+    if http_version == b"1.0" and any(n == b"transfer-encoding" for n, _ in headers):
+        raise HeadError(400, "Transfer-Encoding in an HTTP/1.0 request")
+    return target, headers
+
+
+def chunk_bytes_declared(conn: h11.Connection) -> int:
+    """Bytes the chunk being read still declares (0 outside a chunked body).
+
+    h11 keeps this in private state (``ChunkedReader._bytes_in_chunk``); tests/test_http1.py
+    pins it, so an h11 that renames it fails a test instead of quietly waiting for a chunk
+    that should have been refused at once.
+    """
+    return int(getattr(getattr(conn, "_reader", None), "_bytes_in_chunk", 0))
+
+
 def check_framing(headers: Iterable[tuple[bytes, bytes]], limits: Limits) -> int | None:
     """Framing checks h11 leaves to the server. Returns the Content-Length, if any.
 
@@ -204,14 +327,52 @@ def check_framing(headers: Iterable[tuple[bytes, bytes]], limits: Limits) -> int
             text = value.strip()
             if not text.isdigit():
                 raise HeadError(400, "malformed Content-Length")
-            if length is not None and int(text) != length:
+            # Any length above the limit stands for "too large" (no int() of 5000 digits).
+            above = _length_above(text, limits.max_body_bytes)
+            size = limits.max_body_bytes + 1 if above else int(text)
+            if length is not None and size != length:
                 raise HeadError(400, "conflicting Content-Length")
-            length = int(text)
+            length = size
     if chunked and length is not None:
         raise HeadError(400, "Content-Length with Transfer-Encoding")
     if length is not None and length > limits.max_body_bytes:
         raise HeadError(413, "request body too large")
     return length
+
+
+def parse_head(data: bytes, end: int, limits: Limits) -> tuple[h11.Connection, RequestHead]:
+    """Parse and check the complete head ``data[:end]`` (``HeadScanner`` found its end and
+    enforced the size limits); the bytes after it stay in the returned h11 connection, which
+    then reads the body. The checks run in this order: ``check_head_bytes``, h11,
+    ``check_request``, ``check_framing``.
+
+    Raises:
+        HeadError: the first check the head fails (a length h11 finds malformed only for its
+            number of digits is 413, like any other length above ``max_body_bytes``).
+    """
+    check_head_bytes(data, 0, end)
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes + 1)
+    conn.receive_data(data)
+    try:
+        event = conn.next_event()
+    except h11.RemoteProtocolError as exc:
+        if oversized_length(data, 0, end, limits):
+            raise HeadError(413, "request body too large") from exc
+        raise HeadError(exc.error_status_hint, str(exc)) from exc
+    if not isinstance(event, h11.Request):  # pragma: no cover - the head is complete
+        raise HeadError(400, "malformed request head")
+    target, headers = check_request(
+        event.method, event.target, event.http_version, list(event.headers)
+    )
+    length = check_framing(headers, limits)
+    return conn, RequestHead(
+        method=event.method.decode("ascii"),
+        target=target.decode("latin-1"),
+        http_version=event.http_version.decode("ascii"),
+        headers=headers,
+        content_length=length,
+        chunked=any(n == b"transfer-encoding" for n, _ in headers),
+    )
 
 
 class _DateCache:
@@ -305,6 +466,7 @@ class Http1Connection:
         self._body_left = b""
         self._body_pos = 0  # next unread byte of _body_left (one copy, not one per read)
         self._body_received = 0
+        self._body_refused = False  # a 413 was raised for this body: raise it again
         self._no_body = False
         #: The final response went out while the client still waited for ``100 Continue``.
         self._continue_refused = False
@@ -368,7 +530,7 @@ class Http1Connection:
                     deadline = trio.current_time() + limits.head_timeout
                 end = scanner.feed(self._inbuf)
                 if end is not None:
-                    return self._parse_head(scanner.start)
+                    return self._parse_head(scanner.start, end)
             if self.eof:
                 if self._inbuf.strip():
                     raise HeadError(400, "connection closed inside a request head")
@@ -382,39 +544,21 @@ class Http1Connection:
                 return None
             raise HeadError(408, "request head not received in time")
 
-    def _parse_head(self, start: int) -> RequestHead:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_head_bytes + 1)
+    def _parse_head(self, start: int, end: int) -> RequestHead:
         # h11 refuses empty lines before the request line, which RFC 9112 §2.2 asks us to
         # ignore (clients send a stray CRLF after a body): they are dropped here.
-        conn.receive_data(bytes(self._inbuf[start:]))
+        data = bytes(self._inbuf[start:])
         self._inbuf.clear()
         self._space.unpark_all()
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise HeadError(exc.error_status_hint, str(exc)) from exc
-        if not isinstance(event, h11.Request):  # pragma: no cover - scanner saw a full head
-            raise HeadError(400, "malformed request head")
-        if not event.http_version.startswith(b"1."):
-            # h11 takes any digit.digit; only HTTP/1.x is spoken here (RFC 9110 §15.6.6).
-            raise HeadError(505, "HTTP version not supported")
-        length = check_framing(event.headers, self.limits)
+        conn, head = parse_head(data, end - start, self.limits)
         self._h11 = conn
         self._body_left = b""
         self._body_pos = 0  # next unread byte of _body_left (one copy, not one per read)
         self._body_received = 0
-        self._no_body = event.method == b"HEAD"
+        self._body_refused = False
+        self._no_body = head.method == "HEAD"
         self._continue_refused = False
-        headers = list(event.headers)
-        chunked = any(n == b"transfer-encoding" for n, _ in headers)
-        return RequestHead(
-            method=event.method.decode("ascii"),
-            target=event.target.decode("latin-1"),
-            http_version=event.http_version.decode("ascii"),
-            headers=headers,
-            content_length=length,
-            chunked=chunked,
-        )
+        return head
 
     @property
     def body_complete(self) -> bool:
@@ -433,13 +577,16 @@ class Http1Connection:
         Cancellation: safe at any point; no byte is lost (it stays buffered for the next call).
 
         Raises:
-            HeadError: 413 when a chunked body grows past ``max_body_bytes``; 400 for
+            HeadError: 413 as soon as a chunk size would take the body past
+                ``max_body_bytes`` (before its data arrives); 400 for
                 malformed chunked framing.
             trio.BrokenResourceError: the client closed or broke the connection mid-body.
         """
         conn = self._h11
         if conn is None:
             return b""
+        if self._body_refused:  # the same answer to every later read (and to drain_body)
+            raise HeadError(413, "request body too large")
         if self._body_left:
             start = self._body_pos
             data = self._body_left[start : start + max_bytes]
@@ -459,6 +606,9 @@ class Http1Connection:
                     raise trio.BrokenResourceError("request body broken off") from exc
                 raise HeadError(400, f"malformed request body: {exc}") from exc
             if event is h11.NEED_DATA:
+                if self._body_received + chunk_bytes_declared(conn) > self.limits.max_body_bytes:
+                    self._body_refused = True  # at once, not when the chunk has arrived
+                    raise HeadError(413, "request body too large")
                 if self._inbuf:
                     conn.receive_data(bytes(self._inbuf))
                     self._inbuf.clear()
@@ -476,7 +626,9 @@ class Http1Connection:
                 continue
             if isinstance(event, h11.Data):
                 data = bytes(event.data)
-                if self._body_received + len(data) > self.limits.max_body_bytes:
+                declared = len(data) + chunk_bytes_declared(conn)
+                if self._body_received + declared > self.limits.max_body_bytes:
+                    self._body_refused = True
                     raise HeadError(413, "request body too large")
                 if len(data) > max_bytes:
                     data, self._body_left, self._body_pos = data[:max_bytes], data, max_bytes
