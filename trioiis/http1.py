@@ -558,6 +558,11 @@ class Http1Connection:
         self._body_refused = False
         self._no_body = head.method == "HEAD"
         self._continue_refused = False
+        if head.content_length is None and not head.chunked:
+            # No body framing: h11 has the end of the request already; take it now so that
+            # a bodiless request needs no drain after its response.
+            event = conn.next_event()
+            assert isinstance(event, h11.EndOfMessage), event
         return head
 
     @property

@@ -316,6 +316,7 @@ class HttpServer:
             if ctx.response.need_disconnect or not http.can_keep_alive:
                 return False
             http.next_cycle()
+            del ctx  # an idle keep-alive connection does not hold its last request
         return False
 
     async def _refuse(self, http: Http1Connection, exc: HeadError) -> None:
