@@ -97,6 +97,11 @@ class Limits:
             then the connection is closed (nginx ``send_timeout``).
         body_timeout: seconds a request-body read may wait for the client to send anything;
             then the client is treated as gone (nginx ``client_body_timeout``).
+        min_body_rate: bytes/s a request body must average once ``rate_grace`` has passed,
+            else the client is treated as gone (IIS ``minBytesPerSecond``: 240); 0 disables.
+        min_send_rate: bytes/s a client must read a response at, averaged the same way, else
+            the connection is closed; 0 disables.
+        rate_grace: seconds a body or response may take before the minimum rates apply.
         request_timeout: seconds a request's stages and final send may take before its work
             is cancelled (503 if nothing was sent, else the connection is aborted), the
             timeout logged; None (the default) means no limit. Guards against a module that
@@ -119,6 +124,9 @@ class Limits:
     receive_buffer: int = 131072
     send_timeout: float = 60.0
     body_timeout: float = 60.0
+    min_body_rate: float = 240.0
+    min_send_rate: float = 240.0
+    rate_grace: float = 10.0
     request_timeout: float | None = None
     max_requests_per_connection: int = 1000
     drain_body_bytes: int = 65536
@@ -462,6 +470,9 @@ class Http1Connection:
         #: Set by the server while it drains: responses say ``Connection: close``.
         self.closing = False
         self._was_reset = False
+        # Start time and byte count at the start of the current body / response (min rates).
+        self._body_started = self._response_started = 0.0
+        self._body_base = self._response_base = 0
         self._h11: h11.Connection | None = None
         self._body_left = b""
         self._body_pos = 0  # next unread byte of _body_left (one copy, not one per read)
@@ -558,6 +569,8 @@ class Http1Connection:
         self._body_refused = False
         self._no_body = head.method == "HEAD"
         self._continue_refused = False
+        self._body_started = trio.current_time()
+        self._body_base = self.counters.bytes_received - len(data) + (end - start)
         if head.content_length is None and not head.chunked:
             # No body framing: h11 has the end of the request already; take it now so that
             # a bodiless request needs no drain after its response.
@@ -621,13 +634,17 @@ class Http1Connection:
                 elif self.eof:
                     conn.receive_data(b"")
                 else:
-                    with trio.move_on_after(self.limits.body_timeout) as waited:
+                    deadline, why = self._slow_deadline(
+                        self.limits.body_timeout,
+                        self.limits.min_body_rate,
+                        self._body_started,
+                        self.counters.bytes_received - self._body_base,
+                    )
+                    with trio.move_on_at(deadline) as waited:
                         await self._wait_for_data()
                     if waited.cancelled_caught:
                         self.broken = True  # a client this slow is not kept
-                        raise trio.BrokenResourceError(
-                            f"client sent no body for {self.limits.body_timeout} s"
-                        )
+                        raise trio.BrokenResourceError(f"client sent its body {why}")
                 continue
             if isinstance(event, h11.Data):
                 data = bytes(event.data)
@@ -644,6 +661,20 @@ class Http1Connection:
 
     # ---------------------------------------------------------------- writing
 
+    def _slow_deadline(
+        self, idle: float, min_rate: float, started: float, moved: int
+    ) -> tuple[float, str]:
+        """When to give up on a peer: after ``idle`` seconds without progress, or once it
+        falls below ``min_rate`` bytes/s averaged since ``started`` (after ``rate_grace``).
+        Returns the deadline and, for the message, which rule it is."""
+        now = trio.current_time()
+        deadline, why = now + idle, f"with nothing moving for {idle} s"
+        if min_rate > 0:
+            by_rate = started + self.limits.rate_grace + moved / min_rate
+            if by_rate < deadline:
+                deadline, why = by_rate, f"slower than {min_rate:g} bytes/s"
+        return deadline, why
+
     def queue_head(
         self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b""
     ) -> None:
@@ -651,6 +682,8 @@ class Http1Connection:
         ``Connection: close`` while the server drains); ``write_queued`` sends them."""
         conn = self._h11
         assert conn is not None
+        self._response_started = trio.current_time()
+        self._response_base = self.counters.bytes_sent
         names = {n.lower() for n, _ in headers}
         if b"date" not in names:
             headers.append((b"date", _DATE.get()))
@@ -771,12 +804,18 @@ class Http1Connection:
                     try:
                         n = raw.send(view[sent : sent + 1048576])
                     except BlockingIOError:
-                        with trio.move_on_after(self.limits.send_timeout) as waited:
+                        deadline, why = self._slow_deadline(
+                            self.limits.send_timeout,
+                            self.limits.min_send_rate,
+                            self._response_started,
+                            self.counters.bytes_sent - self._response_base,
+                        )
+                        with trio.move_on_at(deadline) as waited:
                             await trio.lowlevel.wait_writable(raw)
                         if waited.cancelled_caught:
                             self.broken = True
                             raise trio.BrokenResourceError(
-                                f"client read nothing for {self.limits.send_timeout} s"
+                                f"client read the response {why}"
                             ) from None
                         continue
                 elif sock is not None:

@@ -61,7 +61,8 @@ class ConnectionBody:
                 raise BodyTooLargeError(str(exc)) from exc
             raise MalformedBodyError(str(exc)) from exc
         except trio.BrokenResourceError as exc:
-            raise ConnectionInvalidError("client closed the connection mid-body") from exc
+            reason = str(exc) or "client closed the connection mid-body"
+            raise ConnectionInvalidError(reason) from exc
 
     @property
     def remaining(self) -> int | None:

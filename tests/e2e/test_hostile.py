@@ -24,6 +24,7 @@ crashes and always answers well-formed responses or closes.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -469,8 +470,12 @@ async def _exchange(root: Path, wire: bytes, cuts: list[int]) -> bytes:
     return bytes(received)
 
 
+# TRIOIIS_FUZZ_EXAMPLES raises the count for a long run (see benchmarks/README.md).
+FUZZ_EXAMPLES = int(os.environ.get("TRIOIIS_FUZZ_EXAMPLES", "100"))
+
+
 @settings(
-    max_examples=100,
+    max_examples=FUZZ_EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -343,3 +343,52 @@ async def test_a_late_completion_goes_to_the_handler_that_started_it(site: Path)
             response = await client.get("/")
     assert response.status_code == 200
     assert got == [("children", 0), ("later", 42)]
+
+
+async def test_min_body_rate_gives_up_on_a_trickling_upload(site: Path) -> None:
+    seen: list[str] = []
+
+    async def handler(ctx: HttpContext) -> Status:
+        try:
+            await ctx.request.read_all()
+        except trioiis.ConnectionInvalidError as exc:
+            seen.append(str(exc))
+        return Status.FINISH_REQUEST
+
+    limits = trioiis.Limits(min_body_rate=10_000, rate_grace=0.2, linger_timeout=0.1)
+    async with running_server(on_begin(handler), root=site, limits=limits) as srv:
+        with trio.fail_after(20):
+            stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+            async with stream:
+                await stream.send_all(
+                    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+                )
+                with trio.move_on_after(10):
+                    while not seen:  # a slow client: 100 bytes every 50 ms = 2 kB/s
+                        await stream.send_all(b"x" * 100)
+                        await trio.sleep(0.05)  # sleep-ok: simulates a slow client
+    assert len(seen) == 1
+    assert "slower than 10000 bytes/s" in seen[0]
+
+
+async def test_min_send_rate_closes_a_client_that_reads_too_slowly(site: Path) -> None:
+    (site / "big.bin").write_bytes(bytes(32 * 1024 * 1024))
+    limits = trioiis.Limits(min_send_rate=1_000_000, rate_grace=0.3, linger_timeout=0.1)
+    async with running_server(root=site, limits=limits) as srv:
+        with trio.fail_after(20):
+            stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+            async with stream:
+                await stream.send_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+                received = 0
+                with trio.move_on_after(15):
+                    while True:  # a slow reader: 16 KiB every 50 ms = 320 kB/s
+                        try:
+                            data = await stream.receive_some(16384)
+                        except trio.BrokenResourceError:
+                            break
+                        if not data:
+                            break
+                        received += len(data)
+                        await trio.sleep(0.05)  # sleep-ok: simulates a slow reader
+            await wait_idle(srv.server)
+    assert received < 32 * 1024 * 1024  # cut off, not served in full
