@@ -574,3 +574,13 @@ def test_random_heads_never_accepted_when_h11_refuses(
         assert outcome != "accept"
     if outcome == "accept":
         assert alone == "accept"
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(200, b"OK"), (418, b"I'm a Teapot"), (299, b"Success"), (599, b"Server Error")],
+)
+def test_reason_phrase_is_never_empty(status: int, reason: bytes) -> None:
+    from trioiis.http1 import reason_phrase
+
+    assert reason_phrase(status) == reason

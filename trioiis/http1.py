@@ -43,6 +43,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Final
 
 import h11
@@ -75,9 +76,25 @@ _REASONS: Final[dict[int, bytes]] = {
 }
 
 
+_CLASS_REASONS: Final = {
+    1: b"Informational",
+    2: b"Success",
+    3: b"Redirection",
+    4: b"Client Error",
+    5: b"Server Error",
+}
+
+
 def reason_phrase(status: int) -> bytes:
-    """The standard reason phrase for ``status`` (empty when unknown)."""
-    return _REASONS.get(status, b"")
+    """The standard reason phrase for ``status``; never empty (some load tools count a
+    status line without one as a failure), so an unregistered code gets its class name."""
+    phrase = _REASONS.get(status)
+    if phrase is None:
+        try:
+            phrase = HTTPStatus(status).phrase.encode()
+        except ValueError:
+            phrase = _CLASS_REASONS.get(status // 100, b"Unknown")
+    return phrase
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
