@@ -80,7 +80,6 @@ BODY = b"Hello, world!\n"
 RESULTS = HERE / "RESULTS.md"
 SECTION = "## Peers side by side (issue 10)"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-STOP_TIMEOUT = 5.0
 WRK_SLACK = 30  # seconds wrk may take beyond -d before it is killed
 IDLE_CONCURRENCY = 50  # connections being opened at once in the idle-memory test
 IDLE_TIMEOUT = 60.0  # hard bound on one server's idle-memory test (it takes a few seconds)
@@ -205,27 +204,15 @@ def start(server: Server, stack: contextlib.ExitStack) -> Running:
     process = subprocess.Popen(
         server.argv(port), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL
     )
-    stack.callback(stop, process)
+    stack.callback(hello.stop, process)
     running = Running(server, port, process, log)
     try:
         hello.wait_until_accepting(process, port)
         check_hello(port)
     except (RuntimeError, OSError) as exc:
-        stop(process)
+        hello.stop(process)
         raise RuntimeError(f"{exc}\n--- its stderr:\n{running.log_tail()}") from exc
     return running
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then a kill if it has not exited after STOP_TIMEOUT seconds."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
 
 
 def check_hello(port: int) -> None:

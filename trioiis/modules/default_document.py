@@ -12,7 +12,7 @@ import stat
 import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Status
 
-from .static_file import lookup, send_error, serve_file
+from .static_file import find_folder, lookup, send_error, serve_file
 
 DEFAULT_DOCUMENTS = ("index.html", "index.htm", "default.htm")
 
@@ -27,18 +27,12 @@ class DefaultDocumentModule(HttpModule):
         request, response = ctx.request, ctx.response
         if response.headers_sent:
             return Status.FINISH_REQUEST
-        try:
-            folder = await ctx.map_path(request.raw_path)
-        except trioiis.HResultError:
+        located = await find_folder(ctx)
+        if located is None:
             return Status.CONTINUE
-        found = await lookup(ctx, folder)
-        if found is None or not stat.S_ISDIR(found.info.st_mode):
-            return Status.CONTINUE
-        if not request.raw_path.endswith("/"):
-            query = f"?{request.query}" if request.query else ""
-            response.redirect(request.raw_path + "/" + query)
-            response.set_status(301)
-            return Status.FINISH_REQUEST
+        if isinstance(located, Status):
+            return located
+        folder, _ = located
         for name in self.documents:
             path = folder / name
             document = await lookup(ctx, path, read_small=request.method == "GET")

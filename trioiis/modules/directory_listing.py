@@ -34,7 +34,7 @@ import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Status
 
 from . import static_file
-from .static_file import lookup, method_not_allowed, refused_segment, send_error
+from .static_file import find_folder, method_not_allowed, refused_segment, send_error
 
 #: A folder with more entries than this lists the first ones (in sorted order) and says so.
 MAX_ENTRIES = 10_000
@@ -57,19 +57,12 @@ class DirectoryListingModule(HttpModule):
             return Status.FINISH_REQUEST
         if not _unanswered(ctx):
             return Status.CONTINUE
-        try:
-            folder = await ctx.map_path(request.raw_path)
-        except trioiis.HResultError:
+        located = await find_folder(ctx)
+        if located is None:
             return Status.CONTINUE
-        found = await lookup(ctx, folder)
-        if found is None or not stat.S_ISDIR(found.info.st_mode):
-            return Status.CONTINUE
-        if not request.raw_path.endswith("/"):
-            query = f"?{request.query}" if request.query else ""
-            response.clear()
-            response.redirect(request.raw_path + "/" + query)
-            response.set_status(301)
-            return Status.FINISH_REQUEST
+        if isinstance(located, Status):
+            return located
+        folder, found = located
         if request.method not in ("GET", "HEAD"):
             return method_not_allowed(ctx)
         real = found.real_path or folder

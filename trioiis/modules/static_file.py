@@ -490,3 +490,27 @@ async def _stream(
     except trioiis.ConnectionInvalidError:
         return Status.FINISH_REQUEST  # the client is gone; the request is being cancelled
     return Status.CONTINUE
+
+
+async def find_folder(ctx: HttpContext) -> tuple[Path, Found] | Status | None:
+    """The folder the request's URL names, for default_document and directory_listing.
+
+    Returns:
+        ``(path, found)`` for a folder URL ending in ``/``; ``Status.FINISH_REQUEST`` after
+        answering ``/dir`` with a 301 to ``/dir/``; None when the URL names no folder.
+    """
+    request, response = ctx.request, ctx.response
+    try:
+        folder = await ctx.map_path(request.raw_path)
+    except trioiis.HResultError:
+        return None
+    found = await lookup(ctx, folder)
+    if found is None or not stat.S_ISDIR(found.info.st_mode):
+        return None
+    if not request.raw_path.endswith("/"):
+        query = f"?{request.query}" if request.query else ""
+        response.clear()
+        response.redirect(request.raw_path + "/" + query)
+        response.set_status(301)
+        return Status.FINISH_REQUEST
+    return folder, found
