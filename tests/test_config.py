@@ -12,6 +12,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+import trioiis
+import trioiis.config
 from trioiis import ConfigError, Limits, ServerConfig, load_config
 from trioiis.config import (
     ModuleSpec,
@@ -439,3 +441,31 @@ def test_merge_cli_mistakes(options: dict[str, Any], message: str) -> None:
     }
     with pytest.raises(ConfigError, match=message):
         merge_cli(ServerConfig(), **(kwargs | options))
+
+
+def test_builtin_module_by_name_and_options_reach_register_module(tmp_path: Path) -> None:
+    seen: list[dict[str, object]] = []
+
+    def register(version: int, info: trioiis.ModuleRegistrationInfo, server: object) -> None:
+        seen.append(dict(info.options))
+
+    config = trioiis.config.config_from_mapping(
+        {
+            "modules": [
+                {"name": "directory_listing"},
+                {"name": "custom", "target": "x.py:f", "options": {"colour": "blue", "n": 3}},
+            ]
+        },
+        base=tmp_path,
+    )
+    listing, custom = config.modules
+    assert listing.target == "trioiis.modules.directory_listing:register_module"
+    assert dict(custom.options) == {"colour": "blue", "n": 3}
+    server = trioiis.HttpServer(trioiis.ServerConfig(root=tmp_path))
+    server.register_module("custom", register, custom.options)
+    assert seen == [{"colour": "blue", "n": 3}]
+    assert trioiis.config.parse_module_option("directory_listing").target == listing.target
+    with pytest.raises(trioiis.ConfigError, match="options must be a table"):
+        trioiis.config.config_from_mapping(
+            {"modules": [{"name": "x", "target": "a:b", "options": 3}]}
+        )

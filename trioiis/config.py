@@ -37,15 +37,19 @@ from typing import Literal, cast
 from .errors import ConfigError
 from .http1 import Limits
 from .mapping import HandlerMapping
+from .modules import BUILTIN_MODULES
 from .registration import RegisterModule
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModuleSpec:
-    """A module to load: ``target`` is ``pkg.mod:function`` or ``path/file.py:function``."""
+    """A module to load: ``target`` is ``pkg.mod:function`` or ``path/file.py:function``
+    (a built-in module needs none); ``options`` go to its ``register_module`` as
+    ``info.options``."""
 
     name: str
     target: str
+    options: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -273,11 +277,16 @@ def _label(section: str, index: int, value: object) -> str:
 
 
 def _module_spec(data: object, index: int, base: Path) -> ModuleSpec:
-    table = _table(data, "modules", index, {"name", "target"})
+    table = _table(data, "modules", index, {"name", "target", "options"})
     name, target = table.get("name"), table.get("target")
+    options = table.get("options", {})
     where = _label("modules", index, name)
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where} needs a name string")
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: options must be a table")
+    if target is None and name in BUILTIN_MODULES:
+        return ModuleSpec(name=name, target=BUILTIN_MODULES[name], options=options)
     if not isinstance(target, str):
         raise ConfigError(f"{where} needs a target string (package.module:function)")
     module_path, sep, func = target.rpartition(":")
@@ -285,7 +294,7 @@ def _module_spec(data: object, index: int, base: Path) -> ModuleSpec:
         raise ConfigError(f"{where}: module target {target!r} must be package.module:function")
     if module_path.endswith(".py") and not Path(module_path).is_absolute():
         target = f"{base / module_path}:{func}"
-    return ModuleSpec(name=name, target=target)
+    return ModuleSpec(name=name, target=target, options=options)
 
 
 def _handler(data: object, index: int) -> HandlerMapping:
@@ -312,7 +321,10 @@ def _handler(data: object, index: int) -> HandlerMapping:
 
 
 def parse_module_option(text: str) -> ModuleSpec:
-    """``[NAME=]target`` from the command line; NAME defaults to the target's file/module."""
+    """``[NAME=]target`` from the command line; NAME defaults to the target's file/module.
+    A built-in module's bare name (``directory_listing``) needs no target."""
+    if text in BUILTIN_MODULES:
+        return ModuleSpec(name=text, target=BUILTIN_MODULES[text])
     name, sep, target = text.partition("=")
     if not sep:
         target = text

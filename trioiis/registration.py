@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -256,6 +256,8 @@ class ModuleRegistrationInfo:
     """What ``register_module`` records into (IIS ``IHttpModuleRegistrationInfo``)."""
 
     name: str
+    #: Settings from the module's ``[[modules]]`` table (``options = {...}``); read-only.
+    options: Mapping[str, object] = field(default_factory=dict)
     module_id: int = field(default_factory=lambda: next(_ids))
     factory: ModuleFactory | None = None
     notifications: Notification = _NONE

@@ -22,6 +22,8 @@ import logging
 import socket as stdlib_socket
 import sys
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TextIO
 
 import trio
@@ -33,6 +35,7 @@ from .counters import ServerCounters
 from .errors import ConfigError
 from .headers import Headers
 from .http1 import HeadError, Http1Connection, RequestHead, error_response_bytes
+from .modules import BUILTIN_MODULES, DEFAULT_MODULES
 from .pipeline import Pipeline
 from .registration import GlobalServer, ModuleRegistrationInfo, RegisterModule
 from .request import ConnectionBody, EmptyBody
@@ -70,17 +73,21 @@ class HttpServer:
         self._log_file: TextIO | None = None
         self.site = Site(1, "default", self.config.root)
         if self.config.builtin_modules:
-            from .modules import default_document, static_file
-
-            self.register_module("static_file", static_file.register_module)
-            self.register_module("default_document", default_document.register_module)
+            for name in DEFAULT_MODULES:
+                self.register_module(name, load_register_function(BUILTIN_MODULES[name]))
         for spec in self.config.modules:
-            self.register_module(spec.name, load_register_function(spec.target))
+            self.register_module(spec.name, load_register_function(spec.target), spec.options)
 
     # ------------------------------------------------------------ modules
 
-    def register_module(self, name: str, register: RegisterModule) -> ModuleRegistrationInfo:
-        """Load a module: call its ``register_module(server_version, info, server)`` once.
+    def register_module(
+        self,
+        name: str,
+        register: RegisterModule,
+        options: Mapping[str, object] | None = None,
+    ) -> ModuleRegistrationInfo:
+        """Load a module: call its ``register_module(server_version, info, server)`` once;
+        ``options`` (from its ``[[modules]]`` table) reach it as ``info.options``.
 
         Raises:
             ConfigError: the name is taken, registration already closed (``serve`` started),
@@ -90,7 +97,7 @@ class HttpServer:
             raise ConfigError("modules must be registered before serve() starts")
         if any(r.name == name for r in self._registrations):
             raise ConfigError(f"a module named {name!r} is already loaded")
-        info = ModuleRegistrationInfo(name)
+        info = ModuleRegistrationInfo(name, options=MappingProxyType(dict(options or {})))
         server = GlobalServer(
             SERVER_VERSION, (str(self.config.root),), self.config.default_documents
         )
