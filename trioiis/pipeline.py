@@ -486,6 +486,17 @@ class Pipeline:
         if isinstance(exc, ConnectionInvalidError):
             module_log.info("module %r: client gone: %s", module_name, exc)
             return
+        if isinstance(exc, RequestBodyError):
+            # The client's fault, not the module's: its status, no traceback, and the
+            # connection cannot be trusted further.
+            module_log.info("%s %s: bad request body: %s", ctx.request.method, ctx.request.url, exc)
+            if response.headers_sent:
+                ctx._reset_connection()
+                return
+            response.clear()
+            response.set_status(exc.status)
+            response.set_need_disconnect()
+            return
         self.counters.module_exceptions[module_name] += 1
         ctx.stats.exceptions.append(f"{module_name}: {type(exc).__name__}: {exc}")
         module_log.error(
@@ -499,12 +510,7 @@ class Pipeline:
             ctx._reset_connection()
             return
         response.clear()
-        if isinstance(exc, RequestBodyError):
-            # The client's fault: its status, and the connection cannot be trusted further.
-            response.set_status(exc.status)
-            response.set_need_disconnect()
-        else:
-            response.set_status(500)
+        response.set_status(500)
 
     def task_failed(self, ctx: HttpContext, exc: Exception) -> None:
         """A task started with ``ctx.start_soon`` raised (rule 4)."""
