@@ -57,6 +57,7 @@ from .constants import (
     SendResponseFlags,
     Status,
 )
+from .counters import ServerCounters
 from .errors import (
     CompletionInfo,
     ConnectionInvalidError,
@@ -354,6 +355,12 @@ class HttpContext(metaclass=_NoPublicConstructor):
         return f"<HttpContext {self.request.method} {self.request.url} depth={self._depth}>"
 
     # ------------------------------------------------------------ plain accessors
+
+    @property
+    def server_counters(self) -> ServerCounters:
+        """The server's counters (requests, cancellations, …), for status and metrics
+        modules; read them, do not change them."""
+        return self._pipeline.counters
 
     @property
     def depth(self) -> int:

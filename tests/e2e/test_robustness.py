@@ -392,3 +392,17 @@ async def test_min_send_rate_closes_a_client_that_reads_too_slowly(site: Path) -
                         await trio.sleep(0.05)  # sleep-ok: simulates a slow reader
             await wait_idle(srv.server)
     assert received < 32 * 1024 * 1024  # cut off, not served in full
+
+
+async def test_server_counters_are_readable_from_a_module(site: Path) -> None:
+    seen: list[int] = []
+
+    async def handler(ctx: HttpContext) -> Status:
+        seen.append(ctx.server_counters.requests_in_flight)
+        return Status.FINISH_REQUEST
+
+    async with running_server(on_begin(handler), root=site) as srv, srv.client() as client:
+        await client.get("/")
+        requests = srv.server.counters.requests
+    assert seen == [1]
+    assert requests == 1
