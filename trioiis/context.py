@@ -356,6 +356,15 @@ class HttpContext(metaclass=_NoPublicConstructor):
 
     # ------------------------------------------------------------ plain accessors
 
+    def get_request_start_time(self) -> float:
+        """When the request started, in ``trio.current_time()`` seconds (IIS
+        ``GetRequestStartTime`` gives milliseconds of a tick count)."""
+        return self.stats.started
+
+    def get_request_elapsed_time(self) -> int:
+        """Milliseconds since the request started (IIS ``GetRequestElapsedTime``)."""
+        return int((trio.current_time() - self.stats.started) * 1000)
+
     @property
     def server_counters(self) -> ServerCounters:
         """The server's counters (requests, cancellations, …), for status and metrics
@@ -725,6 +734,8 @@ class HttpContext(metaclass=_NoPublicConstructor):
         await self._pipeline.notify(
             self, Notification.SEND_RESPONSE, provider, checkpoint=checkpoint
         )
+        if provider.flags & SendResponseFlags.DISCONNECT:
+            response.need_disconnect = True  # a SEND_RESPONSE handler asked to close after
         if response.reset or self._wire.failed:
             response.clear_body()
             return 0

@@ -115,9 +115,9 @@ class Limits:
         body_timeout: seconds a request-body read may wait for the client to send anything;
             then the client is treated as gone (nginx ``client_body_timeout``).
         min_body_rate: bytes/s a request body must average once ``rate_grace`` has passed,
-            else the client is treated as gone (IIS ``minBytesPerSecond``: 240); 0 disables.
+            else the client is treated as gone; 0 disables.
         min_send_rate: bytes/s a client must read a response at, averaged the same way, else
-            the connection is closed; 0 disables.
+            the connection is closed (IIS ``minBytesPerSecond``: 240); 0 disables.
         rate_grace: seconds a body or response may take before the minimum rates apply.
         request_timeout: seconds a request's stages and final send may take before its work
             is cancelled (503 if nothing was sent, else the connection is aborted), the

@@ -524,7 +524,10 @@ class Pipeline:
 
         Cancellation: a checkpoint; the server calls it shielded, with a deadline.
         """
-        for reg in self.registrations:
+        bit = int(GlobalNotification.STOP_LISTENING)
+        for reg in sorted(  # higher priority first, ties in load order (sorted is stable)
+            self.registrations, key=lambda r: -r.global_priorities.get(bit, Priority.MEDIUM)
+        ):
             module = reg.global_module
             if module is None or not reg.global_notifications & GlobalNotification.STOP_LISTENING:
                 continue

@@ -285,6 +285,10 @@ class HttpResponse:
         """Close the connection now (IIS ``CloseConnection``: like ``reset_connection``)."""
         self.reset_connection()
 
+    def get_error_description(self) -> str:
+        """What ``set_error_description`` recorded (empty if nothing)."""
+        return self.error_description
+
     def set_error_description(self, text: str) -> None:
         """Text describing the error, for error-page modules and traces (IIS
         ``SetErrorDescription``); trioiis itself never sends it to the client."""

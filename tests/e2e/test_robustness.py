@@ -406,3 +406,22 @@ async def test_server_counters_are_readable_from_a_module(site: Path) -> None:
         requests = srv.server.counters.requests
     assert seen == [1]
     assert requests == 1
+
+
+async def test_send_response_disconnect_flag_closes_after_the_response(site: Path) -> None:
+    class Closer(HttpModule):
+        async def on_send_response(
+            self, ctx: HttpContext, provider: trioiis.SendResponseProvider
+        ) -> None:
+            provider.set_flags(provider.get_flags() | trioiis.SendResponseFlags.DISCONNECT)
+
+    async with running_server(("closer", register(Closer, N_SEND)), root=site) as srv:
+        raw = await raw_request(
+            srv.port,
+            b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+    assert statuses_in(raw) == [200]  # closed after the first: the second was not served
+    assert b"connection: close" in raw.lower()
+
+
+N_SEND = Notification.SEND_RESPONSE
