@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import trioiis
 import trioiis.config
+import trioiis.modules
 from trioiis import ConfigError, Limits, ServerConfig, load_config
 from trioiis.config import (
     ModuleSpec,
@@ -469,3 +470,15 @@ def test_builtin_module_by_name_and_options_reach_register_module(tmp_path: Path
         trioiis.config.config_from_mapping(
             {"modules": [{"name": "x", "target": "a:b", "options": 3}]}
         )
+
+
+def test_a_modules_entry_replaces_the_default_module_of_that_name(tmp_path: Path) -> None:
+    config = trioiis.config.config_from_mapping(
+        {"modules": [{"name": "custom_errors", "options": {"mode": "off"}}]}, base=tmp_path
+    )
+    server = trioiis.HttpServer(config)
+    names = [r.name for r in server.pipeline.registrations]
+    assert sorted(names) == sorted(trioiis.modules.DEFAULT_MODULES)
+    assert names[-1] == "custom_errors"  # loaded where the config names it
+    options = {r.name: dict(r.options) for r in server.pipeline.registrations}
+    assert options["custom_errors"] == {"mode": "off"}

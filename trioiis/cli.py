@@ -16,6 +16,7 @@ from pathlib import Path
 
 import trio
 
+from .bench import add_arguments as add_bench_arguments
 from .config import ServerConfig, load_config, merge_cli
 from .errors import ConfigError
 from .server import HttpServer
@@ -36,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file")
+    bench = commands.add_parser("bench", help="load-benchmark a loopback server, with aborts")
+    add_bench_arguments(bench)
     return parser
 
 
@@ -93,6 +96,10 @@ async def _serve(server: HttpServer) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "bench":
+        from .bench.main import run_cli  # rich and hdrhistogram: only when benchmarking
+
+        return run_cli(args)
     try:
         if args.command == "check-config":
             config = load_config(args.file)

@@ -72,9 +72,11 @@ class HttpServer:
         self._slots: trio.Semaphore | None = None
         self._log_file: TextIO | None = None
         self.site = Site(1, "default", self.config.root)
+        configured = {spec.name for spec in self.config.modules}
         if self.config.builtin_modules:
             for name in DEFAULT_MODULES:
-                self.register_module(name, load_register_function(BUILTIN_MODULES[name]))
+                if name not in configured:  # a [[modules]] entry of that name replaces it
+                    self.register_module(name, load_register_function(BUILTIN_MODULES[name]))
         for spec in self.config.modules:
             self.register_module(spec.name, load_register_function(spec.target), spec.options)
 

@@ -13,6 +13,17 @@ BUILTIN_MODULES: Final[dict[str, str]] = {
     "static_file": "trioiis.modules.static_file:register_module",
     "default_document": "trioiis.modules.default_document:register_module",
     "directory_listing": "trioiis.modules.directory_listing:register_module",
+    "status": "trioiis.modules.status:register_module",
+    "custom_errors": "trioiis.modules.custom_errors:register_module",
+    "redirect": "trioiis.modules.redirect:register_module",
+    "request_filtering": "trioiis.modules.request_filtering:register_module",
+    "compression": "trioiis.modules.compression:register_module",
 }
 
-DEFAULT_MODULES: Final[tuple[str, ...]] = ("static_file", "default_document")
+DEFAULT_MODULES: Final[tuple[str, ...]] = (
+    "request_filtering",
+    "static_file",
+    "default_document",
+    "custom_errors",
+    "compression",
+)

@@ -1,0 +1,227 @@
+"""``trioiis bench``'s run: the status before, the load, the status after, the report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from .options import BenchOptions, OptionError, options_from_args
+from .runner import Bench, Tally, fetch_status, settled_status
+
+SCHEMA = "trioiis-bench/1"
+PROGRESS_INTERVAL = 0.25
+#: Status figures reported as (before, after) pairs, so that leaks show.
+GAUGES = ("requests_in_flight", "connections_open", "open_fds", "trio_tasks")
+#: Status counters reported as the run's increase.
+COUNTERS = (
+    "requests",
+    "cancelled_by_client",
+    "requests_timed_out",
+    "cancel_io_calls",
+    "io_cancelled",
+    "child_requests",
+)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``trioiis bench`` from parsed arguments: 0 when it ran, 2 for a bad option or target."""
+    try:
+        options = options_from_args(args)
+    except OptionError as exc:
+        print(f"trioiis bench: {exc}", file=sys.stderr)
+        return 2
+    report = trio.run(run, options)
+    if not options.quiet:
+        print_report(report, Console())
+    if options.json_file:
+        text = json.dumps(report, indent=2, sort_keys=True) + "\n"
+        if options.json_file == "-":
+            sys.stdout.write(text)
+        else:
+            Path(options.json_file).write_text(text, encoding="utf-8")
+    return 0
+
+
+async def run(options: BenchOptions, *, console: Console | None = None) -> dict[str, Any]:
+    """One whole run; returns the report (what ``--json`` writes)."""
+    before = await fetch_status(options)
+    bench = Bench(options)
+    if options.quiet:
+        tally = await bench.run()
+    else:
+        tally = await _with_progress(bench, console or Console(stderr=True))
+    after = None
+    if before is not None:
+        after = await settled_status(options, before, tally.aborted)
+    return build_report(options, tally, before, after)
+
+
+async def _with_progress(bench: Bench, console: Console) -> Tally:
+    with Live(console=console, auto_refresh=False, transient=True) as live:
+        async with trio.open_nursery() as nursery:
+
+            async def show() -> None:
+                last_time, last_done = bench.clock(), 0
+                while True:
+                    await trio.sleep(PROGRESS_INTERVAL)
+                    now = bench.clock()
+                    tally = bench.tally
+                    done = tally.completed + tally.aborted + tally.error_count
+                    rate = (done - last_done) / max(now - last_time, 1e-9)
+                    last_time, last_done = now, done
+                    live.update(Text(progress_line(bench, now, rate)), refresh=True)
+
+            nursery.start_soon(show)
+            tally = await bench.run()
+            nursery.cancel_scope.cancel()
+    return tally
+
+
+def progress_line(bench: Bench, now: float, rate: float) -> str:
+    options, tally = bench.options, bench.tally
+    elapsed = now - bench.start
+    if options.requests is not None:
+        done = tally.completed + tally.aborted + tally.error_count
+        where = f"{done}/{options.requests} requests"
+    else:
+        where = f"{min(elapsed, options.duration or 0):.1f}/{options.duration:g} s"
+    return (
+        f"{where}  {rate:,.0f} req/s  completed {tally.completed}  "
+        f"aborted {tally.aborted}  errors {tally.error_count}"
+    )
+
+
+def build_report(
+    options: BenchOptions,
+    tally: Tally,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Every figure of a run, JSON-ready (the schema is documented in docs/bench.md)."""
+    elapsed = max(tally.elapsed, 1e-9)
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "options": {
+            "url": options.target.url,
+            "address": options.target.address,
+            "connections": options.connections,
+            "duration_s": options.duration,
+            "requests": options.requests,
+            "rate": options.rate,
+            "mode": "open-loop" if options.open_loop else "closed-loop",
+            "method": options.method,
+            "body_size": options.body_size,
+            "abort_share": options.abort_share,
+            "abort_after": options.abort_after.describe(),
+            "abort_mode": options.abort_mode,
+            "keep_alive": options.keep_alive,
+            "timeout_s": options.timeout,
+            "seed": options.seed,
+        },
+        "elapsed_s": tally.elapsed,
+        "hit_max_seconds": tally.hit_max_seconds,
+        "requests": {
+            "sent": tally.sent,
+            "completed": tally.completed,
+            "aborted": tally.aborted,
+            "errors": tally.error_count,
+            "cut_off": tally.cut_off,
+            "backlog": tally.backlog,
+            "abort_planned": tally.abort_planned,
+            "abort_late": tally.abort_late,
+        },
+        "errors": dict(sorted(tally.errors.items())),
+        "statuses": {str(code): n for code, n in sorted(tally.statuses.items())},
+        "throughput": {
+            "completed_per_s": tally.completed / elapsed,
+            "sent_per_s": tally.sent / elapsed,
+            "bytes_received": tally.bytes_received,
+            "connections_opened": tally.connections_opened,
+        },
+        "latency": tally.latency.summary(),
+        "service_time": tally.service.summary(),
+        "server": None,
+    }
+    if before is not None and after is not None:
+        report["server"] = {
+            "counters": {name: after[name] - before[name] for name in COUNTERS},
+            "time_to_cancel": after["time_to_cancel"],
+            "before": {name: before[name] for name in GAUGES},
+            "after": {name: after[name] for name in GAUGES},
+        }
+    return report
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.3f}"
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    options, requests = report["options"], report["requests"]
+    console.print(
+        f"[bold]trioiis bench[/] {options['url']}  {options['mode']}, "
+        f"{options['connections']} connections, {report['elapsed_s']:.2f} s"
+    )
+    counts = Table(title="requests", title_justify="left")
+    for name in ("sent", "completed", "aborted", "errors", "cut_off", "backlog"):
+        counts.add_column(name.replace("_", " "), justify="right")
+    counts.add_row(
+        *(
+            str(requests[n])
+            for n in ("sent", "completed", "aborted", "errors", "cut_off", "backlog")
+        )
+    )
+    console.print(counts)
+    if report["errors"]:
+        console.print("errors: " + ", ".join(f"{k} {v}" for k, v in report["errors"].items()))
+    console.print(
+        "statuses: " + (", ".join(f"{k}: {v}" for k, v in report["statuses"].items()) or "none")
+    )
+    throughput = report["throughput"]
+    console.print(
+        f"throughput: {throughput['completed_per_s']:,.1f} completed/s, "
+        f"{throughput['sent_per_s']:,.1f} sent/s, "
+        f"{throughput['connections_opened']} connections opened"
+    )
+    latency = Table(title="latency (ms)", title_justify="left")
+    latency.add_column("")
+    for name in ("count", "mean", "p50", "p90", "p99", "p99.9", "max"):
+        latency.add_column(name, justify="right")
+    for label, key in (("latency", "latency"), ("service time", "service_time")):
+        figures = report[key]
+        latency.add_row(
+            label,
+            str(figures["count"]),
+            *(_ms(figures[f"{n}_ms"]) for n in ("mean", "p50", "p90", "p99", "p99_9", "max")),
+        )
+    console.print(latency)
+    server = report["server"]
+    if server is None:
+        console.print("server: no trioiis status endpoint (load the 'status' module to see it)")
+        return
+    table = Table(title="server (trioiis status)", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in server["counters"].items():
+        table.add_row(name.replace("_", " "), f"+{value}")
+    ttc = server["time_to_cancel"]
+    table.add_row(
+        "time to cancel (ms)",
+        f"n={ttc['count']} p50 {_ms(ttc['p50_ms'])} p99 {_ms(ttc['p99_ms'])} "
+        f"max {_ms(ttc['max_ms'])}",
+    )
+    for name in GAUGES:
+        table.add_row(
+            name.replace("_", " ") + " (before → after)",
+            f"{server['before'][name]} → {server['after'][name]}",
+        )
+    console.print(table)
