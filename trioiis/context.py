@@ -10,8 +10,11 @@ Theory of operation
    propagates untouched.
 2. **The request's work** runs inside ``_main_scope`` (the pipeline's stages and the final
    send) and in module tasks started with ``start_soon``, each wrapped in its own scope in
-   ``_task_scopes``. When the client goes away, ``_client_gone`` cancels all of those; the
-   pipeline then still runs LOG_REQUEST and END_REQUEST, shielded with a deadline.
+   ``_task_scopes`` (registered when started, not when first run). When the client goes away,
+   ``_client_gone`` cancels all of those and the request nursery itself (so tasks started on
+   ``ctx.nursery`` directly stop too); the pipeline then still runs LOG_REQUEST and
+   END_REQUEST, shielded with a deadline. The request's own ``request_timeout`` cancels
+   ``_main_scope`` the same way.
 3. **A child request** is a context cloned from this one. ``execute_request`` runs its whole
    pipeline as a task of this context (so it is cancelled with it), inside its own nursery;
    ``run_child`` awaits the same thing in place. Depth is counted on the context: levels
