@@ -300,3 +300,15 @@ def test_compression_is_cancellation_safe(root: Path, target: str, encoding: str
         root=root,
     )
     assert outcome.status in (200, 404)
+
+
+async def test_a_304_for_a_compressible_file_varies_on_accept_encoding(tmp_path: Path) -> None:
+    (tmp_path / "page.txt").write_text("text " * 1000)
+    async with running_server(root=tmp_path) as srv, srv.client() as client:
+        first = await client.get("/page.txt", headers={"Accept-Encoding": "identity"})
+        again = await client.get(
+            "/page.txt",
+            headers={"Accept-Encoding": "identity", "If-None-Match": first.headers["etag"]},
+        )
+    assert again.status_code == 304
+    assert again.headers["vary"] == "Accept-Encoding"

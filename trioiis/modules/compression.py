@@ -42,6 +42,7 @@ of preference), ``precompressed`` (default true), ``gzip_level`` (1 to 9, defaul
 from __future__ import annotations
 
 import gzip
+import mimetypes
 import os
 import re
 import stat
@@ -245,8 +246,12 @@ class CompressionModule(HttpModule):
                     candidate = tagged(etag, encoding)
                     if candidate != etag and candidate in self.client_tags:
                         response.set_header("ETag", candidate)
-                        add_vary(response)
                         break
+            # A 304 carries no Content-Type to judge by, but must vary like the 200 it
+            # stands for (RFC 9110 §15.4.5); guess the type from the URL.
+            guessed, _ = mimetypes.guess_type(ctx.request.path)
+            if compressible(guessed) or etag != response.get_header("etag"):
+                add_vary(response)
             return Status.CONTINUE
         if not compressible(response.get_header("content-type")):
             return Status.CONTINUE
