@@ -482,3 +482,100 @@ def test_a_modules_entry_replaces_the_default_module_of_that_name(tmp_path: Path
     assert names[-1] == "custom_errors"  # loaded where the config names it
     options = {r.name: dict(r.options) for r in server.pipeline.registrations}
     assert options["custom_errors"] == {"mode": "off"}
+
+
+# ---------------------------------------------------------------- TLS and sites (virtual hosts)
+
+
+def test_tls_and_sites_keys_are_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "site.toml").write_text(
+        'tls_cert = "tls/cert.pem"\n'
+        'tls_key = "tls/key.pem"\n'
+        "[[sites]]\n"
+        'name = "blog"\n'
+        'root = "blog"\n'
+        'hosts = ["Blog.Example.Test", "www.blog.test."]\n'
+        "[[sites]]\n"
+        'name = "fallback"\n'
+        'root = "/srv/fallback"\n'
+        "default = true\n"
+    )
+    config = load_config(tmp_path / "site.toml")
+    assert config.tls_cert == tmp_path / "tls" / "cert.pem"
+    assert config.tls_key == tmp_path / "tls" / "key.pem"
+    blog, fallback = config.sites
+    assert blog == trioiis.config.SiteConfig(
+        name="blog", root=tmp_path / "blog", hosts=("blog.example.test", "www.blog.test")
+    )
+    assert fallback.root == Path("/srv/fallback")
+    assert fallback.default
+    assert fallback.hosts == ()
+    assert ServerConfig().sites == ()
+    assert ServerConfig().tls_cert is None
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"tls_cert": "c.pem"}, "tls_cert and tls_key go together"),
+        ({"tls_key": "k.pem"}, "tls_cert and tls_key go together"),
+        ({"tls_cert": 3, "tls_key": "k.pem"}, "'tls_cert' must be a string"),
+        ({"sites": {"name": "x"}}, "'sites' must be an array"),
+        ({"sites": [{"root": "r", "default": True}]}, r"\[\[sites\]\] #1 needs a name"),
+        ({"sites": [{"name": "a", "default": True}]}, r"\[\[sites\]\] #1 \(a\) needs a root"),
+        ({"sites": [{"name": "a", "root": "r"}]}, "site 'a' needs hosts or default = true"),
+        ({"sites": [{"name": "a", "root": "r", "hosts": "x"}]}, "hosts must be an array"),
+        ({"sites": [{"name": "a", "root": "r", "hosts": ["x:80"]}]}, "is not a host name"),
+        ({"sites": [{"name": "a", "root": "r", "hosts": ["http://x"]}]}, "is not a host name"),
+        ({"sites": [{"name": "a", "root": "r", "default": 1}]}, "default must be a boolean"),
+        ({"sites": [{"name": "a", "root": "r", "port": 1}]}, r"unknown key\(s\).*: port"),
+        (
+            {"sites": [{"name": "a", "root": "r", "default": True}] * 2},
+            "two sites are named 'a'",
+        ),
+        (
+            {
+                "sites": [
+                    {"name": "a", "root": "r", "hosts": ["x.test"]},
+                    {"name": "b", "root": "r", "hosts": ["X.test"]},
+                ]
+            },
+            "host 'x.test' is in both site 'a' and site 'b'",
+        ),
+    ],
+)
+def test_bad_tls_and_sites_keys_are_one_line_errors(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        config_from_mapping(data)
+    assert "\n" not in str(caught.value)
+
+
+def test_site_config_in_code_accepts_a_single_host_string_and_ipv6() -> None:
+    site = trioiis.config.SiteConfig(name="a", root="r", hosts="A.test")  # type: ignore[arg-type]
+    assert site.hosts == ("a.test",)
+    assert site.root == Path("r")
+    assert trioiis.config.SiteConfig(name="b", root="r", hosts=("[::1]",)).hosts == ("[::1]",)
+
+
+def test_merge_cli_tls_options() -> None:
+    merged = merge_cli(
+        ServerConfig(),
+        root=None,
+        bindings=[],
+        modules=[],
+        handlers=[],
+        access_log=None,
+        tls_cert="c.pem",
+        tls_key="k.pem",
+    )
+    assert (merged.tls_cert, merged.tls_key) == (Path("c.pem"), Path("k.pem"))
+    with pytest.raises(ConfigError, match="go together"):
+        merge_cli(
+            ServerConfig(),
+            root=None,
+            bindings=[],
+            modules=[],
+            handlers=[],
+            access_log=None,
+            tls_cert="c.pem",
+        )

@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--handler", action="append", default=[], metavar="PATTERN=NAME")
     serve.add_argument("--access-log", metavar="PATH|-")
+    serve.add_argument("--tls-cert", metavar="PEM", help="certificate chain: serve HTTPS")
+    serve.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file")
@@ -56,6 +58,8 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         modules=args.module,
         handlers=args.handler,
         access_log=args.access_log,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
     check_root(config)
     return config

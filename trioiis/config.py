@@ -4,6 +4,8 @@
 root = "site"                     # the folder to serve
 bindings = ["127.0.0.1:8080"]     # HOST:PORT, [IPv6]:PORT
 access_log = "-"                  # "-" for stderr, a path, or leave out
+tls_cert = "cert.pem"             # both or neither: every binding serves HTTPS
+tls_key = "key.pem"
 
 [limits]                          # any field of trioiis.Limits
 max_body_bytes = 10_000_000
@@ -16,6 +18,12 @@ target = "examples/modules/hello.py:register_module"   # or "package.module:func
 path = "*.txt"                    # each module named must be registered for that stage
 modules = ["static_file"]
 verbs = ["GET", "HEAD"]           # optional
+
+[[sites]]                         # virtual hosts, chosen by the request's Host
+name = "blog"
+root = "blog"
+hosts = ["blog.example.test"]
+default = true                    # optional: unknown hosts get this site, not `root`
 ```
 """
 
@@ -52,6 +60,41 @@ class ModuleSpec:
     options: Mapping[str, object] = field(default_factory=dict)
 
 
+_HOST = re.compile(r"[a-z0-9._-]+|\[[0-9a-f:.]+\]")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteConfig:
+    """One virtual host: requests whose ``Host`` (without its port, any case) is one of
+    ``hosts`` are served from ``root``; ``default`` makes it the site for unknown hosts."""
+
+    name: str
+    root: Path
+    hosts: tuple[str, ...] = ()
+    default: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("a site needs a non-empty name")
+        object.__setattr__(self, "root", Path(self.root))
+        hosts: object = self.hosts
+        if isinstance(hosts, str):
+            hosts = (hosts,)
+        if not all(isinstance(h, str) for h in cast("Sequence[object]", hosts)):
+            raise ConfigError(f"site {self.name!r}: hosts must be strings")
+        normal = tuple(h.lower().rstrip(".") for h in cast("Sequence[str]", hosts))
+        for host, given in zip(normal, cast("Sequence[str]", hosts), strict=True):
+            if not _HOST.fullmatch(host):
+                raise ConfigError(
+                    f"site {self.name!r}: host {given!r} is not a host name (no port, no scheme)"
+                )
+        object.__setattr__(self, "hosts", normal)
+        if not isinstance(self.default, bool):
+            raise ConfigError(f"site {self.name!r}: default must be true or false")
+        if not normal and not self.default:
+            raise ConfigError(f"site {self.name!r} needs hosts or default = true")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     """Everything a server needs; build it in code or with ``load_config``.
@@ -71,6 +114,10 @@ class ServerConfig:
             in the kernel's backlog until a slot frees) or ``"refuse"`` (an immediate 503 and
             a close).
         shutdown_grace: seconds ``shutdown`` (and SIGTERM) waits for requests in flight.
+        sites: virtual hosts, chosen by the request's ``Host``; requests for no site's host
+            go to the first site marked ``default``, else to ``root``.
+        tls_cert: PEM certificate chain file; with ``tls_key``, every binding serves HTTPS.
+        tls_key: PEM private key file (both or neither).
     """
 
     root: Path = Path(".")
@@ -84,9 +131,36 @@ class ServerConfig:
     max_connections: int = 10_000
     when_full: Literal["wait", "refuse"] = "wait"
     shutdown_grace: float = 10.0
+    sites: tuple[SiteConfig, ...] = ()
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+        for name in ("tls_cert", "tls_key"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, (str, Path)) or not str(value):
+                    raise ConfigError(f"{name} must be a file path")
+                object.__setattr__(self, name, Path(value))
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key go together: give both or neither")
+        sites = tuple(cast("Sequence[SiteConfig]", self.sites))
+        object.__setattr__(self, "sites", sites)
+        names: set[str] = set()
+        hosts: dict[str, str] = {}
+        for site in sites:
+            if not isinstance(site, SiteConfig):
+                raise ConfigError(f"sites must be SiteConfig objects, not {type(site).__name__}")
+            if site.name in names:
+                raise ConfigError(f"two sites are named {site.name!r}")
+            names.add(site.name)
+            for host in site.hosts:
+                if host in hosts:
+                    raise ConfigError(
+                        f"host {host!r} is in both site {hosts[host]!r} and site {site.name!r}"
+                    )
+                hosts[host] = site.name
         bindings: object = self.bindings
         # One binding given as a plain string is one binding, not one per character.
         object.__setattr__(
@@ -194,6 +268,12 @@ def config_from_mapping(
         kwargs["handlers"] = tuple(_handler(t, i) for i, t in enumerate(tables, 1))
     if "default_documents" in data:
         kwargs["default_documents"] = tuple(_expect_list(data, "default_documents", str))
+    if "sites" in data:
+        tables = _expect_list(data, "sites", dict)
+        kwargs["sites"] = tuple(_site(t, i, base) for i, t in enumerate(tables, 1))
+    for name in ("tls_cert", "tls_key"):
+        if name in data:
+            kwargs[name] = base / cast("str", _expect(data, name, str))
     for name, kind in (
         ("builtin_modules", bool),
         ("access_log", str),
@@ -297,6 +377,25 @@ def _module_spec(data: object, index: int, base: Path) -> ModuleSpec:
     return ModuleSpec(name=name, target=target, options=options)
 
 
+def _site(data: object, index: int, base: Path) -> SiteConfig:
+    table = _table(data, "sites", index, {"name", "root", "hosts", "default"})
+    name, root = table.get("name"), table.get("root")
+    hosts, default = table.get("hosts", []), table.get("default", False)
+    where = _label("sites", index, name)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where} needs a name string")
+    if not isinstance(root, str) or not root:
+        raise ConfigError(f"{where} needs a root string")
+    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        raise ConfigError(f"{where} hosts must be an array of strings")
+    if not isinstance(default, bool):
+        raise ConfigError(f"{where} default must be a boolean")
+    # SiteConfig checks the host names; its messages name the site.
+    return SiteConfig(
+        name=name, root=base / root, hosts=tuple(cast("list[str]", hosts)), default=default
+    )
+
+
 def _handler(data: object, index: int) -> HandlerMapping:
     table = _table(data, "handlers", index, {"path", "modules", "verbs", "name"})
     path, modules = table.get("path"), table.get("modules")
@@ -395,9 +494,15 @@ def merge_cli(
     modules: Sequence[str],
     handlers: Sequence[str],
     access_log: str | None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> ServerConfig:
     """Command-line options on top of a config (the command line wins)."""
     changes: dict[str, object] = {}
+    if tls_cert is not None:
+        changes["tls_cert"] = Path(tls_cert)
+    if tls_key is not None:
+        changes["tls_key"] = Path(tls_key)
     if root is not None:
         changes["root"] = Path(root)
     if bindings:

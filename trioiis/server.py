@@ -20,9 +20,11 @@ import contextlib
 import errno
 import logging
 import socket as stdlib_socket
+import ssl
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import TextIO
 
@@ -44,6 +46,8 @@ log = logging.getLogger("trioiis")
 access_log = logging.getLogger("trioiis.access")
 
 _ACCEPT_BATCH = 256
+#: Seconds a TLS connection may take to send its close_notify before it is just closed.
+_TLS_CLOSE_TIMEOUT = 1.0
 
 
 class HttpServer:
@@ -72,6 +76,15 @@ class HttpServer:
         self._slots: trio.Semaphore | None = None
         self._log_file: TextIO | None = None
         self.site = Site(1, "default", self.config.root)
+        # Virtual hosts: [[sites]] are numbered from 2 (the top-level root is site 1).
+        self._sites_by_host: dict[str, Site] = {}
+        self._default_site = self.site
+        for number, site_config in enumerate(self.config.sites, 2):
+            site = Site(number, site_config.name, site_config.root)
+            self._sites_by_host.update(dict.fromkeys(site_config.hosts, site))
+            if site_config.default and self._default_site is self.site:
+                self._default_site = site
+        self._ssl_context: ssl.SSLContext | None = None
         configured = {spec.name for spec in self.config.modules}
         if self.config.builtin_modules:
             for name in DEFAULT_MODULES:
@@ -100,9 +113,8 @@ class HttpServer:
         if any(r.name == name for r in self._registrations):
             raise ConfigError(f"a module named {name!r} is already loaded")
         info = ModuleRegistrationInfo(name, options=MappingProxyType(dict(options or {})))
-        server = GlobalServer(
-            SERVER_VERSION, (str(self.config.root),), self.config.default_documents
-        )
+        roots = (str(self.config.root), *(str(s.root) for s in self.config.sites))
+        server = GlobalServer(SERVER_VERSION, roots, self.config.default_documents)
         try:
             register(SERVER_VERSION, info, server)
         except Exception as exc:
@@ -134,7 +146,8 @@ class HttpServer:
         ``task_status.started`` gets the ``(host, port)`` pairs actually bound.
 
         Raises:
-            ConfigError: a binding cannot be opened (address in use, no permission, …).
+            ConfigError: a binding cannot be opened (address in use, no permission, …), or
+                the TLS certificate or key cannot be loaded.
 
         Cancellation: cancelling ``serve`` cancels every connection at once; requests still
             run LOG_REQUEST/END_REQUEST (shielded, bounded) and factories get ``terminate()``.
@@ -143,14 +156,17 @@ class HttpServer:
         self._slots = trio.Semaphore(self.config.max_connections)
         sockets: list[stdlib_socket.socket] = []
         try:
+            if self.config.tls_cert is not None and self.config.tls_key is not None:
+                self._ssl_context = _ssl_context(self.config.tls_cert, self.config.tls_key)
             sockets = self._open_sockets()
             self._open_access_log()
             bound = [_sockname(s) for s in sockets]
+            scheme = "https" if self._ssl_context is not None else "http"
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as acceptors:
                     for sock in sockets:
                         acceptors.start_soon(self._accept_loop, sock, connections)
-                    log.info("serving %s", ", ".join(f"http://{_fmt(h, p)}/" for h, p in bound))
+                    log.info("serving %s", ", ".join(f"{scheme}://{_fmt(h, p)}/" for h, p in bound))
                     task_status.started(bound)
                     await self._stop.wait()
                     acceptors.cancel_scope.cancel()
@@ -236,15 +252,36 @@ class HttpServer:
         assert self._slots is not None
         self.counters.connections_open += 1
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
+        remote, local = _peername(raw), _sockname(raw)
         try:
-            await self.handle_stream(
-                stream, remote=_peername(raw), local=_sockname(raw), raw_socket=raw
-            )
+            if self._ssl_context is None:
+                await self.handle_stream(stream, remote=remote, local=local, raw_socket=raw)
+            else:
+                await self._serve_tls(stream, self._ssl_context, remote, local)
         except Exception:
             log.exception("internal error on a connection")  # never takes the server down
         finally:
             self.counters.connections_open -= 1
             self._slots.release()
+
+    async def _serve_tls(
+        self,
+        stream: trio.SocketStream,
+        context: ssl.SSLContext,
+        remote: tuple[str, int],
+        local: tuple[str, int],
+    ) -> None:
+        """Handshake (within ``head_timeout``), then serve HTTPS; a failed handshake (a
+        plain-HTTP client, a bad certificate, a timeout) just closes the connection."""
+        tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+        try:
+            with trio.fail_after(self.config.limits.head_timeout):
+                await tls.do_handshake()
+        except (trio.BrokenResourceError, trio.TooSlowError) as exc:
+            log.debug("TLS handshake with %s failed: %s", _fmt(*remote), str(exc) or "timed out")
+            await trio.aclose_forcefully(tls)
+            return
+        await self.handle_stream(tls, remote=remote, local=local, secure=True)
 
     async def handle_stream(
         self,
@@ -289,6 +326,8 @@ class HttpServer:
             connection._connected = False  # closed by us: no notify_disconnect
             connection.module_context._cleanup()
             with trio.CancelScope(shield=True):
+                if isinstance(stream, trio.SSLStream) and not abort:
+                    await _close_tls(stream)
                 await http.aclose(abort=abort)
 
     async def _serve_requests(
@@ -348,7 +387,7 @@ class HttpServer:
         ctx: HttpContext = HttpContext._create(
             pipeline=self.pipeline,
             connection=connection,
-            site=self.site,
+            site=self._site_for(head),
             wire=_Wire(http),
             method=head.method,
             url=target,
@@ -357,6 +396,21 @@ class HttpServer:
             body=ConnectionBody(http, head.content_length) if has_body else EmptyBody(),
         )
         return ctx
+
+    def _site_for(self, head: RequestHead) -> Site:
+        """The site whose hosts hold the request's host (any case, port stripped), else
+        the default site."""
+        if not self._sites_by_host:
+            return self._default_site
+        host = ""
+        if "://" in head.target and not head.target.startswith("/"):
+            host = head.target.split("://", 1)[1].partition("/")[0]  # absolute-form wins
+        else:
+            for name, value in head.headers:
+                if name.lower() == b"host":
+                    host = value.decode("latin-1")
+                    break
+        return self._sites_by_host.get(_host_name(host), self._default_site)
 
     async def _run(self, ctx: HttpContext) -> None:
         started = time.time()
@@ -410,6 +464,53 @@ class HttpServer:
         if self._log_file is not None:
             with contextlib.suppress(OSError):
                 self._log_file.write(line + "\n")
+
+
+def _host_name(authority: str) -> str:
+    """``"Example.test:8443"`` → ``"example.test"``; ``"[::1]:80"`` → ``"[::1]"``."""
+    authority = authority.strip().lower()
+    if authority.startswith("["):
+        end = authority.find("]")
+        return authority[: end + 1] if end > 0 else authority
+    return authority.partition(":")[0].rstrip(".")
+
+
+def _ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server context for ``cert`` and ``key`` (PEM files), offering ALPN ``http/1.1``.
+
+    Raises:
+        ConfigError: a file is missing, unreadable or not a matching certificate and key.
+    """
+    for name, path in (("certificate", cert), ("key", key)):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"cannot read TLS {name} {path}: {exc.strerror or exc}") from exc
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.set_alpn_protocols(["http/1.1"])
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        detail = " ".join(str(exc).split())
+        raise ConfigError(
+            f"TLS certificate {cert} and key {key} are not a matching PEM pair ({detail})"
+        ) from exc
+    return context
+
+
+async def _close_tls(stream: trio.SSLStream[trio.abc.Stream]) -> None:
+    """Send close_notify, then close; bounded and best effort.
+
+    ``https_compatible`` streams skip close_notify in ``aclose``; turning the flag off at the
+    very end (nothing reads or writes any more) makes ``aclose`` send it without waiting
+    for the client's reply.
+    """
+    with trio.move_on_after(_TLS_CLOSE_TIMEOUT):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            if hasattr(stream, "_https_compatible"):
+                stream._https_compatible = False
+            await stream.aclose()
 
 
 def _refuse_one(sock: stdlib_socket.socket) -> bool:
