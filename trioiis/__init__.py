@@ -9,6 +9,7 @@ import contextlib
 
 from .config import ModuleSpec as ModuleSpec
 from .config import ServerConfig as ServerConfig
+from .config import SiteConfig as SiteConfig
 from .config import load_config as load_config
 from .constants import MAX_CHILD_DEPTH as MAX_CHILD_DEPTH
 from .constants import SERVER_VERSION as SERVER_VERSION
@@ -115,6 +116,7 @@ __all__ = [
     "ServerConfig",
     "ServerCounters",
     "Site",
+    "SiteConfig",
     "SimpleFactory",
     "StackOverflowError",
     "Status",

@@ -12,7 +12,8 @@ Formats (``ServerConfig.access_log_format``):
 * ``json``: one JSON object a line, every field named.
 
 The outcome is ``ok``, ``error`` (a module failed), ``timeout`` (``request_timeout``),
-``reset`` (``reset_connection``) or ``cancelled-by-client``.
+``reset`` (``reset_connection``), ``refused`` (a head the server refused before any module
+ran; method and URL are then ``-``) or ``cancelled-by-client``.
 """
 
 from __future__ import annotations

@@ -84,9 +84,13 @@ async def _serve(server: HttpServer) -> None:
                 nursery.cancel_scope.cancel()  # ends the wait for signals below
 
             bound = await nursery.start(server.serve)
+            scheme = "https" if server.config.tls_cert else "http"
             for host, port in bound:
                 shown = f"[{host}]" if ":" in host else host
-                print(f"trioiis serving {server.config.root} on http://{shown}:{port}/", flush=True)
+                print(
+                    f"trioiis serving {server.config.root} on {scheme}://{shown}:{port}/",
+                    flush=True,
+                )
             stopping = False
             async for _ in signals:
                 if stopping:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, cast
 
+from .accesslog import FORMATS
 from .errors import ConfigError
 from .http1 import Limits
 from .mapping import HandlerMapping
@@ -109,6 +110,9 @@ class ServerConfig:
         builtin_modules: load the built-in modules (static_file, default_document).
         default_documents: file names default_document tries, in order.
         access_log: None (off), ``"-"`` (stderr) or a file path.
+        access_log_format: ``"common"`` (Common Log Format plus time taken and outcome),
+            ``"combined"`` (plus referer and user agent), ``"w3c"`` (IIS's W3C extended format)
+            or ``"json"`` (one object a line).
         max_connections: connections served at once.
         when_full: what a connection beyond ``max_connections`` gets: ``"wait"`` (it waits
             in the kernel's backlog until a slot frees) or ``"refuse"`` (an immediate 503 and
@@ -128,6 +132,7 @@ class ServerConfig:
     builtin_modules: bool = True
     default_documents: tuple[str, ...] = ("index.html", "index.htm", "default.htm")
     access_log: str | None = None
+    access_log_format: Literal["common", "combined", "w3c", "json"] = "common"
     max_connections: int = 10_000
     when_full: Literal["wait", "refuse"] = "wait"
     shutdown_grace: float = 10.0
@@ -174,6 +179,11 @@ class ServerConfig:
             parse_binding(binding)
         if not _is_int(self.max_connections) or self.max_connections < 1:
             raise ConfigError("max_connections must be at least 1")
+        if self.access_log_format not in FORMATS:
+            raise ConfigError(
+                f"access_log_format must be one of {', '.join(FORMATS)},"
+                f" not {self.access_log_format!r}"
+            )
         if self.when_full not in ("wait", "refuse"):
             raise ConfigError(f'when_full must be "wait" or "refuse", not {self.when_full!r}')
         grace = self.shutdown_grace
@@ -279,6 +289,7 @@ def config_from_mapping(
         ("access_log", str),
         ("max_connections", int),
         ("when_full", str),
+        ("access_log_format", str),
         ("shutdown_grace", (int, float)),
     ):
         if name in data:

@@ -30,6 +30,7 @@ from typing import TextIO
 
 import trio
 
+from .accesslog import Entry, format_entry, header
 from .config import ServerConfig, describe_exception, load_register_function, parse_binding
 from .constants import SERVER_VERSION
 from .context import HttpConnection, HttpContext, Site, _Wire
@@ -342,7 +343,7 @@ class HttpServer:
             try:
                 head = await http.next_request(first=first)
             except HeadError as exc:
-                await self._refuse(http, exc)
+                await self._refuse(http, exc, connection)
                 return False
             if head is None:
                 return False
@@ -367,8 +368,32 @@ class HttpServer:
             del ctx  # an idle keep-alive connection does not hold its last request
         return False
 
-    async def _refuse(self, http: Http1Connection, exc: HeadError) -> None:
-        access_log.info('- - "-" %d 0 %s', exc.status, exc)
+    async def _refuse(
+        self, http: Http1Connection, exc: HeadError, connection: HttpConnection
+    ) -> None:
+        """Answer a head we refuse, and log it like any request (no request is missing)."""
+        if self._log_file is not None or access_log.hasHandlers():
+            remote, local = connection.remote_address, connection.local_address
+            self._log_line(
+                Entry(
+                    started=time.time(),
+                    taken=0.0,
+                    remote=remote[0],
+                    local=local[0],
+                    port=local[1],
+                    user=None,
+                    method="-",
+                    url="-",
+                    http_version="1.1",
+                    status=exc.status,
+                    sub_status=0,
+                    win32_status=0,
+                    bytes_sent=0,
+                    referer=None,
+                    user_agent=None,
+                    outcome="refused",
+                )
+            )
         try:
             with trio.move_on_after(self.config.limits.linger_timeout):
                 await http.write_raw(error_response_bytes(exc.status))
@@ -432,34 +457,50 @@ class HttpServer:
                 self._log_file = open(target, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
             except OSError as exc:
                 raise ConfigError(f"cannot open access log {target}: {exc.strerror}") from exc
+        top = header(self.config.access_log_format)
+        if top is not None and (target == "-" or self._log_file.tell() == 0):
+            self._log_file.write(top + "\n")  # W3C: the #Fields line comes first
 
     def _write_access_log(self, ctx: HttpContext, started: float) -> None:
-        """One line per request, in Common Log Format plus time taken and the outcome."""
+        """One line per request, in ``access_log_format`` (see ``trioiis.accesslog``)."""
         if self._log_file is None and not access_log.hasHandlers():
             return  # nobody reads it: do not pay for formatting
         request, response, stats = ctx.request, ctx.response, ctx.stats
         outcome = (
             "cancelled-by-client"
             if stats.cancelled_by_client
+            else "timeout"
+            if stats.timed_out
             else "reset"
             if response.reset
             else "error"
             if stats.failed
             else "ok"
         )
-        taken_ms = (time.time() - started) * 1000
-        line = '{} - {} [{}] "{} {} HTTP/{}" {} {} {:.1f}ms {}'.format(
-            request.remote_address[0],
-            ctx.user.name if ctx.user else "-",
-            time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(started)),
-            request.method,
-            request.url,
-            request.http_version,
-            response.status,
-            ctx._produced,
-            taken_ms,
-            outcome,
+        hresult = response.get_status().hresult
+        self._log_line(
+            Entry(
+                started=started,
+                taken=time.time() - started,
+                remote=request.remote_address[0],
+                local=request.local_address[0],
+                port=request.local_address[1],
+                user=ctx.user.name if ctx.user else None,
+                method=request.method,
+                url=request.url,
+                http_version=request.http_version,
+                status=response.status,
+                sub_status=response.sub_status,
+                win32_status=hresult & 0xFFFF if hresult >> 16 == 0x8007 else 0,
+                bytes_sent=ctx._produced,
+                referer=request.get_header("referer"),
+                user_agent=request.get_header("user-agent"),
+                outcome=outcome,
+            )
         )
+
+    def _log_line(self, entry: Entry) -> None:
+        line = format_entry(entry, self.config.access_log_format)
         access_log.info(line)
         if self._log_file is not None:
             with contextlib.suppress(OSError):

@@ -12,6 +12,7 @@ import trio
 import trio.testing
 
 import trioiis
+import trioiis.accesslog
 from tests.helpers import raw_request, register, running_server, statuses_in
 from trioiis import CloneFlags, HttpContext, HttpModule, Notification, Status
 
@@ -425,3 +426,31 @@ async def test_send_response_disconnect_flag_closes_after_the_response(site: Pat
 
 
 N_SEND = Notification.SEND_RESPONSE
+
+
+@pytest.mark.parametrize("fmt", ["common", "combined", "w3c", "json"])
+async def test_access_log_file_in_each_format_has_every_request(site: Path, fmt: str) -> None:
+    log = site / "access.log"
+    async with running_server(root=site, access_log=str(log), access_log_format=fmt) as srv:
+        await raw_request(
+            srv.port,
+            b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: tester/1\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+        await raw_request(srv.port, b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")  # refused: 505
+    lines = [line for line in log.read_text().splitlines() if not line.startswith("#")]
+    assert len(lines) == 2
+    ok, refused = lines
+    assert "/hello.txt" in ok
+    assert "200" in ok
+    assert "505" in refused
+    assert "refused" in refused
+    if fmt == "w3c":
+        assert log.read_text().splitlines()[0] == "#Software: trioiis"
+        assert len(ok.split(" ")) == len(trioiis.accesslog.W3C_FIELDS.split(" "))
+    if fmt == "combined":
+        assert '"tester/1"' in ok
+    if fmt == "json":
+        import json
+
+        assert json.loads(ok)["status"] == 200
