@@ -590,3 +590,19 @@ def test_small_file_range_is_cancellation_safe(root: Path) -> None:
         [], "GET /small.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1,4-5\r\n\r\n", root=root
     )
     assert outcome.status == 206
+
+
+async def test_small_file_cache_never_serves_a_changed_file(tmp_path: Path) -> None:
+    page = tmp_path / "cached.txt"
+    page.write_text("first")
+    async with running_server(root=tmp_path) as srv, srv.client() as client:
+        assert (await client.get("/cached.txt")).text == "first"
+        assert (await client.get("/cached.txt")).text == "first"  # from the cache
+        page.write_text("again")  # same size, new content and times
+        assert (await client.get("/cached.txt")).text == "again"
+        replacement = tmp_path / "new.txt"
+        replacement.write_text("other")
+        replacement.replace(page)  # a new file (inode) under the old name
+        assert (await client.get("/cached.txt")).text == "other"
+        page.unlink()
+        assert (await client.get("/cached.txt")).status_code == 404

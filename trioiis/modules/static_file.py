@@ -61,6 +61,10 @@ ALLOWED_HIDDEN_SEGMENTS: frozenset[str] = frozenset({".well-known"})
 ALLOW_SYMLINKS_OUTSIDE_ROOT = False
 #: More ranges than this in one ``Range`` header: the whole file is sent instead (200).
 MAX_RANGES = 16
+#: Small files kept in memory after a GET, at most this many bytes in all (0: no cache). A
+#: cached file is revalidated on every request with one ``stat`` (inode, size, times) on the
+#: event loop thread instead of a worker-thread hop: a changed file is never served stale.
+CACHE_BYTES = 32 * 1024 * 1024
 
 #: Types for suffixes that ``mimetypes`` (which reads the system's tables) may get wrong or miss.
 DEFAULT_TYPES: dict[str, str] = {
@@ -194,6 +198,12 @@ async def lookup(ctx: HttpContext, path: Path, *, read_small: bool = False) -> F
     if relative is not None and _refused(relative.parts):
         return None
     allow_outside = ALLOW_SYMLINKS_OUTSIDE_ROOT and relative is not None
+    key = (str(root), str(path))
+    if read_small:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            await trio.lowlevel.checkpoint()
+            return cached
 
     def check() -> Found | None:
         try:
@@ -221,7 +231,56 @@ async def lookup(ctx: HttpContext, path: Path, *, read_small: bool = False) -> F
         except (OSError, ValueError):
             return None
 
-    return await trio.to_thread.run_sync(check)
+    found = await trio.to_thread.run_sync(check)
+    if read_small and found is not None and found.data is not None:
+        _CACHE.put(key, found)
+    return found
+
+
+def _signature(info: os.stat_result) -> tuple[int, ...]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+class _SmallFileCache:
+    """LRU of small files' ``Found``, bounded by ``CACHE_BYTES`` and checked by ``stat``."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], Found] = {}
+        self._bytes = 0
+
+    def get(self, key: tuple[str, str]) -> Found | None:
+        found = self._items.get(key)
+        if found is None:
+            return None
+        try:
+            # The file, not the name: a replaced or edited file (or a symlink now pointing
+            # elsewhere) has another signature, and is looked up again in full.
+            current = os.stat(key[1])
+        except OSError:
+            current = None
+        if current is None or _signature(current) != _signature(found.info):
+            self._drop(key)
+            return None
+        self._items[key] = self._items.pop(key)  # most recently used last
+        return found
+
+    def put(self, key: tuple[str, str], found: Found) -> None:
+        size = len(found.data or b"")
+        if size > CACHE_BYTES:
+            return
+        self._drop(key)
+        self._items[key] = found
+        self._bytes += size
+        while self._bytes > CACHE_BYTES and self._items:
+            self._drop(next(iter(self._items)))
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        found = self._items.pop(key, None)
+        if found is not None:
+            self._bytes -= len(found.data or b"")
+
+
+_CACHE = _SmallFileCache()
 
 
 def _open_regular(path: Path | str, flags: int = os.O_RDONLY) -> int:
