@@ -204,3 +204,59 @@ async def test_abort_share_and_report(autojump_clock: trio.abc.Clock) -> None:
         "count", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "p99_9_ms", "max_ms",
     }  # fmt: skip
     assert report["server"] is None
+
+
+class AbortingBench(FakeBench):
+    """Like FakeBench, but a planned abort is abandoned after 10 ms of (mock) time."""
+
+    async def exchange(self, connection, plan: Plan) -> str | int:
+        if plan.abort_after is not None:
+            await trio.sleep(0.01)
+            return "aborted"
+        return await super().exchange(connection, plan)
+
+
+async def test_plot_writes_an_svg(autojump_clock: trio.abc.Clock, tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    from trioiis.bench import plot
+
+    out = tmp_path / "run.svg"
+    opts = options(
+        "http://127.0.0.1/", "--requests", "200", "-c", "4", "--abort-share", "0.3",
+        "--seed", "2", "-q", "--plot", str(out),
+    )  # fmt: skip
+    tally = await AbortingBench(opts).run()
+    assert len(tally.completions) == tally.completed > 0
+    assert len(tally.abort_times) == tally.aborted > 0
+    data = plot.series(tally)
+    assert len(data["t"]) == len(data["p50"]) == len(data["aborts_per_s"])
+    assert sum(data["aborts_per_s"]) * tally.elapsed / len(data["t"]) == pytest.approx(
+        tally.aborted
+    )
+    report = build_report(opts, tally, None, None)
+    report["server"] = {"time_to_cancel": {"count": 3, "p50_ms": 1.0, "p99_ms": 2.0, "max_ms": 3.0}}
+    plot.write_plot(report, tally, str(out))
+    text = out.read_text()
+    assert text.lstrip().startswith("<?xml")
+    assert "<svg" in text
+
+
+def test_without_plotting_the_timeline_is_not_kept() -> None:
+    bench = Bench(options("http://127.0.0.1/", "--requests", "1", "-q"), clock=lambda: 0.0)
+    bench.record(Plan(0, 0.0), 0.0, 200)
+    bench.record(Plan(1, 0.0, 0.01), 0.0, "aborted")
+    assert bench.tally.completions == bench.tally.abort_times == []
+
+
+def test_plot_without_matplotlib_is_one_line_and_status_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    from trioiis.bench import plot
+
+    monkeypatch.setattr(plot, "matplotlib_available", lambda: False)
+    argv = ["bench", "http://127.0.0.1:9/", "--requests", "1", "--plot", str(tmp_path / "p.svg")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "matplotlib" in err
+    assert not (tmp_path / "p.svg").exists()

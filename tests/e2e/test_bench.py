@@ -126,3 +126,38 @@ def test_status_module_refuses_remote_clients() -> None:
     assert not status.is_loopback("192.0.2.1")
     assert status.percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0
     assert status.percentile([], 0.99) == 0.0
+
+
+class TinyModule(trioiis.HttpModule):
+    async def on_begin_request(self, ctx: trioiis.HttpContext, provider: Any) -> trioiis.Status:
+        if ctx.request.path == "/tiny-slow":
+            await trio.sleep(0.05)
+        ctx.response.write(b"tiny\n")
+        return trioiis.Status.FINISH_REQUEST
+
+
+def register_tiny(version: int, info: trioiis.ModuleRegistrationInfo, server: Any) -> None:
+    info.set_request_notifications(
+        trioiis.SimpleFactory(TinyModule), trioiis.Notification.BEGIN_REQUEST
+    )
+
+
+async def test_aborts_happen_at_the_requested_share(tmp_path: Path) -> None:
+    """400 requests, a 30 % abort share: between 25 % and 35 % are abandoned, and every
+    abandoned one was planned (the answer takes 50 ms, the abort comes after 1 ms)."""
+    async with running_server(("tiny", register_tiny), root=tmp_path, builtin_modules=False) as r:
+        args = cli._parser().parse_args(
+            ["bench", f"http://127.0.0.1:{r.port}/tiny-slow",
+             "--requests", "400", "--connections", "40", "--abort-share", "0.3",
+             "--abort-after", "1", "--seed", "11", "--timeout", "5", "--quiet"]
+        )  # fmt: skip
+        with trio.fail_after(10):
+            report = await run(options_from_args(args))
+    requests = report["requests"]
+    assert requests["sent"] == 400
+    assert requests["completed"] + requests["aborted"] + requests["errors"] == 400
+    assert requests["errors"] == 0
+    assert requests["abort_late"] == 0
+    assert requests["aborted"] == requests["abort_planned"]
+    assert 0.25 <= requests["aborted"] / requests["sent"] <= 0.35
+    assert report["statuses"] == {"200": requests["completed"]}

@@ -14,6 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from . import plot
 from .options import BenchOptions, OptionError, options_from_args
 from .runner import Bench, Tally, fetch_status, settled_status
 
@@ -39,7 +40,13 @@ def run_cli(args: argparse.Namespace) -> int:
     except OptionError as exc:
         print(f"trioiis bench: {exc}", file=sys.stderr)
         return 2
-    report = trio.run(run, options)
+    if options.plot_file and not plot.matplotlib_available():
+        print(
+            "trioiis bench: --plot needs matplotlib (pip install 'trioiis[bench]')",
+            file=sys.stderr,
+        )
+        return 2
+    report, tally = trio.run(run_with_tally, options)
     if not options.quiet:
         print_report(report, Console())
     if options.json_file:
@@ -48,11 +55,21 @@ def run_cli(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
         else:
             Path(options.json_file).write_text(text, encoding="utf-8")
+    if options.plot_file:
+        plot.write_plot(report, tally, options.plot_file)
     return 0
 
 
 async def run(options: BenchOptions, *, console: Console | None = None) -> dict[str, Any]:
     """One whole run; returns the report (what ``--json`` writes)."""
+    report, _ = await run_with_tally(options, console=console)
+    return report
+
+
+async def run_with_tally(
+    options: BenchOptions, *, console: Console | None = None
+) -> tuple[dict[str, Any], Tally]:
+    """One whole run; returns the report and the client-side tally (for ``--plot``)."""
     before = await fetch_status(options)
     bench = Bench(options)
     if options.quiet:
@@ -62,7 +79,7 @@ async def run(options: BenchOptions, *, console: Console | None = None) -> dict[
     after = None
     if before is not None:
         after = await settled_status(options, before, tally.aborted)
-    return build_report(options, tally, before, after)
+    return build_report(options, tally, before, after), tally
 
 
 async def _with_progress(bench: Bench, console: Console) -> Tally:

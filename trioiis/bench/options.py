@@ -157,6 +157,7 @@ class BenchOptions:
     seed: int | None = None
     status_path: str | None = STATUS_PATH
     json_file: str | None = None
+    plot_file: str | None = None
     quiet: bool = False
 
     @property
@@ -212,6 +213,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"trioiis status endpoint (default {STATUS_PATH}; 'none' to skip)",
     )
     parser.add_argument("--json", dest="json_file", metavar="FILE", help="write every figure")
+    parser.add_argument(
+        "--plot",
+        dest="plot_file",
+        metavar="FILE",
+        help="write an SVG plot: latency over time, aborts, time to cancel (needs matplotlib)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress line, no table")
 
 
@@ -263,5 +270,6 @@ def options_from_args(args: argparse.Namespace, resolve: Resolver = _resolve) ->
         seed=args.seed,
         status_path=status_path,
         json_file=args.json_file,
+        plot_file=args.plot_file,
         quiet=args.quiet,
     )

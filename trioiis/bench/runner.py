@@ -62,6 +62,10 @@ class Tally:
     service: LatencyHistogram = field(default_factory=LatencyHistogram)
     elapsed: float = 0.0
     hit_max_seconds: bool = False
+    #: Only with ``--plot``: (seconds since the start, latency in seconds) per completed request.
+    completions: list[tuple[float, float]] = field(default_factory=list)
+    #: Only with ``--plot``: seconds since the start of each abort.
+    abort_times: list[float] = field(default_factory=list)
 
     @property
     def error_count(self) -> int:
@@ -94,6 +98,7 @@ class Bench:
         self.start = 0.0
         self.deadline = math.inf  # no new requests from then on
         self._issued = 0
+        self._timeline = options.plot_file is not None
         self._receive: trio.MemoryReceiveChannel[Plan] | None = None
 
     # ------------------------------------------------------------------ scheduling
@@ -185,10 +190,14 @@ class Bench:
             tally.statuses[outcome] += 1
             tally.latency.record(now - plan.scheduled)
             tally.service.record(now - started)
+            if self._timeline:
+                tally.completions.append((now - self.start, now - plan.scheduled))
             if plan.abort_after is not None:
                 tally.abort_late += 1
         elif outcome == "aborted":
             tally.aborted += 1
+            if self._timeline:
+                tally.abort_times.append(self.clock() - self.start)
         else:
             tally.errors[outcome] += 1
 
