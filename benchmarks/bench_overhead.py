@@ -30,10 +30,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hello import HOST, ROOT, free_port, stop, wait_until_accepting
+from hello import (
+    HOST,
+    RESULTS,
+    ROOT,
+    free_port,
+    stop,
+    wait_until_accepting,
+    write_results_section,
+)
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "RESULTS.md"
+
 SECTION = "## trioiis bench overhead (issue 6)"
 
 
@@ -131,18 +139,6 @@ def section(
     return "\n".join(lines) + "\n"
 
 
-def write_results(text_section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start_at = text.find("\n" + SECTION + "\n")
-    if start_at < 0:
-        text = text.rstrip("\n") + "\n\n" + text_section
-    else:
-        after = text.find("\n## ", start_at + 1)
-        rest = "" if after < 0 else text[after:]
-        text = text[: start_at + 1] + text_section + rest
-    RESULTS.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds (default 5)")
@@ -193,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trioiis bench:  {bench_median:,.0f} req/s (median of {args.rounds})")
     print(f"ratio bench/wrk: {bench_median / wrk_median:.2f}")
     if not args.no_write:
-        write_results(
+        write_results_section(
+            SECTION,
             section(
                 wrk_rates,
                 bench_rates,
@@ -201,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 shown(bench_cmd),
                 shown(server),
                 errors,
-            )
+            ),
         )
         print(f"written: {RESULTS.relative_to(ROOT)}, section {SECTION[3:]!r}")
     return 0

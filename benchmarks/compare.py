@@ -77,7 +77,7 @@ ROOT = hello.ROOT
 HOST = hello.HOST  # loopback only
 PATH = "/hello"
 BODY = b"Hello, world!\n"
-RESULTS = HERE / "RESULTS.md"
+RESULTS = hello.RESULTS
 SECTION = "## Peers side by side (issue 10)"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WRK_SLACK = 30  # seconds wrk may take beyond -d before it is killed
@@ -626,18 +626,6 @@ def markdown(
     return "\n".join(out) + "\n"
 
 
-def write_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start_at = text.find("\n" + SECTION + "\n")
-    if start_at < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        after = text.find("\n## ", start_at + 1)
-        rest = "" if after < 0 else text[after:]
-        text = text[: start_at + 1] + section + rest
-    RESULTS.write_text(text)
-
-
 # ---------------------------------------------------------------- main
 
 
@@ -781,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}")
     print(f"command: {command}  ({time.monotonic() - started:.0f} s)")
     if not args.no_write:
-        write_results(markdown(rows, args, command, notes, nofile))
+        hello.write_results_section(SECTION, markdown(rows, args, command, notes, nofile))
         print(f"written: {RESULTS.relative_to(ROOT)}, section {SECTION[3:]!r}")
     return 0
 

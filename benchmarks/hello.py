@@ -41,6 +41,23 @@ _CONTENT_LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)\s*$")
 _CONNECTION_CLOSE = re.compile(rb"(?im)^connection:\s*close\s*$")
 
 
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+
+
+def write_results_section(heading: str, section: str) -> None:
+    """Put ``section`` (which starts with the ``## heading`` line) into RESULTS.md: in place
+    of the section with that heading, or at the end; every other section is kept."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    start_at = text.find("\n" + heading + "\n")
+    if start_at < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        after = text.find("\n## ", start_at + 1)
+        rest = "" if after < 0 else text[after:]
+        text = text[: start_at + 1] + section + rest
+    RESULTS.write_text(text)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))

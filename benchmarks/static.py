@@ -46,7 +46,7 @@ import hello  # the start/stop helpers of benchmarks/hello.py
 HERE = Path(__file__).resolve().parent
 ROOT = hello.ROOT
 HOST = hello.HOST  # loopback only
-RESULTS = HERE / "RESULTS.md"
+RESULTS = hello.RESULTS
 SECTION = "## Static files vs nginx (issue 5)"
 WRK_SLACK = 30  # seconds wrk may take beyond -d before it is killed
 FILES = {"1K": ("1k.bin", 1024), "1M": ("1m.bin", 1024 * 1024)}
@@ -207,18 +207,6 @@ def render(
     return "\n".join(out) + "\n"
 
 
-def write_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start_at = text.find("\n" + SECTION + "\n")
-    if start_at < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        after = text.find("\n## ", start_at + 1)
-        rest = "" if after < 0 else text[after:]
-        text = text[: start_at + 1] + section + rest
-    RESULTS.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -322,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         f"start {load_before:.2f}, at the end {os.getloadavg()[0]:.2f}."
     )
     if not args.no_write:
-        write_results(render(runs, args, shown, info))
+        hello.write_results_section(SECTION, render(runs, args, shown, info))
         print(f"written: {RESULTS.relative_to(ROOT)}, section {SECTION[3:]!r}")
     return 0
 
