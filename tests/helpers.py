@@ -34,17 +34,20 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_server(
-    *modules: tuple[str, Callable[..., None]],
+    *modules: tuple[str, Callable[..., None]]
+    | tuple[str, Callable[..., None], dict[str, Any] | None],
     root: Path | str | None = None,
     **config: Any,
 ) -> AsyncIterator[Running]:
-    """Serve on 127.0.0.1 port 0 with ``modules`` loaded after the built-in ones."""
+    """Serve on 127.0.0.1 port 0 with ``modules`` loaded after the built-in ones: each is
+    ``(name, register)`` or ``(name, register, options)``; options reach ``register_module``
+    as ``info.options`` (like a ``[[modules]]`` table's)."""
     config.setdefault("bindings", ("127.0.0.1:0",))
     if root is not None:
         config["root"] = Path(root)
     server = HttpServer(ServerConfig(**config))
-    for name, register in modules:
-        server.register_module(name, register)
+    for name, register, *options in modules:
+        server.register_module(name, register, options[0] if options else None)
     async with trio.open_nursery() as nursery:
         bound = await nursery.start(server.serve)
         host, port = bound[0]
@@ -155,36 +158,10 @@ def all_tasks() -> Iterable[str]:
             stack.extend(nursery.child_tasks)
 
 
-@contextlib.asynccontextmanager
-async def running_server_with_options(
-    *modules: tuple[str, Callable[..., None], dict[str, Any] | None],
-    root: Path | str | None = None,
-    **config: Any,
-) -> AsyncIterator[Running]:
-    """``running_server`` whose modules are ``(name, register, options)``: ``options``
-    reach ``register_module`` as ``info.options`` (like a ``[[modules]]`` table's)."""
-    config.setdefault("bindings", ("127.0.0.1:0",))
-    if root is not None:
-        config["root"] = Path(root)
-    server = HttpServer(ServerConfig(**config))
-    for name, register_function, options in modules:
-        server.register_module(name, register_function, options)
-    async with trio.open_nursery() as nursery:
-        bound = await nursery.start(server.serve)
-        host, port = bound[0]
-        try:
-            yield Running(server, host, port)
-        finally:
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(10):
-                    await server.shutdown(grace=2)
-            nursery.cancel_scope.cancel()
-
-
 def builtin(
     name: str, options: dict[str, Any] | None = None
 ) -> tuple[str, Callable[..., None], dict[str, Any] | None]:
-    """A built-in module by name, for ``running_server_with_options`` (with
+    """A built-in module by name, for ``running_server`` (with
     ``builtin_modules=False``, so that a default module can be loaded with options)."""
     from trioiis.config import load_register_function
     from trioiis.modules import BUILTIN_MODULES

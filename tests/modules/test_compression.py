@@ -12,7 +12,7 @@ import brotli
 import pytest
 
 import trioiis
-from tests.helpers import builtin, register, running_server, running_server_with_options
+from tests.helpers import builtin, register, running_server
 from tests.modules.rawhttp import fetch
 from trioiis import HttpContext, HttpModule, Notification, Status
 from trioiis.modules import DEFAULT_MODULES, compression
@@ -126,7 +126,7 @@ async def test_tiny_bodies_are_not_compressed(root: Path) -> None:
 
 
 async def test_min_size_option(root: Path) -> None:
-    async with running_server_with_options(
+    async with running_server(
         builtin("static_file"),
         builtin("compression", {"min_size": 0, "encodings": ["gzip"]}),
         root=root,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import trioiis
-from tests.helpers import builtin, register, running_server, running_server_with_options
+from tests.helpers import builtin, register, running_server
 from tests.modules.rawhttp import fetch
 from trioiis import ExecuteFlags, HttpContext, HttpModule, Notification, Status
 from trioiis.modules import DEFAULT_MODULES, custom_errors
@@ -79,7 +79,7 @@ async def test_error_pages_folder_option(root: Path) -> None:
     (root / "errors").mkdir()
     (root / "errors" / "404.html").write_text("<p>from errors/</p>")
     (root / "404.html").write_text("<p>root page, not used</p>")
-    async with running_server_with_options(
+    async with running_server(
         builtin("static_file"),
         builtin("custom_errors", {"error_pages": "errors"}),
         root=root,
@@ -156,7 +156,7 @@ async def test_405_keeps_its_allow_header(root: Path) -> None:
 
 
 async def test_mode_off_leaves_errors_alone(root: Path) -> None:
-    async with running_server_with_options(
+    async with running_server(
         builtin("static_file"),
         builtin("custom_errors", {"mode": "off"}),
         root=root,

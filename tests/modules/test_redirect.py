@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import trioiis
-from tests.helpers import builtin, running_server_with_options
+from tests.helpers import builtin, running_server
 from tests.modules.rawhttp import fetch
 from trioiis.modules import DEFAULT_MODULES, redirect
 from trioiis.testing import check_cancellation_safety
@@ -31,7 +31,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def serve(root: Path, rules: list[dict[str, Any]] = RULES) -> Any:
-    return running_server_with_options(builtin("redirect", {"rules": rules}), root=root)
+    return running_server(builtin("redirect", {"rules": rules}), root=root)
 
 
 def test_redirect_is_not_a_default_module() -> None:

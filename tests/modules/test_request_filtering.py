@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import trioiis
-from tests.helpers import StatusProbe, builtin, raw_request, running_server_with_options
+from tests.helpers import StatusProbe, builtin, raw_request, running_server
 from tests.modules.rawhttp import fetch, parse_response
 from trioiis import Notification
 from trioiis.modules import DEFAULT_MODULES, request_filtering
@@ -26,7 +26,7 @@ def root(tmp_path: Path) -> Path:
 
 def serve(root: Path, options: dict[str, Any] | None = None) -> Any:
     probe = StatusProbe()
-    server = running_server_with_options(
+    server = running_server(
         builtin("request_filtering", options),
         builtin("static_file"),
         (*probe.module(), None),
@@ -136,7 +136,7 @@ async def test_denied_segment_is_404_8_case_insensitively(root: Path) -> None:
 
 
 async def test_refusal_gets_the_custom_error_page_when_loaded(root: Path) -> None:
-    async with running_server_with_options(
+    async with running_server(
         builtin("request_filtering", {"deny_segments": ["bin"]}),
         builtin("static_file"),
         builtin("custom_errors"),
