@@ -508,7 +508,10 @@ class Http1Connection:
     # ---------------------------------------------------------------- reading
 
     async def pump(self) -> None:
-        """Read the stream until EOF; run as the connection's only reader (rule 1)."""
+        """Read the stream until EOF; run as the connection's only reader (rule 1).
+
+        Cancellation: the server cancels it when the connection ends; a cancelled
+        ``receive_some`` loses no byte (Trio guarantees it for sockets)."""
         stream = self.stream
         while True:
             while len(self._inbuf) >= self.limits.receive_buffer and not self._wanted:
@@ -545,6 +548,8 @@ class Http1Connection:
 
         Raises:
             HeadError: the head breaks a limit, is malformed, or is too slow (408).
+
+        Cancellation: safe at any point: bytes already read stay in the input buffer.
         """
         limits = self.limits
         scanner = HeadScanner(limits)
@@ -742,7 +747,9 @@ class Http1Connection:
         self._outbuf += conn.send(h11.EndOfMessage()) or b""
 
     async def write_raw(self, data: bytes) -> int:
-        """Send bytes that are not part of an h11 exchange (early error responses)."""
+        """Send bytes that are not part of an h11 exchange (early error responses).
+
+        Cancellation: as ``write_queued``: unsent bytes stay queued."""
         self._outbuf += data
         return await self.write_queued()
 
@@ -871,7 +878,9 @@ class Http1Connection:
         )
 
     async def drain_body(self, limit: int) -> bool:
-        """Read and drop up to ``limit`` unread body bytes; True if the body then ended."""
+        """Read and drop up to ``limit`` unread body bytes; True if the body then ended.
+
+        Cancellation: as ``receive_body``; the server bounds it with ``linger_timeout``."""
         conn = self._h11
         if conn is None or conn.their_state is not h11.SEND_BODY:
             return True

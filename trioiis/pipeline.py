@@ -401,7 +401,11 @@ class Pipeline:
         CUSTOM) on the modules registered for it. FINISH_REQUEST stops it (rule 3).
 
         ``checkpoint=False`` is for the pipeline's own final send, which needs no extra
-        scheduling point; public APIs keep theirs even when nobody is subscribed."""
+        scheduling point; public APIs keep theirs even when nobody is subscribed.
+
+        Cancellation: a cancel stops the handler that is running and the ones after it;
+        ``cancel_io()`` reaches only a pending MAP_PATH handler's wait, which then raises
+        ``OperationAbortedError`` out of this call (and out of ``ctx.map_path()``)."""
         for index in self._table[(int(notification), False)]:
             if ctx._state is not _State.RUNNING or index >= len(ctx._modules):
                 break

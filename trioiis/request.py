@@ -36,7 +36,10 @@ class MalformedBodyError(RequestBodyError):
 
 
 class BodySource(Protocol):
-    """Where a request's entity body comes from (the connection, or a parent's copy)."""
+    """Where a request's entity body comes from (the connection, or a parent's copy).
+
+    ``receive`` is a checkpoint; a cancel (or ``cancel_io()``, through the pending-I/O scope
+    its caller holds) loses no byte: unread bytes stay buffered for the next call."""
 
     async def receive(self, max_bytes: int) -> bytes: ...
 

@@ -61,7 +61,10 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 async def run(options: BenchOptions, *, console: Console | None = None) -> dict[str, Any]:
-    """One whole run; returns the report (what ``--json`` writes)."""
+    """One whole run; returns the report (what ``--json`` writes).
+
+    Cancellation: cancelling it closes every connection of the run (the server sees them as
+    client disconnects) and raises; no partial report is returned."""
     report, _ = await run_with_tally(options, console=console)
     return report
 
@@ -69,7 +72,9 @@ async def run(options: BenchOptions, *, console: Console | None = None) -> dict[
 async def run_with_tally(
     options: BenchOptions, *, console: Console | None = None
 ) -> tuple[dict[str, Any], Tally]:
-    """One whole run; returns the report and the client-side tally (for ``--plot``)."""
+    """One whole run; returns the report and the client-side tally (for ``--plot``).
+
+    Cancellation: as ``run``."""
     before = await fetch_status(options)
     bench = Bench(options)
     if options.quiet:

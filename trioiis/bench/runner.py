@@ -148,6 +148,11 @@ class Bench:
     # ------------------------------------------------------------------ the run
 
     async def run(self) -> Tally:
+        """Drive the whole run and return the tally.
+
+        Cancellation: bounded by the run's own hard deadline (requests still open then are
+        counted as cut off); a cancel from outside closes every connection and raises.
+        """
         options = self.options
         self.start = self.clock()
         if options.duration is not None:
@@ -208,6 +213,8 @@ class Bench:
 
         Returns the status code, ``"aborted"``, or an error kind (``connect``, ``reset``,
         ``closed``, ``protocol``, ``timeout``).
+
+        Cancellation: a cancel leaves the connection unusable; the caller closes it.
         """
         try:
             with trio.fail_after(self.options.timeout):
@@ -322,7 +329,9 @@ class Bench:
 
 
 async def fetch_status(options: BenchOptions, last: int | None = None) -> dict[str, Any] | None:
-    """The target's trioiis status (``--status-path``), or None if it has none."""
+    """The target's trioiis status (``--status-path``), or None if it has none.
+
+    Cancellation: a checkpoint; a cancelled fetch just closes its connection."""
     if options.status_path is None:
         return None
     target = options.target
@@ -372,7 +381,9 @@ async def settled_status(
     options: BenchOptions, before: dict[str, Any], aborted: int
 ) -> dict[str, Any] | None:
     """The status after a run, once the server has no request of the run left in flight
-    (polled every 20 ms for at most 5 s), its time-to-cancel restricted to the run's own."""
+    (polled every 20 ms for at most 5 s), its time-to-cancel restricted to the run's own.
+
+    Cancellation: as ``fetch_status``."""
     status = None
     with trio.move_on_after(5.0):
         while True:

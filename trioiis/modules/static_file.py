@@ -189,6 +189,9 @@ async def lookup(ctx: HttpContext, path: Path, *, read_small: bool = False) -> F
     ``ALLOW_SYMLINKS_OUTSIDE_ROOT``). One worker-thread hop does the resolve, the ``stat``
     and, with ``read_small``, the read of a regular file up to ``CHUNK`` bytes (thread hops,
     not the syscalls, dominate the cost of serving a small file).
+
+    Cancellation: a checkpoint. A cancel while the worker thread runs abandons its result
+    (the thread finishes on its own; nothing is cached); ``cancel_io()`` does not touch it.
     """
     root = ctx.site.root
     try:
@@ -557,6 +560,9 @@ async def find_folder(ctx: HttpContext) -> tuple[Path, Found] | Status | None:
     Returns:
         ``(path, found)`` for a folder URL ending in ``/``; ``Status.FINISH_REQUEST`` after
         answering ``/dir`` with a 301 to ``/dir/``; None when the URL names no folder.
+
+    Cancellation: as ``lookup`` and ``ctx.map_path`` (a pending MAP_PATH handler's wait is
+    aborted by ``cancel_io()`` with ``OperationAbortedError``).
     """
     request, response = ctx.request, ctx.response
     try:

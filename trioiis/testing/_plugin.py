@@ -120,7 +120,10 @@ def _server_from_marker(request: pytest.FixtureRequest, tmp_path: Path) -> HttpS
 async def trioiis_server(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[RunningServer]:
-    """A real server on 127.0.0.1 (a free port), configured by the ``trioiis`` marker."""
+    """A real server on 127.0.0.1 (a free port), configured by the ``trioiis`` marker.
+
+    Cancellation: at teardown the server shuts down (grace 2 s, shielded, at most 10 s),
+    then whatever is left is cancelled."""
     server = _server_from_marker(request, tmp_path)
     async with trio.open_nursery() as nursery:
         bound = await nursery.start(server.serve)
@@ -133,7 +136,9 @@ async def trioiis_server(
 
 @pytest.fixture
 async def trioiis_client(trioiis_server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    """An ``httpx.AsyncClient`` whose base URL is the ``trioiis_server``."""
+    """An ``httpx.AsyncClient`` whose base URL is the ``trioiis_server``.
+
+    Cancellation: closed at teardown, before the server shuts down."""
     import httpx
 
     async with httpx.AsyncClient(base_url=trioiis_server.url, timeout=10) as client:
@@ -144,7 +149,10 @@ async def trioiis_client(trioiis_server: RunningServer) -> AsyncIterator[httpx.A
 async def trioiis_memory(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[MemoryServer]:
-    """The same server without sockets: ``await trioiis_memory.request(raw_bytes)``."""
+    """The same server without sockets: ``await trioiis_memory.request(raw_bytes)``.
+
+    Cancellation: at teardown every in-memory connection is cancelled (as a shutdown whose
+    grace ran out: requests still running get their LOG/END tail, shielded)."""
     server = _server_from_marker(request, tmp_path)
     async with trio.open_nursery() as nursery:
         yield MemoryServer(server, nursery)
