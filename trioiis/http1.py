@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Final
+from typing import Any, Final, Protocol
 
 import h11
 import trio
@@ -331,7 +331,7 @@ def check_request(
     return target, headers
 
 
-def chunk_bytes_declared(conn: h11.Connection) -> int:
+def chunk_bytes_declared(conn: RequestSide) -> int:
     """Bytes the chunk being read still declares (0 outside a chunked body).
 
     h11 keeps this in private state (``ChunkedReader._bytes_in_chunk``); tests/test_http1.py
@@ -368,6 +368,28 @@ def check_framing(headers: Iterable[tuple[bytes, bytes]], limits: Limits) -> int
     if length is not None and length > limits.max_body_bytes:
         raise HeadError(413, "request body too large")
     return length
+
+
+class RequestSide(Protocol):
+    """What the driver reads a request's body and leftovers from: an ``h11.Connection``
+    (the reference path) or the fast path's ``BodilessRequest``."""
+
+    @property
+    def their_state(self) -> type[h11._util.Sentinel]: ...
+
+    @property
+    def trailing_data(self) -> tuple[bytes, bool]: ...
+
+    @property
+    def client_is_waiting_for_100_continue(self) -> bool: ...
+
+    def next_event(self) -> Any: ...
+
+    def receive_data(self, data: bytes) -> None: ...
+
+
+#: How a complete head becomes a request (``parse_head``, or ``http1_fast.parse_head_fast``).
+HeadParser = Callable[[bytes, int, "Limits"], tuple[RequestSide, "RequestHead"]]
 
 
 def parse_head(data: bytes, end: int, limits: Limits) -> tuple[h11.Connection, RequestHead]:
@@ -475,8 +497,10 @@ class Http1Connection:
         *,
         on_disconnect: Callable[[], None] | None = None,
         raw_socket: socket.socket | None = None,
+        head_parser: HeadParser | None = None,
     ) -> None:
         self.stream = stream
+        self._parse = head_parser or parse_head
         self.limits = limits
         self.counters = Counters()
         self.on_disconnect = on_disconnect
@@ -498,7 +522,7 @@ class Http1Connection:
         # Start time and byte count at the start of the current body / response (min rates).
         self._body_started = self._response_started = 0.0
         self._body_base = self._response_base = 0
-        self._h11: h11.Connection | None = None  # the request side of the exchange
+        self._h11: RequestSide | None = None  # the request side of the exchange
         self._writer: ResponseWriter | None = None  # the response side
         self._expect_continue = False  # the client waits for 100 Continue before its body
         self._body_left = b""
@@ -593,7 +617,7 @@ class Http1Connection:
         data = bytes(self._inbuf[start:])
         self._inbuf.clear()
         self._space.unpark_all()
-        conn, head = parse_head(data, end - start, self.limits)
+        conn, head = self._parse(data, end - start, self.limits)
         self._h11 = conn
         self._writer = ResponseWriter(
             method=head.method, http_version=head.http_version, keep_alive=head.keep_alive
@@ -607,7 +631,7 @@ class Http1Connection:
         self._continue_refused = False
         self._body_started = trio.current_time()
         self._body_base = self.counters.bytes_received - len(data) + (end - start)
-        if head.content_length is None and not head.chunked:
+        if isinstance(conn, h11.Connection) and head.content_length is None and not head.chunked:
             # No body framing: h11 has the end of the request already; take it now so that
             # a bodiless request needs no drain after its response.
             event = conn.next_event()
