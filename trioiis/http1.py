@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import errno
+import os
 import re
 import socket
 import struct
@@ -56,6 +58,12 @@ from .http1_writer import ResponseWriter, request_keep_alive
 
 SERVER_HEADER: Final = b"trioiis"
 _RECEIVE_SIZE: Final = 65536
+#: ``os.sendfile`` errors that mean the client is gone (others come from the file).
+_PEER_GONE: Final = frozenset(
+    (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN, errno.ECONNABORTED)
+)
+#: How much of a file one worker-thread read takes where ``os.sendfile`` cannot be used.
+FILE_PIECE: Final = 256 * 1024
 _REASONS: Final[dict[int, bytes]] = {
     100: b"Continue",
     200: b"OK",
@@ -783,6 +791,81 @@ class Http1Connection:
         assert writer is not None
         self._outbuf += writer.end()
 
+    async def send_file(self, fd: int, offset: int, count: int) -> int:
+        """Send ``count`` bytes of the open file ``fd`` from ``offset`` as body bytes, after
+        whatever is queued: zero-copy (``os.sendfile``) on a plain socket the server owns,
+        else read in ``FILE_PIECE`` parts in a worker thread. Returns the file bytes sent.
+
+        Raises:
+            FramingError: more bytes than the response's Content-Length.
+            OSError: reading the file failed (a disk error).
+            EOFError: the file ended before ``count`` bytes (it shrank): the body cannot be
+                completed.
+            trio.BrokenResourceError: the client is gone (or too slow, as ``write_queued``).
+
+        Cancellation: stops between sends; the bytes sent so far are counted in
+        ``counters.bytes_sent`` and the response cannot be completed (the caller resets).
+        """
+        writer = self._writer
+        assert writer is not None
+        if self._no_body or count <= 0:
+            return 0
+        before, after = writer.around(count)
+        while self._writing:
+            await self._writers.park()
+        self._writing = True  # one writer: nothing may slip in between the framing and file
+        raw = self._raw
+        sent = 0
+        try:
+            self._outbuf += before
+            await self._write_out()
+            while sent < count:
+                if raw is None:
+                    size = min(FILE_PIECE, count - sent)
+                    data = await trio.to_thread.run_sync(os.pread, fd, size, offset + sent)
+                    if not data:
+                        raise EOFError("the file ended early")
+                    self._outbuf += data
+                    await self._write_out()
+                    sent += len(data)
+                    continue
+                try:
+                    n = os.sendfile(raw.fileno(), fd, offset + sent, count - sent)
+                except BlockingIOError:
+                    await self._wait_writable(raw)
+                    continue
+                except OSError as exc:
+                    if exc.errno in _PEER_GONE:
+                        raise trio.BrokenResourceError(str(exc)) from exc
+                    raise  # the file's side (a disk error): the pipeline logs it
+                if n == 0:
+                    raise EOFError("the file ended early")
+                sent += n
+                self.counters.bytes_sent += n
+            self._outbuf += after
+            await self._write_out()
+        except BaseException:
+            self.broken = True  # the body is cut short: this connection cannot go on
+            raise
+        finally:
+            self._writing = False
+            self._writers.unpark()
+        return sent
+
+    async def _wait_writable(self, raw: socket.socket) -> None:
+        """Wait until ``raw`` takes more bytes, within the send deadlines (a checkpoint)."""
+        deadline, why = self._slow_deadline(
+            self.limits.send_timeout,
+            self.limits.min_send_rate,
+            self._response_started,
+            self.counters.bytes_sent - self._response_base,
+        )
+        with trio.move_on_at(deadline) as waited:
+            await trio.lowlevel.wait_writable(raw)
+        if waited.cancelled_caught:
+            self.broken = True
+            raise trio.BrokenResourceError(f"client read the response {why}") from None
+
     async def write_raw(self, data: bytes) -> int:
         """Send bytes that are not part of an h11 exchange (early error responses).
 
@@ -865,19 +948,7 @@ class Http1Connection:
                     try:
                         n = raw.send(view[sent : sent + 1048576])
                     except BlockingIOError:
-                        deadline, why = self._slow_deadline(
-                            self.limits.send_timeout,
-                            self.limits.min_send_rate,
-                            self._response_started,
-                            self.counters.bytes_sent - self._response_base,
-                        )
-                        with trio.move_on_at(deadline) as waited:
-                            await trio.lowlevel.wait_writable(raw)
-                        if waited.cancelled_caught:
-                            self.broken = True
-                            raise trio.BrokenResourceError(
-                                f"client read the response {why}"
-                            ) from None
+                        await self._wait_writable(raw)
                         continue
                 elif sock is not None:
                     n = await sock.send(view[sent : sent + 262144])

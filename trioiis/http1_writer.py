@@ -170,6 +170,21 @@ class ResponseWriter:
                 raise FramingError("too much data for the declared Content-Length")
         return data
 
+    def around(self, size: int) -> tuple[bytes, bytes]:
+        """The framing before and after ``size`` body bytes that are sent by other means
+        (``os.sendfile``), counted as ``body`` counts them.
+
+        Raises:
+            FramingError: more bytes than the Content-Length declared.
+        """
+        if self._framing == _CHUNKED:
+            return (b"%x\r\n" % size, b"\r\n") if size else (b"", b"")
+        if self._framing == _LENGTH:
+            if size > self._left:
+                raise FramingError("too much data for the declared Content-Length")
+            self._left -= size
+        return b"", b""
+
     def end(self) -> bytes:
         """The end of the body (the last chunk when chunked).
 

@@ -22,9 +22,9 @@ What it does, in the order it does it:
    that does not match → 200 with the whole file. A malformed header, more than
    ``MAX_RANGES`` ranges or overlapping ranges → 200 with the whole file.
 6. **Sends the bytes.** A file up to ``CHUNK`` bytes is read in the same worker-thread hop as
-   the ``stat``; a larger one is opened with ``trio.open_file`` and sent in ``CHUNK`` pieces,
-   each read in a worker thread and flushed before the next is read, so memory stays
-   bounded.
+   the ``stat`` (and may stay in the small-file cache); a larger one is opened with
+   ``trio.open_file`` and sent with ``response.transmit_file``: zero-copy ``os.sendfile`` on a
+   plain socket, ``CHUNK``-sized worker-thread reads under TLS, so memory stays bounded.
 
 Cancellation: a cancel stops between pieces and the file is closed (shielded). A
 ``cancel_io()`` that aborts a flush ends the response with a reset connection (a partial body
@@ -50,6 +50,7 @@ import trio
 
 import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Status
+from trioiis.constants import ERROR_HANDLE_EOF
 
 CHUNK = 256 * 1024
 #: URL segments refused anywhere in a path (compared case-insensitively), like IIS request
@@ -444,8 +445,7 @@ async def serve_file(ctx: HttpContext, path: Path, found: Found) -> Status:
 class _File(Protocol):
     """What ``_stream`` needs of ``trio.open_file``'s result."""
 
-    async def read(self, size: int = -1, /) -> bytes: ...
-    async def seek(self, target: int, whence: int = 0, /) -> int: ...
+    def fileno(self) -> int: ...
 
 
 async def _answer(
@@ -522,28 +522,17 @@ async def _answer(
 async def _stream(
     ctx: HttpContext, file: _File, pieces: list[tuple[bytes, int, int]], tail: bytes
 ) -> Status:
-    """Read each piece in ``CHUNK`` parts (a thread hop each) and flush it before the next.
-
-    An ``OSError`` while reading propagates: the pipeline logs it and, the head being out,
-    cuts the connection.
+    """Send each piece with ``transmit_file``: zero-copy (``os.sendfile``) on a plain socket,
+    worker-thread reads elsewhere. A file that shrank after its length was sent, or a
+    ``cancel_io()``, ends the response with a reset connection (it cannot be completed).
     """
     response = ctx.response
-    position = 0
+    fd = file.fileno()
     try:
         for head, first, n in pieces:
             if head:
                 response.write(head)
-            if first != position:
-                await file.seek(first)
-            position, end = first, first + n
-            while position < end:
-                data = await file.read(min(CHUNK, end - position))
-                if not data:  # the file shrank after its length was sent
-                    response.reset_connection()
-                    return Status.FINISH_REQUEST
-                position += len(data)
-                response.write(data)
-                await response.flush(more_data=True)
+            await response.transmit_file(fd, first, n)
         if tail:
             response.write(tail)
     except trioiis.OperationAbortedError:
@@ -551,6 +540,11 @@ async def _stream(
         return Status.FINISH_REQUEST
     except trioiis.ConnectionInvalidError:
         return Status.FINISH_REQUEST  # the client is gone; the request is being cancelled
+    except trioiis.HResultError as exc:
+        if exc.hresult != ERROR_HANDLE_EOF:
+            raise
+        response.reset_connection()  # the file shrank after its length was sent
+        return Status.FINISH_REQUEST
     return Status.CONTINUE
 
 
