@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import sniffio
 import trio
 from flask import Flask, Response
 from flask import request as flask_request
@@ -31,8 +32,8 @@ def reached(name: str) -> trio.Event:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-    EVENTS.append(("startup",))
-    await trio.sleep(0)  # really on Trio: anyio picked the Trio backend
+    # Really on Trio: anyio picked its Trio backend.
+    EVENTS.append(("startup", sniffio.current_async_library()))
     yield {"greeting": "hello from lifespan"}
     EVENTS.append(("shutdown",))
 
@@ -62,7 +63,7 @@ async def count(request: Request) -> StreamingResponse:
     async def numbers() -> AsyncIterator[bytes]:
         for i in range(n):
             yield f"{i}\n".encode()
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
 
     return StreamingResponse(numbers(), media_type="text/plain")
 
@@ -79,6 +80,7 @@ async def wait_disconnect(scope: Any, receive: Any, send: Any) -> None:
             EVENTS.append(("disconnect", scope["path"]))
             reached("disconnect").set()
             return
+        reached("chunk").set()
         if not message.get("more_body"):
             reached("body-read").set()
 
@@ -116,13 +118,21 @@ async def conformance(scope: Any, receive: Any, send: Any) -> None:
     """One behaviour per path, after the cases of Uvicorn's and Hypercorn's own tests."""
     if scope["type"] == "lifespan":
         return
-    path = scope["path"]
+    path = scope["path"].removeprefix(scope["root_path"])
     if path == "/scope":
         body = repr(
             {
                 k: scope[k]
-                for k in ("type", "http_version", "method", "scheme", "path", "raw_path")
-                | {"query_string", "root_path"}
+                for k in (
+                    "type",
+                    "http_version",
+                    "method",
+                    "scheme",
+                    "path",
+                    "raw_path",
+                    "query_string",
+                    "root_path",
+                )
             }
             | {
                 "headers": [h for h in scope["headers"] if h[0] == b"x-test"],
@@ -139,6 +149,8 @@ async def conformance(scope: Any, receive: Any, send: Any) -> None:
     elif path == "/start-twice":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.start", "status": 200, "headers": []})
+    elif path == "/bad-type":
+        await send({"type": "http.response.nonsense"})
     elif path == "/body-before-start":
         await send({"type": "http.response.body", "body": b"x"})
     elif path == "/raise-after-body":

@@ -350,7 +350,7 @@ class _Exchange:
             self.started = True
             response.set_status(status)
             for name, value in message.get("headers", ()):
-                response.set_header(name.decode("latin-1"), value.decode("latin-1"), replace=False)
+                response.headers.add(name.decode("latin-1"), value.decode("latin-1"))
             await trio.lowlevel.checkpoint()
             return
         if kind == "http.response.body":

@@ -219,7 +219,7 @@ class _Exchange:
         for name, value in self.headers:
             if name.lower() in _HOP_BY_HOP:
                 continue
-            response.set_header(name, value, replace=False)
+            response.headers.add(name, value)
         self.headers_applied = True
 
     async def write_chunk(self, data: bytes, flush: bool) -> None:
