@@ -5,6 +5,7 @@ saw, for the tests to check (reset by each test)."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -23,8 +24,21 @@ EVENTS: list[tuple[str, ...]] = []
 REACHED: dict[str, trio.Event] = {}
 
 
+#: Set (from the worker thread) when a WSGI response's close() ran, by path.
+CLOSED: dict[str, threading.Event] = {}
+
+
 def reached(name: str) -> trio.Event:
     return REACHED.setdefault(name, trio.Event())
+
+
+def closed(path: str) -> threading.Event:
+    return CLOSED.setdefault(path, threading.Event())
+
+
+def on_close(path: str) -> None:
+    EVENTS.append(("closed", path))
+    closed(path).set()
 
 
 # ---------------------------------------------------------------- Starlette
@@ -232,7 +246,7 @@ def flask_count() -> Response:
             yield f"{i}\n".encode()
 
     response = Response(numbers(), mimetype="text/plain")
-    response.call_on_close(lambda: EVENTS.append(("closed", path)))
+    response.call_on_close(lambda: on_close(path))
     return response
 
 
@@ -246,7 +260,7 @@ def flask_forever() -> Response:
             yield b"x" * 65536
 
     response = Response(endless(), mimetype="application/octet-stream")
-    response.call_on_close(lambda: EVENTS.append(("closed", path)))
+    response.call_on_close(lambda: on_close(path))
     return response
 
 

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from tests.e2e import app_samples
-from tests.e2e.app_samples import EVENTS, reached
+from tests.e2e.app_samples import EVENTS, closed, reached
 from tests.helpers import Running, raw_request, register, running_server, statuses_in
 from trioiis import ConfigError, HttpContext, HttpModule, HttpServer, Notification, ServerConfig
 from trioiis.config import config_from_mapping
@@ -24,6 +24,7 @@ SAMPLES = "tests.e2e.app_samples"
 def _fresh_events() -> None:
     EVENTS.clear()
     app_samples.REACHED.clear()
+    app_samples.CLOSED.clear()
 
 
 def apps_config(*handlers: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -310,8 +311,8 @@ async def test_wsgi_client_gone_abandons_the_thread_which_still_closes(site: Pat
             while received < 200_000:
                 received += len(await stream.receive_some(65536))
             await stream.aclose()
-            while ("closed", "/forever") not in EVENTS:  # bounded by fail_after
-                await trio.sleep(0.01)
+            # close() runs in the abandoned worker thread: wait for it there.
+            assert await trio.to_thread.run_sync(closed("/forever").wait, 10)
     assert ("closed", "/forever") in EVENTS
 
 
