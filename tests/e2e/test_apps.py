@@ -15,9 +15,10 @@ from tests.e2e import app_samples
 from tests.e2e.app_samples import EVENTS, closed, reached
 from tests.helpers import Running, raw_request, register, running_server, statuses_in
 from trioiis import ConfigError, HttpContext, HttpModule, HttpServer, Notification, ServerConfig
-from trioiis.config import config_from_mapping
+from trioiis.config import config_from_mapping, load_config
 
 SAMPLES = "tests.e2e.app_samples"
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "apps" / "trioiis.toml"
 
 
 @pytest.fixture(autouse=True)
@@ -319,27 +320,22 @@ async def test_wsgi_client_gone_abandons_the_thread_which_still_closes(site: Pat
 # ---------------------------------------------------------------- a real config file
 
 
-async def test_one_config_file_serves_starlette_flask_and_static(tmp_path: Path) -> None:
-    """The shape of examples/apps/trioiis.toml: both apps and a static folder."""
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "index.html").write_text("<p>static</p>")
-    config_file = tmp_path / "trioiis.toml"
-    config_file.write_text(
-        'root = "site"\nbindings = ["127.0.0.1:0"]\n'
-        f'[[handlers]]\npath = "/api/*"\nasgi = "{SAMPLES}:starlette_app"\n'
-        f'[[handlers]]\npath = "/shop/*"\nwsgi = "{SAMPLES}:flask_app"\n'
-    )
-    from trioiis.config import load_config
-
-    server = HttpServer(load_config(config_file))
+async def test_example_config_serves_starlette_flask_and_static() -> None:
+    """examples/apps/trioiis.toml as shipped (only its binding and log moved)."""
+    config_file = EXAMPLE_CONFIG
+    server = HttpServer(load_config(config_file, bindings=("127.0.0.1:0",), access_log=None))
     async with trio.open_nursery() as nursery:
         ((host, port),) = await nursery.start(server.serve)
         srv = Running(server, host, port)
         async with srv.client() as client:
             api = await client.get("/api/hello")
-            shop = await client.get("/shop/hello")
+            counted = await client.get("/api/count?n=2")
+            shop = await client.get("/shop/")
+            echo = await client.post("/shop/echo", content=b"ping")
             static = await client.get("/")
         await server.shutdown(grace=2)
-    assert api.text.startswith("hello from lifespan|/api|/api/hello")
-    assert shop.text == "/shop|/hello|"
-    assert static.text == "<p>static</p>"
+    assert api.json() == {"hello": "world", "root_path": "/api", "path": "/api/hello"}
+    assert counted.text == "0\n1\n"
+    assert shop.text == "the shop, mounted at /shop"
+    assert echo.content == b"ping"
+    assert "Static files, a Starlette app and a Flask app" in static.text
