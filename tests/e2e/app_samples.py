@@ -158,6 +158,13 @@ async def conformance(scope: Any, receive: Any, send: Any) -> None:
         ).encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body})
+    elif path == "/ignore-disconnect":
+        try:
+            reached("ignoring").set()
+            await trio.sleep_forever()  # never looks at receive()
+        finally:
+            EVENTS.append(("cancelled", path))
+            reached("cancelled").set()
     elif path == "/no-response":
         return
     elif path == "/start-twice":

@@ -13,9 +13,17 @@ import trio
 
 from tests.e2e import app_samples
 from tests.e2e.app_samples import EVENTS, closed, reached
-from tests.helpers import Running, raw_request, register, running_server, statuses_in
+from tests.helpers import (
+    Running,
+    builtin,
+    raw_request,
+    register,
+    running_server,
+    statuses_in,
+)
 from trioiis import ConfigError, HttpContext, HttpModule, HttpServer, Notification, ServerConfig
 from trioiis.config import config_from_mapping, load_config
+from trioiis.mapping import HandlerMapping
 
 SAMPLES = "tests.e2e.app_samples"
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "apps" / "trioiis.toml"
@@ -117,6 +125,32 @@ async def test_asgi_client_disconnect_delivers_http_disconnect(site: Path) -> No
             await stream.aclose()
             await reached("disconnect").wait()
     assert ("disconnect", "/app/raw/x") in EVENTS
+
+
+async def test_asgi_app_ignoring_the_disconnect_is_cancelled_after_the_grace(
+    site: Path, tmp_path: Path
+) -> None:
+    """``disconnect_grace`` bounds what an app does after its client left: one that never
+    calls ``receive()`` is cancelled (well before shutdown), and the request is logged as
+    cancelled by its client."""
+    log_file = tmp_path / "access.log"
+    options = {"app": f"{SAMPLES}:conformance", "root_path": "/c", "disconnect_grace": 0.05}
+    quick = builtin("asgi", options)
+    async with running_server(
+        quick,
+        root=site,
+        handlers=(HandlerMapping("/c/*", ("asgi",)),),
+        access_log=str(log_file),
+    ) as srv:
+        with trio.fail_after(10):
+            stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+            await stream.send_all(b"GET /c/ignore-disconnect HTTP/1.1\r\nHost: t\r\n\r\n")
+            await reached("ignoring").wait()
+            await stream.aclose()
+            await reached("cancelled").wait()
+    assert ("cancelled", "/ignore-disconnect") in EVENTS
+    assert '"GET /c/ignore-disconnect HTTP/1.1"' in log_file.read_text()
+    assert "cancelled-by-client" in log_file.read_text()
 
 
 async def test_asgi_cancel_io_on_a_read_delivers_http_disconnect(site: Path) -> None:
