@@ -158,6 +158,23 @@ async def conformance(scope: Any, receive: Any, send: Any) -> None:
         ).encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body})
+    elif path.startswith("/echo-path"):
+        text = f"{scope['path']}|{scope['raw_path'].decode()}|{scope['http_version']}"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": text.encode()})
+    elif path in ("/undersized", "/oversized"):
+        body = b"xxx" if path == "/undersized" else b"x" * 60
+        headers = [(b"content-length", b"10")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    elif path == "/close":
+        headers = [(b"connection", b"close")]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/chunked":
+        headers = [(b"transfer-encoding", b"chunked")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"Hello, world!"})
     elif path == "/ignore-disconnect":
         try:
             reached("ignoring").set()

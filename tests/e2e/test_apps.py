@@ -286,6 +286,68 @@ async def test_asgi_conformance_headers_and_framing(site: Path) -> None:
     assert ("after-complete", "http.disconnect") in EVENTS
 
 
+async def test_asgi_conformance_paths_and_versions(site: Path) -> None:
+    """Uvicorn's test_raw_path (percent-escapes decoded in ``path`` except ``%2F``, which
+    would change the path's segments; ``raw_path`` as received) and test_http10_request."""
+    async with running_apps(site, CONFORMANCE) as srv:
+        raw = await raw_request(
+            srv.port,
+            b"GET /c/echo-path/one%2Ftwo%2Dthree HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        old = await raw_request(srv.port, b"GET /c/echo-path HTTP/1.0\r\nHost: t\r\n\r\n")
+    assert raw.endswith(b"\r\n\r\n/c/echo-path/one%2Ftwo-three|/c/echo-path/one%2Ftwo%2Dthree|1.1")
+    assert old.endswith(b"\r\n\r\n/c/echo-path|/c/echo-path|1.0")
+
+
+@pytest.mark.parametrize("path", ["/c/undersized", "/c/oversized"])
+async def test_asgi_conformance_wrong_content_length_closes(site: Path, path: str) -> None:
+    """Uvicorn's test_undersized_request / test_oversized_request: a body that disagrees
+    with the app's Content-Length never goes out as a complete response; the connection
+    closes."""
+    async with running_apps(site, CONFORMANCE) as srv:
+        raw = await raw_request(srv.port, f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert not (b"content-length: 10" in head.lower() and len(body) == 10)
+
+
+async def test_asgi_conformance_app_framing_headers(site: Path) -> None:
+    """Uvicorn's test_close (the app's ``Connection: close`` closes the connection after the
+    response) and test_chunked_encoding (the app's own ``Transfer-Encoding: chunked``: one
+    well-formed chunked body)."""
+    async with running_apps(site, CONFORMANCE) as srv:
+        closed = await raw_request(srv.port, b"GET /c/close HTTP/1.1\r\nHost: t\r\n\r\n")
+        chunked = await raw_request(
+            srv.port, b"GET /c/chunked HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+    assert statuses_in(closed) == [204]  # raw_request read until the server closed
+    assert statuses_in(chunked) == [200]
+    assert b"Hello, world!" in chunked
+    assert chunked.count(b"0\r\n\r\n") == 1
+
+
+async def test_asgi_conformance_100_continue_when_the_app_reads(site: Path) -> None:
+    """Uvicorn's test_100_continue_sent_when_body_consumed: the client waits for
+    ``100 Continue``, which goes out when the app's ``receive()`` first reads the body."""
+    async with running_apps(site, CONFORMANCE) as srv:
+        with trio.fail_after(10):
+            stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+            async with stream:
+                await stream.send_all(
+                    b"POST /c/body-size HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                    b"Content-Length: 4\r\nConnection: close\r\n\r\n"
+                )
+                interim = b""
+                while b"\r\n\r\n" not in interim:
+                    interim += await stream.receive_some(65536)
+                await stream.send_all(b"abcd")
+                rest = b""
+                while chunk := await stream.receive_some(65536):
+                    rest += chunk
+    assert interim.startswith(b"HTTP/1.1 100 ")
+    assert statuses_in(interim + rest) == [100, 200]
+    assert (interim + rest).endswith(b"\r\n\r\n4")
+
+
 @pytest.mark.parametrize("chunked", [False, True])
 async def test_asgi_conformance_request_body_in_pieces(site: Path, chunked: bool) -> None:
     body = chunks(50, 4000) if chunked else b"z" * 200_000

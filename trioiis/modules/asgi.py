@@ -56,6 +56,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, Literal, cast
+from urllib.parse import unquote
 
 import trio
 
@@ -217,7 +218,7 @@ class AsgiApplication:
             "http_version": request.http_version,
             "method": request.method,
             "scheme": "https" if connection.secure else "http",
-            "path": request.path,
+            "path": _decoded_path(raw_path),
             "raw_path": raw_path.encode("latin-1", "replace"),
             "query_string": request.query.encode("latin-1", "replace"),
             "root_path": self.root_path,
@@ -244,6 +245,15 @@ class AsgiApplication:
         """
         exchange = _Exchange(self, ctx)
         await exchange.run()
+
+
+def _decoded_path(raw_path: str) -> str:
+    """The scope's ``path``: ``raw_path`` percent-decoded as UTF-8, except ``%2F``, which
+    stays encoded (decoding it would change the path's segments; Uvicorn does the same)."""
+    if "%" not in raw_path:
+        return raw_path
+    protected = raw_path.replace("%2F", "%252F").replace("%2f", "%252f")
+    return unquote(protected, errors="surrogateescape")
 
 
 class _Exchange:
