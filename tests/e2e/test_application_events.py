@@ -53,16 +53,16 @@ async def test_application_start_and_stop_wrap_every_connection(site: Path) -> N
     modules = global_module(first), global_module(second)
     async with running_server(*modules, root=site) as srv, srv.client() as client:
         log.append(f"request: {(await client.get('/')).status_code}")
-    assert log == [
+    assert log[:5] == [
         "first: start",
         "second: start",
         "request: 200",
         "first: stop",
         "second: stop",
-        # Then the application nursery is cancelled: what the modules left in it ends.
-        "first: background cancelled",
-        "second: background cancelled",
     ]
+    # Then the application nursery is cancelled: what the modules left in it ends (the two
+    # tasks in any order).
+    assert sorted(log[5:]) == ["first: background cancelled", "second: background cancelled"]
 
 
 async def test_handled_start_stops_the_later_modules(site: Path) -> None:
