@@ -207,6 +207,8 @@ def test_limits_accept_infinite_timeouts() -> None:
         ({"shutdown_grace": "5"}, "config key 'shutdown_grace' must be a number, not a string"),
         ({"shutdown_grace": -1}, "shutdown_grace must be a non-negative number"),
         ({"shutdown_grace": math.nan}, "shutdown_grace must be a non-negative number"),
+        ({"http": "llhttp"}, 'http must be "h11" or "fast", not \'llhttp\''),
+        ({"http": 1}, "config key 'http' must be a string, not an integer"),
     ],
 )
 def test_mistakes_are_one_specific_line(data: dict[str, Any], expected: str) -> None:
@@ -677,3 +679,10 @@ def test_wsgi_module_needs_at_least_one_thread() -> None:
     options = {"app": "tests.e2e.app_samples:flask_app", "threads": 0}
     with pytest.raises(ConfigError, match="'threads' must be at least 1"):
         server.register_module("wsgi", load_register_function(BUILTIN_MODULES["wsgi"]), options)
+
+
+def test_fast_parser_needs_httptools(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert trioiis.HttpServer(ServerConfig(http="fast"))  # installed with the test extra
+    monkeypatch.setattr("trioiis.server.fast_parser_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"needs httptools: pip install 'trioiis\[fast\]'"):
+        trioiis.HttpServer(ServerConfig(http="fast"))

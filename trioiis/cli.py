@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", metavar="PATH|-")
     serve.add_argument("--tls-cert", metavar="PEM", help="certificate chain: serve HTTPS")
     serve.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
+    serve.add_argument(
+        "--http",
+        choices=["h11", "fast"],
+        help="request-head parser: h11 (default) or fast (httptools; same behaviour)",
+    )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file")
@@ -72,6 +77,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         access_log=args.access_log,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        http=args.http,
     )
     check_root(config)
     return config

@@ -127,6 +127,9 @@ class ServerConfig:
             go to the first site marked ``default``, else to ``root``.
         tls_cert: PEM certificate chain file; with ``tls_key``, every binding serves HTTPS.
         tls_key: PEM private key file (both or neither).
+        http: the request-head parser: ``"h11"`` (the reference, default) or ``"fast"``
+            (llhttp through ``httptools`` for bodiless heads, h11 for the rest; needs
+            ``pip install 'trioiis[fast]'``). Both accept, refuse and frame the same requests.
     """
 
     root: Path = Path(".")
@@ -144,6 +147,7 @@ class ServerConfig:
     sites: tuple[SiteConfig, ...] = ()
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    http: Literal["h11", "fast"] = "h11"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -189,6 +193,8 @@ class ServerConfig:
                 f"access_log_format must be one of {', '.join(FORMATS)},"
                 f" not {self.access_log_format!r}"
             )
+        if self.http not in ("h11", "fast"):
+            raise ConfigError(f'http must be "h11" or "fast", not {self.http!r}')
         if self.when_full not in ("wait", "refuse"):
             raise ConfigError(f'when_full must be "wait" or "refuse", not {self.when_full!r}')
         grace = self.shutdown_grace
@@ -298,6 +304,7 @@ def config_from_mapping(
         ("access_log", str),
         ("max_connections", int),
         ("when_full", str),
+        ("http", str),
         ("access_log_format", str),
         ("shutdown_grace", (int, float)),
     ):
@@ -570,10 +577,13 @@ def merge_cli(
     tls_key: str | None = None,
     asgi: Sequence[str] = (),
     wsgi: Sequence[str] = (),
+    http: str | None = None,
 ) -> ServerConfig:
     """Command-line options on top of a config (the command line wins; ``--asgi`` and
     ``--wsgi`` mappings come before ``--handler`` ones)."""
     changes: dict[str, object] = {}
+    if http is not None:
+        changes["http"] = http
     apps = [parse_app_option("asgi", a) for a in asgi] + [parse_app_option("wsgi", w) for w in wsgi]
     if tls_cert is not None:
         changes["tls_cert"] = Path(tls_cert)

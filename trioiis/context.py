@@ -777,7 +777,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
                 offset = http.queue_body(body)
                 if end:
                     http.queue_end()
-        except Exception as exc:  # h11.LocalProtocolError: the module's framing was wrong
+        except Exception as exc:  # FramingError: the module's framing was wrong
             wire.failed = True
             http.broken = True
             raise HResultError(f"response could not be sent: {exc}") from exc

@@ -37,7 +37,9 @@ from .context import HttpConnection, HttpContext, Site, _Wire
 from .counters import ServerCounters
 from .errors import ConfigError
 from .headers import Headers
-from .http1 import HeadError, Http1Connection, RequestHead, error_response_bytes
+from .http1 import HeadError, HeadParser, Http1Connection, RequestHead, error_response_bytes
+from .http1_fast import available as fast_parser_available
+from .http1_fast import parse_head_fast
 from .modules import BUILTIN_MODULES, DEFAULT_MODULES
 from .pipeline import Pipeline
 from .registration import GlobalServer, ModuleRegistrationInfo, RegisterModule
@@ -86,6 +88,11 @@ class HttpServer:
             if site_config.default and self._default_site is self.site:
                 self._default_site = site
         self._ssl_context: ssl.SSLContext | None = None
+        self._head_parser: HeadParser | None = None
+        if self.config.http == "fast":
+            if not fast_parser_available():
+                raise ConfigError("http = \"fast\" needs httptools: pip install 'trioiis[fast]'")
+            self._head_parser = parse_head_fast
         configured = {spec.name for spec in self.config.modules}
         if self.config.builtin_modules:
             for name in DEFAULT_MODULES:
@@ -321,7 +328,9 @@ class HttpServer:
         Cancellation: closes the stream; a request in flight is cancelled, and its tail
             (LOG_REQUEST, END_REQUEST) still runs shielded.
         """
-        http = Http1Connection(stream, self.config.limits, raw_socket=raw_socket)
+        http = Http1Connection(
+            stream, self.config.limits, raw_socket=raw_socket, head_parser=self._head_parser
+        )
         http.closing = self._draining
         self._live.add(http)
         connection: HttpConnection = HttpConnection._create(
