@@ -8,6 +8,7 @@ The same ``benchmarks/starlette_hello.py`` app (``GET /hello`` → ``Hello, worl
 * ``trioiis``: ``trioiis serve examples/site --asgi '/*=benchmarks/starlette_hello.py:app'``:
   the app as a handler module, with the default modules (request filtering, static files,
   custom errors, compression) loaded, i.e. the full pipeline;
+* ``trioiis-fast``: the same with ``--http fast`` (llhttp parses bodiless request heads);
 * ``hypercorn-trio``: Hypercorn ``--worker-class trio --workers 0``;
 * ``uvicorn-h11`` and ``uvicorn-httptools``: Uvicorn ``--loop asyncio``, no access log.
 
@@ -48,6 +49,10 @@ def _trioiis(port: int) -> list[str]:
     return [*command[:at], "--asgi", "/*=benchmarks/starlette_hello.py:app"]
 
 
+def _trioiis_fast(port: int) -> list[str]:
+    return [*_trioiis(port), "--http", "fast"]
+
+
 def _uvicorn(http: str) -> compare.Server:
     def argv(port: int) -> list[str]:
         command = compare._uvicorn(http)(port)
@@ -68,6 +73,9 @@ def _hypercorn(port: int) -> list[str]:
 
 SERVERS: tuple[compare.Server, ...] = (
     compare.Server("trioiis", "asgi handler module, full pipeline", _trioiis, ("starlette",)),
+    compare.Server(
+        "trioiis-fast", "the same, --http fast", _trioiis_fast, ("starlette", "httptools")
+    ),
     compare.Server("hypercorn-trio", "Hypercorn, trio worker", _hypercorn, ("hypercorn",)),
     _uvicorn("h11"),
     _uvicorn("httptools"),
