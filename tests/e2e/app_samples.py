@@ -122,6 +122,14 @@ async def asyncio_only(scope: Any, receive: Any, send: Any) -> None:
     await asyncio.sleep(0.001)
 
 
+async def asyncio_lifespan(scope: Any, receive: Any, send: Any) -> None:
+    """Its lifespan startup needs asyncio."""
+    import asyncio
+
+    await receive()
+    await asyncio.sleep(0.001)
+
+
 async def failing_startup(scope: Any, receive: Any, send: Any) -> None:
     assert scope["type"] == "lifespan"
     await receive()

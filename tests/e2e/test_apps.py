@@ -202,6 +202,21 @@ async def test_asgi_lifespan_startup_failure_stops_the_server() -> None:
     )
 
 
+async def test_asgi_asyncio_lifespan_stops_the_server_with_a_clear_error() -> None:
+    config = config_from_mapping(
+        {"handlers": [{"path": "/*", "asgi": f"{SAMPLES}:asyncio_lifespan"}]}
+    )
+    server = HttpServer(
+        ServerConfig(bindings=("127.0.0.1:0",), modules=config.modules, handlers=config.handlers)
+    )
+    with trio.fail_after(10), pytest.raises(ConfigError) as caught:
+        await server.serve()
+    message = str(caught.value)
+    assert message.startswith("module 'asgi /*' failed to start: AsyncioAppError: ASGI app")
+    assert "needs asyncio" in message
+    assert "\n" not in message
+
+
 async def test_asgi_asyncio_only_app_gets_a_clear_error(
     site: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -488,6 +488,12 @@ class AsgiModule(HttpModule):
     async def on_execute_request_handler(
         self, ctx: HttpContext, provider: trioiis.EventProvider
     ) -> Status:
+        """Run the app (``AsgiApplication.handle``); the mapping's later modules do not run.
+
+        Cancellation: as ``AsgiApplication.handle``: the app sees ``http.disconnect`` and is
+            cancelled ``disconnect_grace`` seconds later; ``cancel_io()`` aborts its pending
+            read or flush only.
+        """
         ctx.set_request_handled()
         await self.application.handle(ctx)
         return Status.CONTINUE

@@ -358,6 +358,12 @@ class WsgiModule(HttpModule):
     async def on_execute_request_handler(
         self, ctx: HttpContext, provider: trioiis.EventProvider
     ) -> Status:
+        """Run the app in a worker thread (``WsgiApplication.handle``).
+
+        Cancellation: as ``WsgiApplication.handle``: returns at once and abandons the thread,
+            which unwinds at its next read or write; ``cancel_io()`` fails the pending read
+            or flush only.
+        """
         ctx.set_request_handled()
         await self.application.handle(ctx)
         return Status.CONTINUE
