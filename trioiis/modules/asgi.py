@@ -223,8 +223,8 @@ class AsgiApplication:
             "query_string": request.query.encode("latin-1", "replace"),
             "root_path": self.root_path,
             "headers": headers,
-            "client": list(connection.remote_address),
-            "server": list(connection.local_address),
+            "client": tuple(connection.remote_address),
+            "server": tuple(connection.local_address),
             "state": dict(self.state),
             "extensions": {},
         }
