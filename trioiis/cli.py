@@ -33,6 +33,16 @@ def _parser() -> argparse.ArgumentParser:
         "--module", action="append", default=[], metavar="[NAME=]pkg.mod:register_module"
     )
     serve.add_argument("--handler", action="append", default=[], metavar="PATTERN=NAME")
+    serve.add_argument(
+        "--asgi",
+        action="append",
+        default=[],
+        metavar="PATTERN=pkg.mod:app",
+        help="host an ASGI app",
+    )
+    serve.add_argument(
+        "--wsgi", action="append", default=[], metavar="PATTERN=pkg.mod:app", help="host a WSGI app"
+    )
     serve.add_argument("--access-log", metavar="PATH|-")
     serve.add_argument("--tls-cert", metavar="PEM", help="certificate chain: serve HTTPS")
     serve.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
@@ -62,6 +72,8 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         bindings=args.bind,
         modules=args.module,
         handlers=args.handler,
+        asgi=args.asgi,
+        wsgi=args.wsgi,
         access_log=args.access_log,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
