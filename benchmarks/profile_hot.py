@@ -188,7 +188,7 @@ def profile_target(target: str, args: argparse.Namespace, wrk: str, workdir: Pat
             ).stdout
             main_after, other_after = thread_cpu(process.pid)
         finally:
-            compare.stop(process)
+            hello.stop(process)
         if not os.path.exists(session_path):
             log.seek(0)
             raise RuntimeError(f"no session saved; server stderr:\n{log.read().decode()}")

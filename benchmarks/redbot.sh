@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # REDbot (issue 5): lint a few URLs of the sample site served by trioiis.
 #
-#     .venv/bin/pip install redbot          # once; deliberately not a project dependency
+#     python3 -m venv .venv-redbot && .venv-redbot/bin/pip install redbot   # once
+#     (its own venv on purpose: redbot's httplint brings sniffpy, which installs a top-level
+#     package named `tests` that would shadow this project's tests/ in .venv)
 #     benchmarks/redbot.sh [text|text_verbose]   # default: one line per note, with levels
 #
 # Copies examples/site to a temp folder and adds two files the sample site lacks, because
@@ -19,9 +21,9 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 FORMAT="${1:-}"
-REDBOT=.venv/bin/redbot
+REDBOT=.venv-redbot/bin/redbot
 if [ ! -x "$REDBOT" ]; then
-    echo "REDbot is not installed: .venv/bin/pip install redbot" >&2
+    echo "REDbot is not installed: python3 -m venv .venv-redbot && .venv-redbot/bin/pip install redbot" >&2
     exit 2
 fi
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,19 @@ from hypothesis import strategies as st
 import trioiis
 import trioiis.config
 import trioiis.modules
-from trioiis import ConfigError, Limits, ServerConfig, load_config
+from trioiis import ConfigError, HttpServer, Limits, ServerConfig, load_config
 from trioiis.config import (
     ModuleSpec,
+    app_module_spec,
     config_from_mapping,
+    load_register_function,
     merge_cli,
     parse_binding,
     parse_handler_option,
     parse_module_option,
 )
 from trioiis.mapping import HandlerMapping
+from trioiis.modules import BUILTIN_MODULES
 
 FULL = """
 root = "site"
@@ -203,6 +207,8 @@ def test_limits_accept_infinite_timeouts() -> None:
         ({"shutdown_grace": "5"}, "config key 'shutdown_grace' must be a number, not a string"),
         ({"shutdown_grace": -1}, "shutdown_grace must be a non-negative number"),
         ({"shutdown_grace": math.nan}, "shutdown_grace must be a non-negative number"),
+        ({"http": "llhttp"}, 'http must be "h11" or "fast", not \'llhttp\''),
+        ({"http": 1}, "config key 'http' must be a string, not an integer"),
     ],
 )
 def test_mistakes_are_one_specific_line(data: dict[str, Any], expected: str) -> None:
@@ -579,3 +585,104 @@ def test_merge_cli_tls_options() -> None:
             access_log=None,
             tls_cert="c.pem",
         )
+
+
+# ------------------------------------------------------------------ hosted apps
+
+
+def test_handler_with_an_app_loads_its_module_and_mounts_it(tmp_path: Path) -> None:
+    config_file = tmp_path / "trioiis.toml"
+    config_file.write_text(
+        '[[modules]]\nname = "directory_listing"\n'
+        '[[handlers]]\npath = "/api/*"\nasgi = "api.py:app"\n'
+        '[[handlers]]\nname = "shop"\npath = "/shop*"\nwsgi = "shop:app"\nroot_path = "/shop"\n'
+        '[[handlers]]\npath = "*.md"\nmodules = ["static_file"]\n'
+    )
+    config = load_config(config_file)
+    assert [(m.name, m.target, dict(m.options)) for m in config.modules] == [
+        ("directory_listing", BUILTIN_MODULES["directory_listing"], {}),
+        (
+            "asgi /api/*",
+            BUILTIN_MODULES["asgi"],
+            {"app": f"{tmp_path}/api.py:app", "root_path": "/api"},
+        ),
+        ("shop", BUILTIN_MODULES["wsgi"], {"app": "shop:app", "root_path": "/shop"}),
+    ]
+    assert [(h.path, h.modules) for h in config.handlers] == [
+        ("/api/*", ("asgi /api/*",)),
+        ("/shop*", ("shop",)),
+        ("*.md", ("static_file",)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "root_path"),
+    [("/app/*", "/app"), ("/a/b/*", "/a/b"), ("/*", ""), ("*", ""), ("/a*/*", ""), ("*.py", "")],
+)
+def test_app_mount_point_from_the_pattern(pattern: str, root_path: str) -> None:
+    spec = app_module_spec("asgi", pattern, "m:app")
+    assert spec.options["root_path"] == root_path
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"path": "/a/*", "asgi": "m:app", "modules": ["x"]}, "give one of modules, asgi or wsgi"),
+        ({"path": "/a/*", "asgi": "m:app", "wsgi": "m:app"}, "give one of modules, asgi or wsgi"),
+        ({"path": "/a/*", "asgi": 3}, "asgi must be a string pkg.module:attribute"),
+        ({"path": "/a/*", "wsgi": "m"}, "wsgi app 'm' must be pkg.module:attribute"),
+        ({"path": "/a/*", "asgi": "m:app", "root_path": 1}, "root_path must be a string"),
+        ({"path": "/a/*", "modules": ["x"], "root_path": "/a"}, "root_path goes with asgi"),
+    ],
+)
+def test_app_handler_mistakes(table: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config_from_mapping({"handlers": [table]})
+
+
+def test_merge_cli_apps_come_first() -> None:
+    config = config_from_mapping({"handlers": [{"path": "*.md", "modules": ["static_file"]}]})
+    merged = merge_cli(
+        config,
+        root=None,
+        bindings=[],
+        modules=[],
+        handlers=["*.txt=static_file"],
+        access_log=None,
+        asgi=["/api/*=api:app"],
+        wsgi=["/shop/*=shop:app"],
+    )
+    assert [h.path for h in merged.handlers] == ["/api/*", "/shop/*", "*.txt", "*.md"]
+    assert [m.name for m in merged.modules] == ["asgi /api/*", "wsgi /shop/*"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "option 'app' must be a string"),
+        ({"app": "m"}, "must be pkg.module:attribute"),
+        ({"app": "tests.e2e.app_samples:conformance", "lifespan": "yes"}, "auto, on or off"),
+        ({"app": "tests.e2e.app_samples:conformance", "root_path": "app"}, "like '/app'"),
+        ({"app": "tests.e2e.app_samples:EVENTS"}, "is not callable"),
+        ({"app": "tests.e2e.app_samples:conformance", "disconnect_grace": -1}, "non-negative"),
+        ({"app": "tests.e2e.app_samples:conformance", "colour": 1}, "unknown option(s) colour"),
+    ],
+)
+def test_asgi_module_option_mistakes(options: dict[str, Any], message: str) -> None:
+    server = HttpServer(ServerConfig(builtin_modules=False))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        server.register_module("asgi", load_register_function(BUILTIN_MODULES["asgi"]), options)
+
+
+def test_wsgi_module_needs_at_least_one_thread() -> None:
+    server = HttpServer(ServerConfig(builtin_modules=False))
+    options = {"app": "tests.e2e.app_samples:flask_app", "threads": 0}
+    with pytest.raises(ConfigError, match="'threads' must be at least 1"):
+        server.register_module("wsgi", load_register_function(BUILTIN_MODULES["wsgi"]), options)
+
+
+def test_fast_parser_needs_httptools(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert trioiis.HttpServer(ServerConfig(http="fast"))  # installed with the test extra
+    monkeypatch.setattr("trioiis.server.fast_parser_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"needs httptools: pip install 'trioiis\[fast\]'"):
+        trioiis.HttpServer(ServerConfig(http="fast"))

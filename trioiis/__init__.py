@@ -47,6 +47,7 @@ from .providers import MapHandlerProvider as MapHandlerProvider
 from .providers import MapPathProvider as MapPathProvider
 from .providers import ReadEntityProvider as ReadEntityProvider
 from .providers import SendResponseProvider as SendResponseProvider
+from .registration import ApplicationProvider as ApplicationProvider
 from .registration import GlobalModule as GlobalModule
 from .registration import GlobalProvider as GlobalProvider
 from .registration import GlobalServer as GlobalServer
@@ -69,6 +70,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MAX_CHILD_DEPTH",
     "SERVER_VERSION",
+    "ApplicationProvider",
     "AuthenticationProvider",
     "BodyTooLargeError",
     "CloneFlags",

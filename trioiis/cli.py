@@ -36,9 +36,24 @@ def _parser() -> argparse.ArgumentParser:
         "--module", action="append", default=[], metavar="[NAME=]pkg.mod:register_module"
     )
     serve.add_argument("--handler", action="append", default=[], metavar="PATTERN=NAME")
+    serve.add_argument(
+        "--asgi",
+        action="append",
+        default=[],
+        metavar="PATTERN=pkg.mod:app",
+        help="host an ASGI app",
+    )
+    serve.add_argument(
+        "--wsgi", action="append", default=[], metavar="PATTERN=pkg.mod:app", help="host a WSGI app"
+    )
     serve.add_argument("--access-log", metavar="PATH|-")
     serve.add_argument("--tls-cert", metavar="PEM", help="certificate chain: serve HTTPS")
     serve.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
+    serve.add_argument(
+        "--http",
+        choices=["h11", "fast"],
+        help="request-head parser: h11 (default) or fast (httptools; same behaviour)",
+    )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     serve.add_argument(
         "--workers",
@@ -67,9 +82,12 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         bindings=args.bind,
         modules=args.module,
         handlers=args.handler,
+        asgi=args.asgi,
+        wsgi=args.wsgi,
         access_log=args.access_log,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        http=args.http,
     )
     check_root(config)
     return config

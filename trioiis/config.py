@@ -21,6 +21,10 @@ path = "*.txt"                    # each module named must be registered for tha
 modules = ["static_file"]
 verbs = ["GET", "HEAD"]           # optional
 
+[[handlers]]                      # host a Python app: `asgi` or `wsgi` instead of modules
+path = "/app/*"                   # mounted at /app (its root_path / SCRIPT_NAME)
+asgi = "myapp:app"                # or "path/to/app.py:app", relative to this file
+
 [[sites]]                         # virtual hosts, chosen by the request's Host
 name = "blog"
 root = "blog"
@@ -50,6 +54,7 @@ from .forwarded import TrustedProxies
 from .http1 import Limits
 from .mapping import HandlerMapping
 from .modules import BUILTIN_MODULES
+from .modules._apps import root_path_for
 from .registration import RegisterModule
 
 
@@ -131,6 +136,9 @@ class ServerConfig:
         trusted_proxies: IP addresses and networks (``"10.0.0.0/8"``) whose
             ``X-Forwarded-For`` / ``Forwarded`` headers are believed (see
             ``trioiis.forwarded``); from any other peer they are ignored.
+        http: the request-head parser: ``"h11"`` (the reference, default) or ``"fast"``
+            (llhttp through ``httptools`` for bodiless heads, h11 for the rest; needs
+            ``pip install 'trioiis[fast]'``). Both accept, refuse and frame the same requests.
     """
 
     root: Path = Path(".")
@@ -150,6 +158,7 @@ class ServerConfig:
     tls_key: Path | None = None
     proxy_protocol: bool = False
     trusted_proxies: tuple[str, ...] = ()
+    http: Literal["h11", "fast"] = "h11"
 
     def __post_init__(self) -> None:
         self._check_forwarding()
@@ -196,6 +205,8 @@ class ServerConfig:
                 f"access_log_format must be one of {', '.join(FORMATS)},"
                 f" not {self.access_log_format!r}"
             )
+        if self.http not in ("h11", "fast"):
+            raise ConfigError(f'http must be "h11" or "fast", not {self.http!r}')
         if self.when_full not in ("wait", "refuse"):
             raise ConfigError(f'when_full must be "wait" or "refuse", not {self.when_full!r}')
         grace = self.shutdown_grace
@@ -301,7 +312,11 @@ def config_from_mapping(
         kwargs["modules"] = tuple(_module_spec(t, i, base) for i, t in enumerate(tables, 1))
     if "handlers" in data:
         tables = _expect_list(data, "handlers", dict)
-        kwargs["handlers"] = tuple(_handler(t, i) for i, t in enumerate(tables, 1))
+        mappings = [_handler(t, i, base) for i, t in enumerate(tables, 1)]
+        kwargs["handlers"] = tuple(mapping for mapping, _ in mappings)
+        apps = tuple(spec for _, spec in mappings if spec is not None)
+        if apps:
+            kwargs["modules"] = cast("tuple[ModuleSpec, ...]", kwargs.get("modules", ())) + apps
     if "default_documents" in data:
         kwargs["default_documents"] = tuple(_expect_list(data, "default_documents", str))
     if "trusted_proxies" in data:
@@ -318,6 +333,7 @@ def config_from_mapping(
         ("access_log", str),
         ("max_connections", int),
         ("when_full", str),
+        ("http", str),
         ("access_log_format", str),
         ("shutdown_grace", (int, float)),
     ):
@@ -436,27 +452,79 @@ def _site(data: object, index: int, base: Path) -> SiteConfig:
     )
 
 
-def _handler(data: object, index: int) -> HandlerMapping:
-    table = _table(data, "handlers", index, {"path", "modules", "verbs", "name"})
+def _handler(data: object, index: int, base: Path) -> tuple[HandlerMapping, ModuleSpec | None]:
+    """A mapping, and the app module it mounts when it has ``asgi`` or ``wsgi``."""
+    table = _table(
+        data, "handlers", index, {"path", "modules", "verbs", "name", "asgi", "wsgi", "root_path"}
+    )
     path, modules = table.get("path"), table.get("modules")
     verbs, name = table.get("verbs", []), table.get("name", "")
     where = _label("handlers", index, path)
     if not isinstance(path, str) or not path:
         raise ConfigError(f"{where} needs a path string")
-    if not isinstance(modules, list) or not modules:
-        raise ConfigError(f"{where} needs a non-empty modules array")
-    if not all(isinstance(m, str) and m for m in modules):
-        raise ConfigError(f"{where} modules must be an array of strings")
     if not isinstance(verbs, list) or not all(isinstance(v, str) and v for v in verbs):
         raise ConfigError(f"{where} verbs must be an array of strings")
     if not isinstance(name, str):
         raise ConfigError(f"{where} name must be a string")
-    return HandlerMapping(
+    kinds = [kind for kind in ("asgi", "wsgi") if kind in table]
+    spec: ModuleSpec | None = None
+    if kinds:
+        if len(kinds) > 1 or modules is not None:
+            raise ConfigError(f"{where}: give one of modules, asgi or wsgi")
+        kind = kinds[0]
+        app, root_path = table[kind], table.get("root_path")
+        if not isinstance(app, str) or not app:
+            raise ConfigError(f"{where}: {kind} must be a string pkg.module:attribute")
+        if root_path is not None and not isinstance(root_path, str):
+            raise ConfigError(f"{where}: root_path must be a string")
+        spec = app_module_spec(kind, path, app, name=name, root_path=root_path, base=base)
+        modules = [spec.name]
+    elif "root_path" in table:
+        raise ConfigError(f"{where}: root_path goes with asgi or wsgi")
+    if not isinstance(modules, list) or not modules:
+        raise ConfigError(f"{where} needs a non-empty modules array")
+    if not all(isinstance(m, str) and m for m in modules):
+        raise ConfigError(f"{where} modules must be an array of strings")
+    mapping = HandlerMapping(
         path,
         tuple(cast("list[str]", modules)),
         frozenset(v.upper() for v in cast("list[str]", verbs)),
         name,
     )
+    return mapping, spec
+
+
+def app_module_spec(
+    kind: Literal["asgi", "wsgi"],
+    pattern: str,
+    app: str,
+    *,
+    name: str = "",
+    root_path: str | None = None,
+    base: Path = Path("."),
+) -> ModuleSpec:
+    """The module that hosts ``app`` (``pkg.mod:attr`` or ``file.py:attr``, a ``.py``
+    path relative to ``base``) for the handler pattern ``pattern``: named ``name`` or
+    ``"asgi /app/*"``, mounted at ``root_path`` or where the pattern says (``/app/*`` →
+    ``/app``)."""
+    module_path, sep, attr = app.rpartition(":")
+    if not sep or not module_path or not attr:
+        raise ConfigError(f"{kind} app {app!r} must be pkg.module:attribute")
+    if module_path.endswith(".py") and not Path(module_path).is_absolute():
+        app = f"{base / module_path}:{attr}"
+    options = {"app": app, "root_path": root_path_for(pattern) if root_path is None else root_path}
+    return ModuleSpec(
+        name=name or f"{kind} {pattern}", target=BUILTIN_MODULES[kind], options=options
+    )
+
+
+def parse_app_option(kind: Literal["asgi", "wsgi"], text: str) -> tuple[HandlerMapping, ModuleSpec]:
+    """``--asgi PATTERN=pkg.mod:app`` (or ``--wsgi``) from the command line."""
+    pattern, sep, app = text.partition("=")
+    if not sep or not pattern or not app:
+        raise ConfigError(f"--{kind} {text!r} must be PATTERN=pkg.module:attribute")
+    spec = app_module_spec(kind, pattern, app)
+    return HandlerMapping(pattern, (spec.name,)), spec
 
 
 def parse_module_option(text: str) -> ModuleSpec:
@@ -536,9 +604,16 @@ def merge_cli(
     access_log: str | None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    asgi: Sequence[str] = (),
+    wsgi: Sequence[str] = (),
+    http: str | None = None,
 ) -> ServerConfig:
-    """Command-line options on top of a config (the command line wins)."""
+    """Command-line options on top of a config (the command line wins; ``--asgi`` and
+    ``--wsgi`` mappings come before ``--handler`` ones)."""
     changes: dict[str, object] = {}
+    if http is not None:
+        changes["http"] = http
+    apps = [parse_app_option("asgi", a) for a in asgi] + [parse_app_option("wsgi", w) for w in wsgi]
     if tls_cert is not None:
         changes["tls_cert"] = Path(tls_cert)
     if tls_key is not None:
@@ -547,10 +622,18 @@ def merge_cli(
         changes["root"] = Path(root)
     if bindings:
         changes["bindings"] = tuple(bindings)
-    if modules:
-        changes["modules"] = config.modules + tuple(parse_module_option(m) for m in modules)
-    if handlers:
-        changes["handlers"] = tuple(parse_handler_option(h) for h in handlers) + config.handlers
+    if modules or apps:
+        changes["modules"] = (
+            config.modules
+            + tuple(parse_module_option(m) for m in modules)
+            + tuple(spec for _, spec in apps)
+        )
+    if handlers or apps:
+        changes["handlers"] = (
+            tuple(mapping for mapping, _ in apps)
+            + tuple(parse_handler_option(h) for h in handlers)
+            + config.handlers
+        )
     if access_log is not None:
         changes["access_log"] = access_log
     return dataclasses.replace(config, **changes)  # type: ignore[arg-type]

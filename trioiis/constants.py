@@ -57,8 +57,10 @@ NON_DETERMINISTIC: Final[Notification] = (
 
 class GlobalNotification(enum.IntFlag):
     """Global notifications (``GL_*``). trioiis raises PRE_BEGIN_REQUEST (for every request,
-    children included) and STOP_LISTENING (once, when shutdown starts draining); the others
-    are accepted at registration and never raised (nothing here causes them)."""
+    children included), APPLICATION_START (once, before the first connection is accepted),
+    STOP_LISTENING (once, when shutdown starts draining) and APPLICATION_STOP (once, after the
+    last connection ended); the others are accepted at registration and never raised
+    (nothing here causes them)."""
 
     STOP_LISTENING = 0x00000002
     CACHE_CLEANUP = 0x00000004

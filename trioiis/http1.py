@@ -1,4 +1,5 @@
-"""The HTTP/1.1 connection driver: h11 over any ``trio.abc.Stream``, plus our own policy.
+"""The HTTP/1.1 connection driver: h11 reads requests over any ``trio.abc.Stream``, our own
+writer frames responses, plus our own policy.
 
 Theory of operation
 -------------------
@@ -21,9 +22,11 @@ Theory of operation
    a chunk size that would pass it). docs/protocol.md gives every decision and its reason.
 4. **A fresh ``h11.Connection`` per request.** Leftover (pipelined) bytes are taken back from
    ``trailing_data`` when the exchange ends, so every head goes through step 3.
-5. **Writes never lose bytes.** h11 turns events into bytes that go to ``_outbuf``; ``_write_out``
-   sends from it. A cancelled write leaves the unsent rest in ``_outbuf`` for the next write, so
-   the wire stays well-formed and ``bytes_sent`` is exact on sockets.
+5. **Writes never lose bytes.** ``ResponseWriter`` (http1_writer.py: h11's framing decisions
+   without h11's second validation of every header) turns the response into bytes that go to
+   ``_outbuf``; ``_write_out`` sends from it. A cancelled write leaves the unsent rest in
+   ``_outbuf`` for the next write, so the wire stays well-formed and ``bytes_sent`` is exact on
+   sockets.
 6. **Deadlines.** Waiting for the first byte of a head uses ``keep_alive_timeout`` (on a new
    connection, ``head_timeout``), then the connection closes without a response; from the
    first byte the whole head must arrive within ``head_timeout`` (slowloris), else 408 and
@@ -37,6 +40,8 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import errno
+import os
 import re
 import socket
 import struct
@@ -44,13 +49,21 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Final
+from typing import Any, Final, Protocol
 
 import h11
 import trio
 
+from .http1_writer import ResponseWriter, request_keep_alive
+
 SERVER_HEADER: Final = b"trioiis"
 _RECEIVE_SIZE: Final = 65536
+#: ``os.sendfile`` errors that mean the client is gone (others come from the file).
+_PEER_GONE: Final = frozenset(
+    (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN, errno.ECONNABORTED)
+)
+#: How much of a file one worker-thread read takes where ``os.sendfile`` cannot be used.
+FILE_PIECE: Final = 256 * 1024
 _REASONS: Final[dict[int, bytes]] = {
     100: b"Continue",
     200: b"OK",
@@ -326,7 +339,7 @@ def check_request(
     return target, headers
 
 
-def chunk_bytes_declared(conn: h11.Connection) -> int:
+def chunk_bytes_declared(conn: RequestSide) -> int:
     """Bytes the chunk being read still declares (0 outside a chunked body).
 
     h11 keeps this in private state (``ChunkedReader._bytes_in_chunk``); tests/test_http1.py
@@ -365,6 +378,28 @@ def check_framing(headers: Iterable[tuple[bytes, bytes]], limits: Limits) -> int
     return length
 
 
+class RequestSide(Protocol):
+    """What the driver reads a request's body and leftovers from: an ``h11.Connection``
+    (the reference path) or the fast path's ``BodilessRequest``."""
+
+    @property
+    def their_state(self) -> type[h11._util.Sentinel]: ...
+
+    @property
+    def trailing_data(self) -> tuple[bytes, bool]: ...
+
+    @property
+    def client_is_waiting_for_100_continue(self) -> bool: ...
+
+    def next_event(self) -> Any: ...
+
+    def receive_data(self, data: bytes) -> None: ...
+
+
+#: How a complete head becomes a request (``parse_head``, or ``http1_fast.parse_head_fast``).
+HeadParser = Callable[[bytes, int, "Limits"], tuple[RequestSide, "RequestHead"]]
+
+
 def parse_head(data: bytes, end: int, limits: Limits) -> tuple[h11.Connection, RequestHead]:
     """Parse and check the complete head ``data[:end]`` (``HeadScanner`` found its end and
     enforced the size limits); the bytes after it stay in the returned h11 connection, which
@@ -390,13 +425,15 @@ def parse_head(data: bytes, end: int, limits: Limits) -> tuple[h11.Connection, R
         event.method, event.target, event.http_version, list(event.headers)
     )
     length = check_framing(headers, limits)
+    http_version = event.http_version.decode("ascii")
     return conn, RequestHead(
         method=event.method.decode("ascii"),
         target=target.decode("latin-1"),
-        http_version=event.http_version.decode("ascii"),
+        http_version=http_version,
         headers=headers,
         content_length=length,
         chunked=any(n == b"transfer-encoding" for n, _ in headers),
+        keep_alive=request_keep_alive(http_version, headers),
     )
 
 
@@ -451,6 +488,7 @@ class RequestHead:
     headers: list[tuple[bytes, bytes]]
     content_length: int | None
     chunked: bool
+    keep_alive: bool = True  # the client allows another request after this one
 
 
 class Http1Connection:
@@ -467,8 +505,10 @@ class Http1Connection:
         *,
         on_disconnect: Callable[[], None] | None = None,
         raw_socket: socket.socket | None = None,
+        head_parser: HeadParser | None = None,
     ) -> None:
         self.stream = stream
+        self._parse = head_parser or parse_head
         self.limits = limits
         self.counters = Counters()
         self.on_disconnect = on_disconnect
@@ -490,7 +530,9 @@ class Http1Connection:
         # Start time and byte count at the start of the current body / response (min rates).
         self._body_started = self._response_started = 0.0
         self._body_base = self._response_base = 0
-        self._h11: h11.Connection | None = None
+        self._h11: RequestSide | None = None  # the request side of the exchange
+        self._writer: ResponseWriter | None = None  # the response side
+        self._expect_continue = False  # the client waits for 100 Continue before its body
         self._body_left = b""
         self._body_pos = 0  # next unread byte of _body_left (one copy, not one per read)
         self._body_received = 0
@@ -583,8 +625,12 @@ class Http1Connection:
         data = bytes(self._inbuf[start:])
         self._inbuf.clear()
         self._space.unpark_all()
-        conn, head = parse_head(data, end - start, self.limits)
+        conn, head = self._parse(data, end - start, self.limits)
         self._h11 = conn
+        self._writer = ResponseWriter(
+            method=head.method, http_version=head.http_version, keep_alive=head.keep_alive
+        )
+        self._expect_continue = conn.client_is_waiting_for_100_continue
         self._body_left = b""
         self._body_pos = 0  # next unread byte of _body_left (one copy, not one per read)
         self._body_received = 0
@@ -593,7 +639,7 @@ class Http1Connection:
         self._continue_refused = False
         self._body_started = trio.current_time()
         self._body_base = self.counters.bytes_received - len(data) + (end - start)
-        if head.content_length is None and not head.chunked:
+        if isinstance(conn, h11.Connection) and head.content_length is None and not head.chunked:
             # No body framing: h11 has the end of the request already; take it now so that
             # a bodiless request needs no drain after its response.
             event = conn.next_event()
@@ -636,8 +682,9 @@ class Http1Connection:
             self._body_received += len(data)
             return data
         while True:
-            if conn.their_state is h11.SEND_BODY and conn.client_is_waiting_for_100_continue:
-                self._outbuf += conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+            if conn.their_state is h11.SEND_BODY and self._expect_continue:
+                self._expect_continue = False
+                self._outbuf += b"HTTP/1.1 100 Continue\r\n\r\n"
                 await self.write_queued()
             try:
                 event = conn.next_event()
@@ -702,8 +749,8 @@ class Http1Connection:
     ) -> None:
         """Queue the status line and headers (``Date`` and ``Server`` are added if missing,
         ``Connection: close`` while the server drains); ``write_queued`` sends them."""
-        conn = self._h11
-        assert conn is not None
+        writer = self._writer
+        assert writer is not None
         self._response_started = trio.current_time()
         self._response_base = self.counters.bytes_sent
         names = {n.lower() for n, _ in headers}
@@ -712,15 +759,13 @@ class Http1Connection:
         if b"server" not in names:
             headers.append((b"server", SERVER_HEADER))
         self._no_body = self._no_body or status in (204, 304) or status < 200
-        if status >= 200 and conn.client_is_waiting_for_100_continue:
-            # h11 forgets the Expect once a response is sent; drain_body must not.
-            self._continue_refused = True
         if self.closing and b"connection" not in names:
             headers.append((b"connection", b"close"))
-        event = h11.Response(
-            status_code=status, headers=headers, reason=reason or reason_phrase(status)
-        )
-        self._outbuf += conn.send(event) or b""
+        self._outbuf += writer.head(status, headers, reason or reason_phrase(status))
+        if self._expect_continue:
+            # The final answer came first: the client may never send the body (drain_body).
+            self._expect_continue = False
+            self._continue_refused = True
 
     def queue_body(self, data: bytes) -> int:
         """Queue body bytes (dropped for HEAD, 204 and 304, where framing allows none).
@@ -729,11 +774,11 @@ class Http1Connection:
             Where ``data`` starts in the queue (after earlier bytes and chunk framing), or
             -1 when nothing of it is sent.
         """
-        conn = self._h11
-        assert conn is not None
+        writer = self._writer
+        assert writer is not None
         if not data or self._no_body:
             return -1
-        encoded = conn.send(h11.Data(data=data)) or b""
+        encoded = writer.body(data)
         # Chunked framing puts b"<size>\r\n" before the data and b"\r\n" after it.
         framing = len(encoded) - len(data)
         offset = len(self._outbuf) + (framing - 2 if framing else 0)
@@ -742,9 +787,84 @@ class Http1Connection:
 
     def queue_end(self) -> None:
         """Queue the end of the response (the final chunk for chunked framing)."""
-        conn = self._h11
-        assert conn is not None
-        self._outbuf += conn.send(h11.EndOfMessage()) or b""
+        writer = self._writer
+        assert writer is not None
+        self._outbuf += writer.end()
+
+    async def send_file(self, fd: int, offset: int, count: int) -> int:
+        """Send ``count`` bytes of the open file ``fd`` from ``offset`` as body bytes, after
+        whatever is queued: zero-copy (``os.sendfile``) on a plain socket the server owns,
+        else read in ``FILE_PIECE`` parts in a worker thread. Returns the file bytes sent.
+
+        Raises:
+            FramingError: more bytes than the response's Content-Length.
+            OSError: reading the file failed (a disk error).
+            EOFError: the file ended before ``count`` bytes (it shrank): the body cannot be
+                completed.
+            trio.BrokenResourceError: the client is gone (or too slow, as ``write_queued``).
+
+        Cancellation: stops between sends; the bytes sent so far are counted in
+        ``counters.bytes_sent`` and the response cannot be completed (the caller resets).
+        """
+        writer = self._writer
+        assert writer is not None
+        if self._no_body or count <= 0:
+            return 0
+        before, after = writer.around(count)
+        while self._writing:
+            await self._writers.park()
+        self._writing = True  # one writer: nothing may slip in between the framing and file
+        raw = self._raw
+        sent = 0
+        try:
+            self._outbuf += before
+            await self._write_out()
+            while sent < count:
+                if raw is None:
+                    size = min(FILE_PIECE, count - sent)
+                    data = await trio.to_thread.run_sync(os.pread, fd, size, offset + sent)
+                    if not data:
+                        raise EOFError("the file ended early")
+                    self._outbuf += data
+                    await self._write_out()
+                    sent += len(data)
+                    continue
+                try:
+                    n = os.sendfile(raw.fileno(), fd, offset + sent, count - sent)
+                except BlockingIOError:
+                    await self._wait_writable(raw)
+                    continue
+                except OSError as exc:
+                    if exc.errno in _PEER_GONE:
+                        raise trio.BrokenResourceError(str(exc)) from exc
+                    raise  # the file's side (a disk error): the pipeline logs it
+                if n == 0:
+                    raise EOFError("the file ended early")
+                sent += n
+                self.counters.bytes_sent += n
+            self._outbuf += after
+            await self._write_out()
+        except BaseException:
+            self.broken = True  # the body is cut short: this connection cannot go on
+            raise
+        finally:
+            self._writing = False
+            self._writers.unpark()
+        return sent
+
+    async def _wait_writable(self, raw: socket.socket) -> None:
+        """Wait until ``raw`` takes more bytes, within the send deadlines (a checkpoint)."""
+        deadline, why = self._slow_deadline(
+            self.limits.send_timeout,
+            self.limits.min_send_rate,
+            self._response_started,
+            self.counters.bytes_sent - self._response_base,
+        )
+        with trio.move_on_at(deadline) as waited:
+            await trio.lowlevel.wait_writable(raw)
+        if waited.cancelled_caught:
+            self.broken = True
+            raise trio.BrokenResourceError(f"client read the response {why}") from None
 
     async def write_raw(self, data: bytes) -> int:
         """Send bytes that are not part of an h11 exchange (early error responses).
@@ -828,19 +948,7 @@ class Http1Connection:
                     try:
                         n = raw.send(view[sent : sent + 1048576])
                     except BlockingIOError:
-                        deadline, why = self._slow_deadline(
-                            self.limits.send_timeout,
-                            self.limits.min_send_rate,
-                            self._response_started,
-                            self.counters.bytes_sent - self._response_base,
-                        )
-                        with trio.move_on_at(deadline) as waited:
-                            await trio.lowlevel.wait_writable(raw)
-                        if waited.cancelled_caught:
-                            self.broken = True
-                            raise trio.BrokenResourceError(
-                                f"client read the response {why}"
-                            ) from None
+                        await self._wait_writable(raw)
                         continue
                 elif sock is not None:
                     n = await sock.send(view[sent : sent + 262144])
@@ -867,13 +975,15 @@ class Http1Connection:
     @property
     def can_keep_alive(self) -> bool:
         """True when both sides finished the exchange cleanly and nobody asked to close."""
-        conn = self._h11
+        conn, writer = self._h11, self._writer
         return (
             conn is not None
+            and writer is not None
+            and writer.done
+            and writer.keep_alive
             and not self.eof
             and not self.broken
             and not self._outbuf
-            and conn.our_state is h11.DONE
             and conn.their_state is h11.DONE
         )
 
@@ -884,7 +994,7 @@ class Http1Connection:
         conn = self._h11
         if conn is None or conn.their_state is not h11.SEND_BODY:
             return True
-        if self._continue_refused or conn.client_is_waiting_for_100_continue:
+        if self._continue_refused or self._expect_continue:
             # The client was never told to send its body, and may never send it: a final
             # response without 100 Continue leaves the connection's framing unknown.
             return False
@@ -906,7 +1016,7 @@ class Http1Connection:
         trailing, _ = conn.trailing_data
         if trailing:
             self._inbuf[:0] = trailing
-        self._h11 = None
+        self._h11 = self._writer = None
 
     async def linger(self) -> None:
         """Lingering close: send FIN, then drop what the client still sends until its EOF or

@@ -57,6 +57,7 @@ from .errors import (
 from .mapping import DEFAULT_MAPPING, HandlerMapping
 from .providers import AuthenticationProvider, EventProvider, MapHandlerProvider
 from .registration import (
+    ApplicationProvider,
     GlobalProvider,
     HttpModule,
     ModuleAllocator,
@@ -523,6 +524,58 @@ class Pipeline:
 
     # ------------------------------------------------------------ shutdown
 
+    def _global_order(self, bit: GlobalNotification) -> list[ModuleRegistrationInfo]:
+        """Global modules registered for ``bit``: higher priority first, ties in load order."""
+        return [
+            reg
+            for reg in sorted(
+                self.registrations,
+                key=lambda r: -r.global_priorities.get(int(bit), Priority.MEDIUM),
+            )
+            if reg.global_module is not None and reg.global_notifications & bit
+        ]
+
+    async def application_start(self, nursery: trio.Nursery) -> None:
+        """Raise GL_APPLICATION_START: once, before the first connection is accepted.
+
+        ``nursery`` (``provider.nursery``) lives until after ``application_stop``.
+
+        Raises:
+            ConfigError: a handler raised; the message names the module. Modules after it
+                are not started.
+
+        Cancellation: a checkpoint; a cancel stops the handler that is running and the ones
+            after it (the server is not started).
+        """
+        provider = ApplicationProvider(nursery)
+        for reg in self._global_order(GlobalNotification.APPLICATION_START):
+            assert reg.global_module is not None
+            try:
+                status = await reg.global_module.on_global_application_start(provider)
+            except Exception as exc:
+                raise ConfigError(f"module {reg.name!r} failed to start: {_one_line(exc)}") from exc
+            if status == GlobalStatus.HANDLED:
+                break
+        await trio.lowlevel.checkpoint()
+
+    async def application_stop(self, nursery: trio.Nursery) -> None:
+        """Raise GL_APPLICATION_STOP: once, after the last connection ended.
+
+        Cancellation: a checkpoint; the server calls it shielded, with a deadline. A handler
+            that raises is logged and the others still run.
+        """
+        provider = ApplicationProvider(nursery)
+        for reg in self._global_order(GlobalNotification.APPLICATION_STOP):
+            assert reg.global_module is not None
+            try:
+                status = await reg.global_module.on_global_application_stop(provider)
+            except Exception:
+                module_log.exception("on_global_application_stop of %r failed", reg.name)
+                continue
+            if status == GlobalStatus.HANDLED:
+                break
+        await trio.lowlevel.checkpoint()
+
     async def stop_listening(self) -> None:
         """Raise GL_STOP_LISTENING on the global modules registered for it (shutdown began).
 
@@ -557,6 +610,11 @@ class Pipeline:
                     obj.terminate()
                 except Exception:
                     module_log.exception("terminate() of %r failed", reg.name)
+
+
+def _one_line(exc: BaseException) -> str:
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _coerce(result: Any, module_name: str, method_name: str) -> Status:

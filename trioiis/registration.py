@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+import trio
+
 from .constants import (
     ERROR_ALREADY_EXISTS,
     ERROR_INVALID_PARAMETER,
@@ -233,8 +235,44 @@ class GlobalProvider:
         return self._ctx
 
 
+class ApplicationProvider(GlobalProvider):
+    """What GL_APPLICATION_START and GL_APPLICATION_STOP handlers get.
+
+    ``nursery`` is the server's application nursery: it opens before the listeners and
+    closes after the last connection ended and every GL_APPLICATION_STOP handler returned
+    (what is still running in it then is cancelled). A hosted application's long-lived task
+    (an ASGI lifespan, a pool) goes there, never in a request's nursery.
+    """
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        super().__init__(None)
+        self.nursery = nursery
+
+
 class GlobalModule:
     """Base class of a server-wide module (IIS ``CGlobalModule``)."""
+
+    async def on_global_application_start(
+        self, provider: ApplicationProvider
+    ) -> GlobalStatus | None:
+        """Once, before the server accepts its first connection.
+
+        An exception stops the server from starting: ``serve`` raises ``ConfigError`` with
+        the module's name and the exception's message (the CLI prints it, exit status 2).
+
+        Cancellation: the server calls it unshielded; cancelling ``serve`` cancels it.
+        """
+        return GlobalStatus.CONTINUE
+
+    async def on_global_application_stop(
+        self, provider: ApplicationProvider
+    ) -> GlobalStatus | None:
+        """Once, after every connection ended (or the grace ran out), before ``terminate``.
+
+        Cancellation: the server calls it shielded, with ``shutdown_grace`` as its deadline;
+        an exception is logged and the other modules still get theirs.
+        """
+        return GlobalStatus.CONTINUE
 
     async def on_global_pre_begin_request(self, provider: GlobalProvider) -> GlobalStatus | None:
         return GlobalStatus.CONTINUE

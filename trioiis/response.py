@@ -213,6 +213,33 @@ class HttpResponse:
     def clear_body(self) -> None:
         self._chunks.clear()
 
+    async def transmit_file(self, fd: int, offset: int, count: int) -> int:
+        """Send ``count`` bytes of the open file ``fd`` from ``offset`` as body bytes (IIS:
+        an ``HTTP_DATA_CHUNK`` of type ``HttpDataChunkFromFileHandle``).
+
+        Flushes first (status, headers and buffered body; SEND_RESPONSE is raised with
+        ``MORE_DATA``), then sends the range: zero-copy with ``os.sendfile`` on a plain
+        socket, in worker-thread reads elsewhere (TLS, a child whose output is buffered for
+        its parent). ``fd`` stays open and owned by the caller; the file bytes pass no
+        SEND_RESPONSE handler, so compression does not apply to them.
+
+        Returns:
+            The file bytes sent (``count``).
+
+        Raises:
+            OperationAbortedError: ``cancel_io()`` aborted it; ``completion_bytes`` is how
+                much went out. The body cannot be completed any more: reset the connection.
+            ConnectionInvalidError: the client is gone.
+            HResultError: ERROR_HANDLE_EOF when the file ended before ``count`` bytes (it
+                shrank); ERROR_INVALID_PARAMETER for a negative range; E_FAIL when the range
+                is longer than the response's Content-Length.
+
+        Cancellation:
+            A checkpoint. ``trio.Cancelled`` stops it between two sends; the connection is
+            then closed after the response (its body is cut short).
+        """
+        return await self._ctx._transmit_file(fd, offset, count)
+
     async def flush(self, *, more_data: bool = False) -> int:
         """Send the status and headers (the first time) and the buffered body.
 

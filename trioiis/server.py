@@ -38,7 +38,9 @@ from .counters import ServerCounters
 from .errors import ConfigError
 from .forwarded import TrustedProxies, client_address
 from .headers import Headers
-from .http1 import HeadError, Http1Connection, RequestHead, error_response_bytes
+from .http1 import HeadError, HeadParser, Http1Connection, RequestHead, error_response_bytes
+from .http1_fast import available as fast_parser_available
+from .http1_fast import parse_head_fast
 from .modules import BUILTIN_MODULES, DEFAULT_MODULES
 from .pipeline import Pipeline
 from .proxy_protocol import ProxyProtocolError
@@ -99,6 +101,11 @@ class HttpServer:
             if site_config.default and self._default_site is self.site:
                 self._default_site = site
         self._ssl_context: ssl.SSLContext | None = None
+        self._head_parser: HeadParser | None = None
+        if self.config.http == "fast":
+            if not fast_parser_available():
+                raise ConfigError("http = \"fast\" needs httptools: pip install 'trioiis[fast]'")
+            self._head_parser = parse_head_fast
         configured = {spec.name for spec in self.config.modules}
         if self.config.builtin_modules:
             for name in DEFAULT_MODULES:
@@ -160,8 +167,9 @@ class HttpServer:
         ``task_status.started`` gets the ``(host, port)`` pairs actually bound.
 
         Raises:
-            ConfigError: a binding cannot be opened (address in use, no permission, …), or
-                the TLS certificate or key cannot be loaded.
+            ConfigError: a binding cannot be opened (address in use, no permission, …),
+                the TLS certificate or key cannot be loaded, or a module failed at
+                GL_APPLICATION_START (an ASGI app's lifespan startup, for instance).
 
         Cancellation: cancelling ``serve`` cancels every connection at once; requests still
             run LOG_REQUEST/END_REQUEST (shielded, bounded) and factories get ``terminate()``.
@@ -174,26 +182,19 @@ class HttpServer:
                 self._ssl_context = _ssl_context(self.config.tls_cert, self.config.tls_key)
             sockets = self._open_sockets() if self._given_sockets is None else self._adopt()
             self._open_access_log()
-            bound = [_sockname(s) for s in sockets]
-            scheme = "https" if self._ssl_context is not None else "http"
-            async with trio.open_nursery() as connections:
-                async with trio.open_nursery() as acceptors:
-                    for sock in sockets:
-                        acceptors.start_soon(self._accept_loop, sock, connections)
-                    log.info("serving %s", ", ".join(f"{scheme}://{_fmt(h, p)}/" for h, p in bound))
-                    task_status.started(bound)
-                    await self._stop.wait()
-                    acceptors.cancel_scope.cancel()
-                for sock in sockets:
-                    sock.close()
-                self._draining = True
-                with trio.CancelScope(shield=True) as notifying:
-                    notifying.deadline = trio.current_time() + self._grace
-                    await pipeline.stop_listening()
-                for http in self._live:
-                    # Responses from now on say Connection: close; idle ones close now.
-                    http.wake_idle()
-                connections.cancel_scope.deadline = trio.current_time() + self._grace
+            # The applications' nursery (GL_APPLICATION_START/STOP) outlives every
+            # connection: an app is started before the first accept and stopped after the
+            # last connection ended.
+            try:
+                async with trio.open_nursery() as applications:
+                    await pipeline.application_start(applications)
+                    await self._serve_listeners(sockets, task_status)
+                    with trio.CancelScope(shield=True) as stopping:
+                        stopping.deadline = trio.current_time() + self._grace
+                        await pipeline.application_stop(applications)
+                    applications.cancel_scope.cancel()  # what the apps left behind
+            except BaseExceptionGroup as group:
+                raise _sole_exception(group) from None
         finally:
             for sock in sockets:
                 sock.close()
@@ -201,6 +202,34 @@ class HttpServer:
             if self._log_file is not None and self._log_file is not sys.stderr:
                 self._log_file.close()
             self._done.set()
+
+    async def _serve_listeners(
+        self,
+        sockets: list[stdlib_socket.socket],
+        task_status: trio.TaskStatus[list[tuple[str, int]]],
+    ) -> None:
+        """Accept on ``sockets`` until ``shutdown``, then drain the connections (grace)."""
+        pipeline = self.pipeline
+        bound = [_sockname(s) for s in sockets]
+        scheme = "https" if self._ssl_context is not None else "http"
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as acceptors:
+                for sock in sockets:
+                    acceptors.start_soon(self._accept_loop, sock, connections)
+                log.info("serving %s", ", ".join(f"{scheme}://{_fmt(h, p)}/" for h, p in bound))
+                task_status.started(bound)
+                await self._stop.wait()
+                acceptors.cancel_scope.cancel()
+            for sock in sockets:
+                sock.close()
+            self._draining = True
+            with trio.CancelScope(shield=True) as notifying:
+                notifying.deadline = trio.current_time() + self._grace
+                await pipeline.stop_listening()
+            for http in self._live:
+                # Responses from now on say Connection: close; idle ones close now.
+                http.wake_idle()
+            connections.cancel_scope.deadline = trio.current_time() + self._grace
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, finish requests in flight (at most ``grace`` seconds), then return.
@@ -332,7 +361,9 @@ class HttpServer:
         Cancellation: closes the stream; a request in flight is cancelled, and its tail
             (LOG_REQUEST, END_REQUEST) still runs shielded.
         """
-        http = Http1Connection(stream, self.config.limits, raw_socket=raw_socket)
+        http = Http1Connection(
+            stream, self.config.limits, raw_socket=raw_socket, head_parser=self._head_parser
+        )
         http.closing = self._draining
         self._live.add(http)
         connection: HttpConnection = HttpConnection._create(
@@ -552,6 +583,15 @@ class HttpServer:
         if self._log_file is not None:
             with contextlib.suppress(OSError):
                 self._log_file.write(line + "\n")
+
+
+def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside nested single-member groups (a ``ConfigError`` from
+    ``serve``'s nursery), else the group itself."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+        leaf = leaf.exceptions[0]
+    return leaf
 
 
 def _host_name(authority: str) -> str:

@@ -436,3 +436,40 @@ def test_port_already_in_use(site: Path) -> None:
         port = taken.getsockname()[1]
         line = run_fails("serve", str(site), "--bind", f"127.0.0.1:{port}")
     assert line == f"trioiis: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+# ------------------------------------------------------------------ hosted apps
+
+SAMPLES = "tests.e2e.app_samples"
+
+
+def test_asgi_and_wsgi_apps_from_the_command_line(site: Path) -> None:
+    """``--asgi``/``--wsgi`` mount apps by module name, imported from the current folder
+    (the console script does not put it on sys.path by itself)."""
+    args = ["--asgi", f"/c/*={SAMPLES}:conformance", "--wsgi", f"/shop/*={SAMPLES}:flask_app"]
+    with cli("serve", str(site), "--bind", "127.0.0.1:0", *args) as server:
+        url = server.serving()
+        with httpx.Client(base_url=url, timeout=TIMEOUT) as client:
+            assert client.get("/c/headers").status_code == 201
+            assert client.get("/shop/hello?q=1").text == "/shop|/hello|1"
+            assert client.get("/").text == "<h1>home</h1>\n"
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--asgi", f"/*={SAMPLES}:failing_startup"],
+            "module 'asgi /*' failed to start: LifespanError: asgi /*: lifespan startup"
+            " failed: database unreachable",
+        ),
+        (["--asgi", f"/*={SAMPLES}:nothing"], "has no attribute 'nothing'"),
+        (["--asgi", "/*=no_such_app:app"], "cannot import no_such_app"),
+        (["--wsgi", "/*"], "--wsgi '/*' must be PATTERN=pkg.module:attribute"),
+    ],
+)
+def test_app_that_fails_to_start_is_one_line(site: Path, args: list[str], message: str) -> None:
+    line = run_fails("serve", str(site), "--bind", "127.0.0.1:0", *args)
+    assert message in line

@@ -122,29 +122,17 @@ async def test_a_disk_error_while_streaming_a_file_aborts_only_that_response(
     site: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     (site / "big.bin").write_bytes(bytes(range(256)) * 4096)  # 1 MiB: streamed in pieces
-    real_open = trio.open_file
+    real_sendfile = os.sendfile
+    calls = 0
 
-    async def failing_open(path: Any, mode: str = "r", **kwargs: Any) -> Any:
-        file = await real_open(path, mode, **kwargs)
-        reads = 0
+    def failing_sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError(5, "Input/output error")  # what a bad disk block gives
+        return real_sendfile(out_fd, in_fd, offset, min(count, 65536))
 
-        class Failing:
-            async def read(self, n: int = -1) -> bytes:
-                nonlocal reads
-                reads += 1
-                if reads == 2:
-                    raise OSError(5, "Input/output error")
-                return await file.read(n)
-
-            async def __aenter__(self) -> Any:
-                return self
-
-            async def __aexit__(self, *exc: object) -> None:
-                await file.aclose()
-
-        return Failing()
-
-    monkeypatch.setattr(trio, "open_file", failing_open)  # what static_file streams with
+    monkeypatch.setattr(os, "sendfile", failing_sendfile)  # what static_file streams with
     async with running_server(root=site) as srv:
         raw = await raw_request(srv.port, b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
         after = await raw_request(

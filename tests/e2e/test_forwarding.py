@@ -7,13 +7,14 @@ from __future__ import annotations
 import logging
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
 from tests.helpers import raw_request, running_server
 from trioiis import Limits
-from trioiis.config import load_register_function
+from trioiis.config import config_from_mapping, load_register_function
 from trioiis.proxy_protocol import V2_SIGNATURE
 
 WHOAMI = load_register_function(
@@ -122,3 +123,39 @@ async def test_forwarding_headers_only_from_trusted_proxies(
     async with running_server(("whoami", WHOAMI), root=tmp_path, trusted_proxies=trusted) as srv:
         answer = body_of(await raw_request(srv.port, request))
     assert answer.startswith(shown + " ")
+
+
+async def asgi_client(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A raw ASGI app answering the scope's client as ``ADDRESS PORT``."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    host, port = scope["client"]
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": f"{host} {port}".encode()})
+
+
+def wsgi_client(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """A WSGI app answering REMOTE_ADDR and REMOTE_PORT."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{environ['REMOTE_ADDR']} {environ['REMOTE_PORT']}".encode()]
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+async def test_hosted_apps_see_the_forwarded_client(tmp_path: Path, kind: str) -> None:
+    handler = {"path": "/app*", kind: f"tests.e2e.test_forwarding:{kind}_client"}
+    config = config_from_mapping({"handlers": [handler]})
+    request = b"GET /app HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 203.0.113.5\r\n"
+    async with running_server(
+        root=tmp_path,
+        modules=config.modules,
+        handlers=config.handlers,
+        trusted_proxies=("127.0.0.1",),
+        proxy_protocol=True,
+    ) as srv:
+        header = b"PROXY TCP4 127.0.0.1 127.0.0.1 999 80\r\n"
+        raw = await raw_request(srv.port, header + request + b"Connection: close\r\n\r\n")
+    assert body_of(raw) == "203.0.113.5 0"

@@ -361,11 +361,14 @@ async def served_afterwards(port: int) -> None:
     assert statuses_in(await raw_request(port, FOLLOWER, timeout=CASE_TIMEOUT)) == [200]
 
 
+@pytest.mark.parametrize("http", ["h11", "fast"])  # both head parsers answer alike
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-async def test_hostile_request(site: Path, case: Case, caplog: pytest.LogCaptureFixture) -> None:
+async def test_hostile_request(
+    site: Path, case: Case, http: str, caplog: pytest.LogCaptureFixture
+) -> None:
     echo = ("echo", register(echo_module(), Notification.EXECUTE_REQUEST_HANDLER))
     handlers = (HandlerMapping("/echo*", ("echo",)),)
-    async with running_server(echo, root=site, handlers=handlers, limits=LIMITS) as srv:
+    async with running_server(echo, root=site, handlers=handlers, limits=LIMITS, http=http) as srv:
         raw = await raw_request(srv.port, case.request + FOLLOWER, timeout=CASE_TIMEOUT)
         await served_afterwards(srv.port)
     expected = [*case.statuses, 200] if case.keep else list(case.statuses)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 from typing import Any
 
@@ -13,31 +12,10 @@ import trio
 import trustme
 
 import trioiis
+from tests.e2e.conftest import client_context
 from tests.helpers import raw_request, register, running_server
 from trioiis import ConfigError, HttpServer, Limits, Notification, ServerConfig, Status
 from trioiis.cli import main as cli_main
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def tls_files(ca: trustme.CA, tmp_path: Path) -> dict[str, Path]:
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    files = {"tls_cert": tmp_path / "cert.pem", "tls_key": tmp_path / "key.pem"}
-    cert.cert_chain_pems[0].write_to_path(str(files["tls_cert"]))
-    for blob in cert.cert_chain_pems[1:]:
-        blob.write_to_path(str(files["tls_cert"]), append=True)
-    cert.private_key_pem.write_to_path(str(files["tls_key"]))
-    return files
-
-
-def client_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
 
 
 class SecureProbe(trioiis.HttpModule):

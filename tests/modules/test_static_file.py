@@ -606,3 +606,36 @@ async def test_small_file_cache_never_serves_a_changed_file(tmp_path: Path) -> N
         assert (await client.get("/cached.txt")).text == "other"
         page.unlink()
         assert (await client.get("/cached.txt")).status_code == 404
+
+
+async def test_large_file_cached_by_stat_never_serves_a_changed_file(tmp_path: Path) -> None:
+    """Large files are cached as their stat only, and opened on the event loop when the
+    stat still matches: a change, a replacement or a removal is seen at once."""
+    page = tmp_path / "large.bin"
+    page.write_bytes(LARGE)
+    changed = bytes(reversed(LARGE))
+    async with running_server(root=tmp_path) as srv, srv.client() as client:
+        assert (await client.get("/large.bin")).content == LARGE
+        assert (await client.get("/large.bin")).content == LARGE  # stat from the cache
+        page.write_bytes(changed)  # same size, new content and times
+        assert (await client.get("/large.bin")).content == changed
+        replacement = tmp_path / "new.bin"
+        replacement.write_bytes(LARGE[:1000] + changed[1000:])
+        replacement.replace(page)  # a new file (inode) under the old name
+        assert (await client.get("/large.bin")).content == LARGE[:1000] + changed[1000:]
+        page.unlink()
+        assert (await client.get("/large.bin")).status_code == 404
+
+
+async def test_file_cache_is_bounded_by_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(static_file, "CACHE_ENTRIES", 2)
+    monkeypatch.setattr(static_file, "_CACHE", static_file._SmallFileCache())
+    for name in "abc":
+        (tmp_path / f"{name}.bin").write_bytes(LARGE)
+    async with running_server(root=tmp_path) as srv, srv.client() as client:
+        for name in "abc":
+            assert (await client.get(f"/{name}.bin")).content == LARGE
+    assert len(static_file._CACHE._items) == 2  # the oldest (a) was dropped
+    assert (str(tmp_path), str(tmp_path / "a.bin")) not in static_file._CACHE._items

@@ -18,6 +18,8 @@ BUILTIN_MODULES: Final[dict[str, str]] = {
     "redirect": "trioiis.modules.redirect:register_module",
     "request_filtering": "trioiis.modules.request_filtering:register_module",
     "compression": "trioiis.modules.compression:register_module",
+    "asgi": "trioiis.modules.asgi:register_module",
+    "wsgi": "trioiis.modules.wsgi:register_module",
 }
 
 DEFAULT_MODULES: Final[tuple[str, ...]] = (

@@ -22,9 +22,11 @@ What it does, in the order it does it:
    that does not match → 200 with the whole file. A malformed header, more than
    ``MAX_RANGES`` ranges or overlapping ranges → 200 with the whole file.
 6. **Sends the bytes.** A file up to ``CHUNK`` bytes is read in the same worker-thread hop as
-   the ``stat``; a larger one is opened with ``trio.open_file`` and sent in ``CHUNK`` pieces,
-   each read in a worker thread and flushed before the next is read, so memory stays
-   bounded.
+   the ``stat`` (and may stay in the file cache with its bytes); a larger one is opened with
+   ``trio.open_file`` and sent with ``response.transmit_file``: zero-copy ``os.sendfile`` on a
+   plain socket, ``CHUNK``-sized worker-thread reads under TLS, so memory stays bounded. A
+   larger file stays in the cache as its ``stat`` only: the next GET revalidates it with one
+   ``stat``, opens it and checks with ``fstat`` on the event loop thread, with no thread hop.
 
 Cancellation: a cancel stops between pieces and the file is closed (shielded). A
 ``cancel_io()`` that aborts a flush ends the response with a reset connection (a partial body
@@ -33,7 +35,9 @@ cannot be framed); a file that shrinks while it is sent does the same.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
+import functools
 import itertools
 import mimetypes
 import os
@@ -50,6 +54,7 @@ import trio
 
 import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Status
+from trioiis.constants import ERROR_HANDLE_EOF
 
 CHUNK = 256 * 1024
 #: URL segments refused anywhere in a path (compared case-insensitively), like IIS request
@@ -65,6 +70,9 @@ MAX_RANGES = 16
 #: cached file is revalidated on every request with one ``stat`` (inode, size, times) on the
 #: event loop thread instead of a worker-thread hop: a changed file is never served stale.
 CACHE_BYTES = 32 * 1024 * 1024
+#: Files kept in that cache at most; a larger file is kept as its ``stat`` only (like nginx's
+#: ``open_file_cache``), so that serving it again costs no worker-thread hop either.
+CACHE_ENTRIES = 4096
 
 #: Types for suffixes that ``mimetypes`` (which reads the system's tables) may get wrong or miss.
 DEFAULT_TYPES: dict[str, str] = {
@@ -167,6 +175,7 @@ class Found:
     info: os.stat_result
     data: bytes | None = None
     real_path: Path | None = None
+    cached: bool = False  # from the cache: just revalidated by stat
 
 
 def refused_segment(segment: str) -> bool:
@@ -235,7 +244,7 @@ async def lookup(ctx: HttpContext, path: Path, *, read_small: bool = False) -> F
             return None
 
     found = await trio.to_thread.run_sync(check)
-    if read_small and found is not None and found.data is not None:
+    if read_small and found is not None and stat.S_ISREG(found.info.st_mode):
         _CACHE.put(key, found)
     return found
 
@@ -245,7 +254,8 @@ def _signature(info: os.stat_result) -> tuple[int, ...]:
 
 
 class _SmallFileCache:
-    """LRU of small files' ``Found``, bounded by ``CACHE_BYTES`` and checked by ``stat``."""
+    """LRU of files' ``Found`` (small ones with their bytes), bounded by ``CACHE_BYTES`` and
+    ``CACHE_ENTRIES`` and checked by ``stat``."""
 
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], Found] = {}
@@ -269,12 +279,12 @@ class _SmallFileCache:
 
     def put(self, key: tuple[str, str], found: Found) -> None:
         size = len(found.data or b"")
-        if size > CACHE_BYTES:
+        if size > CACHE_BYTES or CACHE_ENTRIES < 1:
             return
         self._drop(key)
-        self._items[key] = found
+        self._items[key] = dataclasses.replace(found, cached=True)
         self._bytes += size
-        while self._bytes > CACHE_BYTES and self._items:
+        while (self._bytes > CACHE_BYTES or len(self._items) > CACHE_ENTRIES) and self._items:
             self._drop(next(iter(self._items)))
 
     def _drop(self, key: tuple[str, str]) -> None:
@@ -301,7 +311,11 @@ def _open_regular(path: Path | str, flags: int = os.O_RDONLY) -> int:
 def content_type(path: Path | str) -> str:
     """The ``Content-Type`` for a file name: ``DEFAULT_TYPES``, then ``mimetypes``, then
     ``application/octet-stream``; ``; charset=utf-8`` for text types."""
-    name = path.name if isinstance(path, Path) else path
+    return _content_type(path.name if isinstance(path, Path) else path)
+
+
+@functools.lru_cache(maxsize=1024)  # mimetypes' guess costs more than the rest of a 304
+def _content_type(name: str) -> str:
     suffix = os.path.splitext(name)[1].lower()
     kind = DEFAULT_TYPES.get(suffix)
     if kind is None:
@@ -425,6 +439,19 @@ async def serve_file(ctx: HttpContext, path: Path, found: Found) -> Status:
     real = found.real_path or path
     if request.method == "HEAD" or found.data is not None:
         return await _answer(ctx, path, found.info, found.data, None)
+    if found.cached:
+        # Just revalidated by stat: open it here too (no thread hop), and check that the
+        # file opened is the one that was stat'ed.
+        try:
+            fd = _open_regular(real)
+        except OSError:
+            return send_error(ctx, 404)
+        try:
+            info = os.fstat(fd)
+            if _signature(info) == _signature(found.info):
+                return await _answer(ctx, path, info, None, _Descriptor(fd))
+        finally:
+            os.close(fd)
     # Open first and take the validators from the open file: what is sent is what they say.
     opened: list[os.stat_result] = []
 
@@ -444,8 +471,17 @@ async def serve_file(ctx: HttpContext, path: Path, found: Found) -> Status:
 class _File(Protocol):
     """What ``_stream`` needs of ``trio.open_file``'s result."""
 
-    async def read(self, size: int = -1, /) -> bytes: ...
-    async def seek(self, target: int, whence: int = 0, /) -> int: ...
+    def fileno(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Descriptor:
+    """A file descriptor opened (and closed) by ``serve_file`` itself."""
+
+    fd: int
+
+    def fileno(self) -> int:
+        return self.fd
 
 
 async def _answer(
@@ -522,28 +558,17 @@ async def _answer(
 async def _stream(
     ctx: HttpContext, file: _File, pieces: list[tuple[bytes, int, int]], tail: bytes
 ) -> Status:
-    """Read each piece in ``CHUNK`` parts (a thread hop each) and flush it before the next.
-
-    An ``OSError`` while reading propagates: the pipeline logs it and, the head being out,
-    cuts the connection.
+    """Send each piece with ``transmit_file``: zero-copy (``os.sendfile``) on a plain socket,
+    worker-thread reads elsewhere. A file that shrank after its length was sent, or a
+    ``cancel_io()``, ends the response with a reset connection (it cannot be completed).
     """
     response = ctx.response
-    position = 0
+    fd = file.fileno()
     try:
         for head, first, n in pieces:
             if head:
                 response.write(head)
-            if first != position:
-                await file.seek(first)
-            position, end = first, first + n
-            while position < end:
-                data = await file.read(min(CHUNK, end - position))
-                if not data:  # the file shrank after its length was sent
-                    response.reset_connection()
-                    return Status.FINISH_REQUEST
-                position += len(data)
-                response.write(data)
-                await response.flush(more_data=True)
+            await response.transmit_file(fd, first, n)
         if tail:
             response.write(tail)
     except trioiis.OperationAbortedError:
@@ -551,6 +576,11 @@ async def _stream(
         return Status.FINISH_REQUEST
     except trioiis.ConnectionInvalidError:
         return Status.FINISH_REQUEST  # the client is gone; the request is being cancelled
+    except trioiis.HResultError as exc:
+        if exc.hresult != ERROR_HANDLE_EOF:
+            raise
+        response.reset_connection()  # the file shrank after its length was sent
+        return Status.FINISH_REQUEST
     return Status.CONTINUE
 
 

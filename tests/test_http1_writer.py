@@ -1,0 +1,144 @@
+"""ResponseWriter against h11, the reference: same bytes, same keep-alive, same refusals."""
+
+from __future__ import annotations
+
+import h11
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trioiis.http1_writer import FramingError, ResponseWriter, request_keep_alive
+
+_NAMES = st.sampled_from(
+    [b"Content-Type", b"X-A", b"x-b", b"Set-Cookie", b"Connection", b"connection"]
+)
+_VALUES = st.sampled_from([b"text/plain", b"a b", b"", b"keep-alive", b"close", b"Upgrade, Close"])
+_FRAMING = st.sampled_from(
+    [
+        (b"Content-Length", b"0"),
+        (b"Content-Length", b"5"),
+        (b"content-length", b"5, 5"),
+        (b"Content-Length", b"5,6"),
+        (b"Content-Length", b"x"),
+        (b"Content-Length", b"1" * 21),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"transfer-encoding", b"Chunked"),
+        (b"Transfer-Encoding", b"gzip"),
+    ]
+)
+
+
+@st.composite
+def exchanges(draw: st.DrawFn) -> tuple[bytes, bytes, bytes, int, list, list[bytes]]:
+    method = draw(st.sampled_from([b"GET", b"HEAD", b"POST"]))
+    version = draw(st.sampled_from([b"1.1", b"1.0"]))
+    request_connection = draw(st.sampled_from([b"", b"close", b"keep-alive", b"Upgrade, close"]))
+    status = draw(st.sampled_from([200, 204, 206, 304, 404, 500, 999]))
+    headers = draw(st.lists(st.tuples(_NAMES, _VALUES), max_size=4))
+    headers += draw(st.lists(_FRAMING, max_size=2))
+    headers = draw(st.permutations(headers))
+    body = draw(st.lists(st.binary(max_size=7), max_size=3))
+    return method, version, request_connection, status, headers, body
+
+
+def _h11_side(
+    method: bytes, version: bytes, connection: bytes, status: int, headers: list, body: list
+) -> tuple[str, bytes, bool | None]:
+    conn = h11.Connection(h11.SERVER)
+    head = b"%s / HTTP/%s\r\nHost: a\r\n" % (method, version)
+    if connection:
+        head += b"Connection: %s\r\n" % connection
+    conn.receive_data(head + b"\r\n")
+    assert isinstance(conn.next_event(), h11.Request)
+    assert isinstance(conn.next_event(), h11.EndOfMessage)
+    out = b""
+    try:
+        out += conn.send(h11.Response(status_code=status, headers=headers, reason=b"R")) or b""
+        for piece in body:
+            if method != b"HEAD" and status not in (204, 304):
+                out += conn.send(h11.Data(data=piece)) or b""
+        out += conn.send(h11.EndOfMessage()) or b""
+    except h11.LocalProtocolError:
+        return "refused", out, None
+    return "sent", out, conn.our_state is h11.DONE
+
+
+def _our_side(
+    method: bytes, version: bytes, connection: bytes, status: int, headers: list, body: list
+) -> tuple[str, bytes, bool | None]:
+    raw = [(b"host", b"a")] + ([(b"connection", connection)] if connection else [])
+    writer = ResponseWriter(
+        method=method.decode(),
+        http_version=version.decode(),
+        keep_alive=request_keep_alive(version.decode(), raw),
+    )
+    out = b""
+    try:
+        out += writer.head(status, list(headers), b"R")
+        for piece in body:
+            if method != b"HEAD" and status not in (204, 304):
+                out += writer.body(piece)
+        out += writer.end()
+    except FramingError:
+        return "refused", out, None
+    return "sent", out, writer.keep_alive
+
+
+@settings(max_examples=600, deadline=None)
+@given(exchanges())
+def test_writer_matches_h11(exchange: tuple) -> None:
+    method, version, connection, status, headers, body = exchange
+    expected = _h11_side(method, version, connection, status, headers, body)
+    got = _our_side(method, version, connection, status, headers, body)
+    assert got[0] == expected[0]
+    if expected[0] == "sent":
+        assert got == expected
+
+
+@pytest.mark.parametrize("value", [b"a\x01b", b"\x7f", b"a\rb", b"a\nb"])
+def test_control_characters_are_refused(value: bytes) -> None:
+    # Stricter than h11 on purpose (it sends \x01 and DEL as they are): RFC 9110 §5.5.
+    writer = ResponseWriter(method="GET", http_version="1.1", keep_alive=True)
+    with pytest.raises(FramingError, match="control character"):
+        writer.head(200, [(b"X-A", value)], b"OK")
+    with pytest.raises(FramingError, match="control character"):
+        writer.head(200, [], b"O\x01K")
+
+
+def test_head_answer_keeps_get_framing_headers() -> None:
+    writer = ResponseWriter(method="HEAD", http_version="1.1", keep_alive=True)
+    head = writer.head(200, [(b"Content-Length", b"10")], b"OK")
+    assert head == b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    assert writer.body(b"") == b""
+    assert writer.end() == b""
+    assert writer.keep_alive
+
+
+def test_unknown_length_for_http10_closes() -> None:
+    writer = ResponseWriter(method="GET", http_version="1.0", keep_alive=False)
+    head = writer.head(200, [], b"OK")
+    assert head == b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+    assert writer.body(b"abc") == b"abc"
+    assert not writer.keep_alive
+
+
+def test_unknown_length_for_http11_is_chunked() -> None:
+    writer = ResponseWriter(method="GET", http_version="1.1", keep_alive=True)
+    assert writer.head(200, [], b"OK").endswith(b"Transfer-Encoding: chunked\r\n\r\n")
+    assert writer.body(b"abc") == b"3\r\nabc\r\n"
+    assert writer.end() == b"0\r\n\r\n"
+    assert writer.done
+    assert writer.keep_alive
+
+
+def test_body_must_match_its_length() -> None:
+    writer = ResponseWriter(method="GET", http_version="1.1", keep_alive=True)
+    writer.head(200, [(b"Content-Length", b"5")], b"OK")
+    with pytest.raises(FramingError, match="too much"):
+        writer.body(b"123456")
+    short = ResponseWriter(method="GET", http_version="1.1", keep_alive=True)
+    short.head(200, [(b"Content-Length", b"5")], b"OK")
+    short.body(b"1234")
+    with pytest.raises(FramingError, match="too little"):
+        short.end()
+    assert not short.done

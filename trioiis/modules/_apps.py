@@ -1,0 +1,102 @@
+"""What the asgi and wsgi modules share: loading an application object and its options."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def load_app(module: str, target: object) -> object:
+    """Import ``pkg.mod:attr`` (``attr`` may be dotted: ``mod:app.wsgi_app``) or
+    ``path/to/file.py:attr``.
+
+    A dotted module that cannot be imported is tried once more with the current folder on
+    ``sys.path`` (where ``trioiis serve`` was started), as Uvicorn and Gunicorn do.
+
+    Raises:
+        ValueError: a one-line message naming ``module`` (the server turns it into a
+            ``ConfigError``): a bad target, an import that failed, no such attribute.
+    """
+    if not isinstance(target, str):
+        raise ValueError(f"{module}: option 'app' must be a string pkg.module:attribute")
+    module_path, sep, attr = target.rpartition(":")
+    if not sep or not module_path or not attr:
+        raise ValueError(f"{module}: app {target!r} must be pkg.module:attribute")
+    try:
+        if module_path.endswith(".py"):
+            file = Path(module_path)
+            if not file.is_file():
+                raise ValueError(f"{module}: app file {file} does not exist")
+            name = f"trioiis_app_{file.stem}_{abs(hash(str(file.resolve())))}"
+            loaded = sys.modules.get(name)
+            if loaded is None:
+                spec = importlib.util.spec_from_file_location(name, file)
+                assert spec is not None
+                assert spec.loader is not None
+                loaded = importlib.util.module_from_spec(spec)
+                sys.modules[name] = loaded
+                try:
+                    spec.loader.exec_module(loaded)
+                except BaseException:
+                    sys.modules.pop(name, None)
+                    raise
+        else:
+            try:
+                loaded = importlib.import_module(module_path)
+            except ModuleNotFoundError as exc:
+                top = module_path.partition(".")[0]
+                if exc.name != top or os.getcwd() in sys.path:
+                    raise
+                sys.path.append(os.getcwd())
+                loaded = importlib.import_module(module_path)
+    except ValueError:
+        raise
+    except (Exception, SystemExit) as exc:
+        message = " ".join(str(exc).split())
+        detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        raise ValueError(f"{module}: cannot import {module_path}: {detail}") from exc
+    app: object = loaded
+    for part in attr.split("."):
+        if not hasattr(app, part):
+            raise ValueError(f"{module}: {module_path} has no attribute {attr!r}")
+        app = getattr(app, part)
+    if not callable(app):
+        raise ValueError(f"{module}: {target} is not callable")
+    return app
+
+
+def get_seconds(module: str, options: Mapping[str, object], key: str, default: float) -> float:
+    value = options.get(key, default)
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or math.isnan(value)
+        or value < 0
+    ):
+        raise ValueError(f"{module}: option {key!r} must be a non-negative number, not {value!r}")
+    return float(value)
+
+
+def get_root_path(module: str, options: Mapping[str, object]) -> str:
+    """``root_path``: ``""`` or a path starting with ``/`` and not ending with one."""
+    value = options.get("root_path", "")
+    if not isinstance(value, str) or (value and (not value.startswith("/") or value == "/")):
+        raise ValueError(f"{module}: option 'root_path' must be '' or like '/app', not {value!r}")
+    return value.rstrip("/")
+
+
+def root_path_for(pattern: str) -> str:
+    """The mount point a handler pattern implies: ``/app/*`` → ``/app``; ``*`` → ``""``.
+
+    Only a pattern that is a plain prefix followed by ``/*`` mounts an app; any other
+    pattern (``*.py``, ``/a*/b``) mounts it at the root."""
+    if pattern.endswith("/*"):
+        prefix = pattern[:-2]
+        if prefix.startswith("/") and not any(c in prefix for c in "*?["):
+            return prefix
+    return ""
