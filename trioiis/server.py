@@ -403,7 +403,7 @@ class HttpServer:
         limits = self.config.limits
         served = 0
         last = limits.max_requests_per_connection
-        while not self._draining:
+        while first or not self._draining:  # a new connection gets its first request
             try:
                 head = await http.next_request(first=first)
             except HeadError as exc:
