@@ -194,7 +194,7 @@ def test_sighup_replaces_every_worker_and_drops_no_request(
         results: list[int | str] = []
         done = threading.Event()
 
-        def load() -> None:  # light, bounded: one request at a time, at most 3000
+        def load() -> None:  # light, bounded: one request at a time, at most 3000 a thread
             with httpx.Client(timeout=TIMEOUT, headers={"Connection": "close"}) as client:
                 for _ in range(3000):
                     if done.is_set():
@@ -205,8 +205,9 @@ def test_sighup_replaces_every_worker_and_drops_no_request(
                     except httpx.HTTPError as exc:
                         results.append(repr(exc))
 
-        loader = threading.Thread(target=load, daemon=True)
-        loader.start()
+        loaders = [threading.Thread(target=load, daemon=True) for _ in range(2)]
+        for loader in loaders:
+            loader.start()
         process.proc.send_signal(signal.SIGHUP)
         line = process.wait_line("out", lambda text: text.startswith("trioiis reloaded"))
         new_pids = {int(pid) for pid in line.split(": workers ")[1].split()}
@@ -214,8 +215,9 @@ def test_sighup_replaces_every_worker_and_drops_no_request(
         # A few more requests after the reload, all from the new workers.
         after = {get_pid(url) for _ in range(4)}
         done.set()
-        loader.join(TIMEOUT)
-        assert not loader.is_alive()
+        for loader in loaders:
+            loader.join(TIMEOUT)
+            assert not loader.is_alive()
         assert len(new_pids) == 2
         assert not new_pids & pids
         assert after <= new_pids
