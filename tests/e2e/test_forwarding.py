@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 import trio
+import trustme
 
+from tests.e2e.conftest import client_context
 from tests.helpers import raw_request, running_server
 from trioiis import Limits
 from trioiis.config import config_from_mapping, load_register_function
@@ -159,3 +161,22 @@ async def test_hosted_apps_see_the_forwarded_client(tmp_path: Path, kind: str) -
         header = b"PROXY TCP4 127.0.0.1 127.0.0.1 999 80\r\n"
         raw = await raw_request(srv.port, header + request + b"Connection: close\r\n\r\n")
     assert body_of(raw) == "203.0.113.5 0"
+
+
+async def test_proxy_header_comes_before_tls(
+    tmp_path: Path, tls_files: dict[str, Path], ca: trustme.CA
+) -> None:
+    # HAProxy in mode tcp passes TLS through: the header, then the client's ClientHello.
+    async with running_server(
+        ("whoami", WHOAMI), root=tmp_path, proxy_protocol=True, **tls_files
+    ) as srv:
+        with trio.fail_after(10):
+            tcp = await trio.open_tcp_stream("127.0.0.1", srv.port)
+            await tcp.send_all(v2("198.51.100.20", 4433))
+            tls = trio.SSLStream(tcp, client_context(ca), server_hostname="127.0.0.1")
+            async with tls:
+                await tls.send_all(GET)
+                raw = b""
+                while chunk := await tls.receive_some(65536):
+                    raw += chunk
+    assert body_of(raw).startswith("198.51.100.20 4433 ")
