@@ -13,6 +13,7 @@ with a note saying what is missing. Then:
 
    * ``trioiis``: ``trioiis serve examples/site --module hello=...`` (the full pipeline, the
      built-in modules loaded);
+   * ``trioiis-fast``: the same with ``--http fast`` (llhttp parses the request heads);
    * ``raw-trio``: ``benchmarks/raw_trio.py`` (no HTTP parsing, a canned response);
    * ``trio+h11``: ``benchmarks/h11_trio.py`` (the least an h11-based Trio server does);
    * ``hypercorn-trio``: Hypercorn ``--worker-class trio --workers 0`` (in-process, no
@@ -130,6 +131,12 @@ def _uvicorn(http: str) -> Callable[[int], list[str]]:
 
 SERVERS: tuple[Server, ...] = (
     Server("trioiis", "full pipeline, hello module", hello.server_command, ("trioiis",)),
+    Server(
+        "trioiis-fast",
+        "the same with --http fast (llhttp heads)",
+        lambda port: [*hello.server_command(port), "--http", "fast"],
+        ("trioiis", "httptools"),
+    ),
     Server(
         "raw-trio",
         "no HTTP parsing, canned response",
@@ -500,12 +507,20 @@ def goals(rows: list[Row]) -> list[str]:
     if trioiis is None or not trioiis.runs:
         return []
     lines = []
-    for key, target in (("hypercorn-trio", 5.0), ("uvicorn-h11", 1.5), ("raw-trio", 0.4)):
+    fast = by_key.get("trioiis-fast")
+    for mine, key, target in (
+        (trioiis, "hypercorn-trio", 5.0),
+        (trioiis, "uvicorn-h11", 1.5),
+        (trioiis, "raw-trio", 0.4),
+        (fast, "uvicorn-httptools", 1.0),
+        (fast, "raw-trio", 0.6),
+    ):
         peer = by_key.get(key)
-        if peer is not None and peer.runs:
-            ratio = trioiis.median("rps") / peer.median("rps")
+        if mine is not None and mine.runs and peer is not None and peer.runs:
+            ratio = mine.median("rps") / peer.median("rps")
             verdict = "met" if ratio >= target else "not met"
-            lines.append(f"trioiis ÷ {key} = {ratio:.2f} (goal ≥ {target:g}x): {verdict}")
+            name = mine.server.key
+            lines.append(f"{name} ÷ {key} = {ratio:.2f} (goal ≥ {target:g}x): {verdict}")
     if trioiis.idle is not None:
         kib = trioiis.idle.kib_per_connection
         verdict = "met" if kib <= 6.0 else "not met"

@@ -168,6 +168,10 @@ class ModuleContextContainer:
 class HttpConnection(metaclass=_NoPublicConstructor):
     """The client connection a request arrived on (IIS ``IHttpConnection``)."""
 
+    __slots__ = (
+        "_connected", "_http", "local_address", "module_context", "remote_address", "secure",
+    )  # fmt: skip
+
     def __init__(
         self,
         http: Http1Connection,

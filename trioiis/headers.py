@@ -28,8 +28,11 @@ class Headers:
     def get(self, name: str) -> str | None:
         """The field's value (repeated fields joined with ", "), or None when absent."""
         key = name.lower()
-        values = [v for n, v in self._items if n.lower() == key]
-        return ", ".join(values) if values else None
+        found: str | None = None
+        for n, v in self._items:  # a plain loop: most fields are absent or single
+            if n.lower() == key:
+                found = v if found is None else f"{found}, {v}"
+        return found
 
     def get_all(self, name: str) -> list[str]:
         key = name.lower()

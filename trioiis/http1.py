@@ -498,6 +498,16 @@ class Http1Connection:
     from one request at a time (the server serialises requests on a connection).
     """
 
+    # Slots: thousands of idle keep-alive connections each hold one (issue 10 memory goal).
+    __slots__ = (
+        "_arrived", "_body_base", "_body_left", "_body_pos", "_body_received",
+        "_body_refused", "_body_started", "_continue_refused", "_expect_continue", "_h11",
+        "_inbuf", "_no_body", "_outbuf", "_parse", "_raw", "_response_base",
+        "_response_started", "_socket", "_space", "_wanted", "_was_reset", "_writer",
+        "_writers", "_writing", "broken", "closing", "counters", "eof", "limits",
+        "on_disconnect", "stream",
+    )  # fmt: skip
+
     def __init__(
         self,
         stream: trio.abc.Stream,
@@ -523,7 +533,7 @@ class Http1Connection:
         self._outbuf = bytearray()
         # One writer at a time; a flag and a parking lot cost no checkpoint when free.
         self._writing = False
-        self._writers = trio.lowlevel.ParkingLot()
+        self._writers: trio.lowlevel.ParkingLot | None = None  # made when a writer must wait
         #: Set by the server while it drains: responses say ``Connection: close``.
         self.closing = False
         self._was_reset = False
@@ -816,6 +826,8 @@ class Http1Connection:
             return 0
         before, after = writer.around(count)
         while self._writing:
+            if self._writers is None:
+                self._writers = trio.lowlevel.ParkingLot()
             await self._writers.park()
         self._writing = True  # one writer: nothing may slip in between the framing and file
         raw = self._raw
@@ -853,7 +865,8 @@ class Http1Connection:
             raise
         finally:
             self._writing = False
-            self._writers.unpark()
+            if self._writers is not None:
+                self._writers.unpark()
         return sent
 
     async def _wait_writable(self, raw: socket.socket) -> None:
@@ -924,13 +937,16 @@ class Http1Connection:
         Cancellation: exactly the unsent bytes stay queued (rule 5), see ``_write_out``.
         """
         while self._writing:
+            if self._writers is None:
+                self._writers = trio.lowlevel.ParkingLot()
             await self._writers.park()
         self._writing = True
         try:
             return await self._write_out()
         finally:
             self._writing = False
-            self._writers.unpark()
+            if self._writers is not None:
+                self._writers.unpark()
 
     async def _write_out(self) -> int:
         """Send ``_outbuf``; returns the bytes sent by this call (rule 5).
