@@ -42,7 +42,7 @@ from .activation import INHERITED_FDS_ENV
 from .config import ServerConfig
 from .errors import ConfigError
 
-__all__ = ["WORKER_ENV", "Supervisor", "SupervisorLink"]
+__all__ = ["WORKER_ENV", "Supervisor", "SupervisorLink", "backoff"]
 
 log = logging.getLogger("trioiis.workers")
 
@@ -56,6 +56,15 @@ BACKOFF_CAP = 30.0
 STABLE_AFTER = 30.0
 #: Seconds beyond ``shutdown_grace`` before a worker that does not stop is killed.
 KILL_MARGIN = 5.0
+
+
+def backoff(failures: int, lived: float) -> tuple[float, int]:
+    """``(seconds to wait, failures so far)`` before restarting a worker that ran ``lived``
+    seconds, in a slot whose workers died ``failures`` times in a row before: 0.1 s,
+    doubling, at most ``BACKOFF_CAP``; a worker that ran ``STABLE_AFTER`` starts again."""
+    if lived >= STABLE_AFTER:
+        failures = 0
+    return min(BACKOFF_CAP, BACKOFF_START * 2 ** min(failures, 64)), failures + 1
 
 
 @dataclass(eq=False)
@@ -186,10 +195,7 @@ class Supervisor:
             log.info("worker %d exited (status %s)", pid, status)
             return
         lived = trio.current_time() - worker.started
-        if lived >= STABLE_AFTER:
-            self._failures[worker.slot] = 0
-        delay = min(BACKOFF_CAP, BACKOFF_START * 2 ** self._failures[worker.slot])
-        self._failures[worker.slot] += 1
+        delay, self._failures[worker.slot] = backoff(self._failures[worker.slot], lived)
         log.warning(
             "worker %d exited (status %s) after %.1f s; starting another in %.1f s",
             pid,
