@@ -176,6 +176,10 @@ class Supervisor:
         worker = _Worker(slot, process, trio.socket.from_stdlib_socket(parent), trio.current_time())
         self._live.add(worker)
         self._nursery.start_soon(self._watch, worker)
+        if self._stopping:  # started by a reload or a restart that raced the stop
+            worker.retired = True
+            with contextlib.suppress(OSError):
+                process.send_signal(signal.SIGTERM)
         return worker
 
     async def _watch(self, worker: _Worker) -> None:
