@@ -10,16 +10,19 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import trio
 
+from .activation import inherited_sockets, systemd_sockets
 from .bench import add_arguments as add_bench_arguments
 from .config import ServerConfig, load_config, merge_cli
 from .errors import ConfigError
-from .server import HttpServer
+from .server import HttpServer, open_listeners
+from .workers import Supervisor, SupervisorLink
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         help="request-head parser: h11 (default) or fast (httptools; same behaviour)",
     )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a supervisor and N worker processes sharing the listening sockets",
+    )
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file")
     bench = commands.add_parser("bench", help="load-benchmark a loopback server, with aborts")
@@ -91,9 +101,10 @@ def check_root(config: ServerConfig) -> None:
         raise ConfigError(f"root folder {root} {problem}")
 
 
-async def _serve(server: HttpServer) -> None:
+async def _serve(server: HttpServer, link: SupervisorLink | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully; a second signal cancels
-    the requests still in flight at once."""
+    the requests still in flight at once. A worker (``link``) tells its supervisor when it
+    is ready instead of printing, and shuts down gracefully when the supervisor is gone."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
@@ -102,13 +113,11 @@ async def _serve(server: HttpServer) -> None:
                 nursery.cancel_scope.cancel()  # ends the wait for signals below
 
             bound = await nursery.start(server.serve)
-            scheme = "https" if server.config.tls_cert else "http"
-            for host, port in bound:
-                shown = f"[{host}]" if ":" in host else host
-                print(
-                    f"trioiis serving {server.config.root} on {scheme}://{shown}:{port}/",
-                    flush=True,
-                )
+            if link is None:
+                _print_serving(server.config, bound)
+            else:
+                link.ready()
+                nursery.start_soon(_orphaned, link, shutdown)
             stopping = False
             async for _ in signals:
                 if stopping:
@@ -120,7 +129,50 @@ async def _serve(server: HttpServer) -> None:
                 nursery.start_soon(shutdown)
 
 
+def _print_serving(config: ServerConfig, bound: Sequence[tuple[str, int]]) -> None:
+    scheme = "https" if config.tls_cert else "http"
+    for host, port in bound:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"trioiis serving {config.root} on {scheme}://{shown}:{port}/", flush=True)
+
+
+async def _orphaned(link: SupervisorLink, shutdown: Callable[[], Awaitable[None]]) -> None:
+    await link.wait_gone()
+    print("trioiis: the supervisor is gone; shutting down", file=sys.stderr, flush=True)
+    await shutdown()
+
+
+def _checked_config(args: argparse.Namespace) -> ServerConfig:
+    """``build_config``, with its modules loaded once (as ``check-config`` does)."""
+    config = build_config(args)
+    HttpServer(config).pipeline  # noqa: B018 - loads modules and compiles mappings
+    return config
+
+
+def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    """``serve --workers N``: the supervisor runs the same command line N times (see
+    ``trioiis.workers``), on systemd's sockets if it passed some, else on the bindings."""
+    config = _checked_config(args)
+    sockets = systemd_sockets() or open_listeners(config.bindings)
+    bound = [_sockname(s) for s in sockets]
+    supervisor = Supervisor(
+        command=[sys.executable, "-m", "trioiis.cli", *argv],
+        sockets=sockets,
+        workers=args.workers,
+        config=config,
+        reload_config=lambda: _checked_config(args),
+        on_ready=lambda: _print_serving(config, bound),
+    )
+    trio.run(supervisor.run)
+
+
+def _sockname(sock: socket.socket) -> tuple[str, int]:
+    name = sock.getsockname()
+    return (str(name[0]), int(name[1]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     if args.command == "bench":
         from .bench.main import run_cli  # rich and hdrhistogram: only when benchmarking
@@ -137,9 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s"
         )
         logging.getLogger("trioiis.access").propagate = False
-        server = HttpServer(build_config(args))
+        link = SupervisorLink.from_environ()
+        if args.workers and link is None:
+            _supervise(args, argv)
+            return 0
+        sockets = inherited_sockets() if link is not None else systemd_sockets()
+        server = HttpServer(build_config(args), sockets=sockets)
         try:
-            trio.run(_serve, server)
+            trio.run(_serve, server, link)
         except BaseExceptionGroup as group:
             error = _config_error_in(group)
             if error is group:

@@ -6,6 +6,8 @@ bindings = ["127.0.0.1:8080"]     # HOST:PORT, [IPv6]:PORT
 access_log = "-"                  # "-" for stderr, a path, or leave out
 tls_cert = "cert.pem"             # both or neither: every binding serves HTTPS
 tls_key = "key.pem"
+proxy_protocol = true             # behind HAProxy send-proxy(-v2), nginx proxy_protocol, …
+trusted_proxies = ["10.0.0.0/8"]  # whose X-Forwarded-For / Forwarded are believed
 
 [limits]                          # any field of trioiis.Limits
 max_body_bytes = 10_000_000
@@ -48,6 +50,7 @@ from typing import Literal, cast
 
 from .accesslog import FORMATS
 from .errors import ConfigError
+from .forwarded import TrustedProxies
 from .http1 import Limits
 from .mapping import HandlerMapping
 from .modules import BUILTIN_MODULES
@@ -127,6 +130,12 @@ class ServerConfig:
             go to the first site marked ``default``, else to ``root``.
         tls_cert: PEM certificate chain file; with ``tls_key``, every binding serves HTTPS.
         tls_key: PEM private key file (both or neither).
+        proxy_protocol: every binding expects a PROXY protocol header (v1 or v2) first on
+            each connection (see ``trioiis.proxy_protocol``): the client's address from it
+            becomes the connection's remote address. Only behind a balancer that sends it.
+        trusted_proxies: IP addresses and networks (``"10.0.0.0/8"``) whose
+            ``X-Forwarded-For`` / ``Forwarded`` headers are believed (see
+            ``trioiis.forwarded``); from any other peer they are ignored.
         http: the request-head parser: ``"h11"`` (the reference, default) or ``"fast"``
             (llhttp through ``httptools`` for bodiless heads, h11 for the rest; needs
             ``pip install 'trioiis[fast]'``). Both accept, refuse and frame the same requests.
@@ -147,9 +156,12 @@ class ServerConfig:
     sites: tuple[SiteConfig, ...] = ()
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    proxy_protocol: bool = False
+    trusted_proxies: tuple[str, ...] = ()
     http: Literal["h11", "fast"] = "h11"
 
     def __post_init__(self) -> None:
+        self._check_forwarding()
         object.__setattr__(self, "root", Path(self.root))
         for name in ("tls_cert", "tls_key"):
             value = getattr(self, name)
@@ -200,6 +212,20 @@ class ServerConfig:
         grace = self.shutdown_grace
         if not _is_number(grace) or math.isnan(grace) or grace < 0:
             raise ConfigError("shutdown_grace must be a non-negative number of seconds")
+
+    def _check_forwarding(self) -> None:
+        """``proxy_protocol`` and ``trusted_proxies`` (addresses or networks, strictly)."""
+        if not isinstance(self.proxy_protocol, bool):
+            raise ConfigError("proxy_protocol must be true or false")
+        proxies: object = self.trusted_proxies
+        if isinstance(proxies, str):
+            proxies = (proxies,)
+        proxies = tuple(cast("Sequence[str]", proxies))
+        try:
+            TrustedProxies(proxies)
+        except ValueError as exc:
+            raise ConfigError(f"trusted_proxies: {exc}") from None
+        object.__setattr__(self, "trusted_proxies", proxies)
 
 
 _HOSTNAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -293,6 +319,8 @@ def config_from_mapping(
             kwargs["modules"] = cast("tuple[ModuleSpec, ...]", kwargs.get("modules", ())) + apps
     if "default_documents" in data:
         kwargs["default_documents"] = tuple(_expect_list(data, "default_documents", str))
+    if "trusted_proxies" in data:
+        kwargs["trusted_proxies"] = tuple(_expect_list(data, "trusted_proxies", str))
     if "sites" in data:
         tables = _expect_list(data, "sites", dict)
         kwargs["sites"] = tuple(_site(t, i, base) for i, t in enumerate(tables, 1))
@@ -301,6 +329,7 @@ def config_from_mapping(
             kwargs[name] = base / cast("str", _expect(data, name, str))
     for name, kind in (
         ("builtin_modules", bool),
+        ("proxy_protocol", bool),
         ("access_log", str),
         ("max_connections", int),
         ("when_full", str),

@@ -621,7 +621,11 @@ class Http1Connection:
                     raise HeadError(400, "connection closed inside a request head")
                 return None
             if self.closing and not self._inbuf.strip():
-                return None  # the server drains: an idle connection just closes
+                if not first:
+                    return None  # the server drains: an idle connection just closes
+                # A connection accepted just before the drain: its first request may be
+                # on its way (a worker replaced by a reload); wait for it a little.
+                deadline = min(deadline, trio.current_time() + limits.linger_timeout)
             with trio.move_on_at(deadline):
                 await self._wait_for_data()
                 continue

@@ -23,7 +23,7 @@ import socket as stdlib_socket
 import ssl
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TextIO
@@ -36,12 +36,15 @@ from .constants import SERVER_VERSION
 from .context import HttpConnection, HttpContext, Site, _Wire
 from .counters import ServerCounters
 from .errors import ConfigError
+from .forwarded import TrustedProxies, client_address
 from .headers import Headers
 from .http1 import HeadError, HeadParser, Http1Connection, RequestHead, error_response_bytes
 from .http1_fast import available as fast_parser_available
 from .http1_fast import parse_head_fast
 from .modules import BUILTIN_MODULES, DEFAULT_MODULES
 from .pipeline import Pipeline
+from .proxy_protocol import ProxyProtocolError
+from .proxy_protocol import receive as receive_proxy_header
 from .registration import GlobalServer, ModuleRegistrationInfo, RegisterModule
 from .request import ConnectionBody, EmptyBody
 
@@ -66,8 +69,18 @@ class HttpServer:
             await server.shutdown(grace=5.0)
     """
 
-    def __init__(self, config: ServerConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        sockets: Sequence[stdlib_socket.socket] | None = None,
+    ) -> None:
+        """``sockets``: listening sockets already open (inherited from a supervisor, or
+        systemd's ``LISTEN_FDS``) to serve instead of opening ``config.bindings``; the
+        server owns them from now on and closes them when it stops."""
         self.config = config or ServerConfig()
+        self._given_sockets = list(sockets) if sockets is not None else None
+        self._trusted = TrustedProxies(self.config.trusted_proxies)
         self.counters = ServerCounters()
         self._registrations: list[ModuleRegistrationInfo] = []
         self._pipeline: Pipeline | None = None
@@ -167,7 +180,7 @@ class HttpServer:
         try:
             if self.config.tls_cert is not None and self.config.tls_key is not None:
                 self._ssl_context = _ssl_context(self.config.tls_cert, self.config.tls_key)
-            sockets = self._open_sockets()
+            sockets = self._open_sockets() if self._given_sockets is None else self._adopt()
             self._open_access_log()
             # The applications' nursery (GL_APPLICATION_START/STOP) outlives every
             # connection: an app is started before the first accept and stopped after the
@@ -229,15 +242,14 @@ class HttpServer:
         await self._done.wait()
 
     def _open_sockets(self) -> list[stdlib_socket.socket]:
-        sockets: list[stdlib_socket.socket] = []
-        for binding in self.config.bindings:
-            host, port = parse_binding(binding)
-            try:
-                sockets.extend(_listen(host, port))
-            except OSError as exc:
-                for sock in sockets:
-                    sock.close()
-                raise ConfigError(f"cannot listen on {binding}: {exc.strerror or exc}") from exc
+        return open_listeners(self.config.bindings)
+
+    def _adopt(self) -> list[stdlib_socket.socket]:
+        """The sockets given to the constructor, made non-blocking (once: a second serve()
+        would find them closed)."""
+        sockets, self._given_sockets = self._given_sockets or [], []
+        for sock in sockets:
+            sock.setblocking(False)
         return sockets
 
     async def _accept_loop(self, sock: stdlib_socket.socket, nursery: trio.Nursery) -> None:
@@ -284,6 +296,12 @@ class HttpServer:
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
         remote, local = _peername(raw), _sockname(raw)
         try:
+            if self.config.proxy_protocol:
+                addresses = await self._proxy_header(raw, remote, local)
+                if addresses is None:
+                    await trio.aclose_forcefully(stream)
+                    return
+                remote, local = addresses
             if self._ssl_context is None:
                 await self.handle_stream(stream, remote=remote, local=local, raw_socket=raw)
             else:
@@ -293,6 +311,21 @@ class HttpServer:
         finally:
             self.counters.connections_open -= 1
             self._slots.release()
+
+    async def _proxy_header(
+        self, raw: stdlib_socket.socket, remote: tuple[str, int], local: tuple[str, int]
+    ) -> tuple[tuple[str, int], tuple[str, int]] | None:
+        """The PROXY protocol header's addresses (the peer's own for LOCAL/UNKNOWN); None
+        when it is missing, malformed or late (``head_timeout``): close without answering."""
+        try:
+            with trio.fail_after(self.config.limits.head_timeout):
+                header = await receive_proxy_header(raw)
+        except (ProxyProtocolError, trio.TooSlowError) as exc:
+            log.debug("PROXY header from %s refused: %s", _fmt(*remote), str(exc) or "timed out")
+            return None
+        if header.source is None or header.destination is None:
+            return remote, local
+        return header.source, header.destination
 
     async def _serve_tls(
         self,
@@ -370,7 +403,7 @@ class HttpServer:
         limits = self.config.limits
         served = 0
         last = limits.max_requests_per_connection
-        while not self._draining:
+        while first or not self._draining:  # a new connection gets its first request
             try:
                 head = await http.next_request(first=first)
             except HeadError as exc:
@@ -451,7 +484,21 @@ class HttpServer:
             headers=Headers.from_raw(head.headers),
             body=ConnectionBody(http, head.content_length) if has_body else EmptyBody(),
         )
+        if self._trusted:
+            self._apply_forwarded(ctx)
         return ctx
+
+    def _apply_forwarded(self, ctx: HttpContext) -> None:
+        """From a trusted proxy, ``Forwarded`` / ``X-Forwarded-For`` name the client."""
+        request = ctx.request
+        found = client_address(
+            request.remote_address[0],
+            self._trusted,
+            request.headers.get_all("forwarded"),
+            request.headers.get_all("x-forwarded-for"),
+        )
+        if found is not None:
+            request.remote_address = found
 
     def _site_for(self, head: RequestHead) -> Site:
         """The site whose hosts hold the request's host (any case, port stripped), else
@@ -607,6 +654,24 @@ def _refuse_one(sock: stdlib_socket.socket) -> bool:
             conn.send(error_response_bytes(503))
             conn.shutdown(stdlib_socket.SHUT_WR)
     return True
+
+
+def open_listeners(bindings: Sequence[str]) -> list[stdlib_socket.socket]:
+    """Listening sockets for ``HOST:PORT`` bindings (non-blocking, SO_REUSEADDR).
+
+    Raises:
+        ConfigError: a binding cannot be opened (what was opened is closed again).
+    """
+    sockets: list[stdlib_socket.socket] = []
+    for binding in bindings:
+        host, port = parse_binding(binding)
+        try:
+            sockets.extend(_listen(host, port))
+        except OSError as exc:
+            for sock in sockets:
+                sock.close()
+            raise ConfigError(f"cannot listen on {binding}: {exc.strerror or exc}") from exc
+    return sockets
 
 
 def _listen(host: str, port: int) -> list[stdlib_socket.socket]:

@@ -61,12 +61,20 @@ def register_module(server_version, info, server):
 class Cli:
     """A running ``trioiis`` process whose stdout and stderr are read line by line."""
 
-    def __init__(self, *args: str, cwd: Path = REPO) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+    def __init__(
+        self,
+        *args: str,
+        cwd: Path = REPO,
+        command: list[str] = COMMAND,
+        env: dict[str, str] | None = None,
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.proc = subprocess.Popen(
-            [*COMMAND, *args],
+            [*command, *args],
             cwd=cwd,
             env=env,
+            pass_fds=pass_fds,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

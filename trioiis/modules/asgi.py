@@ -223,7 +223,7 @@ class AsgiApplication:
             "query_string": request.query.encode("latin-1", "replace"),
             "root_path": self.root_path,
             "headers": headers,
-            "client": tuple(connection.remote_address),
+            "client": tuple(request.remote_address),  # after PROXY / trusted forwarding
             "server": tuple(connection.local_address),
             "state": dict(self.state),
             "extensions": {},

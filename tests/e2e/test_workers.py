@@ -1,0 +1,292 @@
+"""``trioiis serve --workers N`` and socket activation: real processes on 127.0.0.1 port 0.
+
+The supervisor prints ``trioiis worker PID ready`` for each worker and then the usual
+``trioiis serving`` line; tests wait for those lines, never sleep. To know which worker has a
+request, the HOLD module below blocks its whole worker (its event loop) inside a handler
+until the test writes a line to a FIFO: while one worker is held, every new connection must
+be taken by another one, and opening the FIFO for writing returns exactly when the held
+worker is inside the handler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.test_cli import TIMEOUT, Cli, cli, write_module
+
+READY = re.compile(r"^trioiis worker (\d+) ready$")
+
+HOLD = """
+import os
+from pathlib import Path
+
+import trioiis
+from trioiis import Notification, Status
+
+FIFO = {fifo!r}
+
+
+class Hold(trioiis.HttpModule):
+    async def on_begin_request(self, ctx, provider):
+        ctx.response.set_header("X-Worker-Pid", str(os.getpid()))
+        if ctx.request.path != "/hold":
+            return Status.CONTINUE
+        Path(FIFO + ".pid").write_text(str(os.getpid()))
+        with open(FIFO) as fifo:  # blocks this worker until the test writes a line
+            line = fifo.readline().strip()
+        ctx.response.write(f"held {{line}}".encode())
+        return Status.FINISH_REQUEST
+
+
+def register_module(server_version, info, server):
+    info.set_request_notifications(trioiis.SimpleFactory(Hold), Notification.BEGIN_REQUEST)
+"""
+
+
+class Held:
+    """One /hold request in flight on some worker (``pid``), answered by ``release``."""
+
+    def __init__(self, url: str, fifo: Path) -> None:
+        self.fifo = fifo
+        self.response: list[httpx.Response | BaseException] = []
+        self._thread = threading.Thread(target=self._get, args=(url,), daemon=True)
+        self._thread.start()
+        opened: list[int] = []
+        opener = threading.Thread(
+            target=lambda: opened.append(os.open(fifo, os.O_WRONLY)), daemon=True
+        )
+        opener.start()
+        opener.join(TIMEOUT)
+        if not opened:  # unblock the opener before failing
+            with contextlib.suppress(OSError):
+                os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+            raise AssertionError("no worker took /hold")
+        self._fd = opened[0]
+        self.pid = int(Path(f"{fifo}.pid").read_text())
+
+    def _get(self, url: str) -> None:
+        try:
+            with httpx.Client(timeout=TIMEOUT) as client:
+                self.response.append(client.get(f"{url}hold"))
+        except BaseException as exc:
+            self.response.append(exc)
+
+    def release(self, line: str = "ok") -> httpx.Response:
+        os.write(self._fd, f"{line}\n".encode())
+        os.close(self._fd)
+        self._thread.join(TIMEOUT)
+        assert self.response, "the held request did not finish"
+        result = self.response[0]
+        assert isinstance(result, httpx.Response), result
+        return result
+
+
+@pytest.fixture
+def hold(tmp_path: Path) -> tuple[Path, Path]:
+    """(the FIFO, the HOLD module file)."""
+    fifo = tmp_path / "hold.fifo"
+    os.mkfifo(fifo)
+    return fifo, write_module(tmp_path, "hold", HOLD.format(fifo=str(fifo)))
+
+
+def start(cli_process: Cli, workers: int) -> tuple[str, set[int]]:
+    """Wait for every worker and the serving line: (base URL, worker pids)."""
+    pids = set()
+    for _ in range(workers):
+        match = READY.match(cli_process.wait_line("out", READY.match))
+        assert match is not None
+        pids.add(int(match[1]))
+    return cli_process.serving(), pids
+
+
+def get_pid(url: str, path: str = "hello.txt") -> int:
+    """A GET on a new connection; the pid of the worker that answered."""
+    with httpx.Client(timeout=TIMEOUT, headers={"Connection": "close"}) as client:
+        response = client.get(url + path)
+    assert response.status_code == 200, response
+    return int(response.headers["x-worker-pid"])
+
+
+@contextlib.contextmanager
+def workers(
+    site: Path, module: Path, count: int, *extra: str
+) -> Iterator[tuple[Cli, str, set[int]]]:
+    args = (
+        "serve",
+        str(site),
+        "--bind",
+        "127.0.0.1:0",
+        "--module",
+        f"hold={module}:register_module",
+    )
+    with cli(*args, "--workers", str(count), *extra) as process:
+        url, pids = start(process, count)
+        yield process, url, pids
+
+
+def wait_exit(pid: int) -> None:
+    """Until process ``pid`` (not our child) has exited; bounded (a pidfd)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        readable, _, _ = select.select([fd], [], [], TIMEOUT)
+        assert readable, f"process {pid} still runs"
+    finally:
+        os.close(fd)
+
+
+def test_every_worker_takes_requests(site: Path, hold: tuple[Path, Path]) -> None:
+    fifo, module = hold
+    with workers(site, module, 2) as (process, url, pids):
+        assert len(pids) == 2
+        held = Held(url, fifo)
+        other = get_pid(url)  # the held worker cannot accept: the other one answers
+        assert {held.pid, other} == pids
+        response = held.release()
+        assert response.text == "held ok"
+        assert int(response.headers["x-worker-pid"]) == held.pid
+        process.proc.send_signal(signal.SIGTERM)
+        assert process.wait() == 0
+
+
+def test_a_killed_worker_loses_no_other_connection_and_comes_back(
+    site: Path, hold: tuple[Path, Path]
+) -> None:
+    fifo, module = hold
+    with workers(site, module, 2) as (process, url, pids):
+        held = Held(url, fifo)
+        (victim,) = pids - {held.pid}
+        os.kill(victim, signal.SIGKILL)
+        match = READY.match(process.wait_line("out", READY.match))
+        assert match is not None
+        newcomer = int(match[1])
+        assert newcomer not in pids
+        # The held request, on the surviving worker, is answered in full.
+        assert held.release("survived").text == "held survived"
+        # And the new worker takes requests: hold one worker, the other answers.
+        again = Held(url, fifo)
+        assert {again.pid, get_pid(url)} == {held.pid, newcomer}
+        again.release()
+        assert "exited (status -9)" in process.wait_line("err", lambda line: "exited" in line)
+
+
+def test_sighup_replaces_every_worker_and_drops_no_request(
+    tmp_path: Path, site: Path, hold: tuple[Path, Path]
+) -> None:
+    _, module = hold
+    config = tmp_path / "trioiis.toml"
+    config.write_text("shutdown_grace = 5\n")
+    with workers(site, module, 2, "--config", str(config)) as (process, url, pids):
+        results: list[int | str] = []
+        done = threading.Event()
+
+        def load() -> None:  # light, bounded: one request at a time, at most 3000 a thread
+            with httpx.Client(timeout=TIMEOUT, headers={"Connection": "close"}) as client:
+                for _ in range(3000):
+                    if done.is_set():
+                        return
+                    try:
+                        response = client.get(url + "hello.txt")
+                        results.append(response.status_code)
+                    except httpx.HTTPError as exc:
+                        results.append(repr(exc))
+
+        loaders = [threading.Thread(target=load, daemon=True) for _ in range(2)]
+        for loader in loaders:
+            loader.start()
+        process.proc.send_signal(signal.SIGHUP)
+        line = process.wait_line("out", lambda text: text.startswith("trioiis reloaded"))
+        new_pids = {int(pid) for pid in line.split(": workers ")[1].split()}
+        seen = len(results)
+        # A few more requests after the reload, all from the new workers.
+        after = {get_pid(url) for _ in range(4)}
+        done.set()
+        for loader in loaders:
+            loader.join(TIMEOUT)
+            assert not loader.is_alive()
+        assert len(new_pids) == 2
+        assert not new_pids & pids
+        assert after <= new_pids
+        assert seen > 0
+        assert results == [200] * len(results)
+        # An invalid configuration is refused and the workers keep serving.
+        config.write_text("root = [\n")
+        process.proc.send_signal(signal.SIGHUP)
+        refused = process.wait_line("out", lambda text: text.startswith("trioiis: reload"))
+        assert "reload refused" in refused
+        assert get_pid(url) in new_pids
+
+
+def test_sigterm_drains_requests_in_flight(site: Path, hold: tuple[Path, Path]) -> None:
+    fifo, module = hold
+    with workers(site, module, 2) as (process, url, pids):
+        held = Held(url, fifo)
+        process.proc.send_signal(signal.SIGTERM)
+        (other,) = pids - {held.pid}
+        wait_exit(other)  # the idle worker is gone; the held one waits for its request
+        assert process.proc.poll() is None
+        assert held.release("drained").text == "held drained"
+        assert process.wait() == 0
+        wait_exit(held.pid)
+
+
+def test_workers_stop_when_the_supervisor_is_killed(site: Path, hold: tuple[Path, Path]) -> None:
+    _, module = hold
+    with workers(site, module, 2) as (process, _, pids):
+        process.proc.kill()
+        process.wait()
+        for pid in pids:
+            wait_exit(pid)
+
+
+def test_workers_must_be_positive(site: Path) -> None:
+    with cli("serve", str(site), "--bind", "127.0.0.1:0", "--workers", "-1") as process:
+        assert process.wait() == 2
+        assert process.rest("err") == ["trioiis: --workers must be at least 1"]
+
+
+# Puts the socket given as argv[1] on descriptor 3 and says so in LISTEN_FDS / LISTEN_PID,
+# as systemd does, then runs the rest of argv.
+ACTIVATE = (
+    "import os, sys; os.dup2(int(sys.argv[1]), 3); "
+    "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid())); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'trioiis.cli', *sys.argv[2:]])"
+)
+
+
+@pytest.mark.parametrize("count", [0, 2], ids=["single", "supervisor"])
+def test_systemd_socket_activation(site: Path, hold: tuple[Path, Path], count: int) -> None:
+    _, module = hold
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener:
+        port = listener.getsockname()[1]
+        args = ["serve", str(site), "--module", f"hold={module}:register_module"]
+        if count:
+            args += ["--workers", str(count)]
+        process = Cli(
+            str(listener.fileno()),
+            *args,
+            command=[sys.executable, "-c", ACTIVATE],
+            pass_fds=(listener.fileno(),),
+        )
+        with contextlib.closing(process):
+            url, _ = start(process, count)
+            assert url == f"http://127.0.0.1:{port}/"
+            listener.close()  # only the server holds it now
+            get_pid(url)
+            process.proc.send_signal(signal.SIGTERM)
+            assert process.wait() == 0
