@@ -404,8 +404,8 @@ class HttpContext(metaclass=_NoPublicConstructor):
 
     def _in_chain(self, flag: ExecuteFlags) -> bool:
         """True if this context or an ancestor was executed with ``flag`` (roots have none)."""
-        ctx: HttpContext | None = self
-        while ctx is not None:
+        ctx = self
+        while ctx._parent is not None:  # only children are executed with flags
             if ctx._execute_flags & flag:
                 return True
             ctx = ctx._parent
