@@ -36,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", metavar="PATH|-")
     serve.add_argument("--tls-cert", metavar="PEM", help="certificate chain: serve HTTPS")
     serve.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
+    serve.add_argument("--trace-dir", metavar="DIR", help="write failed-request traces here")
+    serve.add_argument(
+        "--trace-when",
+        metavar="RULE",
+        help='which requests to trace (default: "status>=500 or cancelled or time>1s")',
+    )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file")
@@ -60,6 +66,8 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         access_log=args.access_log,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        trace_dir=args.trace_dir,
+        trace_when=args.trace_when,
     )
     check_root(config)
     return config

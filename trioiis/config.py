@@ -6,6 +6,8 @@ bindings = ["127.0.0.1:8080"]     # HOST:PORT, [IPv6]:PORT
 access_log = "-"                  # "-" for stderr, a path, or leave out
 tls_cert = "cert.pem"             # both or neither: every binding serves HTTPS
 tls_key = "key.pem"
+trace_dir = "traces"              # failed-request traces: where, and which requests
+trace_when = "status>=500 or cancelled or time>1s"
 
 [limits]                          # any field of trioiis.Limits
 max_body_bytes = 10_000_000
@@ -48,6 +50,8 @@ from .http1 import Limits
 from .mapping import HandlerMapping
 from .modules import BUILTIN_MODULES
 from .registration import RegisterModule
+from .trace_rules import parse_rule
+from .tracing import DEFAULT_RULE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +126,12 @@ class ServerConfig:
             go to the first site marked ``default``, else to ``root``.
         tls_cert: PEM certificate chain file; with ``tls_key``, every binding serves HTTPS.
         tls_key: PEM private key file (both or neither).
+        trace_dir: folder for failed-request traces (JSON files); None: tracing is off.
+        trace_when: the rule a finished request must match to be written
+            (``trioiis.trace_rules``), e.g. ``"status>=500 or cancelled or time>1s"``.
+        trace_max_files: trace files kept in ``trace_dir``; the oldest are deleted.
+        trace_max_events: events recorded per request (with its children); more are
+            only counted, so a trace's memory is bounded.
     """
 
     root: Path = Path(".")
@@ -139,9 +149,23 @@ class ServerConfig:
     sites: tuple[SiteConfig, ...] = ()
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    trace_dir: Path | None = None
+    trace_when: str = DEFAULT_RULE
+    trace_max_files: int = 1000
+    trace_max_events: int = 2000
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+        if self.trace_dir is not None:
+            trace_dir: object = self.trace_dir
+            if not isinstance(trace_dir, (str, Path)) or not str(trace_dir):
+                raise ConfigError("trace_dir must be a folder path")
+            object.__setattr__(self, "trace_dir", Path(self.trace_dir))
+        parse_rule(self.trace_when)  # a bad rule is a ConfigError now, not at the first request
+        for name in ("trace_max_files", "trace_max_events"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ConfigError(f"{name} must be at least 1")
         for name in ("tls_cert", "tls_key"):
             value = getattr(self, name)
             if value is not None:
@@ -281,7 +305,7 @@ def config_from_mapping(
     if "sites" in data:
         tables = _expect_list(data, "sites", dict)
         kwargs["sites"] = tuple(_site(t, i, base) for i, t in enumerate(tables, 1))
-    for name in ("tls_cert", "tls_key"):
+    for name in ("tls_cert", "tls_key", "trace_dir"):
         if name in data:
             kwargs[name] = base / cast("str", _expect(data, name, str))
     for name, kind in (
@@ -291,6 +315,9 @@ def config_from_mapping(
         ("when_full", str),
         ("access_log_format", str),
         ("shutdown_grace", (int, float)),
+        ("trace_when", str),
+        ("trace_max_files", int),
+        ("trace_max_events", int),
     ):
         if name in data:
             kwargs[name] = _expect(data, name, kind)
@@ -507,9 +534,15 @@ def merge_cli(
     access_log: str | None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    trace_dir: str | None = None,
+    trace_when: str | None = None,
 ) -> ServerConfig:
     """Command-line options on top of a config (the command line wins)."""
     changes: dict[str, object] = {}
+    if trace_dir is not None:
+        changes["trace_dir"] = Path(trace_dir)
+    if trace_when is not None:
+        changes["trace_when"] = trace_when
     if tls_cert is not None:
         changes["tls_cert"] = Path(tls_cert)
     if tls_key is not None:

@@ -42,6 +42,7 @@ from .modules import BUILTIN_MODULES, DEFAULT_MODULES
 from .pipeline import Pipeline
 from .registration import GlobalServer, ModuleRegistrationInfo, RegisterModule
 from .request import ConnectionBody, EmptyBody
+from .tracing import Tracer, open_trace_writer
 
 log = logging.getLogger("trioiis")
 access_log = logging.getLogger("trioiis.access")
@@ -129,11 +130,22 @@ class HttpServer:
     def pipeline(self) -> Pipeline:
         """The compiled pipeline (compiled on first use; registration then closes)."""
         if self._pipeline is None:
+            config = self.config
+            tracer = None
+            if config.trace_dir is not None:
+                tracer = Tracer(
+                    config.trace_dir,
+                    config.trace_when,
+                    max_files=config.trace_max_files,
+                    max_events=config.trace_max_events,
+                    counters=self.counters,
+                )
             self._pipeline = Pipeline(
                 self._registrations,
-                self.config.handlers,
+                config.handlers,
                 counters=self.counters,
-                request_timeout=self.config.limits.request_timeout,
+                request_timeout=config.limits.request_timeout,
+                tracer=tracer,
             )
         return self._pipeline
 
@@ -147,12 +159,17 @@ class HttpServer:
         ``task_status.started`` gets the ``(host, port)`` pairs actually bound.
 
         Raises:
-            ConfigError: a binding cannot be opened (address in use, no permission, …), or
-                the TLS certificate or key cannot be loaded.
+            ConfigError: a binding cannot be opened (address in use, no permission, …), the
+                TLS certificate or key cannot be loaded, or ``trace_dir`` cannot be created.
 
         Cancellation: cancelling ``serve`` cancels every connection at once; requests still
             run LOG_REQUEST/END_REQUEST (shielded, bounded) and factories get ``terminate()``.
+            Traces already queued are still written (shielded, bounded).
         """
+        async with open_trace_writer(self.pipeline.tracer):
+            await self._serve(task_status=task_status)
+
+    async def _serve(self, *, task_status: trio.TaskStatus[list[tuple[str, int]]]) -> None:
         pipeline = self.pipeline
         self._slots = trio.Semaphore(self.config.max_connections)
         sockets: list[stdlib_socket.socket] = []
@@ -251,6 +268,7 @@ class HttpServer:
 
     async def _connection_task(self, raw: stdlib_socket.socket) -> None:
         assert self._slots is not None
+        self.counters.connections_accepted += 1
         self.counters.connections_open += 1
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
         remote, local = _peername(raw), _sockname(raw)
