@@ -50,7 +50,7 @@ class TraceRuleError(ConfigError):
         self.position = position
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # not frozen: built once per traced request, cheaply
 class RequestFacts:
     """What a rule can ask about one finished request."""
 
