@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=["h11", "fast"],
         help="request-head parser: h11 (default) or fast (httptools; same behaviour)",
     )
+    serve.add_argument("--trace-dir", metavar="DIR", help="write failed-request traces here")
+    serve.add_argument(
+        "--trace-when",
+        metavar="RULE",
+        help='which requests to trace (default: "status>=500 or cancelled or time>1s")',
+    )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     serve.add_argument(
         "--workers",
@@ -88,6 +94,8 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         http=args.http,
+        trace_dir=args.trace_dir,
+        trace_when=args.trace_when,
     )
     check_root(config)
     return config

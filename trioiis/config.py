@@ -8,6 +8,8 @@ tls_cert = "cert.pem"             # both or neither: every binding serves HTTPS
 tls_key = "key.pem"
 proxy_protocol = true             # behind HAProxy send-proxy(-v2), nginx proxy_protocol, …
 trusted_proxies = ["10.0.0.0/8"]  # whose X-Forwarded-For / Forwarded are believed
+trace_dir = "traces"              # failed-request traces: where, and which requests
+trace_when = "status>=500 or cancelled or time>1s"
 
 [limits]                          # any field of trioiis.Limits
 max_body_bytes = 10_000_000
@@ -56,6 +58,8 @@ from .mapping import HandlerMapping
 from .modules import BUILTIN_MODULES
 from .modules._apps import root_path_for
 from .registration import RegisterModule
+from .trace_rules import parse_rule
+from .tracing import DEFAULT_RULE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,6 +143,12 @@ class ServerConfig:
         http: the request-head parser: ``"h11"`` (the reference, default) or ``"fast"``
             (llhttp through ``httptools`` for bodiless heads, h11 for the rest; needs
             ``pip install 'trioiis[fast]'``). Both accept, refuse and frame the same requests.
+        trace_dir: folder for failed-request traces (JSON files); None: tracing is off.
+        trace_when: the rule a finished request must match to be written
+            (``trioiis.trace_rules``), e.g. ``"status>=500 or cancelled or time>1s"``.
+        trace_max_files: trace files kept in ``trace_dir``; the oldest are deleted.
+        trace_max_events: events recorded per request (with its children); more are
+            only counted, so a trace's memory is bounded.
     """
 
     root: Path = Path(".")
@@ -159,10 +169,24 @@ class ServerConfig:
     proxy_protocol: bool = False
     trusted_proxies: tuple[str, ...] = ()
     http: Literal["h11", "fast"] = "h11"
+    trace_dir: Path | None = None
+    trace_when: str = DEFAULT_RULE
+    trace_max_files: int = 1000
+    trace_max_events: int = 2000
 
     def __post_init__(self) -> None:
         self._check_forwarding()
         object.__setattr__(self, "root", Path(self.root))
+        if self.trace_dir is not None:
+            trace_dir: object = self.trace_dir
+            if not isinstance(trace_dir, (str, Path)) or not str(trace_dir):
+                raise ConfigError("trace_dir must be a folder path")
+            object.__setattr__(self, "trace_dir", Path(self.trace_dir))
+        parse_rule(self.trace_when)  # a bad rule is a ConfigError now, not at the first request
+        for name in ("trace_max_files", "trace_max_events"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ConfigError(f"{name} must be at least 1")
         for name in ("tls_cert", "tls_key"):
             value = getattr(self, name)
             if value is not None:
@@ -324,7 +348,7 @@ def config_from_mapping(
     if "sites" in data:
         tables = _expect_list(data, "sites", dict)
         kwargs["sites"] = tuple(_site(t, i, base) for i, t in enumerate(tables, 1))
-    for name in ("tls_cert", "tls_key"):
+    for name in ("tls_cert", "tls_key", "trace_dir"):
         if name in data:
             kwargs[name] = base / cast("str", _expect(data, name, str))
     for name, kind in (
@@ -336,6 +360,9 @@ def config_from_mapping(
         ("http", str),
         ("access_log_format", str),
         ("shutdown_grace", (int, float)),
+        ("trace_when", str),
+        ("trace_max_files", int),
+        ("trace_max_events", int),
     ):
         if name in data:
             kwargs[name] = _expect(data, name, kind)
@@ -607,6 +634,8 @@ def merge_cli(
     asgi: Sequence[str] = (),
     wsgi: Sequence[str] = (),
     http: str | None = None,
+    trace_dir: str | None = None,
+    trace_when: str | None = None,
 ) -> ServerConfig:
     """Command-line options on top of a config (the command line wins; ``--asgi`` and
     ``--wsgi`` mappings come before ``--handler`` ones)."""
@@ -614,6 +643,10 @@ def merge_cli(
     if http is not None:
         changes["http"] = http
     apps = [parse_app_option("asgi", a) for a in asgi] + [parse_app_option("wsgi", w) for w in wsgi]
+    if trace_dir is not None:
+        changes["trace_dir"] = Path(trace_dir)
+    if trace_when is not None:
+        changes["trace_when"] = trace_when
     if tls_cert is not None:
         changes["tls_cert"] = Path(tls_cert)
     if tls_key is not None:

@@ -42,11 +42,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, final
+from typing import TYPE_CHECKING, Any, Protocol, Self, final
 from urllib.parse import unquote
 
 import trio
 
+from . import tracing
 from .constants import (
     ERROR_ALREADY_ASSIGNED,
     ERROR_HANDLE_EOF,
@@ -265,16 +266,24 @@ class _RequestStats:
 class _PendingIo:
     """Rule 1: one registered cancel scope around one pending I/O."""
 
-    __slots__ = ("_ctx", "_moved", "_scope")
+    __slots__ = ("_ctx", "_kind", "_moved", "_scope", "_trace_event", "done_bytes")
 
-    def __init__(self, ctx: HttpContext, moved: Callable[[], int] | None) -> None:
+    def __init__(self, ctx: HttpContext, moved: Callable[[], int] | None, kind: str) -> None:
         self._ctx = ctx
         self._moved = moved
+        self._kind = kind
         self._scope = trio.CancelScope()
+        self._trace_event: list[Any] | None = None
+        #: Bytes a completed I/O without a ``moved`` function moved (set by the caller).
+        self.done_bytes = 0
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> Self:
         self._ctx._io_scopes.add(self._scope)
+        trace = self._ctx.trace
+        if trace is not None:  # tracing hook (trioiis/tracing.py): one branch when off
+            self._trace_event = trace.io_started(self._kind)
         self._scope.__enter__()
+        return self
 
     def __exit__(
         self,
@@ -284,6 +293,8 @@ class _PendingIo:
     ) -> bool:
         self._ctx._io_scopes.discard(self._scope)
         handled = self._scope.__exit__(exc_type, exc, tb)
+        if self._trace_event is not None:
+            self._traced(exc)
         if self._scope.cancelled_caught:
             moved = self._moved() if self._moved is not None else 0
             self._ctx._counters_io_cancelled()
@@ -291,6 +302,23 @@ class _PendingIo:
                 completion=CompletionInfo(moved, ERROR_OPERATION_ABORTED)
             ) from None
         return bool(handled)
+
+    def _traced(self, exc: BaseException | None) -> None:
+        """Record this I/O's outcome in the request's trace."""
+        assert self._trace_event is not None
+        moved = self._moved() if self._moved is not None else self.done_bytes
+        if self._scope.cancelled_caught:
+            outcome = tracing.IO_CANCELLED_BY_CANCEL_IO
+        elif isinstance(exc, trio.Cancelled):
+            gone = self._ctx._root.stats.cancelled_by_client
+            outcome = tracing.IO_CANCELLED_BY_DISCONNECT if gone else tracing.IO_CANCELLED
+        elif isinstance(exc, ConnectionInvalidError | trio.BrokenResourceError):
+            outcome = tracing.IO_CANCELLED_BY_DISCONNECT  # it saw the client leave first
+        elif exc is not None:
+            outcome = tracing.IO_FAILED
+        else:
+            outcome = tracing.IO_COMPLETED
+        tracing.RequestTrace.io_ended(self._trace_event, outcome, moved)
 
 
 @final
@@ -358,6 +386,8 @@ class HttpContext(metaclass=_NoPublicConstructor):
         #: The handler mapping chosen at MAP_REQUEST_HANDLER.
         self.handler: HandlerMapping = DEFAULT_MAPPING
         self.stats = _RequestStats(started=trio.current_time())
+        #: This request's timeline when tracing is on (``trace_dir``), else None.
+        self.trace: tracing.RequestTrace | None = None
 
     def __repr__(self) -> str:
         return f"<HttpContext {self.request.method} {self.request.url} depth={self._depth}>"
@@ -538,11 +568,11 @@ class HttpContext(metaclass=_NoPublicConstructor):
 
     # ------------------------------------------------------------ pending I/O
 
-    def _pending_io(self, moved: Callable[[], int] | None = None) -> _PendingIo:
+    def _pending_io(self, moved: Callable[[], int] | None = None, kind: str = "io") -> _PendingIo:
         self._check_alive()
         if not self.connection._connected:
             raise ConnectionInvalidError("the client is gone")
-        return _PendingIo(self, moved)
+        return _PendingIo(self, moved, kind)
 
     def _counters_io_cancelled(self) -> None:
         self._pipeline.counters.io_cancelled += 1
@@ -795,7 +825,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         if http.try_write():
             return size  # all out at once: nothing was ever pending
         try:
-            with self._pending_io(body_moved):
+            with self._pending_io(body_moved, "write"):
                 await http.write_queued()
         except trio.BrokenResourceError as exc:
             wire.failed = True
@@ -821,7 +851,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
             return min(count, max(0, http.counters.bytes_sent - start))
 
         try:
-            with self._pending_io(moved):
+            with self._pending_io(moved, "transmit_file"):
                 sent = await http.send_file(fd, offset, count)
         except trio.BrokenResourceError as exc:
             wire.failed = True
@@ -1000,7 +1030,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
             await trio.lowlevel.checkpoint()
             return CompletionInfo(0, ERROR_OPERATION_ABORTED)
         self._children.append(child)
-        self._pipeline.counters.child_requests += 1
+        self._pipeline.counters.child_requests_by_depth[child._depth] += 1
         try:
             with trio.CancelScope() as scope:
                 child._release_scope = scope

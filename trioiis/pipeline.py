@@ -23,6 +23,9 @@ Theory of operation
 5. **The tail always runs.** LOG_REQUEST and END_REQUEST run shielded, with a deadline, even
    when the client disconnected or the server is shutting down; then every module instance
    gets ``dispose()`` and stored contexts are cleaned up, exactly once.
+6. **Tracing hooks** (``trioiis/tracing.py``): with a ``tracer``, each request gets a
+   ``ctx.trace`` at its start and hands it back at its end, and ``_call`` records each
+   handler's start, end and result. Without one, each hook is a single ``is None`` branch.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ from .registration import (
     handler_names,
 )
 from .request import RequestBodyError
+from .tracing import RequestTrace, Tracer
 
 if TYPE_CHECKING:
     from .registration import GlobalModule
@@ -104,11 +108,14 @@ class Pipeline:
         *,
         counters: ServerCounters | None = None,
         request_timeout: float | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         #: Seconds a (root) request's stages and final send may take; None: no limit.
         self.request_timeout = request_timeout
         self.registrations = tuple(registrations)
         self.counters = counters or ServerCounters()
+        #: Failed-request tracing (``trace_dir``); None when off (rule 6).
+        self.tracer = tracer
         self._names = [r.name for r in self.registrations]
         self._factories = tuple(r.factory for r in self.registrations)
         self._table: dict[tuple[int, bool], tuple[int, ...]] = {}
@@ -216,6 +223,7 @@ class Pipeline:
         if root:
             self.counters.requests += 1
             self.counters.requests_in_flight += 1
+        trace = None if self.tracer is None else self.tracer.begin(ctx)  # rule 6
         try:
             ctx._modules = [self._new_module(ctx, i) for i in range(len(self._factories))]
             async with trio.open_nursery() as nursery:
@@ -248,6 +256,12 @@ class Pipeline:
             ctx.module_context._cleanup()
             if root:
                 self.counters.requests_in_flight -= 1
+                self.counters.request_finished(
+                    ctx.response.status, trio.current_time() - ctx.stats.started
+                )
+            if trace is not None:  # rule 6
+                assert self.tracer is not None
+                self.tracer.end(ctx, trace)
         if ctx.stats.cancelled_by_client or (
             ctx._main_scope is not None and ctx._main_scope.cancelled_caught
         ):
@@ -301,8 +315,7 @@ class Pipeline:
         if stats.cancelled_by_client and stats.disconnect_noticed is not None:
             stats.time_to_cancel = trio.current_time() - stats.disconnect_noticed
             if ctx._parent is None:
-                self.counters.cancelled_by_client += 1
-                self.counters.time_to_cancel.append(stats.time_to_cancel)
+                self.counters.cancelled(stats.time_to_cancel)
 
     async def _run_main(self, ctx: HttpContext) -> None:
         for name, module in self._global:
@@ -444,6 +457,9 @@ class Pipeline:
         ctx.stats.module = name
         token = ctx._enter_handler(current)
         aborted: OperationAbortedError | None = None
+        trace = ctx.trace  # rule 6: None when tracing is off
+        event = None if trace is None else trace.call_started(name, notification, post)
+        result: object = None  # for the trace: the final status, or what it raised
         try:
             status = _coerce(await getattr(module, method_name)(ctx, provider), name, method_name)
             while status is Status.PENDING:
@@ -451,7 +467,7 @@ class Pipeline:
                     # A pending MAP_PATH handler is pending I/O of the mapping call: a
                     # cancel_io() aborts the map_path() call itself, not the module.
                     try:
-                        with ctx._pending_io():
+                        with ctx._pending_io(kind="map_path"):
                             resume = await ctx._wait_resume(current)
                     except OperationAbortedError as exc:
                         aborted = exc
@@ -461,15 +477,19 @@ class Pipeline:
                 if resume.completion is None:
                     status = resume.status or Status.CONTINUE
                     continue
-                result = await module.on_async_completion(
+                completed = await module.on_async_completion(
                     ctx, notification, post, provider, resume.completion
                 )
-                status = _coerce(result, name, "on_async_completion")
+                status = _coerce(completed, name, "on_async_completion")
+            result = aborted or status
         except Exception as exc:
+            result = exc
             self._failed(ctx, name, exc)
             return Status.FINISH_REQUEST
         finally:
             ctx._leave_handler(token)
+            if event is not None:
+                RequestTrace.call_ended(event, result)
         if aborted is not None:
             raise aborted
         return status

@@ -260,8 +260,9 @@ class HttpRequest:
             data = b""
             await trio.lowlevel.checkpoint()
         else:
-            with ctx._pending_io():
+            with ctx._pending_io(kind="read") as io:
                 data = await self._body.receive(max_bytes)
+                io.done_bytes = len(data)
         data = await ctx._raise_read_entity(data)
         if not data:
             raise HResultError("the entity body was already read", hresult=ERROR_HANDLE_EOF)

@@ -47,6 +47,7 @@ from .proxy_protocol import ProxyProtocolError
 from .proxy_protocol import receive as receive_proxy_header
 from .registration import GlobalServer, ModuleRegistrationInfo, RegisterModule
 from .request import ConnectionBody, EmptyBody
+from .tracing import Tracer, open_trace_writer
 
 log = logging.getLogger("trioiis")
 access_log = logging.getLogger("trioiis.access")
@@ -149,11 +150,22 @@ class HttpServer:
     def pipeline(self) -> Pipeline:
         """The compiled pipeline (compiled on first use; registration then closes)."""
         if self._pipeline is None:
+            config = self.config
+            tracer = None
+            if config.trace_dir is not None:
+                tracer = Tracer(
+                    config.trace_dir,
+                    config.trace_when,
+                    max_files=config.trace_max_files,
+                    max_events=config.trace_max_events,
+                    counters=self.counters,
+                )
             self._pipeline = Pipeline(
                 self._registrations,
-                self.config.handlers,
+                config.handlers,
                 counters=self.counters,
-                request_timeout=self.config.limits.request_timeout,
+                request_timeout=config.limits.request_timeout,
+                tracer=tracer,
             )
         return self._pipeline
 
@@ -168,12 +180,18 @@ class HttpServer:
 
         Raises:
             ConfigError: a binding cannot be opened (address in use, no permission, …),
-                the TLS certificate or key cannot be loaded, or a module failed at
-                GL_APPLICATION_START (an ASGI app's lifespan startup, for instance).
+                the TLS certificate or key cannot be loaded, ``trace_dir`` cannot be created,
+                or a module failed at GL_APPLICATION_START (an ASGI app's lifespan startup,
+                for instance).
 
         Cancellation: cancelling ``serve`` cancels every connection at once; requests still
             run LOG_REQUEST/END_REQUEST (shielded, bounded) and factories get ``terminate()``.
+            Traces already queued are still written (shielded, bounded).
         """
+        async with open_trace_writer(self.pipeline.tracer):
+            await self._serve(task_status=task_status)
+
+    async def _serve(self, *, task_status: trio.TaskStatus[list[tuple[str, int]]]) -> None:
         pipeline = self.pipeline
         self._slots = trio.Semaphore(self.config.max_connections)
         sockets: list[stdlib_socket.socket] = []
@@ -292,6 +310,7 @@ class HttpServer:
 
     async def _connection_task(self, raw: stdlib_socket.socket) -> None:
         assert self._slots is not None
+        self.counters.connections_accepted += 1
         self.counters.connections_open += 1
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
         remote, local = _peername(raw), _sockname(raw)

@@ -329,6 +329,22 @@ def test_command_line_wins_over_config_file(tmp_path: Path, site: Path) -> None:
     assert len([line for line in server.seen["out"] if SERVING.match(line)]) == 1
 
 
+def test_trace_dir_and_rule_from_the_command_line(tmp_path: Path, site: Path) -> None:
+    """The trace of the one request the rule selects is on disk once the process exited."""
+    traces = tmp_path / "traces"
+    args = ("--trace-dir", str(traces), "--trace-when", "status==404")
+    with cli("serve", str(site), "--bind", "127.0.0.1:0", *args) as server:
+        url = server.serving()
+        with httpx.Client(base_url=url, timeout=TIMEOUT) as client:
+            assert client.get("/hello.txt").status_code == 200
+            assert client.get("/missing.txt").status_code == 404
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+    (trace,) = traces.glob("trace-*.json")
+    assert '"url": "/missing.txt"' in trace.read_text()
+    assert (traces / "viewer.html").is_file()
+
+
 # ------------------------------------------------------------------ check-config
 
 
@@ -361,6 +377,8 @@ def test_check_config_ok(tmp_path: Path, site: Path) -> None:
         ('root = "missing"', "root folder"),
         ('[[modules]]\nname = "x"\ntarget = "nope.py:register_module"', "nope.py does not exist"),
         ('[[handlers]]\npath = "*"\nmodules = ["ghost"]', "names unknown module 'ghost'"),
+        ('trace_when = "status >"', "trace rule 'status >': expected a number"),
+        ("trace_max_files = 0", "trace_max_files must be at least 1"),
     ],
 )
 def test_check_config_bad(tmp_path: Path, site: Path, text: str, message: str) -> None:
@@ -421,6 +439,8 @@ def test_module_that_fails_to_load(tmp_path: Path, site: Path, module: str, mess
         (["{tmp}", "--bind", "127.0.0.1:²"], "binding '127.0.0.1:²' is not HOST:PORT"),
         (["{tmp}", "--config", "{tmp}/missing.toml"], "cannot read config"),
         (["{tmp}", "--access-log", "{tmp}/missing/access.log"], "cannot open access log"),
+        (["{tmp}", "--trace-when", "status>=5xx"], "trace rule 'status>=5xx': '5xx' is not"),
+        (["{tmp}", "--trace-dir", "{tmp}/file.txt/traces"], "cannot use trace_dir"),
     ],
 )
 def test_bad_command_line(tmp_path: Path, args: list[str], message: str) -> None:

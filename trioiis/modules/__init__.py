@@ -14,6 +14,7 @@ BUILTIN_MODULES: Final[dict[str, str]] = {
     "default_document": "trioiis.modules.default_document:register_module",
     "directory_listing": "trioiis.modules.directory_listing:register_module",
     "status": "trioiis.modules.status:register_module",
+    "metrics": "trioiis.modules.metrics:register_module",
     "custom_errors": "trioiis.modules.custom_errors:register_module",
     "redirect": "trioiis.modules.redirect:register_module",
     "request_filtering": "trioiis.modules.request_filtering:register_module",

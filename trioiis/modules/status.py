@@ -10,7 +10,9 @@ Options (``options = {...}`` in its ``[[modules]]`` table):
 The answer (``application/json``, ``Cache-Control: no-store``) holds ``requests``,
 ``requests_in_flight`` and ``connections_open`` (both *not* counting the status request and
 its connection), ``connections_refused``, ``cancelled_by_client``, ``requests_timed_out``,
-``cancel_io_calls``, ``io_cancelled``, ``child_requests``, ``module_exceptions``,
+``cancel_io_calls``, ``io_cancelled``, ``child_requests`` (and ``child_requests_by_depth``),
+``responses_by_status`` (finished requests by final status, the status request not yet among
+them), ``connections_accepted``, ``traces_written``, ``traces_dropped``, ``module_exceptions``,
 ``time_to_cancel`` (``count``, ``p50_ms``, ``p99_ms``, ``max_ms`` over the samples the server
 keeps — its last 10 000 requests cancelled by their client; ``?last=N`` restricts them to
 the last N samples, so a benchmark can ask for exactly its own), ``open_fds`` (entries of
@@ -93,6 +95,15 @@ def snapshot(counters: Any, last: int | None = None) -> dict[str, Any]:
         "cancel_io_calls": counters.cancel_io_calls,
         "io_cancelled": counters.io_cancelled,
         "child_requests": counters.child_requests,
+        "child_requests_by_depth": {
+            str(depth): n for depth, n in sorted(counters.child_requests_by_depth.items())
+        },
+        "responses_by_status": {
+            str(code): n for code, n in sorted(counters.responses_by_status.items())
+        },
+        "connections_accepted": counters.connections_accepted,
+        "traces_written": counters.traces_written,
+        "traces_dropped": counters.traces_dropped,
         "module_exceptions": dict(counters.module_exceptions),
         "time_to_cancel": {
             "count": len(samples),
