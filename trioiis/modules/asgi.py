@@ -53,6 +53,7 @@ Theory of operation
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, Literal, cast
@@ -516,17 +517,6 @@ class _Global(trioiis.GlobalModule):
         return GlobalStatus.CONTINUE
 
 
-class _Factory:
-    def __init__(self, application: AsgiApplication) -> None:
-        self.application = application
-
-    def get_http_module(self, allocator: trioiis.ModuleAllocator) -> HttpModule:
-        return AsgiModule(self.application)
-
-    def terminate(self) -> None:
-        pass
-
-
 def register_module(
     server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
 ) -> None:
@@ -546,7 +536,10 @@ def register_module(
         disconnect_grace=get_seconds(name, options, "disconnect_grace", 1.0),
     )
     application.module_id = info.get_id()
-    info.set_request_notifications(_Factory(application), Notification.EXECUTE_REQUEST_HANDLER)
+    info.set_request_notifications(
+        trioiis.SimpleFactory(functools.partial(AsgiModule, application)),
+        Notification.EXECUTE_REQUEST_HANDLER,
+    )
     info.set_global_notifications(
         _Global(application),
         trioiis.GlobalNotification.APPLICATION_START | trioiis.GlobalNotification.APPLICATION_STOP,

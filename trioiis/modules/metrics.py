@@ -35,7 +35,7 @@ import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Priority, Status
 from trioiis.counters import Histogram, ServerCounters
 from trioiis.modules._options import check_keys, get_bool, get_str
-from trioiis.modules.status import is_loopback
+from trioiis.modules.status import operator_gate
 
 DEFAULT_PATH = "/_trioiis/metrics"
 
@@ -155,17 +155,10 @@ class MetricsModule(HttpModule):
 
     async def on_begin_request(self, ctx: HttpContext, provider: trioiis.EventProvider) -> Status:
         factory = self.factory
-        request = ctx.request
-        if request.path != factory.path or ctx.get_parent_context() is not None:
-            return Status.CONTINUE
-        if not factory.allow_remote and not is_loopback(ctx.get_server_variable("REMOTE_ADDR")):
-            return Status.CONTINUE  # not there for remote clients: whatever follows says 404
+        refused = operator_gate(ctx, factory.path, factory.allow_remote)
+        if refused is not None:
+            return refused
         response = ctx.response
-        response.set_header("Cache-Control", "no-store")
-        if request.method not in ("GET", "HEAD"):
-            response.set_status(405, "Method Not Allowed")
-            response.set_header("Allow", "GET, HEAD")
-            return Status.FINISH_REQUEST
         factory.collector.counters = ctx.server_counters
         response.set_status(200, "OK")
         response.set_header("Content-Type", CONTENT_TYPE_LATEST)

@@ -59,6 +59,29 @@ def is_loopback(address: str) -> bool:
     return ip.is_loopback
 
 
+def operator_gate(ctx: HttpContext, path: str, allow_remote: bool) -> Status | None:
+    """The checks every operator endpoint (status, metrics) makes before answering.
+
+    Returns ``None`` when the request is a ``GET``/``HEAD`` of ``path`` it may answer;
+    ``Status.CONTINUE`` when it is not for the endpoint (another path, a child request, or
+    a remote client while ``allow_remote`` is off: as if the module were not loaded, 404);
+    ``Status.FINISH_REQUEST`` after a ``405`` for any other method. Sets
+    ``Cache-Control: no-store`` on what it answers.
+    """
+    request = ctx.request
+    if request.path != path or ctx.get_parent_context() is not None:
+        return Status.CONTINUE
+    if not allow_remote and not is_loopback(ctx.get_server_variable("REMOTE_ADDR")):
+        return Status.CONTINUE  # not there for remote clients: whatever follows says 404
+    response = ctx.response
+    response.set_header("Cache-Control", "no-store")
+    if request.method not in ("GET", "HEAD"):
+        response.set_status(405, "Method Not Allowed")
+        response.set_header("Allow", "GET, HEAD")
+        return Status.FINISH_REQUEST
+    return None
+
+
 def count_tasks() -> int:
     """Live tasks of the current Trio run (the root task and everything below it)."""
     root = trio.lowlevel.current_root_task()
@@ -120,17 +143,10 @@ class StatusModule(HttpModule):
         self.allow_remote = allow_remote
 
     async def on_begin_request(self, ctx: HttpContext, provider: trioiis.EventProvider) -> Status:
-        request = ctx.request
-        if request.path != self.path or ctx.get_parent_context() is not None:
-            return Status.CONTINUE
-        if not self.allow_remote and not is_loopback(ctx.get_server_variable("REMOTE_ADDR")):
-            return Status.CONTINUE  # not there for remote clients: whatever follows says 404
-        response = ctx.response
-        response.set_header("Cache-Control", "no-store")
-        if request.method not in ("GET", "HEAD"):
-            response.set_status(405, "Method Not Allowed")
-            response.set_header("Allow", "GET, HEAD")
-            return Status.FINISH_REQUEST
+        refused = operator_gate(ctx, self.path, self.allow_remote)
+        if refused is not None:
+            return refused
+        request, response = ctx.request, ctx.response
         last = _last_parameter(request.url)
         counters = ctx.server_counters
         figures = snapshot(counters, last)

@@ -37,6 +37,7 @@ Theory of operation
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import threading
@@ -369,17 +370,6 @@ class WsgiModule(HttpModule):
         return Status.CONTINUE
 
 
-class _Factory:
-    def __init__(self, application: WsgiApplication) -> None:
-        self.application = application
-
-    def get_http_module(self, allocator: trioiis.ModuleAllocator) -> HttpModule:
-        return WsgiModule(self.application)
-
-    def terminate(self) -> None:
-        pass
-
-
 def register_module(
     server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
 ) -> None:
@@ -396,4 +386,7 @@ def register_module(
         root_path=get_root_path(name, options),
         threads=threads,
     )
-    info.set_request_notifications(_Factory(application), Notification.EXECUTE_REQUEST_HANDLER)
+    info.set_request_notifications(
+        trioiis.SimpleFactory(functools.partial(WsgiModule, application)),
+        Notification.EXECUTE_REQUEST_HANDLER,
+    )
