@@ -142,3 +142,14 @@ def test_body_must_match_its_length() -> None:
     with pytest.raises(FramingError, match="too little"):
         short.end()
     assert not short.done
+
+
+def test_defaults_are_added_only_where_the_response_has_none() -> None:
+    writer = ResponseWriter(method="GET", http_version="1.1", keep_alive=True)
+    defaults = ((b"date", b"D"), (b"server", b"S"), (b"connection", b"close"))
+    head = writer.head(200, [(b"Server", b"mine"), (b"Content-Length", b"0")], b"OK", defaults)
+    assert head == (
+        b"HTTP/1.1 200 OK\r\nServer: mine\r\nContent-Length: 0\r\n"
+        b"date: D\r\nconnection: close\r\n\r\n"
+    )
+    assert not writer.keep_alive  # a default Connection: close counts like a given one

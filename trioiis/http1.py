@@ -767,15 +767,14 @@ class Http1Connection:
         assert writer is not None
         self._response_started = trio.current_time()
         self._response_base = self.counters.bytes_sent
-        names = {n.lower() for n, _ in headers}
-        if b"date" not in names:
-            headers.append((b"date", _DATE.get()))
-        if b"server" not in names:
-            headers.append((b"server", SERVER_HEADER))
         self._no_body = self._no_body or status in (204, 304) or status < 200
-        if self.closing and b"connection" not in names:
-            headers.append((b"connection", b"close"))
-        self._outbuf += writer.head(status, headers, reason or reason_phrase(status))
+        defaults: tuple[tuple[bytes, bytes], ...] = (
+            (b"date", _DATE.get()),
+            (b"server", SERVER_HEADER),
+        )
+        if self.closing:
+            defaults += ((b"connection", b"close"),)
+        self._outbuf += writer.head(status, headers, reason or reason_phrase(status), defaults)
         if self._expect_continue:
             # The final answer came first: the client may never send the body (drain_body).
             self._expect_continue = False

@@ -70,8 +70,16 @@ class ResponseWriter:
         self._left = 0
         self._http10 = http_version < "1.1"
 
-    def head(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes) -> bytes:
-        """The status line and headers (given names keep their case).
+    def head(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        reason: bytes,
+        defaults: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> bytes:
+        """The status line and headers (given names keep their case); each of ``defaults``
+        (lower-case names) is added after them unless ``headers`` has a field of its name,
+        found in the same pass over the headers.
 
         Raises:
             FramingError: a malformed or conflicting Content-Length, a Transfer-Encoding other
@@ -81,8 +89,10 @@ class ResponseWriter:
         length: bytes | None = None
         chunked = False
         connection: list[bytes] = []
+        seen: set[bytes] = set()
         for raw_name, value in headers:
             name = raw_name.lower()
+            seen.add(name)
             if name == b"content-length":
                 lengths = {v.strip() for v in value.split(b",")}
                 if len(lengths) != 1:
@@ -105,6 +115,11 @@ class ResponseWriter:
             elif name == b"connection":
                 connection += _comma_values(value)
             items.append((raw_name, name, value))
+        for name, value in defaults:
+            if name not in seen:
+                items.append((name, name, value))
+                if name == b"connection":
+                    connection += _comma_values(value)
 
         # The framing a GET would get (a HEAD answer's headers must match it, RFC 9110 §9.3.2).
         need_close = False
