@@ -20,7 +20,6 @@ import argparse
 import os
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,22 +34,6 @@ import static
 HOST = hello.HOST
 SECTION = "## Static files vs Starlette StaticFiles (issue 10)"
 APP = "static_starlette_app:app"  # benchmarks/static_starlette_app.py, folder from the env
-
-
-def check(port: int, name: str, size: int) -> None:
-    """One GET: status 200 and ``size`` body bytes (read by Content-Length: Hypercorn's trio
-    worker keeps the connection open after ``Connection: close``)."""
-    request = f"GET /{name} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n"
-    with socket.create_connection((HOST, port), timeout=10.0) as sock:
-        sock.sendall(request.encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += sock.recv(65536)
-        head, _, body = data.partition(b"\r\n\r\n")
-        while len(body) < size and (chunk := sock.recv(1 << 20)):
-            body += chunk
-    if not head.startswith(b"HTTP/1.1 200 ") or len(body) != size:
-        raise RuntimeError(f"{HOST}:{port}/{name}: {head[:300]!r}, {len(body)} body bytes")
 
 
 def commands(folder: Path, ports: dict[str, int]) -> dict[str, list[str]]:
@@ -99,7 +82,7 @@ def main() -> int:
                 )  # fmt: skip
                 hello.wait_until_accepting(processes[-1], ports[server])
                 for name, size in static.FILES.values():
-                    check(ports[server], name, size)
+                    static.check(ports[server], name, size)
             for round_no in range(1, args.rounds + 1):
                 for size, (name, _) in static.FILES.items():
                     for server in servers:
