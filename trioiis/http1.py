@@ -58,6 +58,8 @@ from .http1_writer import ResponseWriter, request_keep_alive
 
 SERVER_HEADER: Final = b"trioiis"
 _RECEIVE_SIZE: Final = 65536
+#: Reads the pump makes without waiting before it lets other tasks run.
+_READS_PER_CHECKPOINT: Final = 16
 #: ``os.sendfile`` errors that mean the client is gone (others come from the file).
 _PEER_GONE: Final = frozenset(
     (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN, errno.ECONNABORTED)
@@ -503,9 +505,9 @@ class Http1Connection:
         "_arrived", "_body_base", "_body_left", "_body_pos", "_body_received",
         "_body_refused", "_body_started", "_continue_refused", "_expect_continue", "_h11",
         "_inbuf", "_no_body", "_outbuf", "_parse", "_raw", "_response_base",
-        "_response_started", "_socket", "_space", "_wanted", "_was_reset", "_writer",
+        "_response_started", "_socket", "_space", "_stopped", "_wanted", "_was_reset", "_writer",
         "_writers", "_writing", "broken", "closing", "counters", "eof", "limits",
-        "on_disconnect", "stream",
+        "on_data", "on_disconnect", "stream",
     )  # fmt: skip
 
     def __init__(
@@ -522,13 +524,17 @@ class Http1Connection:
         self.limits = limits
         self.counters = Counters()
         self.on_disconnect = on_disconnect
+        #: Called by ``pump`` after each read (the server starts its request loop from it).
+        self.on_data: Callable[[], None] | None = None
         #: True once the peer closed its side (FIN) or the connection broke (RST).
         self.eof = False
         #: True once a write failed or was cut short on a stream that cannot tell how far it got.
         self.broken = False
         self._inbuf = bytearray()
-        self._arrived = trio.lowlevel.ParkingLot()
-        self._space = trio.lowlevel.ParkingLot()
+        # Made when a task first waits (most connections never do: a small request arrives
+        # whole), so that an idle connection does not hold them.
+        self._arrived: trio.lowlevel.ParkingLot | None = None  # readers wait for bytes
+        self._space: trio.lowlevel.ParkingLot | None = None  # the pump waits for room
         self._wanted = 0
         self._outbuf = bytearray()
         # One writer at a time; a flag and a parking lot cost no checkpoint when free.
@@ -537,6 +543,7 @@ class Http1Connection:
         #: Set by the server while it drains: responses say ``Connection: close``.
         self.closing = False
         self._was_reset = False
+        self._stopped = False  # stop_reading was called
         # Start time and byte count at the start of the current body / response (min rates).
         self._body_started = self._response_started = 0.0
         self._body_base = self._response_base = 0
@@ -564,39 +571,80 @@ class Http1Connection:
 
         Cancellation: the server cancels it when the connection ends; a cancelled
         ``receive_some`` loses no byte (Trio guarantees it for sockets)."""
-        stream = self.stream
-        while True:
-            while len(self._inbuf) >= self.limits.receive_buffer and not self._wanted:
-                await self._space.park()
+        stream, raw = self.stream, self._raw
+        reads = 0
+        while not self._stopped:
+            if len(self._inbuf) >= self.limits.receive_buffer and not self._wanted:
+                if self._space is None:
+                    self._space = trio.lowlevel.ParkingLot()
+                await self._space.park()  # until a reader wants more (or stop_reading)
+                continue
             try:
-                data = await stream.receive_some(_RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                if raw is None:
+                    data = await stream.receive_some(_RECEIVE_SIZE)
+                else:
+                    # The socket itself, not SocketStream.receive_some: three coroutine
+                    # frames less on every idle connection (issue 10 memory goal).
+                    if reads == _READS_PER_CHECKPOINT:  # a peer that never lets it wait
+                        reads = 0
+                        await trio.lowlevel.checkpoint()  # (before the read: loses nothing)
+                    try:
+                        data = raw.recv(_RECEIVE_SIZE)
+                    except BlockingIOError:
+                        data = None  # wait outside the handler: it would hold the exception
+                    if data is None:
+                        reads = 0
+                        await trio.lowlevel.wait_readable(raw)
+                        continue
+                    reads += 1
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             if not data:
                 break
             self.counters.bytes_received += len(data)
             self._inbuf += data
-            self._arrived.unpark_all()
+            data = b""  # not held by an idle connection's frame (recv's buffer is large)
+            self._wake_readers()
+            if self.on_data is not None:
+                self.on_data()
+        if self._stopped:
+            return  # stop_reading: the server closes the connection, the peer did not
         # EOF (FIN) or RST: wake readers and tell the server, which cancels a running request
         # (not when we reset the connection ourselves: then the request goes on).
         self.eof = True
-        self._arrived.unpark_all()
+        self._wake_readers()
         if self.on_disconnect is not None and not self._was_reset:
             self.on_disconnect()
 
     async def _wait_for_data(self) -> None:
         self._wanted += 1
-        self._space.unpark_all()
+        self._wake_pump()
+        if self._arrived is None:
+            self._arrived = trio.lowlevel.ParkingLot()
         try:
             await self._arrived.park()
         finally:
             self._wanted -= 1
 
-    async def next_request(self, *, first: bool) -> RequestHead | None:
-        """Wait for the next request head.
+    def _wake_readers(self) -> None:
+        if self._arrived is not None:
+            self._arrived.unpark_all()
 
-        Returns ``None`` when the connection should just close: clean EOF, or idle past
-        ``keep_alive_timeout``.
+    def _wake_pump(self) -> None:
+        if self._space is not None:
+            self._space.unpark_all()
+
+    @property
+    def idle(self) -> bool:
+        """True when no byte of a next request has arrived and the peer is still there: the
+        connection waits in ``pump`` (one task), not in ``next_request``."""
+        return not self._inbuf and not self.eof
+
+    async def next_request(self, *, first: bool) -> RequestHead | None:
+        """Read the request head whose first bytes have arrived (see ``idle``).
+
+        Returns ``None`` when the connection should just close: EOF before a head, or
+        nothing but blank lines until ``head_timeout`` (or while the server drains).
 
         Raises:
             HeadError: the head breaks a limit, is malformed, or is too slow (408).
@@ -605,14 +653,9 @@ class Http1Connection:
         """
         limits = self.limits
         scanner = HeadScanner(limits)
-        idle_timeout = limits.head_timeout if first else limits.keep_alive_timeout
-        deadline = trio.current_time() + idle_timeout
-        started = False
+        deadline = trio.current_time() + limits.head_timeout
         while True:
             if self._inbuf:
-                if not started:
-                    started = True
-                    deadline = trio.current_time() + limits.head_timeout
                 end = scanner.feed(self._inbuf)
                 if end is not None:
                     return self._parse_head(scanner.start, end)
@@ -638,7 +681,7 @@ class Http1Connection:
         # ignore (clients send a stray CRLF after a body): they are dropped here.
         data = bytes(self._inbuf[start:])
         self._inbuf.clear()
-        self._space.unpark_all()
+        self._wake_pump()
         conn, head = self._parse(data, end - start, self.limits)
         self._h11 = conn
         self._writer = ResponseWriter(
@@ -713,7 +756,7 @@ class Http1Connection:
                 if self._inbuf:
                     conn.receive_data(bytes(self._inbuf))
                     self._inbuf.clear()
-                    self._space.unpark_all()
+                    self._wake_pump()
                 elif self.eof:
                     conn.receive_data(b"")
                 else:
@@ -901,10 +944,24 @@ class Http1Connection:
             _set_linger_zero(self._socket)
             self._socket.close()  # wakes the pump and any writer with ClosedResourceError
 
+    @property
+    def reading_stopped(self) -> bool:
+        """``stop_reading`` was called."""
+        return self._stopped
+
+    def stop_reading(self) -> None:
+        """Make ``pump`` return now, without taking it for the peer's EOF (the server closes
+        an idle connection). Only for the server's own sockets (``raw_socket``); the
+        connection must be closed next."""
+        assert self._raw is not None, "stop_reading needs the raw socket"
+        self._stopped = True
+        trio.lowlevel.notify_closing(self._raw)  # wakes wait_readable: ClosedResourceError
+        self._wake_pump()
+
     def wake_idle(self) -> None:
         """Wake ``next_request`` so that it sees ``closing`` (server shutdown)."""
         self.closing = True
-        self._arrived.unpark_all()
+        self._wake_readers()
 
     def try_write(self) -> bool:
         """Send what is queued without waiting; True if nothing is left (no checkpoint).

@@ -1,13 +1,19 @@
 """``HttpServer``: listeners, one task per connection, one pipeline run per request.
 
-Task tree (DESIGN.md)::
+Task tree (DESIGN.md, changed for issue 10's memory goal)::
 
     serve()
+    ├── idle reaper: one task for every idle connection's keep-alive clock (idle.py)
     ├── accept loop (one per listening socket; accepts in batches)
     └── connection nursery
-        └── connection task (one per socket)
-            ├── pump: the connection's only reader; notices EOF/RST (the disconnect watcher)
+        ├── connection task (one per socket): the pump, the connection's only reader;
+        │   notices EOF/RST (the disconnect watcher)
+        └── request loop (only while the connection has requests; the pump starts it)
             └── request: pipeline.run_request(ctx) — its own nursery, children nested inside
+
+An idle keep-alive connection is its connection task alone (no nursery, no cancel scope:
+the reaper holds its clock). The connection task waits for its request loop before it
+closes the socket. ``handle_stream`` keeps the same shape inside a nursery of its own.
 
 Shutdown: ``shutdown(grace)`` stops accepting, closes idle connections, lets requests in
 flight finish (their connections close after the response), and cancels what is left when
@@ -17,8 +23,10 @@ flight finish (their connections close after the response), and cancels what is 
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import logging
+import math
 import socket as stdlib_socket
 import ssl
 import sys
@@ -41,6 +49,7 @@ from .headers import Headers
 from .http1 import HeadError, HeadParser, Http1Connection, RequestHead, error_response_bytes
 from .http1_fast import available as fast_parser_available
 from .http1_fast import parse_head_fast
+from .idle import IdleReaper
 from .modules import BUILTIN_MODULES, DEFAULT_MODULES
 from .pipeline import Pipeline
 from .proxy_protocol import ProxyProtocolError
@@ -53,8 +62,124 @@ log = logging.getLogger("trioiis")
 access_log = logging.getLogger("trioiis.access")
 
 _ACCEPT_BATCH = 256
+# Task names: one string for every connection, not one made per task.
+_CONNECTION_TASK = "trioiis connection"
+_REQUESTS_TASK = "trioiis requests"
 #: Seconds a TLS connection may take to send its close_notify before it is just closed.
 _TLS_CLOSE_TIMEOUT = 1.0
+
+
+class _Outcome(enum.Enum):
+    IDLE = "idle"  # nothing of a next request yet: the reader waits for it
+    CLOSE = "close"  # close after the response (lingering, so it arrives whole)
+    ABORT = "abort"  # reset the connection
+
+
+class _Session:
+    """One connection's request loop: which request runs, how many were served, how it
+    ends, and its idle clock.
+
+    An idle keep-alive connection is its reader task alone (``Http1Connection.pump``); the
+    request loop runs in a task of its own only while there are requests, started in
+    ``nursery``. For ``handle_stream`` that is the connection's own nursery, whose cancel
+    scope carries the idle deadline; the server's own sockets use the server's connection
+    nursery and the shared ``IdleReaper`` instead, so that an idle one holds no nursery and
+    no cancel scope either (issue 10: memory per idle connection).
+    """
+
+    __slots__ = (
+        "abort", "connection", "current", "done", "http", "nursery", "reaper", "running",
+        "served", "server",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        server: HttpServer,
+        http: Http1Connection,
+        connection: HttpConnection,
+        nursery: trio.Nursery,
+        reaper: IdleReaper | None,
+    ) -> None:
+        self.server = server
+        self.http = http
+        self.connection = connection
+        self.nursery = nursery
+        self.reaper = reaper
+        self.current: HttpContext | None = None
+        self.running = False
+        self.served = 0
+        self.abort = False
+        self.done: trio.Event | None = None  # made when someone waits for the loop to end
+
+    def on_data(self) -> None:
+        """Bytes arrived (``pump``): start the request loop unless it runs already."""
+        self.server._start_requests(self)
+
+    def on_disconnect(self) -> None:
+        """The peer closed or reset the connection: cancel the request that runs (its
+        cancel_io and notify_disconnect), or mark the connection gone."""
+        if self.current is not None:
+            self.current._client_gone()
+        else:
+            self.connection._mark_gone()
+
+    def go_idle(self, timeout: float) -> None:
+        """Start the idle clock: the reader stops ``timeout`` s from now unless bytes come."""
+        if self.reaper is not None:
+            self.reaper.watch(self, timeout)
+        else:
+            self.nursery.cancel_scope.deadline = trio.current_time() + timeout
+
+    def idle_at_most(self, timeout: float) -> None:
+        """As ``go_idle``, unless the clock already runs out sooner."""
+        if self.reaper is not None:
+            self.reaper.watch(self, timeout)  # the first of its clocks to run out wins
+        else:
+            scope = self.nursery.cancel_scope
+            scope.deadline = min(scope.deadline, trio.current_time() + timeout)
+
+    def go_busy(self) -> None:
+        if self.reaper is not None:
+            self.reaper.forget(self)
+        else:
+            self.nursery.cancel_scope.deadline = math.inf
+
+    @property
+    def stopped(self) -> bool:
+        """The reader was told to stop: no new request starts."""
+        if self.reaper is not None:
+            return self.http.reading_stopped
+        return self.nursery.cancel_scope.cancel_called
+
+    def stop_reader(self) -> None:
+        """End the connection's reader task (then the connection closes)."""
+        if self.reaper is not None:
+            self.reaper.forget(self)
+            self.http.stop_reading()
+        else:
+            self.nursery.cancel_scope.cancel()
+
+    def expire(self) -> None:
+        """The idle clock ran out (``IdleReaper``)."""
+        if not self.running:
+            self.stop_reader()
+
+    def loop_ended(self) -> None:
+        self.running = False
+        if self.done is not None:
+            self.done.set()
+
+    async def wait_loop(self) -> None:
+        """Wait until the request loop has ended.
+
+        Cancellation: shielded: the loop ends by itself (a cancelled request still runs its
+        bounded tail), and the connection must not close under it."""
+        if not self.running:
+            return
+        if self.done is None:
+            self.done = trio.Event()
+        with trio.CancelScope(shield=True):
+            await self.done.wait()
 
 
 class HttpServer:
@@ -89,7 +214,9 @@ class HttpServer:
         self._done = trio.Event()
         self._grace = self.config.shutdown_grace
         self._draining = False
-        self._live: set[Http1Connection] = set()
+        self._live: set[_Session] = set()
+        self._connections: trio.Nursery | None = None  # where connections and requests run
+        self._reaper: IdleReaper | None = None  # idle clocks of the server's own sockets
         self._slots: trio.Semaphore | None = None
         self._log_file: TextIO | None = None
         self.site = Site(1, "default", self.config.root)
@@ -227,10 +354,23 @@ class HttpServer:
         task_status: trio.TaskStatus[list[tuple[str, int]]],
     ) -> None:
         """Accept on ``sockets`` until ``shutdown``, then drain the connections (grace)."""
-        pipeline = self.pipeline
         bound = [_sockname(s) for s in sockets]
+        async with trio.open_nursery() as housekeeping:
+            self._reaper = IdleReaper()
+            housekeeping.start_soon(self._reaper.run, name="trioiis idle reaper")
+            await self._serve_connections(sockets, bound, task_status)
+            housekeeping.cancel_scope.cancel()
+
+    async def _serve_connections(
+        self,
+        sockets: list[stdlib_socket.socket],
+        bound: list[tuple[str, int]],
+        task_status: trio.TaskStatus[list[tuple[str, int]]],
+    ) -> None:
+        pipeline = self.pipeline
         scheme = "https" if self._ssl_context is not None else "http"
         async with trio.open_nursery() as connections:
+            self._connections = connections
             async with trio.open_nursery() as acceptors:
                 for sock in sockets:
                     acceptors.start_soon(self._accept_loop, sock, connections)
@@ -244,9 +384,8 @@ class HttpServer:
             with trio.CancelScope(shield=True) as notifying:
                 notifying.deadline = trio.current_time() + self._grace
                 await pipeline.stop_listening()
-            for http in self._live:
-                # Responses from now on say Connection: close; idle ones close now.
-                http.wake_idle()
+            for session in self._live:
+                self._drain(session)
             connections.cancel_scope.deadline = trio.current_time() + self._grace
 
     async def shutdown(self, grace: float | None = None) -> None:
@@ -306,7 +445,7 @@ class HttpServer:
                     conn.close()  # reset before we could set it up
                     self._slots.release()
                     continue
-                nursery.start_soon(self._connection_task, conn)
+                nursery.start_soon(self._connection_task, conn, name=_CONNECTION_TASK)
 
     async def _connection_task(self, raw: stdlib_socket.socket) -> None:
         assert self._slots is not None
@@ -322,7 +461,7 @@ class HttpServer:
                     return
                 remote, local = addresses
             if self._ssl_context is None:
-                await self.handle_stream(stream, remote=remote, local=local, raw_socket=raw)
+                await self._serve_socket(stream, raw, remote, local)
             else:
                 await self._serve_tls(stream, self._ssl_context, remote, local)
         except Exception:
@@ -380,76 +519,154 @@ class HttpServer:
         Cancellation: closes the stream; a request in flight is cancelled, and its tail
             (LOG_REQUEST, END_REQUEST) still runs shielded.
         """
+        session: _Session | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                session = self._open_session(
+                    stream, nursery, None, remote, local, secure, raw_socket
+                )
+                await self._read(session)
+        finally:
+            if session is not None:
+                await self._close_session(session)
+
+    async def _serve_socket(
+        self,
+        stream: trio.SocketStream,
+        raw: stdlib_socket.socket,
+        remote: tuple[str, int],
+        local: tuple[str, int],
+    ) -> None:
+        """``handle_stream`` for the server's own plain sockets: the request loop runs in the
+        server's connection nursery and the idle clock is the reaper's, so an idle
+        connection is one task and nothing more."""
+        assert self._connections is not None
+        assert self._reaper is not None
+        session = self._open_session(
+            stream, self._connections, self._reaper, remote, local, False, raw
+        )
+        try:
+            await self._read(session)
+            await session.wait_loop()
+        finally:
+            await self._close_session(session)
+
+    def _open_session(
+        self,
+        stream: trio.abc.Stream,
+        nursery: trio.Nursery,
+        reaper: IdleReaper | None,
+        remote: tuple[str, int],
+        local: tuple[str, int],
+        secure: bool,
+        raw_socket: stdlib_socket.socket | None,
+    ) -> _Session:
         http = Http1Connection(
             stream, self.config.limits, raw_socket=raw_socket, head_parser=self._head_parser
         )
         http.closing = self._draining
-        self._live.add(http)
         connection: HttpConnection = HttpConnection._create(
             http, remote_address=remote, local_address=local, secure=secure
         )
-        current: list[HttpContext] = []
+        session = _Session(self, http, connection, nursery, reaper)
+        http.on_data = session.on_data
+        http.on_disconnect = session.on_disconnect
+        self._live.add(session)
+        return session
 
-        def on_disconnect() -> None:
-            if current:
-                current[0]._client_gone()
-            else:
-                connection._mark_gone()
-
-        http.on_disconnect = on_disconnect
-        abort = False
+    async def _read(self, session: _Session) -> None:
+        """The connection's reader (``pump``) in this task; requests start from it."""
+        # The first request's head must start within head_timeout of the accept.
+        session.go_idle(self.config.limits.head_timeout)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(http.pump)
-                abort = await self._serve_requests(http, connection, current)
-                if not abort:
-                    await http.linger()
-                nursery.cancel_scope.cancel()
+            await session.http.pump()
         finally:
-            self._live.discard(http)
-            connection._connected = False  # closed by us: no notify_disconnect
-            connection.module_context._cleanup()
-            with trio.CancelScope(shield=True):
-                if isinstance(stream, trio.SSLStream) and not abort:
-                    await _close_tls(stream)
-                await http.aclose(abort=abort)
+            if session.reaper is not None:
+                session.reaper.forget(session)
 
-    async def _serve_requests(
-        self, http: Http1Connection, connection: HttpConnection, current: list[HttpContext]
-    ) -> bool:
-        """Requests one after another (pipelined ones in order). True → abort the socket."""
-        first = True
+    async def _close_session(self, session: _Session) -> None:
+        http, connection = session.http, session.connection
+        self._live.discard(session)
+        connection._connected = False  # closed by us: no notify_disconnect
+        connection.module_context._cleanup()
+        with trio.CancelScope(shield=True):
+            if isinstance(http.stream, trio.SSLStream) and not session.abort:
+                await _close_tls(http.stream)
+            await http.aclose(abort=session.abort)
+
+    def _start_requests(self, session: _Session) -> None:
+        if session.running or session.http.idle or session.stopped:
+            return  # (a connection whose idle clock just ran out closes: clients retry)
+        session.running = True
+        session.go_busy()  # a running request has its own timeouts
+        session.nursery.start_soon(self._serve_requests, session, name=_REQUESTS_TASK)
+
+    def _drain(self, session: _Session) -> None:
+        """Shutdown began: responses from now on say Connection: close; an idle connection
+        closes now (one that has not sent its first request yet gets ``linger_timeout``)."""
+        session.http.wake_idle()
+        if session.running:
+            return
+        if session.served:
+            session.stop_reader()
+        else:
+            session.idle_at_most(self.config.limits.linger_timeout)
+
+    async def _serve_requests(self, session: _Session) -> None:
+        """Serve requests until the connection is idle (then the reader waits for the next
+        one, with ``keep_alive_timeout``) or must close (then this closes it)."""
+        http = session.http
+        try:
+            outcome = await self._request_loop(session)
+        except Exception:
+            if session.reaper is None:
+                raise  # handle_stream's caller sees it
+            log.exception("internal error on a connection")  # never takes the server down
+            outcome = _Outcome.CLOSE
+        finally:
+            session.loop_ended()
+        if outcome is _Outcome.IDLE and not self._draining:
+            session.go_idle(self.config.limits.keep_alive_timeout)
+            return
+        session.abort = outcome is _Outcome.ABORT
+        if not session.abort:
+            await http.linger()
+        session.stop_reader()  # the connection closes
+
+    async def _request_loop(self, session: _Session) -> _Outcome:
+        """Requests one after another (pipelined ones in order)."""
+        http, connection = session.http, session.connection
         limits = self.config.limits
-        served = 0
-        last = limits.max_requests_per_connection
-        while first or not self._draining:  # a new connection gets its first request
+        while True:
+            if session.served and self._draining:
+                return _Outcome.CLOSE
+            if http.idle:
+                return _Outcome.IDLE
             try:
-                head = await http.next_request(first=first)
+                head = await http.next_request(first=not session.served)
             except HeadError as exc:
                 await self._refuse(http, exc, connection)
-                return False
+                return _Outcome.CLOSE
             if head is None:
-                return False
-            first = False
-            served += 1
-            if served == last:
+                return _Outcome.CLOSE
+            session.served += 1
+            if session.served == limits.max_requests_per_connection:
                 http.closing = True  # this response says Connection: close; then we close
             ctx = self._new_context(http, connection, head)
-            current.append(ctx)
+            session.current = ctx
             try:
                 await self._run(ctx)
             finally:
-                current.clear()
+                session.current = None
             if ctx.response.reset or ctx._wire.failed:
-                return True
+                return _Outcome.ABORT
             if not http.body_complete:
                 with trio.move_on_after(limits.linger_timeout):
                     await http.drain_body(limits.drain_body_bytes)
             if ctx.response.need_disconnect or not http.can_keep_alive:
-                return False
+                return _Outcome.CLOSE
             http.next_cycle()
             del ctx  # an idle keep-alive connection does not hold its last request
-        return False
 
     async def _refuse(
         self, http: Http1Connection, exc: HeadError, connection: HttpConnection

@@ -151,9 +151,10 @@ class _StepCounter(trio.abc.Instrument):
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         # Only while the request runs (from its first BEGIN_REQUEST handler to its end), and
-        # not the connection's reader, which belongs to the connection, not the request.
+        # not the connection's reader (the root task: it serves the connection, not the
+        # request).
         contexts = self.tally.contexts
-        if not contexts or contexts[0]._state == "ended" or task.name.endswith(".pump"):
+        if not contexts or contexts[0]._state == "ended" or task is self.root:
             return
         if not self._ours(task):
             return
@@ -170,8 +171,8 @@ def _stack_of(task: trio.lowlevel.Task) -> list[str]:
     while tasks:
         current = tasks.pop(0)
         tasks.extend(t for n in current.child_nurseries for t in n.child_tasks)
-        if current.name.endswith(".pump"):
-            continue
+        if current is task:
+            continue  # the connection's reader
         frames = [
             (frame, lineno)
             for frame, lineno in current.iter_await_frames()
