@@ -193,6 +193,11 @@ class HttpResponse:
         """The body bytes buffered and not yet sent."""
         return b"".join(self._chunks)
 
+    @property
+    def buffered_length(self) -> int:
+        """How many body bytes are buffered (``len(buffered)`` without joining them)."""
+        return sum(map(len, self._chunks))
+
     def _take_buffer(self) -> list[bytes]:
         chunks, self._chunks = self._chunks, []
         return chunks

@@ -257,6 +257,8 @@ class CompressionModule(HttpModule):
             return Status.CONTINUE
         if response.get_header("content-encoding") is None:
             add_vary(response)
+        if response.buffered_length < self.settings.min_size:
+            return Status.CONTINUE  # too small to gain (checked first: it costs no lookup)
         if (
             status < 200
             or status in _NO_BODY
