@@ -140,6 +140,11 @@ class Pipeline:
             and r.global_notifications & GlobalNotification.PRE_BEGIN_REQUEST
         )
         self._has_tail = any(self._table[(int(s), p)] for s in _TAIL_STAGES for p in (False, True))
+        # The main stages with their subscribers, looked up once (the compiled table).
+        self._main_plan = tuple(
+            (stage, self._table[(int(stage), False)], self._table[(int(stage), True)])
+            for stage in _MAIN_STAGES
+        )
         self._warned: set[tuple[type, str]] = set()
         self._overridden: dict[tuple[type, str], bool] = {}
         self._terminated = False
@@ -242,8 +247,10 @@ class Pipeline:
                         with trio.CancelScope(shield=True) as tail:
                             tail.deadline = trio.current_time() + TAIL_TIMEOUT
                             await self._run_tail(ctx)
-                    # Tasks never outlive their request, however they were started.
-                    nursery.cancel_scope.cancel()
+                    # Tasks never outlive their request, however they were started (a
+                    # cancel with no task left to cancel would only cost time).
+                    if nursery.child_tasks:
+                        nursery.cancel_scope.cancel()
         finally:
             ctx._state = _State.ENDED
             for module in ctx._modules:
@@ -327,8 +334,7 @@ class Pipeline:
             if status == GlobalStatus.HANDLED:
                 break
         finished = ctx.stats.failed
-        table = self._table
-        for stage in _MAIN_STAGES:
+        for stage, pre, post in self._main_plan:
             if finished:
                 break
             if stage is Notification.AUTHENTICATE_REQUEST and ctx._skip_authentication:
@@ -336,7 +342,7 @@ class Pipeline:
             if stage is Notification.MAP_REQUEST_HANDLER:
                 ctx.handler = self.select_handler(ctx)
             # Stages nobody subscribed to cost nothing (no provider, no call).
-            if table[(int(stage), False)] or stage is Notification.EXECUTE_REQUEST_HANDLER:
+            if pre or stage is Notification.EXECUTE_REQUEST_HANDLER:
                 provider = self._provider_for(ctx, stage)
                 finished = await self._run_stage(ctx, stage, False, provider)
                 if isinstance(provider, MapHandlerProvider):
@@ -344,7 +350,7 @@ class Pipeline:
                         ctx.handler = self._mapping_named(provider.handler, ctx.handler)
                 elif isinstance(provider, AuthenticationProvider) and provider.user is not None:
                     ctx.user = provider.user
-            if not finished and table[(int(stage), True)]:
+            if not finished and post:
                 finished = await self._run_stage(ctx, stage, True, EventProvider())
         if ctx.response.reset or ctx._wire.failed:
             return
