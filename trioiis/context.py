@@ -361,7 +361,9 @@ class HttpContext(metaclass=_NoPublicConstructor):
         self.user: HttpUser | None = None
         self.module_context = ModuleContextContainer()
         self._parent = parent
-        self._root: HttpContext = self if parent is None else parent._root
+        # The root is found through the parent, not stored in itself: a context that
+        # points at itself is a reference cycle, freed only by the cyclic GC (issue 10).
+        self._root_of_child: HttpContext | None = None if parent is None else parent._root
         self._depth: int = 0 if parent is None else parent._depth + 1
         self._execute_flags = ExecuteFlags(0)
         self._state = _State.RUNNING if parent is None else _State.CLONED
@@ -391,6 +393,11 @@ class HttpContext(metaclass=_NoPublicConstructor):
 
     def __repr__(self) -> str:
         return f"<HttpContext {self.request.method} {self.request.url} depth={self._depth}>"
+
+    @property
+    def _root(self) -> HttpContext:
+        """The top-level request of this context's tree (itself for a top-level request)."""
+        return self if self._root_of_child is None else self._root_of_child
 
     # ------------------------------------------------------------ plain accessors
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol, final
 from urllib.parse import unquote
@@ -9,7 +10,7 @@ from urllib.parse import unquote
 import trio
 
 from .constants import ERROR_HANDLE_EOF, ERROR_INVALID_DATA, ERROR_INVALID_PARAMETER, S_OK
-from .errors import CompletionInfo, ConnectionInvalidError, HResultError
+from .errors import CompletionInfo, ConnectionInvalidError, HResultError, InvalidHandleError
 from .headers import Headers
 from .http1 import HeadError, Http1Connection
 
@@ -122,6 +123,13 @@ class HttpRequest:
     Only the server creates requests. Attributes that IIS exposes as getters are properties.
     """
 
+    @property
+    def _ctx(self) -> HttpContext:
+        ctx = self._ctx_ref()
+        if ctx is None:  # only this object was kept, and its request has ended
+            raise InvalidHandleError("the request has ended")
+        return ctx
+
     def __init__(
         self,
         ctx: HttpContext,
@@ -134,7 +142,9 @@ class HttpRequest:
         remote_address: tuple[str, int],
         local_address: tuple[str, int],
     ) -> None:
-        self._ctx = ctx
+        # A weak reference: the context owns this object, and a back-reference would make
+        # every request a reference cycle, left to the cyclic GC (issue 10).
+        self._ctx_ref = weakref.ref(ctx)
         self._method = method
         self._url = url
         self._original_url = url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, final
 from urllib.parse import quote, urljoin, urlsplit
@@ -15,7 +16,7 @@ from .constants import (
     S_OK,
     Notification,
 )
-from .errors import HResultError
+from .errors import HResultError, InvalidHandleError
 from .headers import Headers
 from .http1 import reason_phrase
 
@@ -44,8 +45,17 @@ class HttpResponse:
     request, so the status and headers can change until then (``headers_sent``).
     """
 
+    @property
+    def _ctx(self) -> HttpContext:
+        ctx = self._ctx_ref()
+        if ctx is None:  # only this object was kept, and its request has ended
+            raise InvalidHandleError("the request has ended")
+        return ctx
+
     def __init__(self, ctx: HttpContext) -> None:
-        self._ctx = ctx
+        # A weak reference: the context owns this object, and a back-reference would make
+        # every request a reference cycle, left to the cyclic GC (issue 10).
+        self._ctx_ref = weakref.ref(ctx)
         self.headers = Headers()
         self._chunks: list[bytes] = []
         self._status = 200

@@ -587,6 +587,7 @@ class HttpServer:
     async def _close_session(self, session: _Session) -> None:
         http, connection = session.http, session.connection
         self._live.discard(session)
+        http.on_data = http.on_disconnect = None  # (they point back at the session: a cycle)
         connection._connected = False  # closed by us: no notify_disconnect
         connection.module_context._cleanup()
         with trio.CancelScope(shield=True):
