@@ -10,9 +10,10 @@ from urllib.parse import unquote
 import trio
 
 from .constants import ERROR_HANDLE_EOF, ERROR_INVALID_DATA, ERROR_INVALID_PARAMETER, S_OK
-from .errors import CompletionInfo, ConnectionInvalidError, HResultError, InvalidHandleError
+from .errors import CompletionInfo, ConnectionInvalidError, HResultError
 from .headers import Headers
 from .http1 import HeadError, Http1Connection
+from .owner import OwningContext
 
 if TYPE_CHECKING:
     from .context import HttpContext
@@ -123,12 +124,7 @@ class HttpRequest:
     Only the server creates requests. Attributes that IIS exposes as getters are properties.
     """
 
-    @property
-    def _ctx(self) -> HttpContext:
-        ctx = self._ctx_ref()
-        if ctx is None:  # only this object was kept, and its request has ended
-            raise InvalidHandleError("the request has ended")
-        return ctx
+    _ctx = OwningContext()
 
     def __init__(
         self,
@@ -142,8 +138,6 @@ class HttpRequest:
         remote_address: tuple[str, int],
         local_address: tuple[str, int],
     ) -> None:
-        # A weak reference: the context owns this object, and a back-reference would make
-        # every request a reference cycle, left to the cyclic GC (issue 10).
         self._ctx_ref = weakref.ref(ctx)
         self._method = method
         self._url = url

@@ -16,9 +16,10 @@ from .constants import (
     S_OK,
     Notification,
 )
-from .errors import HResultError, InvalidHandleError
+from .errors import HResultError
 from .headers import Headers
 from .http1 import reason_phrase
+from .owner import OwningContext
 
 if TYPE_CHECKING:
     from .context import HttpContext
@@ -45,16 +46,9 @@ class HttpResponse:
     request, so the status and headers can change until then (``headers_sent``).
     """
 
-    @property
-    def _ctx(self) -> HttpContext:
-        ctx = self._ctx_ref()
-        if ctx is None:  # only this object was kept, and its request has ended
-            raise InvalidHandleError("the request has ended")
-        return ctx
+    _ctx = OwningContext()
 
     def __init__(self, ctx: HttpContext) -> None:
-        # A weak reference: the context owns this object, and a back-reference would make
-        # every request a reference cycle, left to the cyclic GC (issue 10).
         self._ctx_ref = weakref.ref(ctx)
         self.headers = Headers()
         self._chunks: list[bytes] = []

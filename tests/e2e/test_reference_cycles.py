@@ -9,11 +9,15 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
-from tests.helpers import raw_request, running_server, statuses_in
+from tests.helpers import raw_request, register, running_server, statuses_in
+from trioiis import HttpContext, HttpModule, HttpResponse, Notification, Status
+from trioiis.errors import InvalidHandleError
 
 OURS = {
     "HttpContext", "HttpRequest", "HttpResponse", "Headers", "ModuleContextContainer",
@@ -59,3 +63,27 @@ async def test_served_requests_leave_no_cycles(tmp_path: Path) -> None:
                 await trio.testing.wait_all_tasks_blocked()
     left = sorted({type(o).__name__ for o in garbage} & OURS)
     assert left == [], f"request objects freed only by the cyclic GC: {left}"
+
+
+async def test_a_response_kept_past_its_request_says_the_request_ended(tmp_path: Path) -> None:
+    """Only the response object was kept: its context is gone, so a call that needs the
+    context raises InvalidHandleError (not AttributeError, not a crash of the server)."""
+    kept: list[HttpResponse] = []
+
+    class Keep(HttpModule):
+        async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status:
+            kept.append(ctx.response)
+            return Status.CONTINUE
+
+    (tmp_path / "hello.txt").write_text("hello\n")
+    module = ("keep", register(Keep, Notification.BEGIN_REQUEST))
+    async with running_server(module, root=tmp_path) as srv:
+        with trio.fail_after(10):
+            raw = await raw_request(
+                srv.port, b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            )
+            await trio.testing.wait_all_tasks_blocked()
+    assert statuses_in(raw) == [200]
+    assert kept[0].status == 200  # its own state is still readable
+    with pytest.raises(InvalidHandleError):
+        _ = kept[0].headers_sent
