@@ -5,6 +5,9 @@ earliest running clock runs out, never before, and never after ``forget``."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import trio
 import trio.testing
 from hypothesis import given, settings
@@ -22,6 +25,16 @@ class Conn:
         self.log.append((self.name, trio.current_time()))
 
 
+@asynccontextmanager
+async def running_reaper() -> AsyncIterator[IdleReaper]:
+    """A reaper whose task runs for the block (and is cancelled after it)."""
+    reaper = IdleReaper()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reaper.run)
+        yield reaper
+        nursery.cancel_scope.cancel()
+
+
 def run(test: object) -> None:
     trio.run(test, clock=trio.testing.MockClock(autojump_threshold=0))  # type: ignore[arg-type]
 
@@ -29,9 +42,7 @@ def run(test: object) -> None:
 def test_a_connection_expires_at_its_deadline_and_not_again() -> None:
     async def main() -> None:
         log: list[tuple[str, float]] = []
-        reaper = IdleReaper()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(reaper.run)
+        async with running_reaper() as reaper:
             a = Conn("a", log)
             reaper.watch(a, 5.0)
             await trio.sleep(4.999)
@@ -39,7 +50,6 @@ def test_a_connection_expires_at_its_deadline_and_not_again() -> None:
             await trio.sleep(100)
             assert log == [("a", 5.0)]
             assert len(reaper) == 0
-            nursery.cancel_scope.cancel()
 
     run(main)
 
@@ -47,9 +57,7 @@ def test_a_connection_expires_at_its_deadline_and_not_again() -> None:
 def test_forget_stops_the_clock_and_watch_restarts_it() -> None:
     async def main() -> None:
         log: list[tuple[str, float]] = []
-        reaper = IdleReaper()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(reaper.run)
+        async with running_reaper() as reaper:
             a, b = Conn("a", log), Conn("b", log)
             reaper.watch(a, 5.0)
             reaper.watch(b, 5.0)
@@ -58,7 +66,6 @@ def test_forget_stops_the_clock_and_watch_restarts_it() -> None:
             reaper.watch(b, 5.0)  # restarted at t=3
             await trio.sleep(100)
             assert log == [("b", 8.0)]
-            nursery.cancel_scope.cancel()
 
     run(main)
 
@@ -66,16 +73,13 @@ def test_forget_stops_the_clock_and_watch_restarts_it() -> None:
 def test_a_shorter_clock_started_later_wakes_the_reaper_and_wins() -> None:
     async def main() -> None:
         log: list[tuple[str, float]] = []
-        reaper = IdleReaper()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(reaper.run)
+        async with running_reaper() as reaper:
             a = Conn("a", log)
             reaper.watch(a, 60.0)
             await trio.sleep(1)  # the reaper sleeps until t=60
             reaper.watch(a, 2.0)  # a drain: at most 2 s more
             await trio.sleep(100)
             assert log == [("a", 3.0)]  # once: the other clock was forgotten with it
-            nursery.cancel_scope.cancel()
 
     run(main)
 
@@ -100,7 +104,6 @@ def test_expiries_match_a_model_of_the_clocks(ops: list[tuple[str, int, float]])
         expected: list[tuple[str, float]] = []
         clocks: dict[int, dict[float, float]] = {}  # the model: connection → timeout → deadline
         conns = [Conn(str(i), log) for i in range(5)]
-        reaper = IdleReaper()
 
         def advance_model(until: float) -> None:
             for i, running in list(clocks.items()):
@@ -109,8 +112,7 @@ def test_expiries_match_a_model_of_the_clocks(ops: list[tuple[str, int, float]])
                     expected.append((str(i), deadline))
                     del clocks[i]
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(reaper.run)
+        async with running_reaper() as reaper:
             await trio.testing.wait_all_tasks_blocked()
             for op, i, value in ops:
                 now = trio.current_time()
@@ -131,6 +133,5 @@ def test_expiries_match_a_model_of_the_clocks(ops: list[tuple[str, int, float]])
             advance_model(trio.current_time())
             assert sorted(log) == sorted(expected)
             assert len(reaper) == 0
-            nursery.cancel_scope.cancel()
 
     run(main)

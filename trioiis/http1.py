@@ -567,10 +567,15 @@ class Http1Connection:
     # ---------------------------------------------------------------- reading
 
     async def pump(self) -> None:
-        """Read the stream until EOF; run as the connection's only reader (rule 1).
+        """Read the stream until EOF or ``stop_reading``; the connection's only reader
+        (rule 1), run by the connection task itself. After each read it calls ``on_data``
+        (the server starts its request loop from there); at EOF or RST, ``on_disconnect``.
 
-        Cancellation: the server cancels it when the connection ends; a cancelled
-        ``receive_some`` loses no byte (Trio guarantees it for sockets)."""
+        Cancellation: ``handle_stream`` cancels it to end the connection (idle deadline,
+        drain, close); a cancelled read loses no byte (Trio guarantees it for sockets, and
+        a raw-socket read is never interrupted halfway). The server's own sockets are
+        stopped by ``stop_reading`` instead, which needs no cancel scope. ``cancel_io``
+        does not reach it: it belongs to the connection, not to a request."""
         stream, raw = self.stream, self._raw
         reads = 0
         while not self._stopped:
