@@ -261,6 +261,7 @@ async def test_item52_more_than_65535_chunks_overflow_empty_list_invalid() -> No
             )
             seen["one_more_write"] = hresult_of(resp.write, b"y")
             seen["buffered_len"] = len(resp.buffered)
+            seen["buffered_length"] = resp.buffered_length  # the same, without a join
             return Status.FINISH_REQUEST
 
     reg = register(Chunks52, N.BEGIN_REQUEST)
@@ -279,6 +280,7 @@ async def test_item52_more_than_65535_chunks_overflow_empty_list_invalid() -> No
         "one_more_by_reference": ERROR_ARITHMETIC_OVERFLOW,
         "one_more_write": ERROR_ARITHMETIC_OVERFLOW,
         "buffered_len": 65535,
+        "buffered_length": 65535,
     }
     # The refused writes left no trace: the client gets exactly the 65535 accepted chunks.
     assert response.status_code == 200
