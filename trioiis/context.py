@@ -95,6 +95,9 @@ _PRECONDITION_HEADERS = frozenset(
 )
 _DAV_HEADERS = frozenset({"depth", "destination", "overwrite", "lock-token", "timeout", "if"})
 _NO_FLAGS = ExecuteFlags(0)
+#: The SEND_RESPONSE flags _flush starts from, by MORE_DATA (2) | DISCONNECT (1): enum
+#: arithmetic per response costs more than the lookup (issue 10).
+_SEND_FLAGS = tuple(SendResponseFlags(bits) for bits in range(4))
 _CLONE_FLAGS_ALL = int(
     CloneFlags.BASICS
     | CloneFlags.HEADERS
@@ -365,7 +368,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         # points at itself is a reference cycle, freed only by the cyclic GC (issue 10).
         self._root_of_child: HttpContext | None = None if parent is None else parent._root
         self._depth: int = 0 if parent is None else parent._depth + 1
-        self._execute_flags = ExecuteFlags(0)
+        self._execute_flags = _NO_FLAGS
         self._state = _State.RUNNING if parent is None else _State.CLONED
         self._released = False
         self._nursery: trio.Nursery | None = None
@@ -652,14 +655,6 @@ class HttpContext(metaclass=_NoPublicConstructor):
             self._resume_event = trio.Event()
             await self._resume_event.wait()
 
-    def _enter_handler(
-        self, current: _Current
-    ) -> contextvars.Token[tuple[HttpContext, _Current] | None]:
-        return _CURRENT.set((self, current))
-
-    def _leave_handler(self, token: contextvars.Token[tuple[HttpContext, _Current] | None]) -> None:
-        _CURRENT.reset(token)
-
     @property
     def _current(self) -> _Current | None:
         """The handler running in *this task* for this context (a context variable, so a
@@ -767,19 +762,18 @@ class HttpContext(metaclass=_NoPublicConstructor):
         """SEND_RESPONSE, then hand the buffer to where this context's output goes (rule 4)."""
         self._check_alive()
         response = self.response
-        flags = SendResponseFlags(0)
-        if more_data or not final or self._parent is not None:
-            flags |= SendResponseFlags.MORE_DATA
-        if response.need_disconnect:
-            flags |= SendResponseFlags.DISCONNECT
+        flags = _SEND_FLAGS[
+            (2 if more_data or not final or self._parent is not None else 0)
+            | (1 if response.need_disconnect else 0)
+        ]
         being_sent = not self._headers_sent() and not response.headers_suppressed
-        if self._execute_flags & ExecuteFlags.NO_HEADERS:
+        if self._parent is not None and self._execute_flags & ExecuteFlags.NO_HEADERS:
             being_sent = False
         provider = SendResponseProvider(flags, being_sent)
         await self._pipeline.notify(
             self, Notification.SEND_RESPONSE, provider, checkpoint=checkpoint
         )
-        if provider.flags & SendResponseFlags.DISCONNECT:
+        if provider.flags is not flags and provider.flags & SendResponseFlags.DISCONNECT:
             response.need_disconnect = True  # a SEND_RESPONSE handler asked to close after
         if response.reset or self._wire.failed:
             response.clear_body()

@@ -658,7 +658,7 @@ class Http1Connection:
         """
         limits = self.limits
         scanner = HeadScanner(limits)
-        deadline = trio.current_time() + limits.head_timeout
+        deadline: float | None = None  # set at the first wait (most heads need none)
         while True:
             if self._inbuf:
                 end = scanner.feed(self._inbuf)
@@ -668,6 +668,8 @@ class Http1Connection:
                 if self._inbuf.strip():
                     raise HeadError(400, "connection closed inside a request head")
                 return None
+            if deadline is None:
+                deadline = trio.current_time() + limits.head_timeout
             if self.closing and not self._inbuf.strip():
                 if not first:
                     return None  # the server drains: an idle connection just closes
@@ -699,7 +701,8 @@ class Http1Connection:
         self._body_refused = False
         self._no_body = head.method == "HEAD"
         self._continue_refused = False
-        self._body_started = trio.current_time()
+        # (a bodiless request reads nothing: no clock for its body rate)
+        self._body_started = trio.current_time() if head.content_length or head.chunked else 0.0
         self._body_base = self.counters.bytes_received - len(data) + (end - start)
         if isinstance(conn, h11.Connection) and head.content_length is None and not head.chunked:
             # No body framing: h11 has the end of the request already; take it now so that

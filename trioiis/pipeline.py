@@ -48,7 +48,7 @@ from .constants import (
     Priority,
     Status,
 )
-from .context import HttpContext, _Current, _State
+from .context import _CURRENT, HttpContext, _Current, _State
 from .counters import ServerCounters
 from .errors import (
     CompletionInfo,
@@ -64,6 +64,7 @@ from .registration import (
     GlobalProvider,
     HttpModule,
     ModuleAllocator,
+    ModuleFactory,
     ModuleRegistrationInfo,
     handler_names,
 )
@@ -147,6 +148,7 @@ class Pipeline:
         )
         self._warned: set[tuple[type, str]] = set()
         self._overridden: dict[tuple[type, str], bool] = {}
+        self._currents: dict[tuple[int, Notification, bool], _Current] = {}
         self._terminated = False
 
     # ------------------------------------------------------------ compile (rule 1, 2)
@@ -230,7 +232,10 @@ class Pipeline:
             self.counters.requests_in_flight += 1
         trace = None if self.tracer is None else self.tracer.begin(ctx)  # rule 6
         try:
-            ctx._modules = [self._new_module(ctx, i) for i in range(len(self._factories))]
+            ctx._modules = [
+                None if factory is None else self._new_module(ctx, index, factory)
+                for index, factory in enumerate(self._factories)
+            ]
             async with trio.open_nursery() as nursery:
                 ctx._nursery = nursery
                 try:
@@ -304,12 +309,11 @@ class Pipeline:
             except HResultError:
                 ctx._wire.failed = True
 
-    def _new_module(self, ctx: HttpContext, index: int) -> HttpModule | None:
+    def _new_module(
+        self, ctx: HttpContext, index: int, factory: ModuleFactory
+    ) -> HttpModule | None:
         """The module's instance for this request; a factory that raises fails the
         request like a handler would (rule 4) and its slot stays empty."""
-        factory = self._factories[index]
-        if factory is None:
-            return None
         try:
             return factory.get_http_module(_ALLOCATOR)
         except Exception as exc:
@@ -396,10 +400,12 @@ class Pipeline:
             order = self._table[(int(stage), post)]
         bit = int(stage)
         ctx.stats.stage = stage
+        disabled_map = ctx._disabled
         for index in order:
-            disabled = ctx._disabled.get(index)
-            if disabled is not None and disabled[1 if post else 0] & bit:
-                continue
+            if disabled_map:
+                disabled = disabled_map.get(index)
+                if disabled is not None and disabled[1 if post else 0] & bit:
+                    continue
             status = await self._call(ctx, index, stage, post, provider)
             if tail:
                 continue
@@ -459,9 +465,12 @@ class Pipeline:
         if not overridden:
             self._warn_missing(module, method_name, name)
             return Status.CONTINUE
-        current = _Current(name, index, notification, post)
+        key = (index, notification, post)
+        current = self._currents.get(key)
+        if current is None:  # (one per handler slot: it never changes)
+            current = self._currents[key] = _Current(name, index, notification, post)
         ctx.stats.module = name
-        token = ctx._enter_handler(current)
+        token = _CURRENT.set((ctx, current))
         aborted: OperationAbortedError | None = None
         trace = ctx.trace  # rule 6: None when tracing is off
         event = None if trace is None else trace.call_started(name, notification, post)
@@ -493,7 +502,7 @@ class Pipeline:
             self._failed(ctx, name, exc)
             return Status.FINISH_REQUEST
         finally:
-            ctx._leave_handler(token)
+            _CURRENT.reset(token)
             if event is not None:
                 RequestTrace.call_ended(event, result)
         if aborted is not None:
@@ -644,6 +653,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _coerce(result: Any, module_name: str, method_name: str) -> Status:
+    if result.__class__ is Status:
+        return result
     if result is None:
         return Status.CONTINUE
     if isinstance(result, Status):
