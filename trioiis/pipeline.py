@@ -147,8 +147,9 @@ class Pipeline:
             for stage in _MAIN_STAGES
         )
         self._warned: set[tuple[type, str]] = set()
-        self._overridden: dict[tuple[type, str], bool] = {}
-        self._currents: dict[tuple[int, Notification, bool], _Current] = {}
+        #: (module type, index, notification, post) -> (who runs, or None when the type
+        #: does not override the method; the method's name), for _call.
+        self._slots: dict[tuple[type, int, Notification, bool], tuple[_Current | None, str]] = {}
         self._terminated = False
 
     # ------------------------------------------------------------ compile (rule 1, 2)
@@ -455,20 +456,14 @@ class Pipeline:
         name = self._names[index]
         if module is None:  # its factory failed for this request (see _new_module)
             return Status.CONTINUE
-        method_name = _METHOD_NAMES[(notification, post)]
-        overridden = self._overridden.get((type(module), method_name))
-        if overridden is None:
-            overridden = getattr(type(module), method_name, None) is not getattr(
-                HttpModule, method_name
-            )
-            self._overridden[(type(module), method_name)] = overridden
-        if not overridden:
+        key = (type(module), index, notification, post)
+        slot = self._slots.get(key)
+        if slot is None:  # once per module type and handler slot: it never changes
+            slot = self._slots[key] = self._slot(type(module), name, index, notification, post)
+        current, method_name = slot
+        if current is None:
             self._warn_missing(module, method_name, name)
             return Status.CONTINUE
-        key = (index, notification, post)
-        current = self._currents.get(key)
-        if current is None:  # (one per handler slot: it never changes)
-            current = self._currents[key] = _Current(name, index, notification, post)
         ctx.stats.module = name
         token = _CURRENT.set((ctx, current))
         aborted: OperationAbortedError | None = None
@@ -508,6 +503,15 @@ class Pipeline:
         if aborted is not None:
             raise aborted
         return status
+
+    @staticmethod
+    def _slot(
+        kind: type, name: str, index: int, notification: Notification, post: bool
+    ) -> tuple[_Current | None, str]:
+        method_name = _METHOD_NAMES[(notification, post)]
+        if getattr(kind, method_name, None) is getattr(HttpModule, method_name):
+            return None, method_name
+        return _Current(name, index, notification, post), method_name
 
     def _warn_missing(self, module: HttpModule, method_name: str, name: str) -> None:
         key = (type(module), method_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol, final
@@ -17,6 +18,12 @@ from .owner import OwningContext
 
 if TYPE_CHECKING:
     from .context import HttpContext
+
+
+@functools.lru_cache(maxsize=1024)
+def _decoded_path(url: str) -> str:
+    """``HttpRequest.path`` of ``url`` (several modules ask for it on every request)."""
+    return unquote(url.partition("?")[0], errors="surrogateescape")
 
 
 class RequestBodyError(HResultError):
@@ -170,7 +177,7 @@ class HttpRequest:
         Bytes that are not UTF-8 (``%ff``) decode as lone surrogates, as ``os.fsdecode``
         does; ``map_path`` refuses such paths.
         """
-        return unquote(self._url.partition("?")[0], errors="surrogateescape")
+        return _decoded_path(self._url)
 
     @property
     def raw_path(self) -> str:

@@ -56,6 +56,8 @@ class RequestFilteringModule(HttpModule):
             refuse(ctx, 405, 6)
             ctx.response.set_header("Allow", ", ".join(settings.verbs))
             return Status.FINISH_REQUEST
+        if not settings.deny_extensions and not settings.deny_segments:
+            return Status.CONTINUE  # (the default: no path to split)
         segments = [s.casefold() for s in request.path.split("/") if s]
         if segments and settings.deny_extensions:
             extension = os.path.splitext(segments[-1])[1]
