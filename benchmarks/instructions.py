@@ -1,0 +1,268 @@
+"""Instructions per request under callgrind: a noise-free A/B for a busy 2-core machine.
+
+    .venv/bin/python benchmarks/instructions.py [--requests 300] [--warmup 100]
+        [--only trioiis,raw-trio,...] [--rev REV ...] [--no-write]
+
+wrk's requests/s move by 10-20 % from one run to the next on a shared machine; the number of
+machine instructions a server executes for a request does not (within about 1 %: CPython's
+own work is deterministic once ``PYTHONHASHSEED`` is fixed). So each server of
+``compare.py`` (trioiis, trioiis-fast, the raw-Trio, trio+h11 and trio+httptools floors,
+Hypercorn's Trio worker, Uvicorn) is started under ``valgrind --tool=callgrind
+--instr-atstart=no`` on 127.0.0.1 and a free port; a client in this process sends
+``--warmup`` requests on one keep-alive connection, then turns instrumentation on
+(``callgrind_control -i on``), sends ``--requests`` more on a second connection, one at a time
+(each answer read in full before the next request), turns it off and dumps the counts. The
+server's instructions divided by the requests is the number reported, with its ratio to
+trioiis. ``--rev REV`` (repeatable) adds trioiis as of a git revision (a temporary
+worktree), for A/B of a change.
+
+What it measures is the cost of one request on a connection that waits for each answer
+(one readiness wake-up per request); wrk with 50 connections lets servers batch wake-ups, so
+the ratios here are not the requests/s ratios of compare.py, but a change that removes
+instructions here removes them there too. Needs valgrind (``apt-get install -y valgrind``);
+installs nothing. Bounded: every wait has a timeout, every server is stopped in a
+``finally``; about 30 s per server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import compare
+import hello
+
+ROOT = hello.ROOT
+HOST = hello.HOST  # loopback only
+SECTION = "## Instructions per request (callgrind)"
+START_TIMEOUT = 180.0  # seconds a server may take to accept under valgrind
+ANSWER_TIMEOUT = 30.0  # seconds for one answer under valgrind
+MAX_REQUESTS = 999  # below trioiis's max_requests_per_connection (1000)
+_LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path = ROOT  # (python -m imports from here first)
+
+
+def request_bytes(port: int) -> bytes:
+    return (
+        f"GET {compare.PATH} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUser-Agent: instructions.py\r\n"
+        "Accept: */*\r\n\r\n"
+    ).encode()
+
+
+def exchange(sock: socket.socket, request: bytes) -> None:
+    """Send one request and read its whole answer (Content-Length framed)."""
+    sock.sendall(request)
+    response = b""
+    deadline = time.monotonic() + ANSWER_TIMEOUT
+    while True:
+        head, sep, body = response.partition(b"\r\n\r\n")
+        length = _LENGTH.search(head)
+        if sep and length and len(body) >= int(length.group(1)):
+            if not response.startswith(b"HTTP/1.1 200 ") or body != compare.BODY:
+                raise RuntimeError(f"unexpected answer: {response[:300]!r}")
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("no answer in time")
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RuntimeError(f"connection closed after {response[:300]!r}")
+        response += chunk
+
+
+def connect(process: subprocess.Popen[bytes], port: int) -> socket.socket:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode}")
+        try:
+            sock = socket.create_connection((HOST, port), timeout=ANSWER_TIMEOUT)
+        except OSError:
+            time.sleep(0.2)
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise RuntimeError(f"the server did not accept connections within {START_TIMEOUT:g} s")
+
+
+def callgrind_total(path: Path) -> int:
+    """The ``totals:`` line of a callgrind dump (0 when collection was off)."""
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    return 0
+
+
+def measure(target: Target, args: argparse.Namespace) -> float:
+    """The target's instructions per request."""
+    port = hello.free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        argv = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            *[arg.replace("65535", str(port)) for arg in target.argv],
+        ]
+        env = dict(os.environ, PYTHONHASHSEED="0", **target.env)
+        process = subprocess.Popen(
+            argv, cwd=target.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            request = request_bytes(port)
+            with connect(process, port) as warm:
+                for _ in range(args.warmup):
+                    exchange(warm, request)
+            with connect(process, port) as sock:
+                exchange(sock, request)  # the connection is set up before counting starts
+                control = ["callgrind_control"]
+                subprocess.run([*control, "-i", "on", str(process.pid)], **_QUIET)
+                for _ in range(args.requests):
+                    exchange(sock, request)
+                subprocess.run([*control, "-i", "off", str(process.pid)], **_QUIET)
+                subprocess.run([*control, "-d", str(process.pid)], **_QUIET)
+        finally:
+            hello.stop(process)
+        total = max((callgrind_total(path) for path in Path(tmp).glob("callgrind.out*")), default=0)
+    if not total:
+        raise RuntimeError("callgrind counted nothing")
+    return total / args.requests
+
+
+_QUIET: dict[str, object] = {
+    "check": True,
+    "stdout": subprocess.DEVNULL,
+    "stderr": subprocess.DEVNULL,
+    "timeout": 60,
+}
+
+
+@contextlib.contextmanager
+def revision(rev: str) -> Iterator[Path]:
+    """A temporary worktree of ``rev``, removed afterwards."""
+    where = Path(tempfile.mkdtemp(prefix="trioiis-rev-"))
+    subprocess.run(
+        ["git", "worktree", "add", "-q", "--detach", str(where), rev], cwd=ROOT, check=True
+    )
+    try:
+        yield where
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=ROOT, check=False)
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def trioiis_at(tree: Path, key: str) -> Target:
+    return Target(
+        key,
+        [
+            sys.executable,
+            "-m",
+            "trioiis.cli",
+            "serve",
+            str(tree / "examples" / "site"),
+            "--bind",
+            f"{HOST}:65535",
+            "--module",
+            f"hello={tree / 'examples' / 'modules' / 'hello.py'}:register_module",
+        ],
+        {"PYTHONPATH": str(tree)},
+        tree,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300, help="counted requests (300)")
+    parser.add_argument("--warmup", type=int, default=100, help="requests before (100)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated servers of compare.py: "
+        + ",".join(server.key for server in compare.SERVERS),
+    )
+    parser.add_argument(
+        "--rev", action="append", default=[], help="also trioiis at this git revision"
+    )
+    parser.add_argument("--no-write", action="store_true", help="leave RESULTS.md alone")
+    args = parser.parse_args(argv)
+    if not 1 <= args.requests <= MAX_REQUESTS or not 0 <= args.warmup <= MAX_REQUESTS:
+        parser.error(f"--requests and --warmup must be at most {MAX_REQUESTS}")
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            parser.error(f"{tool} is not on the PATH (apt-get install -y valgrind)")
+    wanted = {key for key in args.only.split(",") if key}
+    unknown = wanted - {server.key for server in compare.SERVERS}
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+
+    results: list[tuple[str, float]] = []
+    notes: list[str] = []
+    with contextlib.ExitStack() as stack:
+        targets = []
+        for rev in args.rev:
+            targets.append(trioiis_at(stack.enter_context(revision(rev)), f"trioiis@{rev}"))
+        for server in compare.SERVERS:
+            if wanted and server.key not in wanted:
+                continue
+            if missing := server.missing():
+                notes.append(f"{server.key} skipped: {', '.join(missing)} not importable")
+                continue
+            targets.append(Target(server.key, server.argv(65535), {}))
+        for target in targets:
+            try:
+                count = measure(target, args)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                notes.append(f"{target.key} failed: {exc}")
+                print(f"{target.key}: failed: {exc}", file=sys.stderr)
+                continue
+            results.append((target.key, count))
+            print(f"{target.key:>24}: {count:12,.0f} instructions/request", flush=True)
+
+    mine = dict(results).get("trioiis")
+    command = [sys.executable, "benchmarks/instructions.py", *(argv or sys.argv[1:])]
+    lines = [
+        SECTION,
+        "",
+        f"`{compare.shown(command)}`"
+        f" on {compare.git_state()}; {compare.versions()}. Each server under callgrind, "
+        f"{args.requests} sequential `GET /hello` on one keep-alive connection after "
+        f"{args.warmup} of warm-up: machine instructions the server executed per request "
+        "(the same within about 1 % from run to run, whatever else the machine does).",
+        "",
+        "| server | instructions/request | ÷ trioiis |",
+        "|---|---|---|",
+    ]
+    for key, count in results:
+        ratio = f"{count / mine:.2f}" if mine else "-"
+        lines.append(f"| {key} | {count:,.0f} | {ratio} |")
+    if notes:
+        lines += ["", *(f"* {note}" for note in notes)]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_write and results:
+        hello.write_results_section(SECTION, text)
+    return 0 if results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
