@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import collections
 import contextvars
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterator
@@ -1062,6 +1063,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
             self._release_scope.cancel()
 
 
+@functools.lru_cache(maxsize=1024)  # a site's few URLs are mapped on every request
 def safe_join(root: Path, url_path: str) -> Path | None:
     """``root`` joined with the percent-decoded path of ``url_path``, or None if unsafe.
 

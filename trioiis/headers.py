@@ -51,8 +51,12 @@ class Headers:
         value = _check_field(name, value)
         key = name.lower()
         fields = self._fields
-        first = next((i for i, f in enumerate(fields) if f[0] == key), None)
-        if first is None:
+        first = -1
+        for index, field in enumerate(fields):  # (a loop: no generator per call)
+            if field[0] == key:
+                first = index
+                break
+        if first < 0:
             fields.append((key, name, value))
             return
         if not replace:

@@ -41,6 +41,7 @@ of preference), ``precompressed`` (default true), ``gzip_level`` (1 to 9, defaul
 
 from __future__ import annotations
 
+import functools
 import gzip
 import mimetypes
 import os
@@ -69,6 +70,7 @@ _TAG_SUFFIX = re.compile(r'-(?:gz|br)"')
 _NO_BODY = (204, 206, 304)
 
 
+@functools.lru_cache(maxsize=256)  # asked of every response; a site has few types
 def compressible(kind: str | None) -> bool:
     if not kind:
         return False

@@ -203,11 +203,9 @@ async def lookup(ctx: HttpContext, path: Path, *, read_small: bool = False) -> F
     (the thread finishes on its own; nothing is cached); ``cancel_io()`` does not touch it.
     """
     root = ctx.site.root
-    try:
-        relative: Path | None = path.relative_to(root)
-    except ValueError:
-        relative = None  # a MAP_PATH module moved it: only its resolved place is checked
-    if relative is not None and _refused(relative.parts):
+    # None when a MAP_PATH module moved it: only its resolved place is checked.
+    relative = _parts_below(root, path)
+    if relative is not None and _refused(relative):
         return None
     allow_outside = ALLOW_SYMLINKS_OUTSIDE_ROOT and relative is not None
     key = (str(root), str(path))
@@ -247,6 +245,15 @@ async def lookup(ctx: HttpContext, path: Path, *, read_small: bool = False) -> F
     if read_small and found is not None and stat.S_ISREG(found.info.st_mode):
         _CACHE.put(key, found)
     return found
+
+
+@functools.lru_cache(maxsize=1024)  # pathlib's relative_to costs more than a small file's stat
+def _parts_below(root: Path, path: Path) -> tuple[str, ...] | None:
+    """``path``'s segments below ``root``, or None when it is not below it."""
+    try:
+        return path.relative_to(root).parts
+    except ValueError:
+        return None
 
 
 def _signature(info: os.stat_result) -> tuple[int, ...]:
@@ -334,6 +341,11 @@ def entity_tag(info: os.stat_result) -> str:
 def _last_modified(info: os.stat_result) -> int:
     """Modification time in whole seconds, never later than now (RFC 9110 §8.8.2.1)."""
     return int(min(info.st_mtime, time.time()))
+
+
+@functools.lru_cache(maxsize=256)  # the same few files' dates, formatted once each
+def _http_date(seconds: int) -> str:
+    return email.utils.formatdate(seconds, usegmt=True)
 
 
 def _parse_date(value: str | None) -> float | None:
@@ -494,7 +506,7 @@ async def _answer(
     size = info.st_size
     kind = content_type(path)
     response.set_header("ETag", etag)
-    response.set_header("Last-Modified", email.utils.formatdate(modified, usegmt=True))
+    response.set_header("Last-Modified", _http_date(modified))
     status = precondition_status(request, etag, modified)
     if status == 412:
         send_error(ctx, 412)
