@@ -8,13 +8,13 @@ Theory of operation
    I/O call sees its scope's ``cancelled_caught`` and raises ``OperationAbortedError`` with
    the bytes moved so far. ``trio.Cancelled`` is never caught here: any other cancel
    propagates untouched.
-2. **The request's work** runs inside ``_main_scope`` (the pipeline's stages and the final
-   send) and in module tasks started with ``start_soon``, each wrapped in its own scope in
-   ``_task_scopes`` (registered when started, not when first run). When the client goes away,
-   ``_client_gone`` cancels all of those and the request nursery itself (so tasks started on
-   ``ctx.nursery`` directly stop too); the pipeline then still runs LOG_REQUEST and
-   END_REQUEST, shielded with a deadline. The request's own ``request_timeout`` cancels
-   ``_main_scope`` the same way.
+2. **The request's work** runs inside ``_main_scope``, the request nursery's cancel scope
+   (the pipeline's stages and the final send, in the request's task), and in module tasks
+   started with ``start_soon``, each wrapped in its own scope in ``_task_scopes``
+   (registered when started, not when first run). When the client goes away,
+   ``_client_gone`` cancels all of those (so tasks started on ``ctx.nursery`` directly stop
+   too); the pipeline then still runs LOG_REQUEST and END_REQUEST, shielded with a
+   deadline. The request's own ``request_timeout`` is that scope's deadline.
 3. **A child request** is a context cloned from this one. ``execute_request`` runs its whole
    pipeline as a task of this context (so it is cancelled with it), inside its own nursery;
    ``run_child`` awaits the same thing in place. Depth is counted on the context: levels
@@ -373,7 +373,8 @@ class HttpContext(metaclass=_NoPublicConstructor):
         self._state = _State.RUNNING if parent is None else _State.CLONED
         self._released = False
         self._nursery: trio.Nursery | None = None
-        self._main_scope: trio.CancelScope | None = None
+        self._main_scope: trio.CancelScope | None = None  # the request nursery's scope
+        self._work_cancelled = False  # the stages ended by a cancel of _main_scope
         self._release_scope: trio.CancelScope | None = None
         self._io_scopes: set[trio.CancelScope] = set()
         self._task_scopes: set[trio.CancelScope] = set()

@@ -118,6 +118,46 @@ async def test_request_timeout_cancels_a_stuck_module_and_logs_it(
         assert cancelled.is_set()
 
 
+async def test_request_timeout_stops_the_requests_tasks_and_children_before_the_tail(
+    site: Path,
+) -> None:
+    """A timeout cancels the request's work as a whole: the stuck stage, a task it started
+    and a child request it runs all stop before LOG_REQUEST, which still runs."""
+    seen: dict[str, object] = {}
+
+    async def background() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            seen["task stopped"] = True
+
+    class Stuck(HttpModule):
+        async def on_authorize_request(self, ctx: HttpContext, provider: Any) -> Status:
+            if ctx.depth:  # the child request: stuck too
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    seen["child stopped"] = True
+            ctx.start_soon(background)
+            child = ctx.clone_context()
+            ctx.execute_request(child, async_=True)
+            return Status.PENDING  # waits for the child, which never ends
+
+        async def on_log_request(self, ctx: HttpContext, provider: Any) -> Status:
+            if not ctx.depth:
+                seen["at LOG_REQUEST"] = (seen.get("task stopped"), seen.get("child stopped"))
+            return Status.CONTINUE
+
+    limits = trioiis.Limits(request_timeout=0.2)
+    stuck = ("stuck", register(Stuck, N.AUTHORIZE_REQUEST | N.LOG_REQUEST))
+    async with running_server(stuck, root=site, limits=limits) as srv:
+        raw = await raw_request(srv.port, b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        await settle(srv.server)
+        assert srv.server.counters.requests_timed_out == 1
+    assert statuses_in(raw) == [503]
+    assert seen["at LOG_REQUEST"] == (True, True)
+
+
 async def test_a_disk_error_while_streaming_a_file_aborts_only_that_response(
     site: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
