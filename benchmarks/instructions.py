@@ -1,7 +1,7 @@
 """Instructions per request under callgrind: a noise-free A/B for a busy 2-core machine.
 
     .venv/bin/python benchmarks/instructions.py [--requests 300] [--warmup 100]
-        [--only trioiis,raw-trio,...] [--rev REV ...] [--no-write]
+        [--only trioiis,raw-trio,...] [--rev REV ...] [--no-static] [--no-write]
 
 wrk's requests/s move by 10-20 % from one run to the next on a shared machine; the number of
 machine instructions a server executes for a request does not (within about 1 %: CPython's
@@ -14,7 +14,9 @@ Hypercorn's Trio worker, Uvicorn) is started under ``valgrind --tool=callgrind
 (each answer read in full before the next request), turns it off and dumps the counts. The
 server's instructions divided by the requests is the number reported, with its ratio to
 trioiis. ``--rev REV`` (repeatable) adds trioiis as of a git revision (a temporary
-worktree), for A/B of a change.
+worktree), for A/B of a change. Unless ``--no-static``, trioiis (and each ``--rev``) is also
+measured serving a 1 KiB file with its default modules (``GET /kib.bin`` from a temporary
+folder: the static-file path, the small-file cache revalidated by ``stat``).
 
 What it measures is the cost of one request on a connection that waits for each answer
 (one readiness wake-up per request); wrk with 50 connections lets servers batch wake-ups, so
@@ -60,16 +62,18 @@ class Target:
     argv: list[str]
     env: dict[str, str]
     cwd: Path = ROOT  # (python -m imports from here first)
+    path: str = compare.PATH
+    body: bytes = compare.BODY
 
 
-def request_bytes(port: int) -> bytes:
+def request_bytes(port: int, path: str) -> bytes:
     return (
-        f"GET {compare.PATH} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUser-Agent: instructions.py\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUser-Agent: instructions.py\r\n"
         "Accept: */*\r\n\r\n"
     ).encode()
 
 
-def exchange(sock: socket.socket, request: bytes) -> None:
+def exchange(sock: socket.socket, request: bytes, expected: bytes) -> None:
     """Send one request and read its whole answer (Content-Length framed)."""
     sock.sendall(request)
     response = b""
@@ -78,7 +82,7 @@ def exchange(sock: socket.socket, request: bytes) -> None:
         head, sep, body = response.partition(b"\r\n\r\n")
         length = _LENGTH.search(head)
         if sep and length and len(body) >= int(length.group(1)):
-            if not response.startswith(b"HTTP/1.1 200 ") or body != compare.BODY:
+            if not response.startswith(b"HTTP/1.1 200 ") or body != expected:
                 raise RuntimeError(f"unexpected answer: {response[:300]!r}")
             return
         if time.monotonic() > deadline:
@@ -129,16 +133,16 @@ def measure(target: Target, args: argparse.Namespace) -> float:
             argv, cwd=target.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
-            request = request_bytes(port)
+            request, expected = request_bytes(port, target.path), target.body
             with connect(process, port) as warm:
                 for _ in range(args.warmup):
-                    exchange(warm, request)
+                    exchange(warm, request, expected)
             with connect(process, port) as sock:
-                exchange(sock, request)  # the connection is set up before counting starts
+                exchange(sock, request, expected)  # the connection is set up before counting starts
                 control = ["callgrind_control"]
                 subprocess.run([*control, "-i", "on", str(process.pid)], **_QUIET)
                 for _ in range(args.requests):
-                    exchange(sock, request)
+                    exchange(sock, request, expected)
                 subprocess.run([*control, "-i", "off", str(process.pid)], **_QUIET)
                 subprocess.run([*control, "-d", str(process.pid)], **_QUIET)
         finally:
@@ -190,6 +194,18 @@ def trioiis_at(tree: Path, key: str) -> Target:
     )
 
 
+#: The static target's file: 1 KiB that no module compresses (served from the small-file
+#: cache, revalidated by stat, after the first request).
+STATIC_NAME = "kib.bin"
+STATIC_BODY = bytes(range(256)) * 4
+
+
+def static_at(tree: Path, key: str, folder: Path) -> Target:
+    """trioiis of ``tree`` serving ``folder`` with its default modules (no hello)."""
+    argv = [sys.executable, "-m", "trioiis.cli", "serve", str(folder), "--bind", f"{HOST}:65535"]
+    return Target(key, argv, {"PYTHONPATH": str(tree)}, tree, f"/{STATIC_NAME}", STATIC_BODY)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300, help="counted requests (300)")
@@ -202,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--rev", action="append", default=[], help="also trioiis at this git revision"
+    )
+    parser.add_argument(
+        "--no-static",
+        action="store_true",
+        help="skip trioiis serving a 1 KiB static file (run with trioiis and each --rev)",
     )
     parser.add_argument("--no-write", action="store_true", help="leave RESULTS.md alone")
     args = parser.parse_args(argv)
@@ -219,8 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     with contextlib.ExitStack() as stack:
         targets = []
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        (folder / STATIC_NAME).write_bytes(STATIC_BODY)
+        static = not args.no_static and (not wanted or "trioiis" in wanted)
         for rev in args.rev:
-            targets.append(trioiis_at(stack.enter_context(revision(rev)), f"trioiis@{rev}"))
+            tree = stack.enter_context(revision(rev))
+            targets.append(trioiis_at(tree, f"trioiis@{rev}"))
+            if static:
+                targets.append(static_at(tree, f"trioiis@{rev} static 1 KiB", folder))
+        if static:
+            targets.append(static_at(ROOT, "trioiis static 1 KiB", folder))
         for server in compare.SERVERS:
             if wanted and server.key not in wanted:
                 continue
@@ -238,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append((target.key, count))
             print(f"{target.key:>24}: {count:12,.0f} instructions/request", flush=True)
 
-    mine = dict(results).get("trioiis")
+    mine = dict(results).get("trioiis")  # (the static rows are ratios to it too)
     command = [sys.executable, "benchmarks/instructions.py", *(argv or sys.argv[1:])]
     lines = [
         SECTION,
