@@ -221,9 +221,10 @@ class _Wire:
     failed: bool = False  # a send failed: the connection must close abortively
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Current:
-    """The handler running now (for status attribution and completion routing)."""
+    """The handler running now (for status attribution and completion routing); one per
+    handler slot, shared by every request (the pipeline makes each once)."""
 
     module_name: str
     module_index: int
