@@ -717,7 +717,8 @@ class HttpContext(metaclass=_NoPublicConstructor):
         Cancellation: a checkpoint; a pending MAP_PATH handler's wait is pending I/O.
         """
         self._check_alive()
-        physical = safe_join(self.site.root, url)
+        root = self.site.root
+        physical = _safe_join_cached(root, url) if len(url) <= _CACHED_URL else safe_join(root, url)
         if physical is None:
             raise HResultError(f"URL {url!r} cannot be mapped", hresult=ERROR_INVALID_PARAMETER)
         provider = MapPathProvider(url, physical)
@@ -765,10 +766,10 @@ class HttpContext(metaclass=_NoPublicConstructor):
         """SEND_RESPONSE, then hand the buffer to where this context's output goes (rule 4)."""
         self._check_alive()
         response = self.response
-        flags = _SEND_FLAGS[
-            (2 if more_data or not final or self._parent is not None else 0)
-            | (1 if response.need_disconnect else 0)
-        ]
+        bits = (2 if more_data or not final or self._parent is not None else 0) | (
+            1 if response.need_disconnect else 0
+        )
+        flags = _SEND_FLAGS[bits]
         being_sent = not self._headers_sent() and not response.headers_suppressed
         if self._parent is not None and self._execute_flags & ExecuteFlags.NO_HEADERS:
             being_sent = False
@@ -776,7 +777,8 @@ class HttpContext(metaclass=_NoPublicConstructor):
         await self._pipeline.notify(
             self, Notification.SEND_RESPONSE, provider, checkpoint=checkpoint
         )
-        if provider.flags is not flags and provider.flags & SendResponseFlags.DISCONNECT:
+        chosen = provider.flags  # (the flags as given, unless a handler set others)
+        if bits & 1 if chosen is flags else chosen & SendResponseFlags.DISCONNECT:
             response.need_disconnect = True  # a SEND_RESPONSE handler asked to close after
         if response.reset or self._wire.failed:
             response.clear_body()
@@ -1065,7 +1067,6 @@ class HttpContext(metaclass=_NoPublicConstructor):
             self._release_scope.cancel()
 
 
-@functools.lru_cache(maxsize=1024)  # a site's few URLs are mapped on every request
 def safe_join(root: Path, url_path: str) -> Path | None:
     """``root`` joined with the percent-decoded path of ``url_path``, or None if unsafe.
 
@@ -1087,3 +1088,9 @@ def safe_join(root: Path, url_path: str) -> Path | None:
             return None
         parts.append(segment)
     return root.joinpath(*parts)
+
+
+#: URLs up to this long have their mapping memoized (a site's few URLs are mapped on every
+#: request); longer ones are joined each time, so the cache stays small whatever is asked.
+_CACHED_URL = 256
+_safe_join_cached = functools.lru_cache(maxsize=1024)(safe_join)

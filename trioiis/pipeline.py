@@ -248,8 +248,11 @@ class Pipeline:
                 try:
                     await self._run_main(ctx)
                 except BaseException:  # (a Cancelled may come inside a group: a child's)
-                    # Ours (a timeout, the client gone), not a cancel from outside.
-                    ctx._work_cancelled = work.cancel_called
+                    # Ours: the client gone or the deadline passed. Not a cancel from outside,
+                    # nor the nursery cancelling itself for a task on ctx.nursery that raised.
+                    ctx._work_cancelled = work.cancel_called and (
+                        ctx.stats.cancelled_by_client or trio.current_time() >= work.deadline
+                    )
                     raise
                 finally:
                     if ctx._work_cancelled and not ctx.stats.cancelled_by_client:

@@ -20,10 +20,15 @@ if TYPE_CHECKING:
     from .context import HttpContext
 
 
-@functools.lru_cache(maxsize=1024)
 def _decoded_path(url: str) -> str:
-    """``HttpRequest.path`` of ``url`` (several modules ask for it on every request)."""
+    """``HttpRequest.path`` of ``url``."""
     return unquote(url.partition("?")[0], errors="surrogateescape")
+
+
+#: URLs up to this long have their decoded path memoized (several modules ask for it on
+#: every request); longer ones are decoded each time, so the cache stays small.
+_CACHED_URL = 256
+_decoded_path_cached = functools.lru_cache(maxsize=1024)(_decoded_path)
 
 
 class RequestBodyError(HResultError):
@@ -177,7 +182,8 @@ class HttpRequest:
         Bytes that are not UTF-8 (``%ff``) decode as lone surrogates, as ``os.fsdecode``
         does; ``map_path`` refuses such paths.
         """
-        return _decoded_path(self._url)
+        url = self._url
+        return (_decoded_path_cached if len(url) <= _CACHED_URL else _decoded_path)(url)
 
     @property
     def raw_path(self) -> str:

@@ -153,6 +153,31 @@ async def test_tasks_started_on_the_raw_request_nursery_end_with_the_request(sit
     assert ended.is_set()
 
 
+async def test_a_task_failing_on_the_raw_request_nursery_is_not_a_timeout(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task started on ``ctx.nursery`` itself that raises makes Trio cancel the request
+    nursery; that is the module's failure, not ``request_timeout`` (no 503, nothing counted
+    as timed out) and not a client leaving."""
+
+    async def handler(ctx: HttpContext) -> Status:
+        async def boom() -> None:
+            raise RuntimeError("boom in a raw task")
+
+        ctx.nursery.start_soon(boom)
+        await trio.sleep_forever()  # cancelled by the nursery when boom raises
+        return Status.FINISH_REQUEST
+
+    async with running_server(on_begin(handler), root=site) as srv:
+        raw = await raw_request(srv.port, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        counters = srv.server.counters
+        assert counters.requests_timed_out == 0
+        assert counters.cancelled_by_client == 0
+    assert 503 not in statuses_in(raw)
+    assert "timed out" not in caplog.text
+    assert "boom in a raw task" in caplog.text
+
+
 async def test_release_right_after_execute_request_means_the_child_never_runs(
     site: Path,
 ) -> None:
