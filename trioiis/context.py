@@ -8,8 +8,8 @@ Theory of operation
    I/O call sees its scope's ``cancelled_caught`` and raises ``OperationAbortedError`` with
    the bytes moved so far. ``trio.Cancelled`` is never caught here: any other cancel
    propagates untouched.
-2. **The request's work** runs inside ``_main_scope``, the request nursery's cancel scope
-   (the pipeline's stages and the final send, in the request's task), and in module tasks
+2. **The request's work** runs inside the request nursery's cancel scope (the pipeline's
+   stages and the final send, in the request's task), and in module tasks
    started with ``start_soon``, each wrapped in its own scope in ``_task_scopes``
    (registered when started, not when first run). When the client goes away,
    ``_client_gone`` cancels all of those (so tasks started on ``ctx.nursery`` directly stop
@@ -374,8 +374,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         self._state = _State.RUNNING if parent is None else _State.CLONED
         self._released = False
         self._nursery: trio.Nursery | None = None
-        self._main_scope: trio.CancelScope | None = None  # the request nursery's scope
-        self._work_cancelled = False  # the stages ended by a cancel of _main_scope
+        self._work_cancelled = False  # the stages ended by a timeout or the client leaving
         self._release_scope: trio.CancelScope | None = None
         self._io_scopes: set[trio.CancelScope] = set()
         self._task_scopes: set[trio.CancelScope] = set()
@@ -456,7 +455,14 @@ class HttpContext(metaclass=_NoPublicConstructor):
 
     @property
     def nursery(self) -> trio.Nursery:
-        """The request nursery (prefer ``start_soon``, which also guards the task)."""
+        """The request nursery (prefer ``start_soon``, which also guards the task).
+
+        Cancellation: its cancel scope is the request's: ``request_timeout`` and a client
+        that leaves cancel it (the stages and every task in it; LOG_REQUEST and END_REQUEST
+        still run, shielded), and the request's end cancels the tasks still in it.
+        ``cancel_io()`` does not touch it. A task started on it directly that raises makes
+        Trio cancel it too: the request fails, it is not a timeout.
+        """
         self._check_alive()
         assert self._nursery is not None
         return self._nursery
@@ -522,9 +528,10 @@ class HttpContext(metaclass=_NoPublicConstructor):
     def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Start ``fn(*args)`` as a task of this request.
 
-        The task is cancelled when the client disconnects and when the request ends (tasks
-        never outlive their request). An exception in it is logged and fails the request
-        (500 if nothing was sent yet), and resumes a pipeline parked on PENDING.
+        The task is cancelled when the client disconnects, when ``request_timeout`` passes
+        and when the request ends (tasks never outlive their request). An exception in it is
+        logged and fails the request (500 if nothing was sent yet), and resumes a pipeline
+        parked on PENDING.
         """
         self._check_alive()
         assert self._nursery is not None
@@ -556,8 +563,6 @@ class HttpContext(metaclass=_NoPublicConstructor):
     def _cancel_work(self) -> None:
         """Cancel the stages and every task of this context (not the shielded tail): the
         request nursery itself, so that tasks started on ``ctx.nursery`` directly stop too."""
-        if self._main_scope is not None:
-            self._main_scope.cancel()
         for scope in list(self._task_scopes):
             scope.cancel()
         if self._nursery is not None:

@@ -242,7 +242,7 @@ class Pipeline:
             # runs shielded (a second scope per request cost 5 % of a small request).
             async with trio.open_nursery() as nursery:
                 ctx._nursery = nursery
-                work = ctx._main_scope = nursery.cancel_scope
+                work = nursery.cancel_scope
                 if root and self.request_timeout is not None:
                     work.deadline = trio.current_time() + self.request_timeout
                 try:
