@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import collections
 import contextvars
-import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterator
@@ -76,6 +75,7 @@ from .errors import (
 from .headers import Headers
 from .http1 import FILE_PIECE, Http1Connection
 from .mapping import DEFAULT_MAPPING, HandlerMapping
+from .memo import memoize_short
 from .providers import (
     CustomNotificationProvider,
     HttpUser,
@@ -722,8 +722,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         Cancellation: a checkpoint; a pending MAP_PATH handler's wait is pending I/O.
         """
         self._check_alive()
-        root = self.site.root
-        physical = _safe_join_cached(root, url) if len(url) <= _CACHED_URL else safe_join(root, url)
+        physical = safe_join(self.site.root, url)
         if physical is None:
             raise HResultError(f"URL {url!r} cannot be mapped", hresult=ERROR_INVALID_PARAMETER)
         provider = MapPathProvider(url, physical)
@@ -1072,6 +1071,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
             self._release_scope.cancel()
 
 
+@memoize_short  # a site's few URLs are mapped on every request
 def safe_join(root: Path, url_path: str) -> Path | None:
     """``root`` joined with the percent-decoded path of ``url_path``, or None if unsafe.
 
@@ -1093,9 +1093,3 @@ def safe_join(root: Path, url_path: str) -> Path | None:
             return None
         parts.append(segment)
     return root.joinpath(*parts)
-
-
-#: URLs up to this long have their mapping memoized (a site's few URLs are mapped on every
-#: request); longer ones are joined each time, so the cache stays small whatever is asked.
-_CACHED_URL = 256
-_safe_join_cached = functools.lru_cache(maxsize=1024)(safe_join)

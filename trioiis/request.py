@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol, final
@@ -14,21 +13,17 @@ from .constants import ERROR_HANDLE_EOF, ERROR_INVALID_DATA, ERROR_INVALID_PARAM
 from .errors import CompletionInfo, ConnectionInvalidError, HResultError
 from .headers import Headers
 from .http1 import HeadError, Http1Connection
+from .memo import memoize_short
 from .owner import OwningContext
 
 if TYPE_CHECKING:
     from .context import HttpContext
 
 
+@memoize_short  # several modules ask for it on every request
 def _decoded_path(url: str) -> str:
     """``HttpRequest.path`` of ``url``."""
     return unquote(url.partition("?")[0], errors="surrogateescape")
-
-
-#: URLs up to this long have their decoded path memoized (several modules ask for it on
-#: every request); longer ones are decoded each time, so the cache stays small.
-_CACHED_URL = 256
-_decoded_path_cached = functools.lru_cache(maxsize=1024)(_decoded_path)
 
 
 class RequestBodyError(HResultError):
@@ -182,8 +177,7 @@ class HttpRequest:
         Bytes that are not UTF-8 (``%ff``) decode as lone surrogates, as ``os.fsdecode``
         does; ``map_path`` refuses such paths.
         """
-        url = self._url
-        return (_decoded_path_cached if len(url) <= _CACHED_URL else _decoded_path)(url)
+        return _decoded_path(self._url)
 
     @property
     def raw_path(self) -> str:

@@ -55,6 +55,7 @@ import trio
 import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Status
 from trioiis.constants import ERROR_HANDLE_EOF
+from trioiis.memo import memoize_short
 
 CHUNK = 256 * 1024
 #: URL segments refused anywhere in a path (compared case-insensitively), like IIS request
@@ -247,7 +248,7 @@ async def lookup(ctx: HttpContext, path: Path, *, read_small: bool = False) -> F
     return found
 
 
-@functools.lru_cache(maxsize=1024)  # pathlib's relative_to costs more than a small file's stat
+@memoize_short  # pathlib's relative_to costs more than a small file's stat
 def _parts_below(root: Path, path: Path) -> tuple[str, ...] | None:
     """``path``'s segments below ``root``, or None when it is not below it."""
     try:
