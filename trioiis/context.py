@@ -99,6 +99,7 @@ _NO_FLAGS = ExecuteFlags(0)
 #: The SEND_RESPONSE flags _flush starts from, by MORE_DATA (2) | DISCONNECT (1): enum
 #: arithmetic per response costs more than the lookup (issue 10).
 _SEND_FLAGS = tuple(SendResponseFlags(bits) for bits in range(4))
+_DISCONNECT = int(SendResponseFlags.DISCONNECT)
 _CLONE_FLAGS_ALL = int(
     CloneFlags.BASICS
     | CloneFlags.HEADERS
@@ -770,10 +771,10 @@ class HttpContext(metaclass=_NoPublicConstructor):
         """SEND_RESPONSE, then hand the buffer to where this context's output goes (rule 4)."""
         self._check_alive()
         response = self.response
-        bits = (2 if more_data or not final or self._parent is not None else 0) | (
-            1 if response.need_disconnect else 0
-        )
-        flags = _SEND_FLAGS[bits]
+        flags = _SEND_FLAGS[
+            (2 if more_data or not final or self._parent is not None else 0)
+            | (1 if response.need_disconnect else 0)
+        ]
         being_sent = not self._headers_sent() and not response.headers_suppressed
         if self._parent is not None and self._execute_flags & ExecuteFlags.NO_HEADERS:
             being_sent = False
@@ -781,8 +782,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         await self._pipeline.notify(
             self, Notification.SEND_RESPONSE, provider, checkpoint=checkpoint
         )
-        chosen = provider.flags  # (the flags as given, unless a handler set others)
-        if bits & 1 if chosen is flags else chosen & SendResponseFlags.DISCONNECT:
+        if int(provider.flags) & _DISCONNECT:  # (int &: no enum arithmetic)
             response.need_disconnect = True  # a SEND_RESPONSE handler asked to close after
         if response.reset or self._wire.failed:
             response.clear_body()
