@@ -38,12 +38,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import ab
 import compare
 import hello
 
@@ -161,20 +161,6 @@ _QUIET: dict[str, object] = {
 }
 
 
-@contextlib.contextmanager
-def revision(rev: str) -> Iterator[Path]:
-    """A temporary worktree of ``rev``, removed afterwards."""
-    where = Path(tempfile.mkdtemp(prefix="trioiis-rev-"))
-    subprocess.run(
-        ["git", "worktree", "add", "-q", "--detach", str(where), rev], cwd=ROOT, check=True
-    )
-    try:
-        yield where
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=ROOT, check=False)
-        shutil.rmtree(where, ignore_errors=True)
-
-
 def trioiis_at(tree: Path, key: str) -> Target:
     return Target(
         key,
@@ -244,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         (folder / STATIC_NAME).write_bytes(STATIC_BODY)
         static = not args.no_static and (not wanted or "trioiis" in wanted)
         for rev in args.rev:
-            tree = stack.enter_context(revision(rev))
+            tree = stack.enter_context(ab.checkout(rev))  # a temporary worktree
             targets.append(trioiis_at(tree, f"trioiis@{rev}"))
             if static:
                 targets.append(static_at(tree, f"trioiis@{rev} static 1 KiB", folder))
