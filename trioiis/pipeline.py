@@ -225,7 +225,9 @@ class Pipeline:
         """Run ``ctx`` through the whole pipeline; returns its completion (rule 5).
 
         Cancellation: a cancel from outside (shutdown, a released child) stops the stages;
-        the tail still runs shielded and the cancel then propagates.
+        the tail still runs shielded and the cancel then propagates. ``request_timeout`` and
+        a client that leaves cancel the request nursery (its stages, tasks and children);
+        the tail runs, and the completion is ERROR_OPERATION_ABORTED.
         """
         root = ctx._parent is None
         if root:
