@@ -27,6 +27,15 @@ Theory of operation
    ``_outbuf``; ``_write_out`` sends from it. A cancelled write leaves the unsent rest in
    ``_outbuf`` for the next write, so the wire stays well-formed and ``bytes_sent`` is exact on
    sockets.
+
+   b. **Counted as they go.** ``_queued`` counts every byte ever queued (file bytes sent
+      with ``os.sendfile`` included), so each queued byte has a stream offset, and the
+      current response's body is a short list of offset ranges. ``body_bytes_sent`` is
+      their overlap with ``counters.bytes_sent``: body bytes handed to the kernel, exact
+      also for a response cut short, never framing.
+   c. **Complete when delivered.** ``_complete_at`` is the offset at which the response's
+      bytes make a whole message (its end framed, or a Content-Length body's last byte
+      queued); ``response_complete`` is True once ``bytes_sent`` reached it.
 6. **Deadlines.** Waiting for the first byte of a head uses ``keep_alive_timeout`` (on a new
    connection, ``head_timeout``), then the connection closes without a response; from the
    first byte the whole head must arrive within ``head_timeout`` (slowloris), else 408 and
@@ -34,6 +43,11 @@ Theory of operation
 7. **Expect: 100-continue.** ``100 Continue`` goes out only when the request's body is first
    read. A final response sent while the client still waits for it ends the connection: the
    client may never send that body, so it cannot be drained.
+8. **Say close when the body cannot be drained.** The head of a response says
+   ``Connection: close`` when the request body is not yet read and could not be drained
+   after the response (``drain_body_bytes``; a chunked body not yet finished; a client
+   still waiting for ``100 Continue``), so a keep-alive client never sends its next request
+   on a connection the server is about to close.
 """
 
 from __future__ import annotations
@@ -163,6 +177,12 @@ class Limits:
     max_requests_per_connection: int = 1000
     drain_body_bytes: int = 65536
     linger_timeout: float = 2.0
+
+
+class PeerTooSlowError(trio.BrokenResourceError):
+    """The server gave up on the peer: nothing moved for ``send_timeout`` or
+    ``body_timeout``, or it fell below a minimum rate. Not the peer going away: the
+    server cut it (a ``BrokenResourceError`` still, for code that only needs "broken")."""
 
 
 class HeadError(Exception):
@@ -502,9 +522,10 @@ class Http1Connection:
 
     # Slots: thousands of idle keep-alive connections each hold one (issue 10 memory goal).
     __slots__ = (
-        "_arrived", "_body_base", "_body_left", "_body_pos", "_body_received",
-        "_body_refused", "_body_started", "_continue_refused", "_expect_continue", "_h11",
-        "_inbuf", "_no_body", "_outbuf", "_parse", "_raw", "_response_base",
+        "_arrived", "_body_base", "_body_done", "_body_left", "_body_pos", "_body_ranges",
+        "_body_received", "_body_refused", "_body_started", "_complete_at", "_content_length",
+        "_continue_refused", "_expect_continue", "_h11", "_inbuf", "_no_body", "_outbuf",
+        "_parse", "_queued", "_raw", "_response_base",
         "_response_started", "_socket", "_space", "_stopped", "_wanted", "_was_reset", "_writer",
         "_writers", "_writing", "broken", "closing", "counters", "eof", "limits",
         "on_data", "on_disconnect", "stream",
@@ -537,6 +558,16 @@ class Http1Connection:
         self._space: trio.lowlevel.ParkingLot | None = None  # the pump waits for room
         self._wanted = 0
         self._outbuf = bytearray()
+        #: Rule 5b: every byte ever queued, so ``_queued`` is the stream offset where the
+        #: next queued byte will go out (``counters.bytes_sent`` counts the ones that did).
+        self._queued = 0
+        # The current response's body as [start, end) stream offsets not yet wholly sent,
+        # and the body bytes of the ranges already sent and dropped from the list.
+        self._body_ranges: list[list[int]] = []
+        self._body_done = 0
+        # The stream offset at which the response's bytes make a complete message, once
+        # they do (the end framed, or a Content-Length body's last byte queued).
+        self._complete_at: int | None = None
         # One writer at a time; a flag and a parking lot cost no checkpoint when free.
         self._writing = False
         self._writers: trio.lowlevel.ParkingLot | None = None  # made when a writer must wait
@@ -553,6 +584,7 @@ class Http1Connection:
         self._body_left = b""
         self._body_pos = 0  # next unread byte of _body_left (one copy, not one per read)
         self._body_received = 0
+        self._content_length: int | None = None  # the current request's, if it has one
         self._body_refused = False  # a 413 was raised for this body: raise it again
         self._no_body = False
         #: The final response went out while the client still waited for ``100 Continue``.
@@ -698,7 +730,11 @@ class Http1Connection:
         self._body_left = b""
         self._body_pos = 0  # next unread byte of _body_left (one copy, not one per read)
         self._body_received = 0
+        self._content_length = head.content_length
         self._body_refused = False
+        self._body_ranges = []
+        self._body_done = 0
+        self._complete_at = None
         self._no_body = head.method == "HEAD"
         self._continue_refused = False
         # (a bodiless request reads nothing: no clock for its body rate)
@@ -716,6 +752,13 @@ class Http1Connection:
         """True when the whole request body (possibly empty) has been received."""
         conn = self._h11
         return conn is None or (conn.their_state is not h11.SEND_BODY and not self._body_left)
+
+    @property
+    def body_remaining(self) -> int | None:
+        """Request body bytes not yet handed out; None while unknown (chunked)."""
+        if self._content_length is not None:
+            return self._content_length - self._body_received
+        return 0 if self.body_complete else None
 
     @property
     def body_received(self) -> int:
@@ -749,7 +792,7 @@ class Http1Connection:
         while True:
             if conn.their_state is h11.SEND_BODY and self._expect_continue:
                 self._expect_continue = False
-                self._outbuf += b"HTTP/1.1 100 Continue\r\n\r\n"
+                self._queue(b"HTTP/1.1 100 Continue\r\n\r\n")
                 await self.write_queued()
             try:
                 event = conn.next_event()
@@ -778,7 +821,7 @@ class Http1Connection:
                         await self._wait_for_data()
                     if waited.cancelled_caught:
                         self.broken = True  # a client this slow is not kept
-                        raise trio.BrokenResourceError(f"client sent its body {why}")
+                        raise PeerTooSlowError(f"client sent its body {why}")
                 continue
             if isinstance(event, h11.Data):
                 data = bytes(event.data)
@@ -809,13 +852,78 @@ class Http1Connection:
                 deadline, why = by_rate, f"slower than {min_rate:g} bytes/s"
         return deadline, why
 
+    def _queue(self, data: bytes | bytearray) -> None:
+        """Append to the output queue (rule 5b: every queued byte is counted)."""
+        self._outbuf += data
+        self._queued += len(data)
+
+    def _queue_body_range(self, size: int, start: int | None = None) -> None:
+        """``size`` bytes from stream offset ``start`` (default: the next queued byte) are
+        response body (rule 5b)."""
+        if start is None:
+            start = self._queued
+        ranges = self._body_ranges
+        if ranges and ranges[-1][1] == start:
+            ranges[-1][1] = start + size  # contiguous (Content-Length): one range
+        else:
+            ranges.append([start, start + size])
+
+    def _note_complete(self) -> None:
+        """Rule 5c: once the framed bytes make a whole message, remember where it ends."""
+        writer = self._writer
+        if self._complete_at is None and writer is not None and writer.complete:
+            self._complete_at = self._queued
+
+    @property
+    def body_bytes_sent(self) -> int:
+        """Rule 5b: body bytes of the current response handed to the kernel (or TLS)."""
+        sent = self.counters.bytes_sent
+        ranges = self._body_ranges
+        while ranges and ranges[0][1] <= sent:
+            start, end = ranges.pop(0)
+            self._body_done += end - start
+        partial = max(0, sent - ranges[0][0]) if ranges else 0
+        return self._body_done + partial
+
+    @property
+    def response_complete(self) -> bool:
+        """Rule 5c: every byte of a complete response was handed to the kernel (or TLS)."""
+        end = self._complete_at
+        return end is not None and self.counters.bytes_sent >= end and not self._was_reset
+
+    def _can_drain(self) -> bool:
+        """True when the request's unread body, if any, can be read and dropped after the
+        response (``drain_body_bytes``), so that the connection may be kept."""
+        conn = self._h11
+        if conn is None or conn.their_state is not h11.SEND_BODY:
+            return True
+        if self._expect_continue or self._continue_refused or self._body_refused:
+            return False  # the client may never send it, or it is refused already
+        length = self._content_length
+        if length is None:
+            return False  # chunked, not finished: its size is unknown
+        return length - self._body_received <= self.limits.drain_body_bytes
+
     def queue_head(
-        self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b""
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        reason: bytes = b"",
+        *,
+        close: bool = False,
     ) -> None:
-        """Queue the status line and headers (``Date`` and ``Server`` are added if missing,
-        ``Connection: close`` while the server drains); ``write_queued`` sends them."""
+        """Queue the status line and headers (``Date`` and ``Server`` are added if missing);
+        ``write_queued`` sends them. The head says ``Connection: close`` when ``close``,
+        while the server drains, and when the request's unread body could not be drained
+        after the response (rule 8).
+
+        Raises:
+            FramingError: as ``ResponseWriter.head``; nothing is queued.
+        """
         writer = self._writer
         assert writer is not None
+        if close or self.closing or not self._can_drain():
+            writer.keep_alive = False
         self._response_started = trio.current_time()
         self._response_base = self.counters.bytes_sent
         self._no_body = self._no_body or status in (204, 304) or status < 200
@@ -823,9 +931,8 @@ class Http1Connection:
             (b"date", _DATE.get()),
             (b"server", SERVER_HEADER),
         )
-        if self.closing:
-            defaults += ((b"connection", b"close"),)
-        self._outbuf += writer.head(status, headers, reason or reason_phrase(status), defaults)
+        self._queue(writer.head(status, headers, reason or reason_phrase(status), defaults))
+        self._note_complete()
         if self._expect_continue:
             # The final answer came first: the client may never send the body (drain_body).
             self._expect_continue = False
@@ -845,15 +952,27 @@ class Http1Connection:
         encoded = writer.body(data)
         # Chunked framing puts b"<size>\r\n" before the data and b"\r\n" after it.
         framing = len(encoded) - len(data)
-        offset = len(self._outbuf) + (framing - 2 if framing else 0)
-        self._outbuf += encoded
+        before = framing - 2 if framing else 0
+        offset = len(self._outbuf) + before
+        self._queue_body_range(len(data), self._queued + before)
+        self._queue(encoded)
+        self._note_complete()
         return offset
 
     def queue_end(self) -> None:
         """Queue the end of the response (the final chunk for chunked framing)."""
         writer = self._writer
         assert writer is not None
-        self._outbuf += writer.end()
+        self._queue(writer.end())
+        self._note_complete()
+
+    def queue_raw(self, data: bytes) -> None:
+        """Queue bytes a module framed itself (no head was written): all of them count as
+        body, the response is never complete and the connection closes after it."""
+        if self._writer is not None:
+            self._writer.keep_alive = False
+        self._queue_body_range(len(data))
+        self._queue(data)
 
     async def send_file(self, fd: int, offset: int, count: int) -> int:
         """Send ``count`` bytes of the open file ``fd`` from ``offset`` as body bytes, after
@@ -883,15 +1002,22 @@ class Http1Connection:
         raw = self._raw
         sent = 0
         try:
-            self._outbuf += before
+            self._queue(before)
             await self._write_out()
+            if raw is not None:  # the file's bytes bypass the queue: counted here (rule 5b)
+                self._queue_body_range(count)
+                self._queued += count
+                self._note_complete()
             while sent < count:
                 if raw is None:
                     size = min(FILE_PIECE, count - sent)
                     data = await trio.to_thread.run_sync(os.pread, fd, size, offset + sent)
                     if not data:
                         raise EOFError("the file ended early")
-                    self._outbuf += data
+                    self._queue_body_range(len(data))
+                    self._queue(data)
+                    if sent + len(data) == count:
+                        self._note_complete()
                     await self._write_out()
                     sent += len(data)
                     continue
@@ -908,7 +1034,8 @@ class Http1Connection:
                     raise EOFError("the file ended early")
                 sent += n
                 self.counters.bytes_sent += n
-            self._outbuf += after
+            self._queue(after)
+            self._note_complete()
             await self._write_out()
         except BaseException:
             self.broken = True  # the body is cut short: this connection cannot go on
@@ -931,13 +1058,13 @@ class Http1Connection:
             await trio.lowlevel.wait_writable(raw)
         if waited.cancelled_caught:
             self.broken = True
-            raise trio.BrokenResourceError(f"client read the response {why}") from None
+            raise PeerTooSlowError(f"client read the response {why}") from None
 
     async def write_raw(self, data: bytes) -> int:
         """Send bytes that are not part of an h11 exchange (early error responses).
 
         Cancellation: as ``write_queued``: unsent bytes stay queued."""
-        self._outbuf += data
+        self._queue(data)
         return await self.write_queued()
 
     def reset_now(self) -> None:

@@ -48,7 +48,7 @@ from .constants import (
     Priority,
     Status,
 )
-from .context import _CURRENT, HttpContext, _Current, _State
+from .context import _CURRENT, HttpContext, _Current
 from .counters import ServerCounters
 from .errors import (
     CompletionInfo,
@@ -56,7 +56,9 @@ from .errors import (
     ConnectionInvalidError,
     HResultError,
     OperationAbortedError,
+    RequestBodyError,
 )
+from .lifecycle import Event, Outcome
 from .mapping import DEFAULT_MAPPING, HandlerMapping
 from .providers import AuthenticationProvider, EventProvider, MapHandlerProvider
 from .registration import (
@@ -68,7 +70,7 @@ from .registration import (
     ModuleRegistrationInfo,
     handler_names,
 )
-from .request import RequestBodyError
+from .sending import flush
 from .tracing import RequestTrace, Tracer
 
 if TYPE_CHECKING:
@@ -241,7 +243,7 @@ class Pipeline:
             ]
             # One cancel scope for the request's work, the nursery's: a timeout or a client
             # that leaves cancels the stages and the tasks together, and the tail below
-            # runs shielded (a second scope per request cost 5 % of a small request).
+            # runs shielded.
             async with trio.open_nursery() as nursery:
                 ctx._nursery = nursery
                 work = nursery.cancel_scope
@@ -249,15 +251,12 @@ class Pipeline:
                     work.deadline = trio.current_time() + self.request_timeout
                 try:
                     await self._run_main(ctx)
-                except BaseException:  # (a Cancelled may come inside a group: a child's)
-                    # Ours: the client gone or the deadline passed. Not a cancel from outside,
-                    # nor the nursery cancelling itself for a task on ctx.nursery that raised.
-                    ctx._work_cancelled = work.cancel_called and (
-                        ctx.stats.cancelled_by_client or trio.current_time() >= work.deadline
-                    )
+                except BaseException as exc:  # (a Cancelled may come inside a group)
+                    if _is_cancel(exc):
+                        self._cancelled(ctx, work)
                     raise
                 finally:
-                    if ctx._work_cancelled and not ctx.stats.cancelled_by_client:
+                    if ctx.lifecycle.has(Event.TIMED_OUT):
                         await self._timed_out(ctx)  # (its answer is shielded and bounded)
                     self._work_stopped(ctx)
                     if self._has_tail:
@@ -269,7 +268,7 @@ class Pipeline:
                     if nursery.child_tasks:
                         work.cancel()
         finally:
-            ctx._state = _State.ENDED
+            ctx.lifecycle.fire(Event.END)
             for module in ctx._modules:
                 if module is not None:
                     try:
@@ -281,22 +280,46 @@ class Pipeline:
             if root:
                 self.counters.requests_in_flight -= 1
                 self.counters.request_finished(
-                    ctx.response.status, trio.current_time() - ctx.stats.started
+                    ctx.response.status,
+                    trio.current_time() - ctx.stats.started,
+                    ctx.lifecycle.outcome.value,
+                    ctx.stats.time_to_cancel,
                 )
             if trace is not None:  # rule 6
                 assert self.tracer is not None
                 self.tracer.end(ctx, trace)
-        if ctx.stats.cancelled_by_client or ctx._work_cancelled:
-            return CompletionInfo(ctx._produced, ERROR_OPERATION_ABORTED)
-        return CompletionInfo(ctx._produced, E_FAIL if ctx.stats.failed else S_OK)
+        outcome = ctx.lifecycle.outcome
+        if outcome is Outcome.COMPLETED:
+            return CompletionInfo(ctx._produced, S_OK)
+        if outcome is Outcome.FAILED:
+            return CompletionInfo(ctx._produced, E_FAIL)
+        return CompletionInfo(ctx._produced, ERROR_OPERATION_ABORTED)
+
+    def _cancelled(self, ctx: HttpContext, work: trio.CancelScope) -> None:
+        """The stages were cancelled: record why, unless the canceller already did (the
+        client leaving, the server giving up on it)."""
+        lifecycle = ctx.lifecycle
+        now = trio.current_time()
+        if work.cancel_called:
+            # Ours: the deadline passed (or a reason fired earlier, or a task started on
+            # ctx.nursery raised and Trio cancelled the nursery: then it failed already).
+            if now >= work.deadline and not lifecycle.has(Event.PEER_GONE):
+                lifecycle.fire(Event.TIMED_OUT, now)
+            return
+        # From outside: shutdown past its grace, the embedding program, a parent that
+        # released or lost this child. A child inherits its root's reason.
+        root = ctx._root
+        if root is not ctx and root.lifecycle.has(Event.PEER_GONE):
+            lifecycle.fire(Event.PEER_GONE, now)
+        elif root is not ctx and root.lifecycle.has(Event.TIMED_OUT):
+            lifecycle.fire(Event.TIMED_OUT, now)
+        elif not (lifecycle.has(Event.PEER_GONE) or lifecycle.has(Event.SERVER_ABORTED)):
+            lifecycle.fire(Event.SERVER_ABORTED, now)
 
     async def _timed_out(self, ctx: HttpContext) -> None:
         """The request ran past ``request_timeout``: its work was cancelled. Say so in the log
         and answer 503 if nothing was sent yet; else the connection is aborted."""
         stats = ctx.stats
-        stats.timed_out = True
-        stats.failed = True
-        self.counters.requests_timed_out += 1
         log.error(
             "%s %s timed out after %.1f s in %s (module %r); its work was cancelled",
             ctx.request.method,
@@ -306,6 +329,8 @@ class Pipeline:
             stats.module,
         )
         response = ctx.response
+        if ctx._parent is not None:
+            return  # a child's answer is its parent's business
         if response.headers_sent or ctx._wire.failed:
             ctx._wire.failed = True
             return
@@ -315,7 +340,7 @@ class Pipeline:
         with trio.CancelScope(shield=True) as answer:
             answer.deadline = trio.current_time() + TAIL_TIMEOUT
             try:
-                await ctx._flush(final=True, more_data=False, checkpoint=False)
+                await flush(ctx, final=True, more_data=False, checkpoint=False)
             except HResultError:
                 ctx._wire.failed = True
 
@@ -331,23 +356,21 @@ class Pipeline:
             return None
 
     def _work_stopped(self, ctx: HttpContext) -> None:
-        ctx._main_finished = True
-        stats = ctx.stats
-        if stats.cancelled_by_client and stats.disconnect_noticed is not None:
-            stats.time_to_cancel = trio.current_time() - stats.disconnect_noticed
-            if ctx._parent is None:
-                self.counters.cancelled(stats.time_to_cancel)
+        left = ctx.lifecycle.when(Event.PEER_GONE)
+        if left is not None:
+            ctx.stats.time_to_cancel = trio.current_time() - left
 
     async def _run_main(self, ctx: HttpContext) -> None:
+        finished = False
         for name, module in self._global:
             try:
                 status = await module.on_global_pre_begin_request(GlobalProvider(ctx))
             except Exception as exc:
                 self._failed(ctx, name, exc)
+                finished = True
                 break
             if status == GlobalStatus.HANDLED:
                 break
-        finished = ctx.stats.failed
         for stage, pre, post in self._main_plan:
             if finished:
                 break
@@ -369,7 +392,7 @@ class Pipeline:
         if ctx.response.reset or ctx._wire.failed:
             return
         try:
-            await ctx._flush(final=True, more_data=False, checkpoint=False)
+            await flush(ctx, final=True, more_data=False, checkpoint=False)
         except ConnectionInvalidError:
             pass
         except HResultError as exc:
@@ -443,7 +466,7 @@ class Pipeline:
         ``cancel_io()`` reaches only a pending MAP_PATH handler's wait, which then raises
         ``OperationAbortedError`` out of this call (and out of ``ctx.map_path()``)."""
         for index in self._table[(int(notification), False)]:
-            if ctx._state is not _State.RUNNING or index >= len(ctx._modules):
+            if not ctx.lifecycle.running or index >= len(ctx._modules):
                 break
             status = await self._call(ctx, index, notification, False, provider)
             if status is Status.FINISH_REQUEST:
@@ -533,8 +556,7 @@ class Pipeline:
             )
 
     def _failed(self, ctx: HttpContext, module_name: str, exc: BaseException) -> None:
-        """Rule 4."""
-        ctx.stats.failed = True
+        """Rule 4. The client leaving or sending a bad body is not a module's failure."""
         response = ctx.response
         if isinstance(exc, ConnectionInvalidError):
             module_log.info("module %r: client gone: %s", module_name, exc)
@@ -550,6 +572,8 @@ class Pipeline:
             response.set_status(exc.status)
             response.set_need_disconnect()
             return
+        if ctx.lifecycle.running:
+            ctx.lifecycle.fire(Event.MODULE_FAILED, trio.current_time())
         self.counters.module_exceptions[module_name] += 1
         ctx.stats.exceptions.append(f"{module_name}: {type(exc).__name__}: {exc}")
         module_log.error(
@@ -658,6 +682,14 @@ class Pipeline:
                     obj.terminate()
                 except Exception:
                     module_log.exception("terminate() of %r failed", reg.name)
+
+
+def _is_cancel(exc: BaseException) -> bool:
+    """True for a ``trio.Cancelled``, or a group made only of them."""
+    if isinstance(exc, BaseExceptionGroup):
+        rest = exc.split(trio.Cancelled)[1]
+        return rest is None
+    return isinstance(exc, trio.Cancelled)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -41,7 +41,7 @@ import trio
 from .accesslog import Entry, format_entry, header
 from .config import ServerConfig, describe_exception, load_register_function, parse_binding
 from .constants import SERVER_VERSION
-from .context import HttpConnection, HttpContext, Site, _Wire
+from .context import HttpConnection, HttpContext, Site
 from .counters import ServerCounters
 from .errors import ConfigError
 from .forwarded import TrustedProxies, client_address
@@ -49,13 +49,16 @@ from .headers import Headers
 from .http1 import HeadError, HeadParser, Http1Connection, RequestHead, error_response_bytes
 from .http1_fast import available as fast_parser_available
 from .http1_fast import parse_head_fast
+from .http1_transport import Http1Transport
 from .idle import IdleReaper
+from .lifecycle import Outcome
 from .modules import BUILTIN_MODULES, DEFAULT_MODULES
 from .pipeline import Pipeline
 from .proxy_protocol import ProxyProtocolError
 from .proxy_protocol import receive as receive_proxy_header
 from .registration import GlobalServer, ModuleRegistrationInfo, RegisterModule
 from .request import ConnectionBody, EmptyBody
+from .sending import Wire
 from .tracing import Tracer, open_trace_writer
 
 log = logging.getLogger("trioiis")
@@ -88,8 +91,8 @@ class _Session:
     """
 
     __slots__ = (
-        "abort", "connection", "current", "done", "http", "nursery", "reaper", "running",
-        "served", "server",
+        "abort", "connection", "done", "http", "nursery", "reaper", "running", "served",
+        "server", "transport",
     )  # fmt: skip
 
     def __init__(
@@ -105,7 +108,8 @@ class _Session:
         self.connection = connection
         self.nursery = nursery
         self.reaper = reaper
-        self.current: HttpContext | None = None
+        #: The running request's transport, which hears of the peer going away.
+        self.transport: Http1Transport | None = None
         self.running = False
         self.served = 0
         self.abort = False
@@ -116,10 +120,10 @@ class _Session:
         self.server._start_requests(self)
 
     def on_disconnect(self) -> None:
-        """The peer closed or reset the connection: cancel the request that runs (its
-        cancel_io and notify_disconnect), or mark the connection gone."""
-        if self.current is not None:
-            self.current._client_gone()
+        """The peer closed or reset the connection: tell the running request (through its
+        transport), or mark the connection gone."""
+        if self.transport is not None:
+            self.transport.peer_gone()
         else:
             self.connection._mark_gone()
 
@@ -566,7 +570,7 @@ class HttpServer:
         )
         http.closing = self._draining
         connection: HttpConnection = HttpConnection._create(
-            http, remote_address=remote, local_address=local, secure=secure
+            remote_address=remote, local_address=local, secure=secure
         )
         session = _Session(self, http, connection, nursery, reaper)
         http.on_data = session.on_data
@@ -653,12 +657,14 @@ class HttpServer:
             session.served += 1
             if session.served == limits.max_requests_per_connection:
                 http.closing = True  # this response says Connection: close; then we close
-            ctx = self._new_context(http, connection, head)
-            session.current = ctx
+            transport = Http1Transport(http)
+            ctx = self._new_context(transport, connection, head)
+            session.transport = transport
             try:
                 await self._run(ctx)
             finally:
-                session.current = None
+                session.transport = None
+                transport.watch_peer(None)  # (the callback points at ctx: a cycle)
             if ctx.response.reset or ctx._wire.failed:
                 return _Outcome.ABORT
             if not http.body_complete:
@@ -702,7 +708,7 @@ class HttpServer:
             pass
 
     def _new_context(
-        self, http: Http1Connection, connection: HttpConnection, head: RequestHead
+        self, transport: Http1Transport, connection: HttpConnection, head: RequestHead
     ) -> HttpContext:
         target = head.target
         if not target.startswith("/") and "://" in target:
@@ -714,13 +720,14 @@ class HttpServer:
             pipeline=self.pipeline,
             connection=connection,
             site=self._site_for(head),
-            wire=_Wire(http),
+            wire=Wire(transport),
             method=head.method,
             url=target,
             http_version=head.http_version,
             headers=Headers.from_raw(head.headers),
-            body=ConnectionBody(http, head.content_length) if has_body else EmptyBody(),
+            body=ConnectionBody(transport) if has_body else EmptyBody(),
         )
+        transport.watch_peer(ctx._peer_gone)
         if self._trusted:
             self._apply_forwarded(ctx)
         return ctx
@@ -780,18 +787,8 @@ class HttpServer:
         """One line per request, in ``access_log_format`` (see ``trioiis.accesslog``)."""
         if self._log_file is None and not access_log.hasHandlers():
             return  # nobody reads it: do not pay for formatting
-        request, response, stats = ctx.request, ctx.response, ctx.stats
-        outcome = (
-            "cancelled-by-client"
-            if stats.cancelled_by_client
-            else "timeout"
-            if stats.timed_out
-            else "reset"
-            if response.reset
-            else "error"
-            if stats.failed
-            else "ok"
-        )
+        request, response = ctx.request, ctx.response
+        outcome = ctx.lifecycle.outcome
         hresult = response.get_status().hresult
         self._log_line(
             Entry(
@@ -804,13 +801,13 @@ class HttpServer:
                 method=request.method,
                 url=request.url,
                 http_version=request.http_version,
-                status=response.status,
+                status=_logged_status(ctx, outcome),
                 sub_status=response.sub_status,
                 win32_status=hresult & 0xFFFF if hresult >> 16 == 0x8007 else 0,
-                bytes_sent=ctx._produced,
+                bytes_sent=ctx._wire.transport.body_bytes_sent,
                 referer=request.get_header("referer"),
                 user_agent=request.get_header("user-agent"),
-                outcome=outcome,
+                outcome=outcome.value,
             )
         )
 
@@ -820,6 +817,18 @@ class HttpServer:
         if self._log_file is not None:
             with contextlib.suppress(OSError):
                 self._log_file.write(line + "\n")
+
+
+def _logged_status(ctx: HttpContext, outcome: Outcome) -> int:
+    """The status the client got; with no status line sent, nginx's words for why: 499
+    (the client left first) or 444 (the server closed without a response)."""
+    if ctx._wire.head_sent:
+        return ctx.response.status
+    if outcome is Outcome.CANCELLED_BY_CLIENT:
+        return 499
+    if outcome in (Outcome.ABORTED_BY_SERVER, Outcome.TIMED_OUT, Outcome.FAILED):
+        return 444
+    return ctx.response.status
 
 
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
