@@ -549,8 +549,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
 
     def _peer_gone(self) -> None:
         """Rule 2: the transport saw this (root) request's client go away."""
-        if not self.connection._mark_gone():
-            return
+        self.connection._mark_gone()  # (notify_disconnect, once)
         lifecycle = self.lifecycle
         if not lifecycle.running:
             return

@@ -15,16 +15,18 @@ Theory of operation
    client went away: EOF/RST, RST_STREAM, a vanished WebSocket peer), ``TIMED_OUT``
    (``request_timeout``), ``SERVER_ABORTED`` (``send_timeout``, minimum rates, shutdown past
    its grace, ``reset_connection()``) and ``MODULE_FAILED`` (a module raised). The first of
-   each kind is kept with its time; none changes the state.
+   each kind is kept with its time; none changes the state. ``PEER_GONE`` and
+   ``SERVER_ABORTED`` both say who ended the exchange: only the first of the two is kept.
 4. **One outcome, decided here** (``RequestLifecycle.outcome``), read by the access log, the
    counters, the metrics, traces, the status module and ``trioiis bench``:
 
    * ``FAILED`` if a module raised; else
    * ``TIMED_OUT`` if ``request_timeout`` cancelled its work; else
+   * ``ABORTED_BY_SERVER`` if the server cut it (before the client left), even if it then
+     answered in full (a 408 to a body below the minimum rate); else
    * ``COMPLETED`` if the response completed: the client has every byte, so a client that
      closes right after the last one, however that close races with the final write or
-     ``sendfile``, and a server that stops its work after it, change nothing; else
-   * ``ABORTED_BY_SERVER`` if the server cut it (before the client left); else
+     ``sendfile``, changes nothing; else
    * ``CANCELLED_BY_CLIENT`` if the client left before the response was complete; else
    * ``ABORTED_BY_SERVER``: the request ended without a complete response and without any
      other reason (its response could not be sent).
@@ -82,6 +84,8 @@ _E = Event
 _LIVE: Final = (_S.IN_PIPELINE, _S.RESPONSE_STARTED, _S.RESPONSE_COMPLETE)
 #: Events that record a reason and leave the state as it is (rule 3).
 REASON_EVENTS: Final = (_E.PEER_GONE, _E.TIMED_OUT, _E.SERVER_ABORTED, _E.MODULE_FAILED)
+#: The reasons that say who ended the exchange: only the first of them is kept (rule 3).
+_WHO_ENDED: Final = frozenset((_E.PEER_GONE, _E.SERVER_ABORTED))
 
 #: (state, event) -> next state; anything else raises ``LifecycleError`` (rule 2).
 TRANSITIONS: Final[dict[tuple[RequestState, Event], RequestState]] = {
@@ -124,10 +128,13 @@ class RequestLifecycle:
         if state is RequestState.RESPONSE_COMPLETE:
             self._completed = True
         self.state = state
-        if event in REASON_EVENTS and event not in self._reasons:
-            self._reasons[event] = when
-            return True
-        return False
+        reasons = self._reasons
+        if event not in REASON_EVENTS or event in reasons:
+            return False
+        if event in _WHO_ENDED and not reasons.keys().isdisjoint(_WHO_ENDED):
+            return False  # the client left first, or the server cut it first (rule 3)
+        reasons[event] = when
+        return True
 
     def has(self, event: Event) -> bool:
         """True when the reason ``event`` was recorded."""
@@ -159,12 +166,10 @@ class RequestLifecycle:
             return Outcome.FAILED
         if _E.TIMED_OUT in reasons:
             return Outcome.TIMED_OUT
+        if _E.SERVER_ABORTED in reasons:
+            return Outcome.ABORTED_BY_SERVER
         if self.response_complete or (not self.owns_response and not reasons):
             return Outcome.COMPLETED
-        if _E.SERVER_ABORTED in reasons:
-            peer_left = reasons.get(_E.PEER_GONE)
-            if peer_left is None or reasons[_E.SERVER_ABORTED] <= peer_left:
-                return Outcome.ABORTED_BY_SERVER
         if _E.PEER_GONE in reasons:
             return Outcome.CANCELLED_BY_CLIENT
         return Outcome.ABORTED_BY_SERVER

@@ -249,6 +249,8 @@ class Pipeline:
                 work = nursery.cancel_scope
                 if root and self.request_timeout is not None:
                     work.deadline = trio.current_time() + self.request_timeout
+                if ctx.lifecycle.has(Event.PEER_GONE):
+                    work.cancel()  # the client left before the stages began: only the tail
                 try:
                     await self._run_main(ctx)
                 except BaseException as exc:  # (a Cancelled may come inside a group)
@@ -389,8 +391,8 @@ class Pipeline:
                     ctx.user = provider.user
             if not finished and post:
                 finished = await self._run_stage(ctx, stage, True, EventProvider())
-        if ctx.response.reset or ctx._wire.failed:
-            return
+        if ctx.response.reset or ctx._wire.failed or not ctx.connection.is_connected():
+            return  # (a module that caught the client's leaving may not have seen a cancel)
         try:
             await flush(ctx, final=True, more_data=False, checkpoint=False)
         except ConnectionInvalidError:
