@@ -104,3 +104,20 @@ def test_lifecycle_the_first_of_client_gone_and_server_abort_wins() -> None:
     second.fire(Event.END)
     assert second.outcome is Outcome.ABORTED_BY_SERVER
     assert second.when(Event.SERVER_ABORTED) == 1.0
+
+
+def test_lifecycle_table_in_the_docs_is_the_code_s() -> None:
+    """docs/architecture.md's transition table says exactly what TRANSITIONS does."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "architecture.md").read_text()
+    table = text.split("| state | event | next state |", 1)[1].split("\n\n", 1)[0]
+    documented = set()
+    for row in table.strip().splitlines()[1:]:
+        states, events, after = (cell.strip() for cell in row.strip("|").split("|"))
+        for state in states.split(","):
+            for event in events.split(","):
+                before = RequestState[state.strip(" `")]
+                nxt = before if after.startswith("(unchanged") else RequestState[after.strip("`")]
+                documented.add((before, Event[event.strip(" `")], nxt))
+    assert documented == {(s, e, n) for (s, e), n in TRANSITIONS.items()}
