@@ -17,10 +17,6 @@ Theory of operation
    ``ctx.nursery`` directly stop too); the pipeline then still runs LOG_REQUEST and
    END_REQUEST, shielded with a deadline. The request's own ``request_timeout`` is that
    scope's deadline. A client that leaves after its response is complete cancels nothing.
-6. **One lifecycle, one outcome.** ``lifecycle`` (``lifecycle.py``) holds the request's
-   state and the reasons recorded for it; its ``outcome`` is what the access log, counters,
-   traces and the status module report. The send path (``sending.py``) fires the
-   response's events; this module fires the reasons.
 3. **A child request** is a context cloned from this one. ``execute_request`` runs its whole
    pipeline as a task of this context (so it is cancelled with it), inside its own nursery;
    ``run_child`` awaits the same thing in place. Depth is counted on the context: levels
@@ -36,6 +32,10 @@ Theory of operation
    started with ``async_=True`` — which re-enters the module's ``on_async_completion``.
    Completions queue in ``_resume``, so one that arrives before the handler returned
    PENDING is not lost.
+6. **One lifecycle, one outcome.** ``lifecycle`` (``lifecycle.py``) holds the request's
+   state and the reasons recorded for it; its ``outcome`` is what the access log, counters,
+   traces and the status module report. The send path (``sending.py``) fires the
+   response's events; this module fires the reasons.
 """
 
 from __future__ import annotations

@@ -321,6 +321,8 @@ class Pipeline:
     async def _timed_out(self, ctx: HttpContext) -> None:
         """The request ran past ``request_timeout``: its work was cancelled. Say so in the log
         and answer 503 if nothing was sent yet; else the connection is aborted."""
+        if ctx._parent is not None:
+            return  # the root's timeout: logged and answered there
         stats = ctx.stats
         log.error(
             "%s %s timed out after %.1f s in %s (module %r); its work was cancelled",
@@ -331,8 +333,6 @@ class Pipeline:
             stats.module,
         )
         response = ctx.response
-        if ctx._parent is not None:
-            return  # a child's answer is its parent's business
         if response.headers_sent or ctx._wire.failed:
             ctx._wire.failed = True
             return
