@@ -34,6 +34,7 @@ from .errors import ConnectionInvalidError as ConnectionInvalidError
 from .errors import HResultError as HResultError
 from .errors import InvalidHandleError as InvalidHandleError
 from .errors import MalformedBodyError as MalformedBodyError
+from .errors import ModuleFailedError as ModuleFailedError
 from .errors import NotSupportedError as NotSupportedError
 from .errors import OperationAbortedError as OperationAbortedError
 from .errors import RequestBodyError as RequestBodyError
@@ -105,6 +106,7 @@ __all__ = [
     "ModuleAllocator",
     "ModuleContextContainer",
     "ModuleFactory",
+    "ModuleFailedError",
     "ModuleRegistrationInfo",
     "ModuleSpec",
     "NotSupportedError",

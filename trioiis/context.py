@@ -733,6 +733,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         Raises:
             HResultError: ERROR_INVALID_PARAMETER for a URL that could escape the root.
             OperationAbortedError: ``cancel_io()`` while a MAP_PATH handler was pending.
+            ModuleFailedError: a MAP_PATH handler raised (the request answers 500).
 
         Cancellation: a checkpoint; a pending MAP_PATH handler's wait is pending I/O.
         """

@@ -7,6 +7,7 @@ HResultError(Exception)          .hresult = HRESULT_FROM_WIN32(code) -> 0x8007xx
 ├── InvalidHandleError           ERROR_INVALID_HANDLE (6): use of a context after its request ended
 ├── OperationAbortedError        ERROR_OPERATION_ABORTED (995): I/O cancelled by cancel_io
 ├── ConnectionInvalidError       ERROR_CONNECTION_INVALID (1229): the client is gone
+├── ModuleFailedError            E_FAIL: a MAP_PATH/READ_ENTITY/custom handler raised (500)
 └── RequestBodyError             ERROR_INVALID_DATA (13): the client's body is refused (400)
     └── BodyTooLargeError        ... past max_body_bytes (413)
     └── MalformedBodyError       ... broken chunked framing (400)
@@ -101,6 +102,13 @@ class ConnectionInvalidError(HResultError):
     """The client's connection is gone (or broke) so the I/O cannot happen."""
 
     default_hresult = ERROR_CONNECTION_INVALID
+
+
+class ModuleFailedError(HResultError):
+    """A module's handler raised inside a notification this call raised (``map_path``,
+    ``read_entity_body``, ``notify_custom_notification``). The request has failed already:
+    its answer is a 500 (or an aborted connection once headers were sent), as for a handler
+    that raised in any stage; let this propagate, the pipeline does not count it twice."""
 
 
 class RequestBodyError(HResultError):

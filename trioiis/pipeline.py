@@ -19,7 +19,10 @@ Theory of operation
    deterministic handler returns.
 4. **Failures stay in the request.** A handler that raises, or returns something that is not
    a ``Status``, gets the request a 500 (or an aborted connection once headers were sent), a
-   log line with the traceback, and the server goes on.
+   log line with the traceback, and the server goes on. The same in every stage: a handler
+   that raises in MAP_PATH, READ_ENTITY or a custom notification makes the call that raised
+   it (``map_path``, ``read_entity_body``, …) raise ``ModuleFailedError``, so its caller
+   stops and the 500 stands.
 5. **The tail always runs.** LOG_REQUEST and END_REQUEST run shielded, with a deadline, even
    when the client disconnected or the server is shutting down; then every module instance
    gets ``dispose()`` and stored contexts are cleaned up, exactly once.
@@ -55,6 +58,7 @@ from .errors import (
     ConfigError,
     ConnectionInvalidError,
     HResultError,
+    ModuleFailedError,
     OperationAbortedError,
     RequestBodyError,
 )
@@ -466,14 +470,26 @@ class Pipeline:
 
         Cancellation: a cancel stops the handler that is running and the ones after it;
         ``cancel_io()`` reaches only a pending MAP_PATH handler's wait, which then raises
-        ``OperationAbortedError`` out of this call (and out of ``ctx.map_path()``)."""
+        ``OperationAbortedError`` out of this call (and out of ``ctx.map_path()``).
+
+        Raises:
+            ModuleFailedError: a handler raised (rule 4), except in SEND_RESPONSE, whose
+                caller then sends the 500 itself."""
+        lifecycle = ctx.lifecycle
         for index in self._table[(int(notification), False)]:
-            if not ctx.lifecycle.running or index >= len(ctx._modules):
+            if not lifecycle.running or index >= len(ctx._modules):
                 break
+            failed = lifecycle.has(Event.MODULE_FAILED)
             status = await self._call(ctx, index, notification, False, provider)
             if status is Status.FINISH_REQUEST:
                 ctx._finish_requested = True
-                return status
+                if failed or not lifecycle.has(Event.MODULE_FAILED):
+                    return status  # the module's own FINISH_REQUEST
+                if notification is not Notification.SEND_RESPONSE:
+                    name = self._names[index]
+                    raise ModuleFailedError(f"module {name!r} failed in {notification.name}")
+                # The 500 is what is being sent now: the later SEND_RESPONSE handlers (error
+                # pages, compression) see it as they see any other failure's.
         if checkpoint:
             await trio.lowlevel.checkpoint()
         return Status.CONTINUE
@@ -558,8 +574,11 @@ class Pipeline:
             )
 
     def _failed(self, ctx: HttpContext, module_name: str, exc: BaseException) -> None:
-        """Rule 4. The client leaving or sending a bad body is not a module's failure."""
+        """Rule 4. The client leaving or sending a bad body is not a module's failure, and a
+        ``ModuleFailedError`` is one already counted."""
         response = ctx.response
+        if isinstance(exc, ModuleFailedError):
+            return
         if isinstance(exc, ConnectionInvalidError):
             module_log.info("module %r: client gone: %s", module_name, exc)
             return

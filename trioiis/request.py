@@ -227,6 +227,7 @@ class HttpRequest:
             HResultError: ERROR_HANDLE_EOF when the whole body was already read.
             OperationAbortedError: ``cancel_io()`` aborted the read; no byte was consumed.
             ConnectionInvalidError: the client went away mid-body.
+            ModuleFailedError: a READ_ENTITY handler raised (the request answers 500).
             BodyTooLargeError: a chunked body grew past the server limit (the client gets 413).
             MalformedBodyError: broken chunked framing (the client gets 400).
 
