@@ -231,6 +231,8 @@ class HeadScanner:
                 self._start = self._pos
             nl = buf.find(b"\n", self._pos)
             line_limit = limits.max_request_line if self._lines == 0 else limits.max_header_field
+            if self._lines == 0:
+                self._check_request_line(buf, nl, line_limit, limits.max_head_bytes)
             # The line so far (up to its LF, CR included) and the head so far (through that LF).
             line_length = (nl if nl >= 0 else len(buf)) - self._pos
             head_length = nl + 1 if nl >= 0 else len(buf)
@@ -255,12 +257,41 @@ class HeadScanner:
             if self._lines - 1 > limits.max_header_count:
                 raise HeadError(431, "too many header fields")
 
+    def _check_request_line(
+        self, buf: bytes | bytearray, nl: int, line_limit: int, head_limit: int
+    ) -> None:
+        """Refuse at once bytes that cannot start a request line (a TLS handshake on a
+        cleartext port, ``G@T / HTTP/1.1``): h11's request-line grammar, checked on what has
+        arrived of the line. Only bytes before those where the line or the head would be too
+        long are judged: a limit broken at an earlier byte answers, however the bytes were
+        split."""
+        stop = min(self._pos + line_limit + 1, head_limit)
+        end = nl if nl >= 0 else len(buf)
+        line = bytes(buf[self._pos : min(end, stop)])
+        if 0 <= nl < stop:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if _REQUEST_LINE.fullmatch(line) is None:
+                raise HeadError(400, "malformed request line")
+        elif line != b"\r" and _REQUEST_LINE_START.fullmatch(line) is None:
+            # (a lone CR may be the start of an empty line's CRLF: not judged yet)
+            raise HeadError(400, "not an HTTP request")
+
     def _too_long(self) -> None:
         if self._lines == 0:
             raise HeadError(414, "request line too long")
         raise HeadError(431, "header field too large")
 
 
+# h11's request-line grammar (h11/_abnf.py): method SP request-target SP HTTP-version, and
+# every prefix of it (what may still become one when more bytes arrive).
+_TCHAR: Final = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]"
+_VCHAR: Final = rb"[\x21-\x7e]"
+_REQUEST_LINE: Final = re.compile(rb"%s+ %s+ HTTP/[0-9]\.[0-9]" % (_TCHAR, _VCHAR))
+_REQUEST_LINE_START: Final = re.compile(
+    rb"%s*|%s+ %s*|%s+ %s+ (?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.(?:[0-9]\r?)?)?)?)?)?)?)?)?"
+    % (_TCHAR, _TCHAR, _VCHAR, _TCHAR, _VCHAR)
+)
 # Control bytes h11 lets through in field values (it refuses NUL, CR, LF and other
 # whitespace out of place), deleted by bytes.translate (faster than a regex search), and
 # obsolete line folding: a line that starts with SP or HTAB.
