@@ -1226,7 +1226,8 @@ class Http1Connection:
             and not self.eof
             and not self.broken
             and not self._outbuf
-            and conn.their_state is h11.DONE
+            # (h11 marks an HTTP/1.0 client MUST_CLOSE: its keep-alive is the writer's call)
+            and (conn.their_state is h11.DONE or conn.their_state is h11.MUST_CLOSE)
         )
 
     async def drain_body(self, limit: int) -> bool:
