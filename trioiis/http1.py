@@ -55,10 +55,12 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import errno
+import fcntl
 import os
 import re
 import socket
 import struct
+import termios
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -146,7 +148,9 @@ class Limits:
         min_body_rate: bytes/s a request body must average once ``rate_grace`` has passed,
             else the client is treated as gone; 0 disables.
         min_send_rate: bytes/s a client must read a response at, averaged the same way, else
-            the connection is closed (IIS ``minBytesPerSecond``: 240); 0 disables.
+            the connection is closed (IIS ``minBytesPerSecond``: 240); 0 disables. Counted
+            in bytes the client acknowledged where the platform tells (Linux), not bytes the
+            kernel took into its send buffer.
         rate_grace: seconds a body or response may take before the minimum rates apply.
         request_timeout: seconds a request's stages and final send may take before its work
             is cancelled (503 if nothing was sent, else the connection is aborted), the
@@ -1078,12 +1082,17 @@ class Http1Connection:
         return sent
 
     async def _wait_writable(self, raw: socket.socket) -> None:
-        """Wait until ``raw`` takes more bytes, within the send deadlines (a checkpoint)."""
+        """Wait until ``raw`` takes more bytes, within the send deadlines (a checkpoint).
+
+        The minimum send rate counts the bytes the peer acknowledged, not the ones the
+        kernel took: a socket buffer of megabytes filled at once is no progress of a peer
+        that reads nothing."""
+        acknowledged = self.counters.bytes_sent - _unacknowledged(raw)
         deadline, why = self._slow_deadline(
             self.limits.send_timeout,
             self.limits.min_send_rate,
             self._response_started,
-            self.counters.bytes_sent - self._response_base,
+            max(0, acknowledged - self._response_base),
         )
         with trio.move_on_at(deadline) as waited:
             await trio.lowlevel.wait_writable(raw)
@@ -1288,6 +1297,16 @@ class Http1Connection:
         if abort and self._socket is not None:
             _set_linger_zero(self._socket)
         await trio.aclose_forcefully(self.stream)
+
+
+def _unacknowledged(sock: socket.socket) -> int:
+    """Bytes sent on ``sock`` that its peer has not acknowledged yet (Linux ``SIOCOUTQ``);
+    0 where the platform does not tell."""
+    try:
+        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, AttributeError):
+        return 0
+    return max(0, int(struct.unpack("i", queued)[0]))
 
 
 def _set_linger_zero(sock: trio.socket.SocketType) -> None:

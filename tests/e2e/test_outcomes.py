@@ -227,6 +227,32 @@ async def test_send_timeout_is_aborted_by_server(tmp_path: Path) -> None:
     assert reports.status["cancelled_by_client"] == 0
 
 
+async def test_a_reader_below_the_minimum_send_rate_is_aborted_by_server(
+    tmp_path: Path,
+) -> None:
+    """A client that reads nothing through a small window: send_timeout is long here, so
+    only the minimum send rate can end the request before the test's bound."""
+    kept: list[socket.socket] = []
+
+    async def client(port: int) -> bytes:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        kept.append(sock)  # never read
+        return b""
+
+    limits = trioiis.Limits(
+        min_send_rate=20_000, rate_grace=0.2, send_timeout=60, linger_timeout=0.2
+    )
+    try:
+        reports, _ = await scenario(tmp_path, "/stream", client, limits=limits)
+    finally:
+        for sock in kept:
+            sock.close()
+    said_by_all(reports, Outcome.ABORTED_BY_SERVER)
+
+
 async def test_a_body_below_the_minimum_rate_is_aborted_by_server_with_408(
     tmp_path: Path,
 ) -> None:
