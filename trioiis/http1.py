@@ -973,26 +973,22 @@ class Http1Connection:
             self._expect_continue = False
             self._continue_refused = True
 
-    def queue_body(self, data: bytes) -> int:
+    def queue_body(self, data: bytes) -> None:
         """Queue body bytes (dropped for HEAD, 204 and 304, where framing allows none).
 
-        Returns:
-            Where ``data`` starts in the queue (after earlier bytes and chunk framing), or
-            -1 when nothing of it is sent.
+        Raises:
+            FramingError: more bytes than the Content-Length.
         """
         writer = self._writer
         assert writer is not None
         if not data or self._no_body:
-            return -1
+            return
         encoded = writer.body(data)
         # Chunked framing puts b"<size>\r\n" before the data and b"\r\n" after it.
         framing = len(encoded) - len(data)
-        before = framing - 2 if framing else 0
-        offset = len(self._outbuf) + before
-        self._queue_body_range(len(data), self._queued + before)
+        self._queue_body_range(len(data), self._queued + (framing - 2 if framing else 0))
         self._queue(encoded)
         self._note_complete()
-        return offset
 
     def queue_end(self) -> None:
         """Queue the end of the response (the final chunk for chunked framing)."""
@@ -1003,7 +999,8 @@ class Http1Connection:
 
     def queue_raw(self, data: bytes) -> None:
         """Queue bytes a module framed itself (no head was written): all of them count as
-        body, the response is never complete and the connection closes after it."""
+        body, the response is complete once its end (``queue_end``) is out, and the
+        connection closes after it."""
         if self._writer is not None:
             self._writer.keep_alive = False
         self._queue_body_range(len(data))
