@@ -942,8 +942,8 @@ class Http1Connection:
     def queue_head(
         self,
         status: int,
+        reason: bytes,
         headers: list[tuple[bytes, bytes]],
-        reason: bytes = b"",
         *,
         close: bool = False,
     ) -> None:
@@ -957,7 +957,8 @@ class Http1Connection:
         """
         writer = self._writer
         assert writer is not None
-        if close or self.closing or not self._can_drain():
+        # (_body_started is set only for a request with a body: one to drain, maybe)
+        if close or self.closing or (self._body_started and not self._can_drain()):
             writer.keep_alive = False
         self._response_started = trio.current_time()
         self._response_base = self.counters.bytes_sent
@@ -966,8 +967,11 @@ class Http1Connection:
             (b"date", _DATE.get()),
             (b"server", SERVER_HEADER),
         )
-        self._queue(writer.head(status, headers, reason or reason_phrase(status), defaults))
-        self._note_complete()
+        data = writer.head(status, headers, reason or reason_phrase(status), defaults)
+        self._outbuf += data
+        self._queued += len(data)
+        if writer.complete:  # a bodiless answer, or Content-Length: 0 (rule 5c)
+            self._complete_at = self._queued
         if self._expect_continue:
             # The final answer came first: the client may never send the body (drain_body).
             self._expect_continue = False
@@ -987,15 +991,20 @@ class Http1Connection:
         # Chunked framing puts b"<size>\r\n" before the data and b"\r\n" after it.
         framing = len(encoded) - len(data)
         self._queue_body_range(len(data), self._queued + (framing - 2 if framing else 0))
-        self._queue(encoded)
-        self._note_complete()
+        self._outbuf += encoded
+        self._queued += len(encoded)
+        if writer.complete and self._complete_at is None:  # the last declared byte (5c)
+            self._complete_at = self._queued
 
     def queue_end(self) -> None:
         """Queue the end of the response (the final chunk for chunked framing)."""
         writer = self._writer
         assert writer is not None
-        self._queue(writer.end())
-        self._note_complete()
+        data = writer.end()
+        self._outbuf += data
+        self._queued += len(data)
+        if self._complete_at is None:  # (rule 5c)
+            self._complete_at = self._queued
 
     def queue_raw(self, data: bytes) -> None:
         """Queue bytes a module framed itself (no head was written): all of them count as

@@ -65,14 +65,16 @@ class ResponseWriter:
     """Frames one response for one request. ``head`` first, then ``body`` any number of
     times, then ``end``; each returns the bytes to send."""
 
-    __slots__ = ("_bodiless", "_framing", "_headed", "_http10", "_left", "done", "keep_alive")
+    __slots__ = ("_bodiless", "_framing", "_http10", "_left", "complete", "done", "keep_alive")
 
     def __init__(self, *, method: str, http_version: str, keep_alive: bool) -> None:
         #: The request allowed keep-alive; after ``head``, whether the connection may stay.
         self.keep_alive = keep_alive
         #: True once ``end`` has framed the end of the body.
         self.done = False
-        self._headed = False  # ``head`` has returned
+        #: True once the bytes framed so far make a whole message: the end was framed, or
+        #: the head of a bodiless answer, or every byte of a Content-Length body.
+        self.complete = False
         self._bodiless = method == "HEAD"
         self._framing = _LENGTH
         self._left = 0
@@ -180,14 +182,8 @@ class ResponseWriter:
         data = b"".join(lines)
         if len(data.translate(None, _CONTROLS)) != len(data) - 2 * len(lines):
             raise FramingError("control character in the response head")
-        self._headed = True
+        self.complete = framing == _LENGTH and not self._left
         return data
-
-    @property
-    def complete(self) -> bool:
-        """True once the bytes framed so far make a whole message: the end was framed, or
-        the head of a bodiless answer, or every byte of a Content-Length body."""
-        return self.done or (self._headed and self._framing == _LENGTH and self._left == 0)
 
     def body(self, data: bytes) -> bytes:
         """``data`` framed (a chunk, or as is).
@@ -202,6 +198,7 @@ class ResponseWriter:
             self._left -= len(data)
             if self._left < 0:
                 raise FramingError("too much data for the declared Content-Length")
+            self.complete = not self._left
         return data
 
     def around(self, size: int) -> tuple[bytes, bytes]:
@@ -217,6 +214,7 @@ class ResponseWriter:
             if size > self._left:
                 raise FramingError("too much data for the declared Content-Length")
             self._left -= size
+            self.complete = not self._left
         return b"", b""
 
     def end(self) -> bytes:
@@ -228,5 +226,5 @@ class ResponseWriter:
         framing = self._framing
         if framing == _LENGTH and self._left:
             raise FramingError("too little data for the declared Content-Length")
-        self.done = True
+        self.done = self.complete = True
         return b"0\r\n\r\n" if framing == _CHUNKED else b""

@@ -41,7 +41,9 @@ import enum
 from typing import Final, final
 
 
-class RequestState(enum.Enum):
+# States and events are string enums: hashed and compared in C (an ``enum.Enum`` member
+# hashes in Python, and the table is looked up several times per request).
+class RequestState(enum.StrEnum):
     """Where a request is in its life (rule 1)."""
 
     CLONED = "cloned"
@@ -51,7 +53,7 @@ class RequestState(enum.Enum):
     ENDED = "ended"
 
 
-class Event(enum.Enum):
+class Event(enum.StrEnum):
     """What can happen to a request (rule 2 and 3)."""
 
     EXECUTE = "execute"
@@ -64,7 +66,7 @@ class Event(enum.Enum):
     END = "end"
 
 
-class Outcome(enum.Enum):
+class Outcome(enum.StrEnum):
     """How a request ended; exactly one per request (rule 4). The value is the spelling of
     the access log, the status module's counters and traces."""
 
@@ -84,6 +86,7 @@ _E = Event
 _LIVE: Final = (_S.IN_PIPELINE, _S.RESPONSE_STARTED, _S.RESPONSE_COMPLETE)
 #: Events that record a reason and leave the state as it is (rule 3).
 REASON_EVENTS: Final = (_E.PEER_GONE, _E.TIMED_OUT, _E.SERVER_ABORTED, _E.MODULE_FAILED)
+_REASONS: Final = frozenset(REASON_EVENTS)
 #: The reasons that say who ended the exchange: only the first of them is kept (rule 3).
 _WHO_ENDED: Final = frozenset((_E.PEER_GONE, _E.SERVER_ABORTED))
 
@@ -104,14 +107,15 @@ class RequestLifecycle:
     Synchronous and I/O-free: the context fires events, nothing here awaits.
     """
 
-    __slots__ = ("_completed", "_reasons", "owns_response", "state")
+    __slots__ = ("_completed", "owns_response", "reasons", "state")
 
     def __init__(self, *, cloned: bool = False) -> None:
         self.state = RequestState.CLONED if cloned else RequestState.IN_PIPELINE
         #: False for a child request: its output is its parent's or a buffer (rule 4).
         self.owns_response = not cloned
-        # Reason event -> when it was first recorded (trio.current_time()).
-        self._reasons: dict[Event, float] = {}
+        #: Reason event -> when it was first recorded (``trio.current_time()``); empty for a
+        #: request that simply completes. Read it, never change it.
+        self.reasons: dict[Event, float] = {}
         # Whether RESPONSE_COMPLETE was reached (ENDED alone does not say).
         self._completed = False
 
@@ -121,15 +125,14 @@ class RequestLifecycle:
         Raises:
             LifecycleError: ``event`` is not allowed in the current state.
         """
-        try:
-            state = TRANSITIONS[(self.state, event)]
-        except KeyError:
-            raise LifecycleError(f"{event.name} is not allowed in {self.state.name}") from None
-        if state is RequestState.RESPONSE_COMPLETE:
+        state = TRANSITIONS.get((self.state, event))
+        if state is None:
+            raise LifecycleError(f"{event.name} is not allowed in {self.state.name}")
+        if state is _S.RESPONSE_COMPLETE:
             self._completed = True
         self.state = state
-        reasons = self._reasons
-        if event not in REASON_EVENTS or event in reasons:
+        reasons = self.reasons
+        if event not in _REASONS or event in reasons:
             return False
         if event in _WHO_ENDED and not reasons.keys().isdisjoint(_WHO_ENDED):
             return False  # the client left first, or the server cut it first (rule 3)
@@ -138,11 +141,11 @@ class RequestLifecycle:
 
     def has(self, event: Event) -> bool:
         """True when the reason ``event`` was recorded."""
-        return event in self._reasons
+        return event in self.reasons
 
     def when(self, event: Event) -> float | None:
         """When the reason ``event`` was first recorded, or None."""
-        return self._reasons.get(event)
+        return self.reasons.get(event)
 
     @property
     def response_complete(self) -> bool:
@@ -161,7 +164,7 @@ class RequestLifecycle:
     @property
     def outcome(self) -> Outcome:
         """The request's outcome as things stand (final once ``ended``); rule 4."""
-        reasons = self._reasons
+        reasons = self.reasons
         if _E.MODULE_FAILED in reasons:
             return Outcome.FAILED
         if _E.TIMED_OUT in reasons:

@@ -62,7 +62,7 @@ from .errors import (
     OperationAbortedError,
     RequestBodyError,
 )
-from .lifecycle import Event, Outcome
+from .lifecycle import Event, Outcome, RequestState
 from .mapping import DEFAULT_MAPPING, HandlerMapping
 from .providers import AuthenticationProvider, EventProvider, MapHandlerProvider
 from .registration import (
@@ -253,7 +253,7 @@ class Pipeline:
                 work = nursery.cancel_scope
                 if root and self.request_timeout is not None:
                     work.deadline = trio.current_time() + self.request_timeout
-                if ctx.lifecycle.has(Event.PEER_GONE):
+                if ctx.lifecycle.reasons and ctx.lifecycle.has(Event.PEER_GONE):
                     work.cancel()  # the client left before the stages began: only the tail
                 try:
                     await self._run_main(ctx)
@@ -262,7 +262,7 @@ class Pipeline:
                         self._cancelled(ctx, work)
                     raise
                 finally:
-                    if ctx.lifecycle.has(Event.TIMED_OUT):
+                    if ctx.lifecycle.reasons and ctx.lifecycle.has(Event.TIMED_OUT):
                         await self._timed_out(ctx)  # (its answer is shielded and bounded)
                     self._work_stopped(ctx)
                     if self._has_tail:
@@ -283,18 +283,18 @@ class Pipeline:
                         module_log.exception("dispose() failed")
             ctx._modules = []
             ctx.module_context._cleanup()
+            outcome = ctx.lifecycle.outcome
             if root:
                 self.counters.requests_in_flight -= 1
                 self.counters.request_finished(
                     ctx.response.status,
                     trio.current_time() - ctx.stats.started,
-                    ctx.lifecycle.outcome.value,
+                    outcome,
                     ctx.stats.time_to_cancel,
                 )
             if trace is not None:  # rule 6
                 assert self.tracer is not None
                 self.tracer.end(ctx, trace)
-        outcome = ctx.lifecycle.outcome
         if outcome is Outcome.COMPLETED:
             return CompletionInfo(ctx._produced, S_OK)
         if outcome is Outcome.FAILED:
@@ -362,8 +362,8 @@ class Pipeline:
             return None
 
     def _work_stopped(self, ctx: HttpContext) -> None:
-        left = ctx.lifecycle.when(Event.PEER_GONE)
-        if left is not None:
+        left = ctx.lifecycle.reasons and ctx.lifecycle.when(Event.PEER_GONE)
+        if left:
             ctx.stats.time_to_cancel = trio.current_time() - left
 
     async def _run_main(self, ctx: HttpContext) -> None:
@@ -476,14 +476,15 @@ class Pipeline:
             ModuleFailedError: a handler raised (rule 4), except in SEND_RESPONSE, whose
                 caller then sends the 500 itself."""
         lifecycle = ctx.lifecycle
+        failures = ctx.stats.exceptions  # (rule 4: one entry per module that raised)
         for index in self._table[(int(notification), False)]:
-            if not lifecycle.running or index >= len(ctx._modules):
+            if lifecycle.state is RequestState.ENDED or index >= len(ctx._modules):
                 break
-            failed = lifecycle.has(Event.MODULE_FAILED)
+            failed = len(failures)
             status = await self._call(ctx, index, notification, False, provider)
             if status is Status.FINISH_REQUEST:
                 ctx._finish_requested = True
-                if failed or not lifecycle.has(Event.MODULE_FAILED):
+                if len(failures) == failed:
                     return status  # the module's own FINISH_REQUEST
                 if notification is not Notification.SEND_RESPONSE:
                     name = self._names[index]

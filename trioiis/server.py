@@ -807,7 +807,7 @@ class HttpServer:
                 bytes_sent=ctx._wire.transport.body_bytes_sent,
                 referer=request.get_header("referer"),
                 user_agent=request.get_header("user-agent"),
-                outcome=outcome.value,
+                outcome=outcome,
             )
         )
 

@@ -303,7 +303,7 @@ class Tracer:
         trace.sub_status = response.sub_status
         trace.bytes = ctx._produced
         outcome = ctx.lifecycle.outcome
-        trace.outcome = outcome.value
+        trace.outcome = outcome
         if ctx.get_parent_context() is not None:
             return
         trace.bytes = ctx._wire.transport.body_bytes_sent
