@@ -235,7 +235,10 @@ class HeadScanner:
                 self._start = self._pos
             nl = buf.find(b"\n", self._pos)
             line_limit = limits.max_request_line if self._lines == 0 else limits.max_header_field
-            if self._lines == 0:
+            if self._lines == 0 and not (  # (the usual case, a whole valid line, inline)
+                nl > self._pos
+                and _REQUEST_LINE.fullmatch(buf, self._pos, nl - (buf[nl - 1] == 0x0D))
+            ):
                 self._check_request_line(buf, nl, line_limit, limits.max_head_bytes)
             # The line so far (up to its LF, CR included) and the head so far (through that LF).
             line_length = (nl if nl >= 0 else len(buf)) - self._pos
@@ -557,7 +560,8 @@ class Http1Connection:
 
     # Slots: thousands of idle keep-alive connections each hold one (issue 10 memory goal).
     __slots__ = (
-        "_arrived", "_body_base", "_body_done", "_body_left", "_body_pos", "_body_ranges",
+        "_arrived", "_body_base", "_body_done", "_body_left", "_body_pos", "_body_queued",
+        "_body_ranges",
         "_body_received", "_body_refused", "_body_started", "_complete_at", "_content_length",
         "_continue_refused", "_expect_continue", "_h11", "_inbuf", "_no_body", "_outbuf",
         "_parse", "_queued", "_raw", "_response_base",
@@ -600,6 +604,7 @@ class Http1Connection:
         # and the body bytes of the ranges already sent and dropped from the list.
         self._body_ranges: list[list[int]] = []
         self._body_done = 0
+        self._body_queued = 0  # the current response's body bytes queued so far
         # The stream offset at which the response's bytes make a complete message, once
         # they do (the end framed, or a Content-Length body's last byte queued).
         self._complete_at: int | None = None
@@ -768,7 +773,7 @@ class Http1Connection:
         self._content_length = head.content_length
         self._body_refused = False
         self._body_ranges = []
-        self._body_done = 0
+        self._body_done = self._body_queued = 0
         self._complete_at = None
         self._no_body = head.method == "HEAD"
         self._continue_refused = False
@@ -897,6 +902,7 @@ class Http1Connection:
         response body (rule 5b)."""
         if start is None:
             start = self._queued
+        self._body_queued += size
         ranges = self._body_ranges
         if ranges and ranges[-1][1] == start:
             ranges[-1][1] = start + size  # contiguous (Content-Length): one range
@@ -919,6 +925,11 @@ class Http1Connection:
             self._body_done += end - start
         partial = max(0, sent - ranges[0][0]) if ranges else 0
         return self._body_done + partial
+
+    @property
+    def body_bytes_queued(self) -> int:
+        """Body bytes of the current response queued so far (sent or not)."""
+        return self._body_queued
 
     @property
     def response_complete(self) -> bool:
@@ -977,8 +988,11 @@ class Http1Connection:
             self._expect_continue = False
             self._continue_refused = True
 
-    def queue_body(self, data: bytes) -> None:
+    def queue_body(self, data: bytes) -> int:
         """Queue body bytes (dropped for HEAD, 204 and 304, where framing allows none).
+
+        Returns:
+            The body bytes queued: ``len(data)``, or 0 when they were dropped.
 
         Raises:
             FramingError: more bytes than the Content-Length.
@@ -986,7 +1000,7 @@ class Http1Connection:
         writer = self._writer
         assert writer is not None
         if not data or self._no_body:
-            return
+            return 0
         encoded = writer.body(data)
         # Chunked framing puts b"<size>\r\n" before the data and b"\r\n" after it.
         framing = len(encoded) - len(data)
@@ -995,6 +1009,7 @@ class Http1Connection:
         self._queued += len(encoded)
         if writer.complete and self._complete_at is None:  # the last declared byte (5c)
             self._complete_at = self._queued
+        return len(data)
 
     def queue_end(self) -> None:
         """Queue the end of the response (the final chunk for chunked framing)."""
@@ -1006,7 +1021,7 @@ class Http1Connection:
         if self._complete_at is None:  # (rule 5c)
             self._complete_at = self._queued
 
-    def queue_raw(self, data: bytes) -> None:
+    def queue_raw(self, data: bytes) -> int:
         """Queue bytes a module framed itself (no head was written): all of them count as
         body, the response is complete once its end (``queue_end``) is out, and the
         connection closes after it."""
@@ -1014,6 +1029,7 @@ class Http1Connection:
             self._writer.keep_alive = False
         self._queue_body_range(len(data))
         self._queue(data)
+        return len(data)
 
     async def send_file(self, fd: int, offset: int, count: int) -> int:
         """Send ``count`` bytes of the open file ``fd`` from ``offset`` as body bytes, after

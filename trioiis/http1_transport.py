@@ -38,9 +38,9 @@ class Http1Transport:
         self._on_peer_gone: Callable[[], None] | None = None
         # -- the response: queueing (no I/O), as the seam's rule 1 says
         self.send_head: Callable[..., None] = http.queue_head
-        self.send_body: Callable[[bytes], None] = http.queue_body
+        self.send_body: Callable[[bytes], int] = http.queue_body
         self.send_end: Callable[[], None] = http.queue_end
-        self.send_raw: Callable[[bytes], None] = http.queue_raw
+        self.send_raw: Callable[[bytes], int] = http.queue_raw
         self.try_write: Callable[[], bool] = http.try_write
         self.reset: Callable[[], None] = http.reset_now
 
@@ -80,6 +80,10 @@ class Http1Transport:
     @property
     def body_bytes_sent(self) -> int:
         return self._http.body_bytes_sent
+
+    @property
+    def body_bytes_queued(self) -> int:
+        return self._http.body_bytes_queued
 
     @property
     def response_complete(self) -> bool:

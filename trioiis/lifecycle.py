@@ -139,6 +139,19 @@ class RequestLifecycle:
         reasons[event] = when
         return True
 
+    def end(self, *, response_complete: bool) -> Outcome:
+        """The request's tail has run: fire ``RESPONSE_DONE`` first if the transport reports
+        the response complete (and the lifecycle had not heard it yet), then ``END``;
+        returns the outcome, final from now on.
+
+        Raises:
+            LifecycleError: the request had already ended, or was never executed.
+        """
+        if response_complete and self.state is _S.RESPONSE_STARTED:
+            self.fire(_E.RESPONSE_DONE)
+        self.fire(_E.END)
+        return self.outcome
+
     def has(self, event: Event) -> bool:
         """True when the reason ``event`` was recorded."""
         return event in self.reasons
@@ -171,7 +184,7 @@ class RequestLifecycle:
             return Outcome.TIMED_OUT
         if _E.SERVER_ABORTED in reasons:
             return Outcome.ABORTED_BY_SERVER
-        if self.response_complete or (not self.owns_response and not reasons):
+        if self._completed or (not self.owns_response and not reasons):
             return Outcome.COMPLETED
         if _E.PEER_GONE in reasons:
             return Outcome.CANCELLED_BY_CLIENT

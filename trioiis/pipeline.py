@@ -274,7 +274,10 @@ class Pipeline:
                     if nursery.child_tasks:
                         work.cancel()
         finally:
-            ctx.lifecycle.fire(Event.END)
+            # (a child's output is its parent's: only a root's transport says "complete")
+            outcome = ctx.lifecycle.end(
+                response_complete=root and ctx._wire.transport.response_complete
+            )
             for module in ctx._modules:
                 if module is not None:
                     try:
@@ -283,7 +286,6 @@ class Pipeline:
                         module_log.exception("dispose() failed")
             ctx._modules = []
             ctx.module_context._cleanup()
-            outcome = ctx.lifecycle.outcome
             if root:
                 self.counters.requests_in_flight -= 1
                 self.counters.request_finished(

@@ -14,9 +14,10 @@ Theory of operation
    module said ``set_need_disconnect``. A module that suppressed the headers writes raw
    bytes instead.
 4. **The lifecycle hears what the transport did**: handing the head over fires
-   ``HEAD_SENT`` on the root; once the transport reports the response complete (its last
-   byte handed to the kernel), ``RESPONSE_DONE``. ``note_progress`` is also called when the
-   peer goes away, so a response already delivered in full is never reported cancelled.
+   ``HEAD_SENT`` on the root. Whether the transport handed the response's last byte over
+   (``RESPONSE_DONE``) is asked when it matters, not after every write: when the peer goes
+   away (``note_progress``: a response already delivered in full is never reported
+   cancelled) and at the request's end (``RequestLifecycle.end``).
 5. **Every wait is a pending I/O.** ``try_write`` first (no checkpoint and no cancel scope
    when the kernel takes it all); otherwise the write runs in a pending-I/O scope of the
    context (``cancel_io``) and counts the body bytes that moved.
@@ -71,7 +72,7 @@ class Wire:
 
 
 def note_progress(ctx: HttpContext) -> None:
-    """Rule 4: fire ``RESPONSE_DONE`` on the root once its transport reports the response
+    """Rule 4: fire ``RESPONSE_DONE`` on the root if its transport reports the response
     complete."""
     root = ctx._root
     lifecycle = root.lifecycle
@@ -122,7 +123,7 @@ async def _send(ctx: HttpContext, *, end: bool) -> int:
     transport = wire.transport
     body = b"".join(ctx.response._take_buffer())
     ctx._produced += len(body)
-    start = transport.body_bytes_sent
+    queued = 0  # body bytes of this call the transport took (none for HEAD, 204, 304)
     try:
         if not wire.head_sent:
             owner = _head_owner(ctx)
@@ -131,27 +132,28 @@ async def _send(ctx: HttpContext, *, end: bool) -> int:
             else:
                 _send_head(ctx, owner, body, end=end)
             wire.head_sent = True
-            ctx._root.lifecycle.fire(Event.HEAD_SENT)
-        if wire.raw:
-            transport.send_raw(body)
-        elif body:
-            transport.send_body(body)
+            (ctx._root_of_child or ctx).lifecycle.fire(Event.HEAD_SENT)
+        if body:
+            queued = transport.send_raw(body) if wire.raw else transport.send_body(body)
         if end:
             transport.send_end()
     except FramingError as exc:  # the module's framing was wrong
         wire.failed = True
         raise HResultError(f"response could not be sent: {exc}") from exc
+    if transport.try_write():
+        return queued  # all out at once: nothing was ever pending
+    # This call's body bytes end at ``until`` in the response's body (others may queue more
+    # behind them while this waits): what went out of them is the sent bytes past its start.
+    until = transport.body_bytes_queued
 
     def moved() -> int:
-        return min(len(body), transport.body_bytes_sent - start)
+        return min(queued, max(0, transport.body_bytes_sent - (until - queued)))
 
-    if not transport.try_write():
-        try:
-            with ctx._pending_io(moved, "write"):
-                await transport.write()
-        except (PeerGoneError, PeerTooSlowError) as exc:
-            raise ctx._wire_broken(exc) from exc
-    note_progress(ctx)
+    try:
+        with ctx._pending_io(moved, "write"):
+            await transport.write()
+    except (PeerGoneError, PeerTooSlowError) as exc:
+        raise ctx._wire_broken(exc) from exc
     return moved()
 
 
@@ -206,7 +208,6 @@ async def transmit_file(ctx: HttpContext, fd: int, offset: int, count: int) -> i
         wire.failed = True
         raise HResultError(f"response could not be sent: {exc}") from exc
     ctx._produced += sent
-    note_progress(ctx)
     return sent
 
 

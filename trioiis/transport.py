@@ -56,8 +56,9 @@ class Transport(Protocol):
             FramingError: the headers contradict each other or hold a forbidden byte.
         """
 
-    def send_body(self, data: bytes) -> None:
-        """Queue body bytes (dropped where the response has no body: HEAD, 204, 304).
+    def send_body(self, data: bytes) -> int:
+        """Queue body bytes (dropped where the response has no body: HEAD, 204, 304);
+        returns how many were queued (``len(data)``, or 0 when dropped).
 
         Raises:
             FramingError: more bytes than the Content-Length.
@@ -70,9 +71,9 @@ class Transport(Protocol):
             FramingError: fewer bytes than the Content-Length.
         """
 
-    def send_raw(self, data: bytes) -> None:
+    def send_raw(self, data: bytes) -> int:
         """Queue bytes framed by a module itself (``suppress_headers``); the connection ends
-        after them.
+        after them. Returns ``len(data)``.
 
         Raises:
             NotSupportedError: the protocol has no raw byte stream (HTTP/2).
@@ -111,6 +112,12 @@ class Transport(Protocol):
     @property
     def body_bytes_sent(self) -> int:
         """Rule 2."""
+        ...
+
+    @property
+    def body_bytes_queued(self) -> int:
+        """The response-body bytes queued so far, sent or not (so a write can tell which of
+        the bytes that went out were its own)."""
         ...
 
     @property
