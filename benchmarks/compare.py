@@ -18,8 +18,8 @@ with a note saying what is missing. Then:
    * ``trio+h11``: ``benchmarks/h11_trio.py`` (the least an h11-based Trio server does);
    * ``trio+httptools``: ``benchmarks/httptools_trio.py`` (the same with llhttp: the floor
      for ``--http fast``);
-   * ``design-h11`` and ``design-httptools``: ``benchmarks/design_floor.py`` (each bare loop
-     plus a nursery per request and a cancel scope per write: the floor of trioiis's design);
+   * ``design-h11`` and ``design-httptools``: the same two loops with ``--design`` (a nursery
+     per request and a cancel scope per write: the floors of trioiis's design);
    * ``hypercorn-trio``: Hypercorn ``--worker-class trio --workers 0`` (in-process, no
      worker subprocess), ``benchmarks/asgi_hello.py``;
    * ``uvicorn-h11`` and ``uvicorn-httptools``: Uvicorn ``--http h11`` / ``--http httptools``,
@@ -161,13 +161,13 @@ SERVERS: tuple[Server, ...] = (
     Server(
         "design-h11",
         "trio + h11 + a nursery per request + a cancel scope per write",
-        lambda port: [sys.executable, "benchmarks/design_floor.py", str(port), "h11"],
+        lambda port: [sys.executable, "benchmarks/h11_trio.py", str(port), "--design"],
         ("h11",),
     ),
     Server(
         "design-httptools",
         "trio + httptools + a nursery per request + a cancel scope per write",
-        lambda port: [sys.executable, "benchmarks/design_floor.py", str(port), "httptools"],
+        lambda port: [sys.executable, "benchmarks/httptools_trio.py", str(port), "--design"],
         ("httptools",),
     ),
     Server(

@@ -9,7 +9,8 @@ connection's reader calls when the client goes away while this request runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import final
 
 import trio
@@ -54,12 +55,8 @@ class Http1Transport:
         Cancellation: on a socket exactly the unsent bytes stay queued; elsewhere (TLS) the
             connection is marked broken and closes after this response.
         """
-        try:
+        with _seam_errors():
             await self._http.write_queued()
-        except PeerTooSlowError as exc:
-            raise SeamPeerTooSlowError(str(exc)) from exc
-        except trio.BrokenResourceError as exc:
-            raise PeerGoneError(str(exc) or "the client is gone") from exc
 
     async def transmit_file(self, fd: int, offset: int, count: int) -> int:
         """``os.sendfile`` on the server's own plain sockets, worker-thread reads elsewhere.
@@ -70,12 +67,8 @@ class Http1Transport:
 
         Cancellation: stops between sends; the connection closes after this response.
         """
-        try:
+        with _seam_errors():
             return await self._http.send_file(fd, offset, count)
-        except PeerTooSlowError as exc:
-            raise SeamPeerTooSlowError(str(exc)) from exc
-        except trio.BrokenResourceError as exc:
-            raise PeerGoneError(str(exc) or "the client is gone") from exc
 
     @property
     def body_bytes_sent(self) -> int:
@@ -107,15 +100,12 @@ class Http1Transport:
         Cancellation: loses no byte.
         """
         try:
-            return await self._http.receive_body(max_bytes)
+            with _seam_errors():
+                return await self._http.receive_body(max_bytes)
         except HeadError as exc:
             if exc.status == 413:
                 raise BodyTooLargeError(str(exc)) from exc
             raise MalformedBodyError(str(exc)) from exc
-        except PeerTooSlowError as exc:
-            raise SeamPeerTooSlowError(str(exc)) from exc
-        except trio.BrokenResourceError as exc:
-            raise PeerGoneError(str(exc) or "client closed the connection mid-body") from exc
 
     @property
     def body_remaining(self) -> int | None:
@@ -135,3 +125,15 @@ class Http1Transport:
         callback, self._on_peer_gone = self._on_peer_gone, None
         if callback is not None:
             callback()
+
+
+@contextlib.contextmanager
+def _seam_errors() -> Iterator[None]:
+    """The driver's broken-stream errors as the seam's: the server gave up on a slow peer,
+    or the peer went away."""
+    try:
+        yield
+    except PeerTooSlowError as exc:
+        raise SeamPeerTooSlowError(str(exc)) from exc
+    except trio.BrokenResourceError as exc:
+        raise PeerGoneError(str(exc) or "the client is gone") from exc

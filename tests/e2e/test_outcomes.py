@@ -169,6 +169,19 @@ async def receive_all(sock: socket.socket) -> bytes:
     return data
 
 
+def asking(request: bytes) -> Client:
+    """A client that sends ``request``, reads until the server closes, and closes."""
+
+    async def client(port: int) -> bytes:
+        sock = await open_raw(port)
+        sock.sendall(request)
+        answer = await receive_all(sock)
+        sock.close()
+        return answer
+
+    return client
+
+
 def reset(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     sock.close()
@@ -207,31 +220,19 @@ async def test_a_client_gone_mid_request_body_is_cancelled_by_client(tmp_path: P
     assert logged(reports.log[0]) == (499, 0)  # no status line went out
 
 
-async def test_send_timeout_is_aborted_by_server(tmp_path: Path) -> None:
-    kept: list[socket.socket] = []
-
-    async def client(port: int) -> bytes:
-        sock = await open_raw(port)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
-        kept.append(sock)  # never read: the server's send_timeout ends the request
-        return b""
-
-    limits = trioiis.Limits(send_timeout=0.3, min_send_rate=0, linger_timeout=0.2)
-    try:
-        reports, _ = await scenario(tmp_path, "/stream", client, limits=limits)
-    finally:
-        for sock in kept:
-            sock.close()
-    said_by_all(reports, Outcome.ABORTED_BY_SERVER)
-    assert reports.status["cancelled_by_client"] == 0
-
-
-async def test_a_reader_below_the_minimum_send_rate_is_aborted_by_server(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    "limits",
+    [
+        trioiis.Limits(send_timeout=0.3, min_send_rate=0, linger_timeout=0.2),
+        # send_timeout long: only the minimum rate can end it before the test's bound
+        trioiis.Limits(min_send_rate=20_000, rate_grace=0.2, send_timeout=60, linger_timeout=0.2),
+    ],
+    ids=["send_timeout", "min_send_rate"],
+)
+async def test_a_reader_too_slow_is_aborted_by_server(
+    tmp_path: Path, limits: trioiis.Limits
 ) -> None:
-    """A client that reads nothing through a small window: send_timeout is long here, so
-    only the minimum send rate can end the request before the test's bound."""
+    """A client that reads nothing through a small window."""
     kept: list[socket.socket] = []
 
     async def client(port: int) -> bytes:
@@ -242,26 +243,19 @@ async def test_a_reader_below_the_minimum_send_rate_is_aborted_by_server(
         kept.append(sock)  # never read
         return b""
 
-    limits = trioiis.Limits(
-        min_send_rate=20_000, rate_grace=0.2, send_timeout=60, linger_timeout=0.2
-    )
     try:
         reports, _ = await scenario(tmp_path, "/stream", client, limits=limits)
     finally:
         for sock in kept:
             sock.close()
     said_by_all(reports, Outcome.ABORTED_BY_SERVER)
+    assert reports.status["cancelled_by_client"] == 0
 
 
 async def test_a_body_below_the_minimum_rate_is_aborted_by_server_with_408(
     tmp_path: Path,
 ) -> None:
-    async def client(port: int) -> bytes:
-        sock = await open_raw(port)
-        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nab")
-        answer = await receive_all(sock)  # the server gives up, answers, closes
-        sock.close()
-        return answer
+    client = asking(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nab")
 
     limits = trioiis.Limits(min_body_rate=1_000_000, rate_grace=0.2, linger_timeout=0.2)
     reports, received = await scenario(tmp_path, "/upload", client, limits=limits)
@@ -272,12 +266,7 @@ async def test_a_body_below_the_minimum_rate_is_aborted_by_server_with_408(
 
 
 async def test_request_timeout_is_timed_out(tmp_path: Path) -> None:
-    async def client(port: int) -> bytes:
-        sock = await open_raw(port)
-        sock.sendall(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = await receive_all(sock)
-        sock.close()
-        return answer
+    client = asking(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
 
     limits = trioiis.Limits(request_timeout=0.3, linger_timeout=0.2)
     reports, received = await scenario(tmp_path, "/hang", client, limits=limits)
@@ -287,12 +276,7 @@ async def test_request_timeout_is_timed_out(tmp_path: Path) -> None:
 
 
 async def test_shutdown_past_its_grace_is_aborted_by_server(tmp_path: Path) -> None:
-    async def client(port: int) -> bytes:
-        sock = await open_raw(port)
-        sock.sendall(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = await receive_all(sock)
-        sock.close()
-        return answer
+    client = asking(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
 
     reports, received = await scenario(tmp_path, "/hang", client, shutdown_grace=0.2)
     said_by_all(reports, Outcome.ABORTED_BY_SERVER)
@@ -301,12 +285,7 @@ async def test_shutdown_past_its_grace_is_aborted_by_server(tmp_path: Path) -> N
 
 
 async def test_a_module_reset_is_aborted_by_server(tmp_path: Path) -> None:
-    async def client(port: int) -> bytes:
-        sock = await open_raw(port)
-        sock.sendall(b"GET /reset HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = await receive_all(sock)
-        sock.close()
-        return answer
+    client = asking(b"GET /reset HTTP/1.1\r\nHost: x\r\n\r\n")
 
     reports, received = await scenario(tmp_path, "/reset", client)
     said_by_all(reports, Outcome.ABORTED_BY_SERVER)
@@ -314,12 +293,7 @@ async def test_a_module_reset_is_aborted_by_server(tmp_path: Path) -> None:
 
 
 async def test_a_module_that_raised_is_failed(tmp_path: Path) -> None:
-    async def client(port: int) -> bytes:
-        sock = await open_raw(port)
-        sock.sendall(b"GET /boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        answer = await receive_all(sock)
-        sock.close()
-        return answer
+    client = asking(b"GET /boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 
     reports, received = await scenario(tmp_path, "/boom", client)
     said_by_all(reports, Outcome.FAILED)
