@@ -101,6 +101,7 @@ _PRECONDITION_HEADERS = frozenset(
 )
 _DAV_HEADERS = frozenset({"depth", "destination", "overwrite", "lock-token", "timeout", "if"})
 _NO_FLAGS = ExecuteFlags(0)
+_ENDED = RequestState.ENDED  # (a module constant: enum class attributes are slow to read)
 _CLONE_FLAGS_ALL = int(
     CloneFlags.BASICS
     | CloneFlags.HEADERS
@@ -501,7 +502,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
     # ------------------------------------------------------------ life and tasks
 
     def _check_alive(self) -> None:
-        if self.lifecycle.state is RequestState.ENDED or self._released:
+        if self.lifecycle.state is _ENDED or self._released:
             raise InvalidHandleError("the request has ended")
 
     def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:

@@ -48,6 +48,11 @@ Theory of operation
    after the response (``drain_body_bytes``; a chunked body not yet finished; a client
    still waiting for ``100 Continue``), so a keep-alive client never sends its next request
    on a connection the server is about to close.
+9. **The connection is the request's transport.** It serves one request at a time, so it
+   implements the transport seam (``transport.py``) itself for the request it serves: the
+   seam's queueing members are its own methods, and ``write``, ``transmit_file`` and
+   ``receive_body`` translate its errors into the seam's. ``watch_peer`` holds the running
+   request's callback, which the reader calls on EOF or RST (through the server).
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ import socket
 import struct
 import termios
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final, Protocol
@@ -70,7 +75,9 @@ from typing import Any, Final, Protocol
 import h11
 import trio
 
+from .errors import BodyTooLargeError, MalformedBodyError
 from .http1_writer import ResponseWriter, request_keep_alive
+from .transport import PeerGoneError, PeerTooSlowError
 
 SERVER_HEADER: Final = b"trioiis"
 _RECEIVE_SIZE: Final = 65536
@@ -183,10 +190,11 @@ class Limits:
     linger_timeout: float = 2.0
 
 
-class PeerTooSlowError(trio.BrokenResourceError):
+class _SlowPeer(trio.BrokenResourceError):
     """The server gave up on the peer: nothing moved for ``send_timeout`` or
     ``body_timeout``, or it fell below a minimum rate. Not the peer going away: the
-    server cut it (a ``BrokenResourceError`` still, for code that only needs "broken")."""
+    server cut it (a ``BrokenResourceError`` still, for code that only needs "broken";
+    the seam's methods raise ``transport.PeerTooSlowError`` for it)."""
 
 
 class HeadError(Exception):
@@ -558,16 +566,15 @@ class Http1Connection:
     from one request at a time (the server serialises requests on a connection).
     """
 
-    # Slots: thousands of idle keep-alive connections each hold one (issue 10 memory goal).
+    # Slots: thousands of idle keep-alive connections each hold one.
     __slots__ = (
         "_arrived", "_body_base", "_body_done", "_body_left", "_body_pos", "_body_queued",
-        "_body_ranges",
-        "_body_received", "_body_refused", "_body_started", "_complete_at", "_content_length",
-        "_continue_refused", "_expect_continue", "_h11", "_inbuf", "_no_body", "_outbuf",
-        "_parse", "_queued", "_raw", "_response_base",
+        "_body_ranges", "_body_received", "_body_refused", "_body_started", "_complete_at",
+        "_content_length", "_continue_refused", "_expect_continue", "_h11", "_inbuf", "_no_body",
+        "_on_peer_gone", "_outbuf", "_parse", "_queued", "_raw", "_response_base",
         "_response_started", "_socket", "_space", "_stopped", "_wanted", "_was_reset", "_writer",
-        "_writers", "_writing", "broken", "closing", "counters", "eof", "limits",
-        "on_data", "on_disconnect", "stream",
+        "_writers", "_writing", "broken", "closing", "counters", "eof", "limits", "on_data",
+        "on_disconnect", "stream",
     )  # fmt: skip
 
     def __init__(
@@ -635,6 +642,8 @@ class Http1Connection:
         # The stdlib socket behind ``_socket`` (when the server has it): sends are tried on
         # it directly and only wait (a checkpoint) when the kernel buffer is full.
         self._raw = raw_socket
+        # The seam's peer watcher: the request being served, while it runs (rule 9).
+        self._on_peer_gone: Callable[[], None] | None = None
 
     # ---------------------------------------------------------------- reading
 
@@ -805,8 +814,9 @@ class Http1Connection:
         """Request body bytes handed out so far for the current request."""
         return self._body_received
 
-    async def receive_body(self, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` of the request body; ``b""`` once it is all read.
+    async def read_body(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of the request body; ``b""`` once it is all read (the
+        driver's errors: the seam's ``receive_body`` translates them).
 
         Cancellation: safe at any point; no byte is lost (it stays buffered for the next call).
 
@@ -861,7 +871,7 @@ class Http1Connection:
                         await self._wait_for_data()
                     if waited.cancelled_caught:
                         self.broken = True  # a client this slow is not kept
-                        raise PeerTooSlowError(f"client sent its body {why}")
+                        raise _SlowPeer(f"client sent its body {why}")
                 continue
             if isinstance(event, h11.Data):
                 data = bytes(event.data)
@@ -1120,7 +1130,7 @@ class Http1Connection:
             await trio.lowlevel.wait_writable(raw)
         if waited.cancelled_caught:
             self.broken = True
-            raise PeerTooSlowError(f"client read the response {why}") from None
+            raise _SlowPeer(f"client read the response {why}") from None
 
     async def write_raw(self, data: bytes) -> int:
         """Send bytes that are not part of an h11 exchange (early error responses).
@@ -1264,7 +1274,7 @@ class Http1Connection:
     async def drain_body(self, limit: int) -> bool:
         """Read and drop up to ``limit`` unread body bytes; True if the body then ended.
 
-        Cancellation: as ``receive_body``; the server bounds it with ``linger_timeout``."""
+        Cancellation: as ``read_body``; the server bounds it with ``linger_timeout``."""
         conn = self._h11
         if conn is None or conn.their_state is not h11.SEND_BODY:
             return True
@@ -1275,7 +1285,7 @@ class Http1Connection:
         total = 0
         try:
             while total <= limit:
-                data = await self.receive_body(limit + 1)
+                data = await self.read_body(limit + 1)
                 if not data:
                     return True
                 total += len(data)
@@ -1319,6 +1329,91 @@ class Http1Connection:
         if abort and self._socket is not None:
             _set_linger_zero(self._socket)
         await trio.aclose_forcefully(self.stream)
+
+    # ---------------------------------------------------------------- the transport seam
+
+    # Rule 9: the connection is the ``Transport`` (transport.py) of the request it serves.
+    send_head = queue_head
+    send_body = queue_body
+    send_end = queue_end
+    send_raw = queue_raw
+    reset = reset_now
+
+    async def write(self) -> None:
+        """The seam's ``write``: ``write_queued``, its errors translated.
+
+        Raises:
+            PeerGoneError: the client closed or reset the connection.
+            PeerTooSlowError: ``send_timeout`` or ``min_send_rate``.
+
+        Cancellation: as ``write_queued``.
+        """
+        with _seam_errors():
+            await self.write_queued()
+
+    async def transmit_file(self, fd: int, offset: int, count: int) -> int:
+        """The seam's ``transmit_file``: ``send_file``, its errors translated.
+
+        Raises:
+            PeerGoneError, PeerTooSlowError: as ``write``.
+            EOFError, FramingError, OSError: as ``send_file``.
+
+        Cancellation: as ``send_file``.
+        """
+        with _seam_errors():
+            return await self.send_file(fd, offset, count)
+
+    async def receive_body(self, max_bytes: int) -> bytes:
+        """The seam's ``receive_body``: ``read_body``, its errors translated.
+
+        Raises:
+            BodyTooLargeError: past ``max_body_bytes`` (413).
+            MalformedBodyError: broken chunked framing (400).
+            PeerGoneError: the client left mid-body.
+            PeerTooSlowError: ``body_timeout`` or ``min_body_rate``.
+
+        Cancellation: as ``read_body``: loses no byte.
+        """
+        try:
+            with _seam_errors():
+                return await self.read_body(max_bytes)
+        except HeadError as exc:
+            if exc.status == 413:
+                raise BodyTooLargeError(str(exc)) from exc
+            raise MalformedBodyError(str(exc)) from exc
+
+    @property
+    def keep_alive(self) -> bool:
+        """The seam's name for ``can_keep_alive``."""
+        return self.can_keep_alive
+
+    def watch_peer(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` once if the peer goes away while this request runs (at once if
+        it already has); ``None`` stops watching (the request ended)."""
+        self._on_peer_gone = callback
+        if callback is not None and self.eof:
+            self.peer_gone()
+
+    def peer_gone(self) -> bool:
+        """The reader saw EOF or RST: tell the watching request (once). False when no
+        request was watching."""
+        callback, self._on_peer_gone = self._on_peer_gone, None
+        if callback is None:
+            return False
+        callback()
+        return True
+
+
+@contextlib.contextmanager
+def _seam_errors() -> Iterator[None]:
+    """The driver's broken-stream errors as the seam's: the server gave up on a slow peer,
+    or the peer went away."""
+    try:
+        yield
+    except _SlowPeer as exc:
+        raise PeerTooSlowError(str(exc)) from exc
+    except trio.BrokenResourceError as exc:
+        raise PeerGoneError(str(exc) or "the client is gone") from exc
 
 
 def _unacknowledged(sock: socket.socket) -> int:

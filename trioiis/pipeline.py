@@ -95,6 +95,10 @@ _METHOD_NAMES: dict[tuple[Notification, bool], str] = {
     if name is not None
 }
 _TAIL_STAGES = DETERMINISTIC_STAGES[10:]
+# Read on every request: module constants (enum class attributes are slow to read).
+_ENDED = RequestState.ENDED
+_COMPLETED = Outcome.COMPLETED
+_FAILED = Outcome.FAILED
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,9 +301,9 @@ class Pipeline:
             if trace is not None:  # rule 6
                 assert self.tracer is not None
                 self.tracer.end(ctx, trace)
-        if outcome is Outcome.COMPLETED:
+        if outcome is _COMPLETED:
             return CompletionInfo(ctx._produced, S_OK)
-        if outcome is Outcome.FAILED:
+        if outcome is _FAILED:
             return CompletionInfo(ctx._produced, E_FAIL)
         return CompletionInfo(ctx._produced, ERROR_OPERATION_ABORTED)
 
@@ -480,7 +484,7 @@ class Pipeline:
         lifecycle = ctx.lifecycle
         failures = ctx.stats.exceptions  # (rule 4: one entry per module that raised)
         for index in self._table[(int(notification), False)]:
-            if lifecycle.state is RequestState.ENDED or index >= len(ctx._modules):
+            if lifecycle.state is _ENDED or index >= len(ctx._modules):
                 break
             failed = len(failures)
             status = await self._call(ctx, index, notification, False, provider)

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 #: lookup: no enum arithmetic per response).
 _SEND_FLAGS = tuple(SendResponseFlags(bits) for bits in range(4))
 _DISCONNECT = int(SendResponseFlags.DISCONNECT)
+_HEAD_SENT = Event.HEAD_SENT  # (a module constant: enum class attributes are slow to read)
 
 
 @dataclass(slots=True)
@@ -132,7 +133,7 @@ async def _send(ctx: HttpContext, *, end: bool) -> int:
             else:
                 _send_head(ctx, owner, body, end=end)
             wire.head_sent = True
-            (ctx._root_of_child or ctx).lifecycle.fire(Event.HEAD_SENT)
+            (ctx._root_of_child or ctx).lifecycle.fire(_HEAD_SENT)
         if body:
             queued = transport.send_raw(body) if wire.raw else transport.send_body(body)
         if end:

@@ -49,7 +49,6 @@ from .headers import Headers
 from .http1 import HeadError, HeadParser, Http1Connection, RequestHead, error_response_bytes
 from .http1_fast import available as fast_parser_available
 from .http1_fast import parse_head_fast
-from .http1_transport import Http1Transport
 from .idle import IdleReaper
 from .lifecycle import Outcome
 from .modules import BUILTIN_MODULES, DEFAULT_MODULES
@@ -92,7 +91,7 @@ class _Session:
 
     __slots__ = (
         "abort", "connection", "done", "http", "nursery", "reaper", "running", "served",
-        "server", "transport",
+        "server",
     )  # fmt: skip
 
     def __init__(
@@ -108,8 +107,6 @@ class _Session:
         self.connection = connection
         self.nursery = nursery
         self.reaper = reaper
-        #: The running request's transport, which hears of the peer going away.
-        self.transport: Http1Transport | None = None
         self.running = False
         self.served = 0
         self.abort = False
@@ -120,11 +117,9 @@ class _Session:
         self.server._start_requests(self)
 
     def on_disconnect(self) -> None:
-        """The peer closed or reset the connection: tell the running request (through its
-        transport), or mark the connection gone."""
-        if self.transport is not None:
-            self.transport.peer_gone()
-        else:
+        """The peer closed or reset the connection: tell the running request (the one
+        watching the connection, its transport), or mark the connection gone."""
+        if not self.http.peer_gone():
             self.connection._mark_gone()
 
     def go_idle(self, timeout: float) -> None:
@@ -657,14 +652,11 @@ class HttpServer:
             session.served += 1
             if session.served == limits.max_requests_per_connection:
                 http.closing = True  # this response says Connection: close; then we close
-            transport = Http1Transport(http)
-            ctx = self._new_context(transport, connection, head)
-            session.transport = transport
+            ctx = self._new_context(http, connection, head)
             try:
                 await self._run(ctx)
             finally:
-                session.transport = None
-                transport.watch_peer(None)  # (the callback points at ctx: a cycle)
+                http.watch_peer(None)  # (the callback points at ctx: a cycle)
             if ctx.response.reset or ctx._wire.failed:
                 return _Outcome.ABORT
             if not http.body_complete:
@@ -708,7 +700,7 @@ class HttpServer:
             pass
 
     def _new_context(
-        self, transport: Http1Transport, connection: HttpConnection, head: RequestHead
+        self, transport: Http1Connection, connection: HttpConnection, head: RequestHead
     ) -> HttpContext:
         target = head.target
         if not target.startswith("/") and "://" in target:

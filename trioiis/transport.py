@@ -3,8 +3,9 @@
 The pipeline and the context never touch a protocol driver. Each request gets one
 ``Transport``: it sends the response head, body bytes and file ranges, receives the request
 body, resets, says whether the connection is kept, and reports the peer going away as an
-event. HTTP/1.1 implements it in ``http1_transport.py``; ``memory_transport.py`` runs the
-whole pipeline in memory for tests. HTTP/2 streams and WebSockets plug in here.
+event. ``Http1Connection`` implements it for the one request an HTTP/1.1 connection serves
+at a time (``http1.py`` rule 9). HTTP/2 streams and WebSockets plug in here, and a transport
+in memory runs the whole pipeline without sockets for tests.
 
 Rules every implementation keeps:
 
