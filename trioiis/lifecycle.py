@@ -152,9 +152,13 @@ class RequestLifecycle:
         Raises:
             LifecycleError: the request had already ended, or was never executed.
         """
-        if response_complete and self.state is _STARTED:
-            self.fire(_DONE)
-        self.fire(_END)
+        state = self.state
+        if response_complete and state is _STARTED:
+            state = TRANSITIONS[(state, _DONE)]
+            self._completed = True
+        if (state, _END) not in TRANSITIONS:
+            raise LifecycleError(f"END is not allowed in {state.name}")
+        self.state = _ENDED
         return self.outcome
 
     def has(self, event: Event) -> bool:
