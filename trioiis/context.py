@@ -348,7 +348,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         self.module_context = ModuleContextContainer()
         self._parent = parent
         # The root is found through the parent, not stored in itself: a context that
-        # points at itself is a reference cycle, freed only by the cyclic GC (issue 10).
+        # points at itself is a reference cycle, freed only by the cyclic GC.
         self._root_of_child: HttpContext | None = None if parent is None else parent._root
         self._depth: int = 0 if parent is None else parent._depth + 1
         self._execute_flags = _NO_FLAGS

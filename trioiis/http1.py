@@ -670,7 +670,7 @@ class Http1Connection:
                     data = await stream.receive_some(_RECEIVE_SIZE)
                 else:
                     # The socket itself, not SocketStream.receive_some: three coroutine
-                    # frames less on every idle connection (issue 10 memory goal).
+                    # frames less on every idle connection.
                     if reads == _READS_PER_CHECKPOINT:  # a peer that never lets it wait
                         reads = 0
                         await trio.lowlevel.checkpoint()  # (before the read: loses nothing)

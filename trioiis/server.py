@@ -1,6 +1,6 @@
 """``HttpServer``: listeners, one task per connection, one pipeline run per request.
 
-Task tree (DESIGN.md, changed for issue 10's memory goal)::
+Task tree (DESIGN.md's, with an idle connection held by one task)::
 
     serve()
     ├── idle reaper: one task for every idle connection's keep-alive clock (idle.py)
@@ -86,7 +86,7 @@ class _Session:
     ``nursery``. For ``handle_stream`` that is the connection's own nursery, whose cancel
     scope carries the idle deadline; the server's own sockets use the server's connection
     nursery and the shared ``IdleReaper`` instead, so that an idle one holds no nursery and
-    no cancel scope either (issue 10: memory per idle connection).
+    no cancel scope either (memory per idle connection).
     """
 
     __slots__ = (
