@@ -5,11 +5,13 @@ tasks too), a thread still running after it."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,9 +22,12 @@ import trioiis
 from examples.modules import upload_safe, upload_unsafe
 from trioiis import HttpContext, HttpModule, Notification, Status
 from trioiis.testing import CancellationSafetyError, Injection, check_cancellation_safety
+from trioiis.testing._client import complete_response
+from trioiis.testing._harness import _leaks, _Tally
 from trioiis.testing.strategies import cancel_schedules
 
 GET = b"GET /work HTTP/1.1\r\nHost: x\r\n\r\n"
+SITE = Path(__file__).resolve().parent.parent / "examples" / "site"
 UPLOAD = b"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\nhello world!"
 COMMITTED: list[str] = []  # what the "charge" modules committed
 
@@ -386,3 +391,60 @@ def test_a_schedule_applies_several_injections_to_one_request() -> None:
     assert "cancelled by cancel_io at checkpoint 1, then shutdown at checkpoint 2" in str(
         info.value
     )
+
+
+@pytest.mark.parametrize(
+    ("module", "target", "status"),
+    [
+        ("compose", "/compose", 200),  # two child requests
+        ("execute_request_sample", "/", 404),  # a pending MAP_PATH and a child request
+        ("cancel_io_sample", "/notes.txt", 200),
+        ("hello", "/hello", 200),
+    ],
+)
+def test_shipped_example_modules_pass(module: str, target: str, status: int) -> None:
+    register = importlib.import_module(f"examples.modules.{module}").register_module
+    outcome = check_cancellation_safety(
+        (module, register), f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n", root=SITE
+    )
+    assert outcome.status == status
+
+
+# -- the server's own bookkeeping -----------------------------------------------------------
+
+
+def test_server_side_checks_report_what_they_find() -> None:
+    """Pending I/O, tasks registered, module contexts, LOG_REQUEST and dispose() are the
+    server's to get right (no module can break them): the checks, fed a request that got
+    each wrong, name it."""
+    ctx = SimpleNamespace(
+        request=SimpleNamespace(method="GET", url="/x"),
+        depth=0,
+        _state="ended",
+        pending_io_count=1,
+        _task_scopes=[object()],
+        module_context=SimpleNamespace(_items={"k": 1}),
+    )
+    tally = _Tally(contexts=[ctx], instances=[[1, 0]])
+    assert _leaks(tally) == [
+        "GET /x (depth 0): 1 pending-I/O scope(s) left",
+        "GET /x (depth 0): 1 task(s) still registered",
+        "GET /x (depth 0): module context not cleaned up",
+        "GET /x (depth 0): LOG_REQUEST did not run",
+        "module instance #1: dispose() called 0 times",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "parsed"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", (200, b"ok")),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok", None),  # cut short
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n", None),
+        (b"HTTP/1.1 2OO OK\r\n\r\n", None),  # malformed
+    ],
+)
+def test_only_a_complete_well_formed_response_counts(
+    raw: bytes, parsed: tuple[int, bytes] | None
+) -> None:
+    assert complete_response(raw) == parsed

@@ -321,6 +321,7 @@ def _run_attempt(
     socket the garbage collector had to close) is a problem of this attempt. The young
     generations are collected at the end so that what the attempt dropped in a reference
     cycle is finalized now, not in a later attempt."""
+    gc.collect(1)  # what earlier code dropped is finalized before, not blamed on this attempt
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
         outcome, where = trio.run(attempt)
@@ -447,6 +448,7 @@ def check_cancellation_safety(
     data = _raw_request(request)
     checks = list(invariants)
     injections = None if schedule is None else [_injection(item) for item in schedule]
+    gc.collect()  # (older garbage too, once: see _run_attempt)
     with contextlib.ExitStack() as stack:
         folder = (
             Path(root)
