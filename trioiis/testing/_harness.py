@@ -29,6 +29,7 @@ Theory of operation
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import inspect
 import tempfile
@@ -334,15 +335,7 @@ def _run_attempt(
     for w in caught:
         if not issubclass(w.category, ResourceWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-    if unclosed:
-        outcome = Outcome(
-            checkpoints=outcome.checkpoints,
-            status=outcome.status,
-            body=outcome.body,
-            complete=outcome.complete,
-            problems=outcome.problems + tuple(unclosed),
-        )
-    return outcome, where
+    return dataclasses.replace(outcome, problems=outcome.problems + tuple(unclosed)), where
 
 
 async def _wait_request_over(tally: _Tally) -> None:
@@ -461,15 +454,7 @@ def check_cancellation_safety(
             async def attempt() -> tuple[Outcome, list[str]]:
                 outcome, where = await _attempt(modules, data, folder, settings, fire_at=fire_at)
                 extra = await _run_invariants(checks)
-                if extra:
-                    outcome = Outcome(
-                        checkpoints=outcome.checkpoints,
-                        status=outcome.status,
-                        body=outcome.body,
-                        complete=outcome.complete,
-                        problems=outcome.problems + tuple(extra),
-                    )
-                return outcome, where
+                return dataclasses.replace(outcome, problems=outcome.problems + tuple(extra)), where
 
             return _run_attempt(attempt)
 
