@@ -19,7 +19,7 @@ import trio
 from hypothesis import find, given, settings
 
 import trioiis
-from examples.modules import upload_safe, upload_unsafe
+from examples.modules import compose, upload_safe, upload_unsafe
 from trioiis import HttpContext, HttpModule, Notification, Status
 from trioiis.testing import CancellationSafetyError, Injection, check_cancellation_safety
 from trioiis.testing._client import complete_response
@@ -425,13 +425,13 @@ def test_server_side_checks_report_what_they_find() -> None:
         _task_scopes=[object()],
         module_context=SimpleNamespace(_items={"k": 1}),
     )
-    tally = _Tally(contexts=[ctx], instances=[[1, 0]])
+    tally = _Tally(contexts=[ctx], instances={1: [1, 0]})
     assert _leaks(tally) == [
         "GET /x (depth 0): 1 pending-I/O scope(s) left",
         "GET /x (depth 0): 1 task(s) still registered",
         "GET /x (depth 0): module context not cleaned up",
         "GET /x (depth 0): LOG_REQUEST did not run",
-        "module instance #1: dispose() called 0 times",
+        "module instance #1: dispose() called 0 times for 1 request(s)",
     ]
 
 
@@ -448,3 +448,57 @@ def test_only_a_complete_well_formed_response_counts(
     raw: bytes, parsed: tuple[int, bytes] | None
 ) -> None:
     assert complete_response(raw) == parsed
+
+
+# -- instances that outlive a request -------------------------------------------------------
+
+SHARED = ChargesAnyway()
+
+
+class SharedFactory:
+    """Hands every request the same module instance."""
+
+    def get_http_module(self, allocator: Any) -> HttpModule:
+        return SHARED
+
+    def terminate(self) -> None:
+        pass
+
+
+def register_shared(version: int, info: trioiis.ModuleRegistrationInfo, server: Any) -> None:
+    info.set_request_notifications(SharedFactory(), Notification.BEGIN_REQUEST)
+
+
+def test_a_shared_instance_is_watched_and_given_back_unchanged() -> None:
+    with pytest.raises(CancellationSafetyError, match="on_begin_request swallowed"):
+        check_cancellation_safety(("shared", register_shared), GET)
+    assert vars(SHARED) == {}  # the kit's wrappers (handlers, dispose) are gone
+
+
+class SharedSafe(HttpModule):
+    async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status:
+        await trio.lowlevel.checkpoint()
+        return await answer(ctx)
+
+
+def test_a_shared_instance_disposed_once_per_request_passes() -> None:
+    """One instance for the request and its two children: three dispose() calls due."""
+    shared = SharedSafe()
+
+    class Factory:
+        def get_http_module(self, allocator: Any) -> HttpModule:
+            return shared
+
+        def terminate(self) -> None:
+            pass
+
+    def register(version: int, info: trioiis.ModuleRegistrationInfo, server: Any) -> None:
+        info.set_request_notifications(Factory(), Notification.BEGIN_REQUEST)
+
+    passes_with = check_cancellation_safety(
+        [("compose", compose.register_module), ("shared", register)],
+        "GET /compose HTTP/1.1\r\nHost: x\r\n\r\n",
+        root=SITE,
+    )
+    assert passes_with.status == 200
+    assert vars(shared) == {}

@@ -39,6 +39,7 @@ import outcome
 import trio
 
 from ..registration import HttpModule
+from ._patches import InstancePatches
 from ._where import await_frames, format_frames
 
 
@@ -111,8 +112,10 @@ def _relay(
 
 @dataclass(slots=True)
 class CancelWatch:
-    """Collects, for one attempt, every handler that swallowed a Cancelled."""
+    """Collects, for one attempt, every handler that swallowed a Cancelled; its wrappers go
+    through ``patches`` (undone at the attempt's end)."""
 
+    patches: InstancePatches
     swallowed: list[str] = field(default_factory=list)
 
     def _wrap(
@@ -132,6 +135,7 @@ class CancelWatch:
                 self._record(name, method_name, delivery, f"returned {result!r} instead")
             return result
 
+        watched.__dict__["_trioiis_watch"] = self
         return watched
 
     def _record(self, name: str, method_name: str, delivery: _Delivery, ending: str) -> None:
@@ -153,8 +157,8 @@ class CancelWatch:
                 continue
             if not inspect.iscoroutinefunction(method):
                 continue
-            wrapped = self._wrap(name, method_name, getattr(module, method_name))
-            try:
-                setattr(module, method_name, wrapped)
-            except AttributeError:
+            present = getattr(module, method_name)
+            if getattr(present, "_trioiis_watch", None) is self:
+                continue  # the same instance again (a child request): watched already
+            if not self.patches.set(module, method_name, self._wrap(name, method_name, present)):
                 return

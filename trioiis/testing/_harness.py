@@ -57,6 +57,7 @@ from ..server import HttpServer
 from ._cancelled import CancelWatch
 from ._client import complete_response, method_of
 from ._leaks import Resources
+from ._patches import InstancePatches
 from ._where import where_task_is
 
 Mode = Literal["disconnect", "cancel_io", "shutdown"]
@@ -101,8 +102,13 @@ class _Tally:
 
     contexts: list[HttpContext] = field(default_factory=list)
     logged: set[int] = field(default_factory=set)
-    instances: list[list[int]] = field(default_factory=list)  # [created, disposed] each
-    watch: CancelWatch = field(default_factory=CancelWatch)
+    # id of each module instance -> [times handed out, times disposed]
+    instances: dict[int, list[int]] = field(default_factory=dict)
+    patches: InstancePatches = field(default_factory=InstancePatches)
+    watch: CancelWatch = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.watch = CancelWatch(self.patches)
 
 
 class _Probe(HttpModule):
@@ -140,17 +146,21 @@ class _CountingFactory:
 
     def get_http_module(self, allocator: ModuleAllocator) -> HttpModule:
         module = self.inner.get_http_module(allocator)
-        self.tally.watch.watch_module(self.name, module)
+        tally = self.tally
+        tally.watch.watch_module(self.name, module)
+        record = tally.instances.get(id(module))
+        if record is not None:  # one instance handed out again: one more dispose() due
+            record[0] += 1
+            return module
         record = [1, 0]
-        self.tally.instances.append(record)
         dispose = module.dispose
 
         def counted_dispose() -> None:
             record[1] += 1
             dispose()
 
-        with contextlib.suppress(AttributeError):  # a __slots__ class: cannot count
-            module.dispose = counted_dispose  # type: ignore[method-assign]  # counting wrapper
+        if tally.patches.set(module, "dispose", counted_dispose):  # (not on __slots__)
+            tally.instances[id(module)] = record
         return module
 
     def terminate(self) -> None:
@@ -300,6 +310,7 @@ async def _attempt(
             problems += await before.leaked_since()
         nursery.cancel_scope.cancel()
     server.pipeline.terminate()
+    tally.patches.undo()
     parsed = complete_response(bytes(raw), method)
     if parsed is None and not closed:
         problems.append("the client got neither a complete response nor a closed connection")
@@ -359,9 +370,12 @@ def _leaks(tally: _Tally) -> list[str]:
             problems.append(f"{label}: module context not cleaned up")
         if id(ctx) not in tally.logged:
             problems.append(f"{label}: LOG_REQUEST did not run")
-    for i, (created, disposed) in enumerate(tally.instances):
+    for i, (created, disposed) in enumerate(tally.instances.values()):
         if disposed != created:
-            problems.append(f"module instance #{i + 1}: dispose() called {disposed} times")
+            problems.append(
+                f"module instance #{i + 1}: dispose() called {disposed} times "
+                f"for {created} request(s)"
+            )
     return problems
 
 
