@@ -5,6 +5,7 @@ tasks too), a thread still running after it."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import socket
@@ -502,3 +503,41 @@ def test_a_shared_instance_disposed_once_per_request_passes() -> None:
     )
     assert passes_with.status == 200
     assert vars(shared) == {}
+
+
+# -- a swallowed trio.Cancelled in a task the module started ---------------------------------
+
+
+async def charge(done: trio.Event, *, reraise: bool) -> None:
+    try:
+        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint()
+    except trio.Cancelled:
+        COMMITTED.append("charged in the background")
+        if reraise:
+            raise
+    done.set()
+
+
+class ChargesInATask(HttpModule):
+    reraise = False
+
+    async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status:
+        done = trio.Event()
+        ctx.nursery.start_soon(functools.partial(charge, done, reraise=self.reraise))
+        await done.wait()
+        return await answer(ctx)
+
+
+class RollsBackInATask(ChargesInATask):
+    reraise = True
+
+
+def test_a_task_swallowing_cancelled_is_caught() -> None:
+    report = caught(ChargesInATask)
+    assert "task 'tests.test_testing_kit_checks.charge' swallowed trio.Cancelled" in report
+    assert "returned None instead" in report
+
+
+def test_a_task_letting_cancelled_through_passes() -> None:
+    passes(RollsBackInATask)

@@ -20,16 +20,23 @@ Theory of operation
    (turned into ``OperationAbortedError`` by the server), need not escape and is ignored.
 4. When the handler then ends without raising ``Cancelled`` (alone or in an exception
    group), the watch records where the ``Cancelled`` was delivered and how the handler ended.
+5. Tasks the request spawns (``ctx.start_soon``, a nursery of the module's) are watched the
+   same way: when Trio reports the spawn (an instrument's ``task_spawned``, before the task
+   first runs), the task's coroutine is replaced by one that runs it through rule 2. The
+   cancel status a task starts in is its nursery's, so rule 3 holds for it unchanged.
 
 Rule 3 reads Trio's cancel-status tree (``Task._cancel_status``, ``CancelStatus.parent``,
 ``parent_cancellation_is_visible_to_us``): private names; on a Trio without them this one
-check is off (``_must_escape`` answers False) instead of breaking the kit.
+check is off (``_must_escape`` answers False) instead of breaking the kit. Rule 5 sets
+``Task.coro``, which Trio documents as read-only: it reads it again for the first send.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import os
 import types
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
@@ -118,29 +125,35 @@ class CancelWatch:
     patches: InstancePatches
     swallowed: list[str] = field(default_factory=list)
 
+    async def _run_watched(self, coro: Coroutine[Any, Any, Any], who: str) -> Any:
+        """Await ``coro`` through ``_relay`` (rule 2); record a swallow (rule 4)."""
+        outer = _status_of(trio.lowlevel.current_task())
+        delivery = _Delivery()
+        try:
+            result = await _relay(coro, outer, delivery)
+        except BaseException as exc:
+            if delivery.where is not None and not _carries_cancelled(exc):
+                self._record(who, delivery, f"raised {exc!r} instead")
+            raise
+        if delivery.where is not None:
+            self._record(who, delivery, f"returned {result!r} instead")
+        return result
+
     def _wrap(
         self, name: str, method_name: str, method: Callable[..., Coroutine[Any, Any, Any]]
     ) -> Callable[..., Coroutine[Any, Any, Any]]:
         @functools.wraps(method)
         async def watched(*args: Any, **kwargs: Any) -> Any:
-            outer = _status_of(trio.lowlevel.current_task())
-            delivery = _Delivery()
-            try:
-                result = await _relay(method(*args, **kwargs), outer, delivery)
-            except BaseException as exc:
-                if delivery.where is not None and not _carries_cancelled(exc):
-                    self._record(name, method_name, delivery, f"raised {exc!r} instead")
-                raise
-            if delivery.where is not None:
-                self._record(name, method_name, delivery, f"returned {result!r} instead")
-            return result
+            return await self._run_watched(
+                method(*args, **kwargs), f"module {name!r}: {method_name}"
+            )
 
         watched.__dict__["_trioiis_watch"] = self
         return watched
 
-    def _record(self, name: str, method_name: str, delivery: _Delivery, ending: str) -> None:
+    def _record(self, who: str, delivery: _Delivery, ending: str) -> None:
         self.swallowed.append(
-            f"module {name!r}: {method_name} swallowed trio.Cancelled (the request was "
+            f"{who} swallowed trio.Cancelled (the request was "
             f"cancelled; the Cancelled must propagate) and {ending}; it was delivered in:\n"
             + (delivery.where or "")
         )
@@ -162,3 +175,19 @@ class CancelWatch:
                 continue  # the same instance again (a child request): watched already
             if not self.patches.set(module, method_name, self._wrap(name, method_name, present)):
                 return
+
+    def watch_task(self, task: trio.lowlevel.Task) -> None:
+        """Rule 5: run a task the request just spawned through ``_run_watched``, unless its
+        code is the server's or Trio's own (theirs are tested by trioiis's suite)."""
+        code = getattr(task.coro, "cr_code", None)
+        if code is None or code.co_filename.startswith(_NOT_WATCHED):
+            return
+        with contextlib.suppress(AttributeError, TypeError):  # a Trio whose Task refuses it
+            watched = self._run_watched(task.coro, f"task {task.name!r}")
+            task.coro = watched  # type: ignore[assignment]  # (a coroutine: mypy sees Coroutine)
+
+
+_NOT_WATCHED = (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,  # trioiis/
+    os.path.dirname(os.path.abspath(trio.__file__)) + os.sep,  # trio/
+)

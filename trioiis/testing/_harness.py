@@ -193,6 +193,10 @@ class _StepCounter(trio.abc.Instrument):
             current = nursery.parent_task if nursery is not None else None
         return False
 
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        if self._ours(task):
+            self.tally.watch.watch_task(task)
+
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         # Only while the request runs (from its first BEGIN_REQUEST handler to its end), and
         # not the connection's reader (the root task: it serves the connection, not the
