@@ -1,4 +1,4 @@
-"""Catch a module's handler swallowing ``trio.Cancelled``.
+"""Catch a module's handler, or a task of its request, swallowing ``trio.Cancelled``.
 
 Trio's one unbreakable rule: a ``Cancelled`` raised at a checkpoint because a scope *outside*
 your code was cancelled must leave your code. A handler that catches it and then returns (a
@@ -28,7 +28,8 @@ Theory of operation
 Rule 3 reads Trio's cancel-status tree (``Task._cancel_status``, ``CancelStatus.parent``,
 ``parent_cancellation_is_visible_to_us``): private names; on a Trio without them this one
 check is off (``_must_escape`` answers False) instead of breaking the kit. Rule 5 sets
-``Task.coro``, which Trio documents as read-only: it reads it again for the first send.
+``Task.coro``, which Trio exposes for reading only; it works because Trio takes
+``task.coro.send`` for the first step after ``task_spawned`` returns.
 """
 
 from __future__ import annotations

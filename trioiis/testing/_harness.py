@@ -16,8 +16,8 @@ Theory of operation
    task at that moment is kept for the report.
    A *schedule* (``Injection`` list) replays the request once with several injections, each
    at its own step; a step past the request's last wraps around.
-4. Every module instance is watched (``_cancelled``): a handler that swallows a
-   ``trio.Cancelled`` it had to let through is recorded.
+4. Every module instance and every task the request spawns is watched (``_cancelled``): a
+   handler or task that swallows a ``trio.Cancelled`` it had to let through is recorded.
 5. After each attempt, with nothing of the harness left but its main task: no task, thread
    or file descriptor appeared since just before the request (``_leaks``), no
    ``ResourceWarning`` said a file or socket was closed only by the garbage collector, no
@@ -280,41 +280,43 @@ async def _attempt(
     raw = bytearray()
     closed = False
     method = method_of(request)
-    async with trio.open_nursery() as nursery:
-        serving_task = await nursery.start(serve)
-        before = Resources.now()
-        counter = _StepCounter(serving_task, tally, fire_at, fire)
-        trio.lowlevel.add_instrument(counter)
-        try:
-            await client.send_all(request)
-            with trio.move_on_after(10):
-                while True:
-                    data = await client.receive_some(65536)
-                    if not data:
-                        closed = True
-                        break
-                    raw += data
-                    if complete_response(bytes(raw), method) is not None:
-                        break
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            closed = True  # the connection went away (or the injection closed it)
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await client.aclose()
-        with trio.move_on_after(10) as waited:
-            await _wait_request_over(tally)
-            await connection_closed.wait()
-        trio.lowlevel.remove_instrument(counter)
-        if waited.cancelled_caught:
-            problems.append("the request did not end within 10 s of the client leaving")
-        else:
-            # Let whatever can still run (abandoned async generators' finalizers) run, so
-            # what is left is what stays.
-            with trio.move_on_after(1):
-                await trio.testing.wait_all_tasks_blocked()
-            problems += await before.leaked_since()
-        nursery.cancel_scope.cancel()
-    server.pipeline.terminate()
-    tally.patches.undo()
+    try:
+        async with trio.open_nursery() as nursery:
+            serving_task = await nursery.start(serve)
+            before = Resources.now()
+            counter = _StepCounter(serving_task, tally, fire_at, fire)
+            trio.lowlevel.add_instrument(counter)
+            try:
+                await client.send_all(request)
+                with trio.move_on_after(10):
+                    while True:
+                        data = await client.receive_some(65536)
+                        if not data:
+                            closed = True
+                            break
+                        raw += data
+                        if complete_response(bytes(raw), method) is not None:
+                            break
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                closed = True  # the connection went away (or the injection closed it)
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await client.aclose()
+            with trio.move_on_after(10) as waited:
+                await _wait_request_over(tally)
+                await connection_closed.wait()
+            trio.lowlevel.remove_instrument(counter)
+            if waited.cancelled_caught:
+                problems.append("the request did not end within 10 s of the client leaving")
+            else:
+                # Let whatever can still run (abandoned async generators' finalizers) run, so
+                # what is left is what stays.
+                with trio.move_on_after(1):
+                    await trio.testing.wait_all_tasks_blocked()
+                problems += await before.leaked_since()
+            nursery.cancel_scope.cancel()
+    finally:
+        server.pipeline.terminate()
+        tally.patches.undo()  # (shared module instances end the attempt as they began)
     parsed = complete_response(bytes(raw), method)
     if parsed is None and not closed:
         problems.append("the client got neither a complete response nor a closed connection")
