@@ -421,7 +421,7 @@ def test_server_side_checks_report_what_they_find() -> None:
     ctx = SimpleNamespace(
         request=SimpleNamespace(method="GET", url="/x"),
         depth=0,
-        _state="ended",
+        lifecycle=SimpleNamespace(ended=True),
         pending_io_count=1,
         _task_scopes=[object()],
         module_context=SimpleNamespace(_items={"k": 1}),
