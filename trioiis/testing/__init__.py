@@ -2,39 +2,39 @@
 
 * ``check_cancellation_safety(module, request, invariants=...)`` cancels the request at every
   checkpoint it reaches, three ways (client disconnect, ``cancel_io()``, server shutdown),
-  and checks that nothing leaks.
-* Fixtures (registered through the ``pytest11`` entry point): ``trioiis_server``,
-  ``trioiis_client`` and ``trioiis_memory``, configured with ``@pytest.mark.trioiis(...)``.
+  and checks that nothing leaks: tasks (system tasks too), threads, file descriptors, a
+  swallowed ``trio.Cancelled``, pending I/O, undisposed modules, a missing log entry.
+* ``MemoryServer``: the server over in-memory streams, for fast tests without sockets.
+* The pytest plugin (``trioiis.testing.plugin``, registered through the ``pytest11`` entry
+  point; needs pytest, pytest-trio and httpx: ``pip install 'trioiis[testing]'``):
+  fixtures ``trioiis_server``, ``trioiis_client`` and ``trioiis_memory``, configured with
+  ``@pytest.mark.trioiis(...)``.
 * ``trioiis.testing.strategies``: hypothesis strategies ``requests()``,
   ``hostile_requests()`` and ``cancel_schedules()`` (needs hypothesis).
+
+This package itself needs nothing beyond trioiis's own dependencies.
 """
 
 from __future__ import annotations
 
 from ._harness import MODES as MODES
 from ._harness import CancellationSafetyError as CancellationSafetyError
+from ._harness import Injection as Injection
 from ._harness import Mode as Mode
 from ._harness import Outcome as Outcome
 from ._harness import check_cancellation_safety as check_cancellation_safety
-from ._plugin import MemoryResponse as MemoryResponse
-from ._plugin import MemoryServer as MemoryServer
-from ._plugin import RunningServer as RunningServer
-from ._plugin import pytest_configure as pytest_configure
-from ._plugin import trioiis_client as trioiis_client
-from ._plugin import trioiis_memory as trioiis_memory
-from ._plugin import trioiis_server as trioiis_server
+from ._memory import MemoryResponse as MemoryResponse
+from ._memory import MemoryServer as MemoryServer
+from ._memory import RunningServer as RunningServer
 
 __all__ = [
     "MODES",
     "CancellationSafetyError",
+    "Injection",
     "MemoryResponse",
     "MemoryServer",
     "Mode",
     "Outcome",
     "RunningServer",
     "check_cancellation_safety",
-    "pytest_configure",
-    "trioiis_client",
-    "trioiis_memory",
-    "trioiis_server",
 ]

@@ -14,25 +14,31 @@ Theory of operation
    the request; when step k ends, the injection runs (through ``run_sync_soon``, so it lands
    while the request is parked at that checkpoint or just after it). The stack of the request
    task at that moment is kept for the report.
-4. After each attempt: no task of the request is alive, no pending-I/O scope is registered,
-   every module instance got ``dispose()`` exactly once, every module context was cleaned up,
-   LOG_REQUEST ran, and the client saw one complete well-formed response or a closed
-   connection; then the author's invariants run.
+   A *schedule* (``Injection`` list) replays the request once with several injections, each
+   at its own step; a step past the request's last wraps around.
+4. Every module instance and every task the request spawns is watched (``_cancelled``): a
+   handler or task that swallows a ``trio.Cancelled`` it had to let through is recorded.
+5. After each attempt, with nothing of the harness left but its main task: no task, thread
+   or file descriptor appeared since just before the request (``_leaks``), no
+   ``ResourceWarning`` said a file or socket was closed only by the garbage collector, no
+   pending-I/O scope is registered, every module instance got ``dispose()`` exactly once,
+   every module context was cleaned up, LOG_REQUEST ran, and the client saw one complete
+   well-formed response or a closed connection; then the author's invariants run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import gc
 import inspect
-import os
 import tempfile
-import traceback
+import warnings
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import h11
 import trio
 import trio.testing
 
@@ -48,6 +54,11 @@ from ..registration import (
     RegisterModule,
 )
 from ..server import HttpServer
+from ._cancelled import CancelWatch
+from ._client import complete_response, method_of
+from ._leaks import Resources
+from ._patches import InstancePatches
+from ._where import where_task_is
 
 Mode = Literal["disconnect", "cancel_io", "shutdown"]
 MODES: tuple[Mode, ...] = ("disconnect", "cancel_io", "shutdown")
@@ -56,6 +67,22 @@ Invariant = Callable[[], object | Awaitable[object]]
 
 class CancellationSafetyError(AssertionError):
     """A module was not cancellation-safe: the message says where, how, and what leaked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Injection:
+    """Cancel the request by ``mode`` right after its checkpoint number ``checkpoint``
+    (from 1; past the request's last checkpoint N it wraps around: ``(checkpoint - 1) % N +
+    1``)."""
+
+    mode: Mode
+    checkpoint: int
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if self.checkpoint < 1:
+            raise ValueError(f"checkpoint counts from 1, not {self.checkpoint}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,7 +102,13 @@ class _Tally:
 
     contexts: list[HttpContext] = field(default_factory=list)
     logged: set[int] = field(default_factory=set)
-    instances: list[list[int]] = field(default_factory=list)  # [created, disposed] each
+    # id of each module instance -> [times handed out, times disposed]
+    instances: dict[int, list[int]] = field(default_factory=dict)
+    patches: InstancePatches = field(default_factory=InstancePatches)
+    watch: CancelWatch = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.watch = CancelWatch(self.patches)
 
 
 class _Probe(HttpModule):
@@ -103,24 +136,31 @@ class _ProbeFactory:
 
 
 class _CountingFactory:
-    """Wraps the module's factory to check ``dispose()`` is called once per instance."""
+    """Wraps the module's factory to check ``dispose()`` is called once per instance, and to
+    watch every instance's handlers for a swallowed ``Cancelled``."""
 
-    def __init__(self, inner: ModuleFactory, tally: _Tally) -> None:
+    def __init__(self, inner: ModuleFactory, tally: _Tally, name: str) -> None:
         self.inner = inner
         self.tally = tally
+        self.name = name
 
     def get_http_module(self, allocator: ModuleAllocator) -> HttpModule:
         module = self.inner.get_http_module(allocator)
+        tally = self.tally
+        tally.watch.watch_module(self.name, module)
+        record = tally.instances.get(id(module))
+        if record is not None:  # one instance handed out again: one more dispose() due
+            record[0] += 1
+            return module
         record = [1, 0]
-        self.tally.instances.append(record)
         dispose = module.dispose
 
         def counted_dispose() -> None:
             record[1] += 1
             dispose()
 
-        with contextlib.suppress(AttributeError):  # a __slots__ class: cannot count
-            module.dispose = counted_dispose  # type: ignore[method-assign]  # counting wrapper
+        if tally.patches.set(module, "dispose", counted_dispose):  # (not on __slots__)
+            tally.instances[id(module)] = record
         return module
 
     def terminate(self) -> None:
@@ -131,14 +171,18 @@ class _StepCounter(trio.abc.Instrument):
     """Rule 2: counts steps of the request's tasks; fires the injection after step k."""
 
     def __init__(
-        self, root: trio.lowlevel.Task, tally: _Tally, fire_at: int, fire: Callable[[], None]
+        self,
+        root: trio.lowlevel.Task,
+        tally: _Tally,
+        fire_at: dict[int, list[Mode]],
+        fire: Callable[[Mode], None],
     ) -> None:
         self.root = root
         self.tally = tally
         self.fire_at = fire_at
         self.fire = fire
         self.steps = 0
-        self.stack: list[str] = []
+        self.stack: list[str] = []  # per injection: what it was and where the request was
 
     def _ours(self, task: trio.lowlevel.Task) -> bool:
         current: trio.lowlevel.Task | None = task
@@ -148,6 +192,10 @@ class _StepCounter(trio.abc.Instrument):
             nursery = current.parent_nursery
             current = nursery.parent_task if nursery is not None else None
         return False
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        if self._ours(task):
+            self.tally.watch.watch_task(task)
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         # Only while the request runs (from its first BEGIN_REQUEST handler to its end), and
@@ -159,9 +207,12 @@ class _StepCounter(trio.abc.Instrument):
         if not self._ours(task):
             return
         self.steps += 1
-        if self.steps == self.fire_at:
-            self.stack = _stack_of(self.root)
-            trio.lowlevel.current_trio_token().run_sync_soon(self.fire)
+        for mode in self.fire_at.get(self.steps, ()):
+            self.stack.append(
+                f"cancelled by {mode} at checkpoint {self.steps}; the request was in:\n"
+                + "".join(_stack_of(self.root))
+            )
+            trio.lowlevel.current_trio_token().run_sync_soon(self.fire, mode)
 
 
 def _stack_of(task: trio.lowlevel.Task) -> list[str]:
@@ -173,13 +224,7 @@ def _stack_of(task: trio.lowlevel.Task) -> list[str]:
         tasks.extend(t for n in current.child_nurseries for t in n.child_tasks)
         if current is task:
             continue  # the connection's reader
-        frames = [
-            (frame, lineno)
-            for frame, lineno in current.iter_await_frames()
-            if f"{os.sep}trio{os.sep}" not in frame.f_code.co_filename
-        ]
-        summary = traceback.StackSummary.extract(frames, lookup_lines=True)
-        lines.append(f"  task {current.name}:\n" + "".join(summary.format()))
+        lines.append(f"  task {current.name}:\n" + where_task_is(current))
     return lines
 
 
@@ -199,22 +244,21 @@ async def _attempt(
     root: Path,
     config: dict[str, Any],
     *,
-    fire_at: int,
-    mode: Mode,
-) -> tuple[Outcome, _Tally, list[str]]:
+    fire_at: dict[int, list[Mode]],
+) -> tuple[Outcome, list[str]]:
     tally = _Tally()
     server = HttpServer(ServerConfig(root=root, bindings=("127.0.0.1:0",), **config))
     server.register_module("_trioiis_probe", _probe_register(tally))
     for name, register in modules:
         info = server.register_module(name, register)
         if info.factory is not None:
-            info.factory = _CountingFactory(info.factory, tally)
+            info.factory = _CountingFactory(info.factory, tally, name)
     client, served = trio.testing.memory_stream_pair()
     scope = trio.CancelScope()
     problems: list[str] = []
-    counter: _StepCounter | None = None
+    connection_closed = trio.Event()
 
-    def fire() -> None:
+    def fire(mode: Mode) -> None:
         if mode == "disconnect":
             client.send_stream.close()  # the client is gone: EOF, then nothing reads
             client.receive_stream.close()
@@ -227,41 +271,56 @@ async def _attempt(
 
     async def serve(task_status: trio.TaskStatus[trio.lowlevel.Task]) -> None:
         task_status.started(trio.lowlevel.current_task())
-        with scope:
-            await server.handle_stream(served)
+        try:
+            with scope:
+                await server.handle_stream(served)
+        finally:
+            connection_closed.set()
 
     raw = bytearray()
     closed = False
-    method = _method_of(request)
-    async with trio.open_nursery() as nursery:
-        serving_task = await nursery.start(serve)
-        counter = _StepCounter(serving_task, tally, fire_at, fire)
-        trio.lowlevel.add_instrument(counter)
-        try:
-            await client.send_all(request)
-            with trio.move_on_after(10):
-                while True:
-                    data = await client.receive_some(65536)
-                    if not data:
-                        closed = True
-                        break
-                    raw += data
-                    if _complete(bytes(raw), method) is not None:
-                        break
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            closed = True  # the connection went away (or the injection closed it)
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await client.aclose()
-        with trio.move_on_after(10) as waited:
-            await _wait_request_over(tally)
-        if waited.cancelled_caught:
-            problems.append("the request did not end within 10 s of the client leaving")
-        nursery.cancel_scope.cancel()
-    trio.lowlevel.remove_instrument(counter)
-    server.pipeline.terminate()
-    parsed = _complete(bytes(raw), method)
+    method = method_of(request)
+    try:
+        async with trio.open_nursery() as nursery:
+            serving_task = await nursery.start(serve)
+            before = Resources.now()
+            counter = _StepCounter(serving_task, tally, fire_at, fire)
+            trio.lowlevel.add_instrument(counter)
+            try:
+                await client.send_all(request)
+                with trio.move_on_after(10):
+                    while True:
+                        data = await client.receive_some(65536)
+                        if not data:
+                            closed = True
+                            break
+                        raw += data
+                        if complete_response(bytes(raw), method) is not None:
+                            break
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                closed = True  # the connection went away (or the injection closed it)
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await client.aclose()
+            with trio.move_on_after(10) as waited:
+                await _wait_request_over(tally)
+                await connection_closed.wait()
+            trio.lowlevel.remove_instrument(counter)
+            if waited.cancelled_caught:
+                problems.append("the request did not end within 10 s of the client leaving")
+            else:
+                # Let whatever can still run (abandoned async generators' finalizers) run, so
+                # what is left is what stays.
+                with trio.move_on_after(1):
+                    await trio.testing.wait_all_tasks_blocked()
+                problems += await before.leaked_since()
+            nursery.cancel_scope.cancel()
+    finally:
+        server.pipeline.terminate()
+        tally.patches.undo()  # (shared module instances end the attempt as they began)
+    parsed = complete_response(bytes(raw), method)
     if parsed is None and not closed:
         problems.append("the client got neither a complete response nor a closed connection")
+    problems += tally.watch.swallowed
     problems += _leaks(tally)
     outcome = Outcome(
         checkpoints=counter.steps,
@@ -270,39 +329,36 @@ async def _attempt(
         complete=parsed is not None,
         problems=tuple(problems),
     )
-    return outcome, tally, counter.stack
+    return outcome, counter.stack
+
+
+def _run_attempt(
+    attempt: Callable[[], Awaitable[tuple[Outcome, list[str]]]],
+) -> tuple[Outcome, list[str]]:
+    """One attempt in its own ``trio.run``; a ``ResourceWarning`` raised meanwhile (a file or
+    socket the garbage collector had to close) is a problem of this attempt. The young
+    generations are collected at the end so that what the attempt dropped in a reference
+    cycle is finalized now, not in a later attempt."""
+    gc.collect(1)  # what earlier code dropped is finalized before, not blamed on this attempt
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        outcome, where = trio.run(attempt)
+        gc.collect(1)
+    unclosed = [
+        f"closed only by the garbage collector: {w.message}"
+        for w in caught
+        if issubclass(w.category, ResourceWarning)
+    ]
+    for w in caught:
+        if not issubclass(w.category, ResourceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    return dataclasses.replace(outcome, problems=outcome.problems + tuple(unclosed)), where
 
 
 async def _wait_request_over(tally: _Tally) -> None:
     while any(not ctx.lifecycle.ended for ctx in tally.contexts):
         await trio.testing.wait_all_tasks_blocked()
         await trio.lowlevel.checkpoint()
-
-
-def _method_of(request: bytes) -> str:
-    method = request.split(b" ", 1)[0]
-    return method.decode("ascii") if method.isalpha() and method.isascii() else "GET"
-
-
-def _complete(raw: bytes, method: str = "GET") -> tuple[int, bytes] | None:
-    """(status, body) if ``raw`` holds one complete, well-formed response to ``method``."""
-    conn = h11.Connection(h11.CLIENT)
-    conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
-    try:
-        conn.receive_data(raw)
-        status, body = 0, b""
-        while True:
-            event = conn.next_event()
-            if isinstance(event, h11.Response):
-                status = event.status_code
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                return status, body
-            elif event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
-                return None
-    except h11.RemoteProtocolError:
-        return None
 
 
 def _leaks(tally: _Tally) -> list[str]:
@@ -320,9 +376,12 @@ def _leaks(tally: _Tally) -> list[str]:
             problems.append(f"{label}: module context not cleaned up")
         if id(ctx) not in tally.logged:
             problems.append(f"{label}: LOG_REQUEST did not run")
-    for i, (created, disposed) in enumerate(tally.instances):
+    for i, (created, disposed) in enumerate(tally.instances.values()):
         if disposed != created:
-            problems.append(f"module instance #{i + 1}: dispose() called {disposed} times")
+            problems.append(
+                f"module instance #{i + 1}: dispose() called {disposed} times "
+                f"for {created} request(s)"
+            )
     return problems
 
 
@@ -355,6 +414,7 @@ def check_cancellation_safety(
     root: Path | str | None = None,
     invariants: Iterable[Invariant] = (),
     modes: Sequence[Mode] = MODES,
+    schedule: Sequence[Injection | tuple[Mode, int]] | None = None,
     config: dict[str, Any] | None = None,
     max_checkpoints: int = 500,
 ) -> Outcome:
@@ -363,10 +423,17 @@ def check_cancellation_safety(
     Serves ``request`` once to count the checkpoints N the request reaches, then again for
     every k in 1..N and every mode in ``modes`` (``"disconnect"``: the client goes away;
     ``"cancel_io"``: ``ctx.cancel_io()`` on the request; ``"shutdown"``: the server cancels the
-    connection, as when shutdown's grace runs out), cancelling after checkpoint k. After
-    every attempt it checks that nothing of the request is alive or registered, every module
-    instance got ``dispose()`` once, module contexts were cleaned up, LOG_REQUEST ran, the
-    client saw a complete well-formed response or a closed connection, and every one of
+    connection, as when shutdown's grace runs out), cancelling after checkpoint k. Given a
+    ``schedule`` instead, it serves the request once more with every injection of the
+    schedule (several cancellations of one request), which is what
+    ``strategies.cancel_schedules()`` draws for ``@given``.
+
+    After every attempt it checks that no handler swallowed a ``trio.Cancelled``; that no
+    task (system tasks included), no busy thread and no file descriptor appeared since the
+    request began, and no file or socket was left for the garbage collector to close; that
+    nothing of the request is registered (pending I/O), every module instance got
+    ``dispose()`` once, module contexts were cleaned up, LOG_REQUEST ran, the client saw a
+    complete well-formed response or a closed connection; and that every one of
     ``invariants`` (callables, sync or async, returning anything but False) holds.
 
     Synchronous: call it from a plain test function (it runs its own ``trio.run`` per
@@ -377,7 +444,9 @@ def check_cancellation_safety(
         request: one raw HTTP/1.1 request (bytes, or str encoded as Latin-1).
         root: the site folder (default: an empty temporary folder).
         invariants: the author's own checks, run after every attempt.
-        modes: which injections to try.
+        modes: which injections to try (ignored when ``schedule`` is given).
+        schedule: ``Injection`` objects (or ``(mode, checkpoint)`` pairs) to apply together in one
+            attempt, instead of trying every checkpoint and mode one at a time.
         config: extra ``ServerConfig`` fields.
         max_checkpoints: refuse to try more than this many checkpoints.
 
@@ -390,6 +459,9 @@ def check_cancellation_safety(
     """
     modules = [module] if isinstance(module, tuple) else list(module)
     data = _raw_request(request)
+    checks = list(invariants)
+    injections = None if schedule is None else [_injection(item) for item in schedule]
+    gc.collect()  # (older garbage too, once: see _run_attempt)
     with contextlib.ExitStack() as stack:
         folder = (
             Path(root)
@@ -398,22 +470,15 @@ def check_cancellation_safety(
         )
         settings = dict(config or {})
 
-        async def run(fire_at: int, mode: Mode) -> tuple[Outcome, list[str]]:
-            outcome, _, where = await _attempt(
-                modules, data, folder, settings, fire_at=fire_at, mode=mode
-            )
-            extra = await _run_invariants(invariants)
-            if extra:
-                outcome = Outcome(
-                    checkpoints=outcome.checkpoints,
-                    status=outcome.status,
-                    body=outcome.body,
-                    complete=outcome.complete,
-                    problems=outcome.problems + tuple(extra),
-                )
-            return outcome, where
+        def run(fire_at: dict[int, list[Mode]]) -> tuple[Outcome, list[str]]:
+            async def attempt() -> tuple[Outcome, list[str]]:
+                outcome, where = await _attempt(modules, data, folder, settings, fire_at=fire_at)
+                extra = await _run_invariants(checks)
+                return dataclasses.replace(outcome, problems=outcome.problems + tuple(extra)), where
 
-        clean, _ = trio.run(run, 0, "cancel_io")
+            return _run_attempt(attempt)
+
+        clean, _ = run({})
         if clean.problems:
             raise CancellationSafetyError(
                 "the request is not clean even without cancellation:\n  "
@@ -423,15 +488,31 @@ def check_cancellation_safety(
             raise CancellationSafetyError(
                 f"{clean.checkpoints} checkpoints is more than max_checkpoints={max_checkpoints}"
             )
-        for k in range(1, clean.checkpoints + 1):
-            for mode in modes:
-                outcome, where = trio.run(run, k, mode)
-                if outcome.problems:
-                    raise CancellationSafetyError(
-                        f"not cancellation-safe: cancelled by {mode} at checkpoint {k} of "
-                        f"{clean.checkpoints}\nproblems:\n  "
-                        + "\n  ".join(outcome.problems)
-                        + "\nwhere the request was when the cancellation hit:\n"
-                        + "".join(where)
-                    )
+        if clean.checkpoints == 0:
+            return clean
+        if injections is None:
+            plans = [{k: [mode]} for k in range(1, clean.checkpoints + 1) for mode in modes]
+        else:
+            plan: dict[int, list[Mode]] = {}
+            for injection in injections:
+                k = (injection.checkpoint - 1) % clean.checkpoints + 1
+                plan.setdefault(k, []).append(injection.mode)
+            plans = [plan]
+        for fire_at in plans:
+            outcome, where = run(fire_at)
+            if outcome.problems:
+                what = ", then ".join(
+                    f"{mode} at checkpoint {k}" for k in sorted(fire_at) for mode in fire_at[k]
+                )
+                raise CancellationSafetyError(
+                    f"not cancellation-safe: cancelled by {what} of {clean.checkpoints}"
+                    "\nproblems:\n  "
+                    + "\n  ".join(outcome.problems)
+                    + "\nwhere the request was when the cancellation hit:\n"
+                    + "".join(where)
+                )
         return clean
+
+
+def _injection(item: Injection | tuple[Mode, int]) -> Injection:
+    return item if isinstance(item, Injection) else Injection(*item)

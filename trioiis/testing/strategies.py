@@ -2,15 +2,16 @@
 
 ``requests()`` makes valid requests (method, path, query, headers and a body framed by
 Content-Length or chunked), ``hostile_requests()`` makes what a server must refuse or survive,
-and ``cancel_schedules()`` makes lists of (mode, checkpoint) injections. All yield raw bytes
-(or tuples) ready for ``MemoryServer.request`` or ``check_cancellation_safety``.
+and ``cancel_schedules()`` makes lists of ``Injection`` (mode, checkpoint) for
+``check_cancellation_safety(..., schedule=...)``. Requests are raw bytes, ready for
+``MemoryServer.request`` or ``check_cancellation_safety``.
 """
 
 from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from ._harness import MODES, Mode
+from ._harness import MODES, Injection, Mode
 
 _TCHAR = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
 _PCHAR = "abcdefghijklmnopqrstuvwxyz0123456789-._~"
@@ -114,9 +115,14 @@ def hostile_requests(draw: st.DrawFn) -> bytes:
 
 
 def cancel_schedules(
-    max_checkpoint: int = 50, modes: tuple[Mode, ...] = MODES
-) -> st.SearchStrategy[list[tuple[Mode, int]]]:
-    """Lists of (mode, checkpoint) injections, checkpoints in 1..``max_checkpoint``."""
+    max_checkpoint: int = 50, modes: tuple[Mode, ...] = MODES, max_injections: int = 3
+) -> st.SearchStrategy[list[Injection]]:
+    """Schedules of cancellations for one request, for ``@given``: 1 to ``max_injections``
+    ``Injection`` objects, each a mode out of ``modes`` (client disconnect, ``cancel_io()``, server
+    shutdown) and a checkpoint in 1..``max_checkpoint`` (past the request's last one it wraps
+    around). Pass one to ``check_cancellation_safety(..., schedule=...)``."""
     return st.lists(
-        st.tuples(st.sampled_from(modes), st.integers(1, max_checkpoint)), min_size=1, max_size=5
+        st.builds(Injection, st.sampled_from(modes), st.integers(1, max_checkpoint)),
+        min_size=1,
+        max_size=max_injections,
     )

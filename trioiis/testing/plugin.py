@@ -1,4 +1,5 @@
-"""The pytest plugin: fixtures for a real server, an httpx client, and an in-memory server.
+"""The pytest plugin (registered by the ``pytest11`` entry point): fixtures for a real
+server, an httpx client, and an in-memory server.
 
 Configure them with the ``trioiis`` marker::
 
@@ -8,27 +9,35 @@ Configure them with the ``trioiis`` marker::
 
 Any other keyword of the marker is a ``ServerConfig`` field. Without ``root`` the site is an
 empty temporary folder.
+
+The fixtures are Trio fixtures: they run under pytest-trio. A project needs no
+configuration for them: an ``async def`` test that uses one of them (or carries the marker)
+is marked ``@pytest.mark.trio`` at collection, unless it is already. Without pytest-trio
+installed, collection stops with one line naming the package to install.
 """
 
 from __future__ import annotations
 
-import contextlib
+import importlib.util
+import inspect
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 import trio
-import trio.testing
 
 from ..config import ServerConfig
 from ..registration import RegisterModule
 from ..server import HttpServer
-from ._harness import _complete, _method_of
+from ._memory import MemoryServer, RunningServer
 
 if TYPE_CHECKING:
     import httpx
+
+
+FIXTURES: Final = frozenset({"trioiis_server", "trioiis_client", "trioiis_memory"})
+INSTALL_HINT: Final = "pip install 'trioiis[testing]'"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -39,70 +48,38 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class RunningServer:
-    """A server the ``trioiis_server`` fixture started on 127.0.0.1."""
-
-    server: HttpServer
-    host: str
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+def _is_async_test(item: pytest.Item) -> bool:
+    function = getattr(item, "obj", None)
+    inner = getattr(getattr(function, "hypothesis", None), "inner_test", function)
+    return inspect.iscoroutinefunction(inner)
 
 
-@dataclass(frozen=True, slots=True)
-class MemoryResponse:
-    """What ``MemoryServer.request`` got back: ``status`` None means no complete response."""
-
-    status: int | None
-    body: bytes
-    raw: bytes
-
-
-class MemoryServer:
-    """A server that answers raw requests over ``trio.testing.memory_stream_pair``."""
-
-    def __init__(self, server: HttpServer, nursery: trio.Nursery) -> None:
-        self.server = server
-        self._nursery = nursery
-
-    async def request(
-        self, raw: bytes | str, *, timeout: float = 10, half_close: bool = False
-    ) -> MemoryResponse:
-        """Send one raw request on a new in-memory connection; read one response.
-
-        ``half_close=True`` sends EOF after the request, as a client with nothing more to
-        say (a truncated request then ends at once instead of at the head timeout).
-
-        Cancellation: a checkpoint; cancelling it closes the connection (the server then
-            sees a client disconnect).
-        """
-        data = raw.encode("latin-1") if isinstance(raw, str) else raw
-        method = _method_of(data)
-        client, served = trio.testing.memory_stream_pair()
-        self._nursery.start_soon(self.server.handle_stream, served)
-        got = bytearray()
-        try:
-            with trio.move_on_after(timeout):
-                await client.send_all(data)
-                if half_close:
-                    await client.send_eof()
-                while _complete(bytes(got), method) is None:
-                    chunk = await client.receive_some(65536)
-                    if not chunk:
-                        break
-                    got += chunk
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the server closed or reset the connection: what arrived is the answer
-        finally:
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await client.aclose()
-        parsed = _complete(bytes(got), method)
-        return MemoryResponse(
-            parsed[0] if parsed else None, parsed[1] if parsed else b"", bytes(got)
+@pytest.hookimpl(trylast=True)  # after pytest-trio's own trio_mode marking
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark async tests that use the kit's fixtures as Trio tests (see the module doc)."""
+    ours = [
+        item
+        for item in items
+        if _is_async_test(item)
+        and (
+            FIXTURES & set(getattr(item, "fixturenames", ()))
+            or item.get_closest_marker("trioiis") is not None
         )
+    ]
+    if not ours:
+        return
+    if not config.pluginmanager.hasplugin("trio"):
+        raise pytest.UsageError(
+            f"{ours[0].nodeid} uses trioiis fixtures, which need pytest-trio: {INSTALL_HINT}"
+        )
+    uses_client = [item for item in ours if "trioiis_client" in getattr(item, "fixturenames", ())]
+    if uses_client and importlib.util.find_spec("httpx") is None:
+        raise pytest.UsageError(
+            f"{uses_client[0].nodeid} uses trioiis_client, which needs httpx: {INSTALL_HINT}"
+        )
+    for item in ours:
+        if item.get_closest_marker("trio") is None:
+            item.add_marker(pytest.mark.trio)
 
 
 def _server_from_marker(request: pytest.FixtureRequest, tmp_path: Path) -> HttpServer:
