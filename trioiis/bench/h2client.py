@@ -30,6 +30,8 @@ from .options import BenchOptions
 from .transport import Connection, ConnectionLost
 
 ERROR_CANCEL = 0x8
+#: How long the first requests wait for the server's SETTINGS (its stream limit) at most.
+SETTINGS_WAIT = 1.0
 
 
 def available() -> bool:
@@ -78,6 +80,8 @@ class H2Client:
         self.dead: str | None = None
         self._flushing = False
         self._changed = trio.Event()  # a window opened, a stream closed, or the end
+        #: The server's first SETTINGS frame arrived: its stream limit is known.
+        self.settings_received = trio.Event()
 
     async def start(self) -> None:
         """Send the preface and settings. Raises ConnectionLost."""
@@ -106,6 +110,7 @@ class H2Client:
     def _die(self, kind: str) -> None:
         if self.dead is None:
             self.dead = kind
+        self.settings_received.set()
         for stream in self.streams.values():
             if stream.error is None and not stream.done.is_set():
                 stream.error = kind
@@ -154,10 +159,17 @@ class H2Client:
             self._wake()
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._die("closed")
-        elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self.settings_received.set()
+            self._wake()
+        elif isinstance(event, h2.events.WindowUpdated):
             self._wake()
 
     async def _wait_for_room(self) -> None:
+        """Until the server's settings are known and it allows one more stream."""
+        if not self.settings_received.is_set():
+            with trio.move_on_after(SETTINGS_WAIT):
+                await self.settings_received.wait()
         while (
             self.dead is None
             and self.h2.open_outbound_streams >= self.h2.remote_settings.max_concurrent_streams
