@@ -7,6 +7,8 @@
 * Servers that misbehave (reset, stall, reset every second request): the error kinds and
   the exit statuses.
 * ``--processes 2``: counts and histograms merged exactly.
+* ``--server-pid`` against a server whose CPU use per request the test sets, which
+  finishes or stops the work of abandoned requests.
 * A small HTTP/2 server written here with h2 (it stands in for trioiis until trioiis serves
   HTTP/2): many streams per connection, RST_STREAM aborts, the server's stream limit, ALPN.
 """
@@ -19,6 +21,8 @@ import json
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -484,3 +488,106 @@ async def test_h2_over_tls_by_alpn(tmp_path: Path, ca: trustme.CA, tls_files: di
         assert report["statuses"] == expected
         if alpn != "h2":  # a server that does not pick h2 by ALPN is refused
             assert report["errors"] == {"alpn": 20}
+
+
+# ---------------------------------------------------------------------- wasted work (/proc)
+
+#: A threaded HTTP/1.1 server whose CPU use the test sets: each request burns BURN_MS of
+#: CPU time. With "finishes" it burns them whether or not the client is still there; with
+#: "stops" it looks for the client's disconnect every 50 µs of burning and stops there.
+CPU_SERVER = r"""
+import select, socket, sys, threading, time
+
+BURN_MS, STOPS = float(sys.argv[1]), sys.argv[2] == "stops"
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+def client_gone(conn):
+    if not select.select([conn], [], [], 0)[0]:
+        return False
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+def burn(conn):
+    end = time.thread_time() + BURN_MS / 1000
+    while time.thread_time() < end:
+        sum(range(500))
+        if STOPS and client_gone(conn):
+            return False
+    return True
+
+def handle(conn):
+    pending = b""
+    with conn:
+        try:
+            while data := conn.recv(65536):
+                pending += data
+                while b"\r\n\r\n" in pending:
+                    _, pending = pending.split(b"\r\n\r\n", 1)
+                    if not burn(conn):
+                        return
+                    conn.sendall(ANSWER)
+        except OSError:
+            return
+
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+while True:
+    conn, _ = listener.accept()
+    threading.Thread(target=handle, args=(conn,), daemon=True).start()
+"""
+BURN_MS = 20
+
+
+@contextlib.asynccontextmanager
+async def cpu_server(mode: str) -> AsyncIterator[tuple[int, int]]:
+    """The CPU_SERVER in a subprocess: (its pid, its port)."""
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-c", CPU_SERVER, str(BURN_MS), mode], stdout=subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        line = b""
+        with trio.fail_after(10):
+            while not line.endswith(b"\n"):
+                line += await process.stdout.receive_some(100)
+        yield process.pid, int(line)
+    finally:
+        process.kill()
+        await process.wait()
+
+
+@pytest.mark.parametrize("mode", ["finishes", "stops"])
+async def test_server_pid_measures_cpu_per_completed_and_abandoned_request(mode: str) -> None:
+    """Half of the requests are abandoned 5 ms in (RST). A server that finishes them burns
+    as much CPU for an abandoned request as for a completed one; one that stops burns a
+    fraction (at most the 5 ms it worked before the client left)."""
+    async with cpu_server(mode) as (pid, port):
+        opts = bench_options(
+            port, "-n", "80", "-c", "2", "--abort-share", "0.5", "--abort-after", "5",
+            "--abort-mode", "rst", "--baseline-share", "0.5", "--seed", "2",
+            "--server-pid", str(pid), "--status-path", "none", "-q",
+        )  # fmt: skip
+        with trio.fail_after(60):
+            report = await run(opts)
+    figures = report["wasted_work"]
+    assert figures["pid"] == pid
+    assert figures["baseline"]["completed"] == 40
+    assert figures["baseline"]["aborted"] == 0
+    assert figures["measured"]["aborted"] == report["requests"]["aborted"] > 5
+    assert figures["baseline"]["settled"]
+    assert figures["measured"]["settled"]
+    per_completed = figures["cpu_ms_per_completed"]
+    per_abandoned = figures["cpu_ms_per_abandoned"]
+    # /proc counts CPU time in 10 ms ticks: 40 requests of 20 ms are 80 ticks, +/- 1.
+    assert BURN_MS * 0.8 <= per_completed <= BURN_MS * 1.5
+    if mode == "finishes":
+        assert per_abandoned >= per_completed * 0.6
+    else:
+        assert per_abandoned <= per_completed * 0.5
+    assert figures["fds"]["peak"] >= figures["fds"]["before"] + 1  # the bench's connections
+    assert figures["fds"]["after"] == figures["fds"]["before"]
+    assert figures["rss_bytes"]["before"] > 0
+    assert figures["rss_bytes"]["peak"] >= figures["rss_bytes"]["before"]
+    assert figures["processes"] == {"before": 1, "after": 1}
