@@ -329,6 +329,7 @@ def test_bucketed_recording_is_the_hdrhistogram_of_every_value(values: list[int]
     expected = direct(values)
     assert histogram.count == expected.get_total_count()
     assert histogram.encode() == expected.encode()
+    assert histogram.mean_micros() == pytest.approx(expected.get_mean_value(), rel=1e-12)
 
 
 @given(st.lists(st.lists(MICROS, max_size=60), min_size=1, max_size=4))
