@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - depends on the installed extras
     httptools = None  # type: ignore[assignment]
 
 from .options import BenchOptions
-from .transport import Connection, ConnectionLost
+from .transport import Connection, ConnectionLost, PlainConnection
 
 USER_AGENT = "trioiis-bench"
 _HAVE_LLHTTP = httptools is not None
@@ -167,8 +167,28 @@ async def read_response(connection: Connection, reader: ResponseReader) -> int:
         while not feed(await receive()):
             pass
     except ConnectionLost as lost:
-        # h11 ends a body delimited by the connection's end only when told of that end.
-        if lost.args[0] == "closed" and isinstance(reader, H11Reader) and reader.feed(b""):
-            return reader.finish()
-        raise
+        return status_at_end(reader, lost)
     return reader.finish()
+
+
+async def exchange(connection: Connection, request: bytes, reader: ResponseReader) -> int:
+    """Send ``request`` and read its whole response; its status. Raises ConnectionLost or
+    ProtocolFailure.
+
+    Cancellation: as ``read_response``."""
+    if isinstance(connection, PlainConnection):
+        try:
+            await connection.exchange(request, reader.feed)
+        except ConnectionLost as lost:
+            return status_at_end(reader, lost)
+        return reader.finish()
+    await connection.send_all(request)
+    return await read_response(connection, reader)
+
+
+def status_at_end(reader: ResponseReader, lost: ConnectionLost) -> int:
+    """The connection ended in the middle of a response: its status if that end was the
+    response's end (h11: a body delimited by the connection's end), else ``lost`` again."""
+    if lost.args[0] == "closed" and isinstance(reader, H11Reader) and reader.feed(b""):
+        return reader.finish()
+    raise lost

@@ -31,7 +31,7 @@ import h11
 import trio
 
 from . import h2client
-from .h1client import ProtocolFailure, RequestBytes, ResponseReader, read_response
+from .h1client import ProtocolFailure, RequestBytes, ResponseReader, exchange, read_response
 from .histogram import LatencyHistogram
 from .options import BenchOptions
 from .transport import Connection, ConnectionLost, client_ssl_context, connect
@@ -394,8 +394,7 @@ class Bench:
             assert reader is not None
             if slot.abort_after is not None:
                 return await self._abortable(slot, connection, reader)
-            await connection.send_all(self.request.whole)
-            status = await read_response(connection, reader)
+            status = await exchange(connection, self.request.whole, reader)
         except ConnectionLost as lost:
             await self._close(slot)
             return str(lost.args[0])

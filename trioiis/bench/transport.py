@@ -19,6 +19,7 @@ import contextlib
 import socket
 import ssl
 import struct
+from collections.abc import Callable
 
 import trio
 
@@ -81,6 +82,35 @@ class PlainConnection:
                 raise ConnectionLost("closed")
             self.received += count
             return self._view[:count]
+
+    async def exchange(self, data: bytes, feed: Callable[[memoryview], bool]) -> None:
+        """Send ``data`` and feed what arrives to ``feed`` until it returns True: one
+        request and its response, in one coroutine (the hot path of a run). Raises
+        ConnectionLost (``closed`` on end of file)."""
+        sock = self.sock
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise ConnectionLost("reset") from exc
+        if sent != len(data):
+            await self.send_all(memoryview(data)[sent:])
+        buffer, view = self._buffer, self._view
+        wait_readable = trio.lowlevel.wait_readable
+        while True:
+            await wait_readable(sock)
+            try:
+                count = sock.recv_into(buffer)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise ConnectionLost("reset") from exc
+            if not count:
+                raise ConnectionLost("closed")
+            self.received += count
+            if feed(view[:count]):
+                return
 
     def set_reset_on_close(self) -> None:
         """Make ``aclose`` send RST instead of FIN (``SO_LINGER`` with a zero timeout)."""
