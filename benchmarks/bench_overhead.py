@@ -119,9 +119,10 @@ def section(
         "",
         "How many requests/s `trioiis bench` drives (one process, llhttp response parsing), next",
         "to wrk with one thread and the same 50 connections, against canned floor servers.",
-        f"Interleaved rounds (wrk, bench, wrk, bench, ...), medians; Python "
-        f"{platform.python_version()}, 2 shared cores (the server, wrk or the bench, and other",
-        "users' work share them, so the ratio moves with the machine's load).",
+        "Interleaved rounds (wrk, bench, wrk, bench, ...), medians; Python",
+        f"{platform.python_version()}, 2 cores shared by the server, wrk or the bench, and other",
+        f"users' work (load average {os.getloadavg()[0]:.1f} at the end), so the ratio moves",
+        "with the machine's load. The goal is at least 0.5 per bench process.",
         "",
         "```sh",
         ".venv/bin/python benchmarks/bench_overhead.py",
