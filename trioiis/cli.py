@@ -71,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file")
-    bench = commands.add_parser("bench", help="load-benchmark a loopback server, with aborts")
+    bench = commands.add_parser(
+        "bench", help="load-benchmark any HTTP server (HTTP/1.1, HTTP/2, TLS), with aborts"
+    )
     add_bench_arguments(bench)
     return parser
 

@@ -106,13 +106,15 @@ def print_table(labels: Sequence[str], rows: list[dict[str, Any]]) -> None:
 
 
 def draw(labels: Sequence[str], rows: list[dict[str, Any]]) -> Any:
-    """The comparison chart (a matplotlib Figure): for each figure, a bar per run with its
-    ratio to the first run (log scale, 1 marked); the legend to the right of the axes."""
+    """The comparison chart (a matplotlib Figure): for each figure that has a ratio, a bar
+    per run with its ratio to the first run (log scale, 1 marked); the legend to the right of
+    the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [row for row in rows if any(r is not None for r in row["ratios"])]
     figure, axes = plt.subplots(figsize=(9, 4.5))
     count = len(labels)
     width = 0.8 / count
