@@ -45,71 +45,55 @@ class PlainConnection:
         self.alpn: str | None = None
         self.received = 0  # bytes
 
-    async def send_all(self, data: bytes | memoryview) -> None:
-        """Send every byte of ``data``. Raises ConnectionLost."""
-        sock = self.sock
+    def _send_some(self, data: bytes | memoryview) -> int:
+        """Send what the socket takes now; how much. Raises ConnectionLost."""
         try:
-            sent = sock.send(data)
+            return self.sock.send(data)
         except BlockingIOError:
-            sent = 0
+            return 0
         except OSError as exc:
             raise ConnectionLost("reset") from exc
-        if sent == len(data):
-            return
-        view = memoryview(data)[sent:]
+
+    def _receive_some(self) -> int:
+        """Read what arrived into the buffer: how many bytes, or -1 if nothing had. Raises
+        ConnectionLost (``closed`` on end of file)."""
+        try:
+            count = self.sock.recv_into(self._buffer)
+        except BlockingIOError:
+            return -1
+        except OSError as exc:
+            raise ConnectionLost("reset") from exc
+        if not count:
+            raise ConnectionLost("closed")
+        self.received += count
+        return count
+
+    async def send_all(self, data: bytes | memoryview) -> None:
+        """Send every byte of ``data``. Raises ConnectionLost."""
+        view = memoryview(data)[self._send_some(data) :]
         while view:
-            await trio.lowlevel.wait_writable(sock)
-            try:
-                view = view[sock.send(view) :]
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise ConnectionLost("reset") from exc
+            await trio.lowlevel.wait_writable(self.sock)
+            view = view[self._send_some(view) :]
 
     async def receive(self) -> memoryview:
         """Wait for bytes and return them (valid until the next call). Raises ConnectionLost
         (``closed`` on end of file)."""
-        sock = self.sock
         while True:
-            await trio.lowlevel.wait_readable(sock)
-            try:
-                count = sock.recv_into(self._buffer)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise ConnectionLost("reset") from exc
-            if not count:
-                raise ConnectionLost("closed")
-            self.received += count
-            return self._view[:count]
+            await trio.lowlevel.wait_readable(self.sock)
+            if (count := self._receive_some()) >= 0:
+                return self._view[:count]
 
     async def exchange(self, data: bytes, feed: Callable[[memoryview], bool]) -> None:
         """Send ``data`` and feed what arrives to ``feed`` until it returns True: one
         request and its response, in one coroutine (the hot path of a run). Raises
         ConnectionLost (``closed`` on end of file)."""
-        sock = self.sock
-        try:
-            sent = sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            raise ConnectionLost("reset") from exc
-        if sent != len(data):
+        if (sent := self._send_some(data)) != len(data):
             await self.send_all(memoryview(data)[sent:])
-        buffer, view = self._buffer, self._view
-        wait_readable = trio.lowlevel.wait_readable
+        sock, view = self.sock, self._view
+        receive_some, wait_readable = self._receive_some, trio.lowlevel.wait_readable
         while True:
             await wait_readable(sock)
-            try:
-                count = sock.recv_into(buffer)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise ConnectionLost("reset") from exc
-            if not count:
-                raise ConnectionLost("closed")
-            self.received += count
-            if feed(view[:count]):
+            if (count := receive_some()) >= 0 and feed(view[:count]):
                 return
 
     def set_reset_on_close(self) -> None:
