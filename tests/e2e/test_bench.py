@@ -591,3 +591,33 @@ async def test_server_pid_measures_cpu_per_completed_and_abandoned_request(mode:
     assert figures["rss_bytes"]["before"] > 0
     assert figures["rss_bytes"]["peak"] >= figures["rss_bytes"]["before"]
     assert figures["processes"] == {"before": 1, "after": 1}
+
+
+async def canned(stream: trio.SocketStream) -> None:
+    """Answers every request head with a canned 200 (keep-alive)."""
+    async with stream:
+        while data := await stream.receive_some(65536):
+            for _ in range(data.count(b"\r\n\r\n")):
+                await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
+async def test_ipv6_literal_target() -> None:
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    async with trio.open_nursery() as nursery:
+        serve = functools.partial(trio.serve_tcp, host="::1")
+        listeners = await nursery.start(serve, canned, 0)
+        port = listeners[0].socket.getsockname()[1]
+        args = cli._parser().parse_args(
+            ["bench", f"http://[::1]:{port}/", "-n", "50", "-c", "5", "-q",
+             "--status-path", "none"]
+        )  # fmt: skip
+        with trio.fail_after(15):
+            report = await run(options_from_args(args))
+        nursery.cancel_scope.cancel()
+    assert report["options"]["address"] == "::1"
+    assert report["statuses"] == {"200": 50}
