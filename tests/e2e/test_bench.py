@@ -464,6 +464,7 @@ async def test_h2_keeps_to_the_servers_stream_limit() -> None:
                              "--status-path", "none")  # fmt: skip
         with trio.fail_after(20):
             report = await run(opts)
+    assert report["errors"] == {}
     assert report["statuses"] == {"200": 40}
     assert server.most_open <= 2
 
