@@ -321,7 +321,7 @@ def direct(values: list[int]) -> HdrHistogram:
 
 
 @given(st.lists(MICROS, max_size=200))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=40, deadline=None)
 def test_bucketed_recording_is_the_hdrhistogram_of_every_value(values: list[int]) -> None:
     histogram = LatencyHistogram()
     for micros in values:
@@ -333,7 +333,7 @@ def test_bucketed_recording_is_the_hdrhistogram_of_every_value(values: list[int]
 
 
 @given(st.lists(st.lists(MICROS, max_size=60), min_size=1, max_size=4))
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=30, deadline=None)
 def test_merged_histograms_are_the_histogram_of_all_values(parts: list[list[int]]) -> None:
     merged = LatencyHistogram()
     for part in parts:

@@ -64,8 +64,8 @@ def register_slow(version: int, info: trioiis.ModuleRegistrationInfo, server: An
     )
 
 
-def bench_options(port: int, *argv: str):
-    args = cli._parser().parse_args(["bench", f"http://127.0.0.1:{port}/slow", *argv])
+def bench_options(port: int, *argv: str, path: str = "/slow"):
+    args = cli._parser().parse_args(["bench", f"http://127.0.0.1:{port}{path}", *argv])
     return options_from_args(args)
 
 
@@ -428,7 +428,7 @@ async def h2_server(**kwargs: Any) -> AsyncIterator[tuple[H2TestServer, int]]:
 async def test_h2_prior_knowledge_many_streams_per_connection() -> None:
     async with h2_server() as (server, port):
         opts = bench_options(port, "--h2", "-n", "300", "-c", "2", "--streams", "8", "-q",
-                             "--status-path", "none")  # fmt: skip
+                             "--status-path", "none", path="/")  # fmt: skip
         with trio.fail_after(20):
             report = await run(opts)
     assert report["options"]["protocol"] == "h2"
@@ -461,7 +461,7 @@ async def test_h2_rst_stream_aborts_reach_the_server() -> None:
 async def test_h2_keeps_to_the_servers_stream_limit() -> None:
     async with h2_server(max_streams=2) as (server, port):
         opts = bench_options(port, "--h2", "-n", "40", "-c", "1", "--streams", "10", "-q",
-                             "--status-path", "none")  # fmt: skip
+                             "--status-path", "none", path="/")  # fmt: skip
         with trio.fail_after(20):
             report = await run(opts)
     assert report["errors"] == {}
