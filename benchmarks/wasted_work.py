@@ -5,7 +5,9 @@ Hypercorn (trio worker) and Uvicorn, measured from outside by ``trioiis bench --
 
 Every server runs the same CPU-bound handler (``benchmarks/wasted_apps.py``: 20 slices of
 pure-Python work, yielding to the event loop between slices; an ASGI app for the peers, a
-module for trioiis) in a subprocess on 127.0.0.1 and a free port. For each one in turn:
+module for trioiis) in a subprocess on 127.0.0.1 and a free port. For each one in turn, and
+each abort mode (FIN, RST), after ``--warmup`` requests that are not measured (first-request
+costs such as imports would otherwise inflate the baseline):
 
     trioiis bench http://127.0.0.1:PORT/burn -n 300 -c 8 --abort-share 0.3 \\
         --abort-after uniform:1:6 --abort-mode fin --baseline-share 0.3 --seed 1 \\
@@ -82,6 +84,13 @@ def bench_command(
     ]  # fmt: skip
 
 
+def warmup_command(port: int, args: argparse.Namespace) -> list[str]:
+    return [
+        sys.executable, "-m", "trioiis.cli", "bench", f"http://{HOST}:{port}/burn",
+        "-n", str(args.warmup), "-c", str(args.connections), "--status-path", "none", "-q",
+    ]  # fmt: skip
+
+
 def start(server: compare.Server, stack: contextlib.ExitStack) -> tuple[int, subprocess.Popen]:
     port = hello.free_port()
     log = stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 (closed by the stack)
@@ -148,8 +157,9 @@ def markdown(rows: list[list[str]], args: argparse.Namespace) -> str:
         "The same CPU-bound handler (`benchmarks/wasted_apps.py`: 20 slices of pure-Python work,",
         "yielding between slices; an ASGI app for the peers, a module for trioiis) under each",
         "server, loaded by `trioiis bench --server-pid`, which reads the server's CPU time from",
-        "/proc: 30 % of the requests first without aborts (CPU per completed request), then the",
-        "rest with 30 % abandoned 1-6 ms after being sent, closing with FIN or with RST.",
+        "/proc, after 50 unmeasured warm-up requests: 30 % of the requests first without aborts",
+        "(CPU per completed request), then the rest with 30 % abandoned 1-6 ms after being sent,",
+        "closing with FIN or with RST.",
         "*CPU ms per abandoned* is what the server burnt for a request nobody was waiting for any",
         "more; a server that stops the work when the client leaves burns a fraction of a completed",
         "request's cost, one that does not burns all of it.",
@@ -165,7 +175,8 @@ def markdown(rows: list[list[str]], args: argparse.Namespace) -> str:
         "|" + "|".join("---" if i == 0 else "---:" for i in range(len(HEAD))) + "|",
         *("| " + " | ".join(cells) + " |" for cells in rows),
         "",
-        f"Python {platform.python_version()}, {versions}; one run each, 2 shared cores.",
+        f"Python {platform.python_version()}, {versions}; one run each, 2 cores shared with",
+        "other users' work: CPU per request moves by up to a third between runs.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -173,6 +184,7 @@ def markdown(rows: list[list[str]], args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=50, help="requests before measuring")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument("--only", help="comma-separated server keys")
@@ -191,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out / f"{server.key}-{mode}.json"
             with contextlib.ExitStack() as stack:
                 port, process = start(server, stack)
+                # Warm up (first-request costs: imports, caches) outside the measured run.
+                subprocess.run(warmup_command(port, args), cwd=ROOT, timeout=120, check=True)
                 result = subprocess.run(
                     bench_command(port, process.pid, out, args, mode),
                     cwd=ROOT,
