@@ -40,7 +40,7 @@ test: lint types $(STAMP_TEST)
 	$(BIN)/mkdocs build --strict --site-dir .site
 
 $(STAMP_BENCH): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python -m pip install -q -e '.[test,bench,peers]'
 	touch $@ $(STAMP_TEST) $(STAMP_RUN)
 
 # Peers side by side (issue 10): trioiis, the floors, Hypercorn-trio, Uvicorn (h11, httptools).

@@ -19,6 +19,7 @@ import trio
 
 from .activation import inherited_sockets, systemd_sockets
 from .bench import add_arguments as add_bench_arguments
+from .bench import missing_bench_extra
 from .config import ServerConfig, load_config, merge_cli
 from .errors import ConfigError
 from .server import HttpServer, open_listeners
@@ -70,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file")
-    bench = commands.add_parser("bench", help="load-benchmark a loopback server, with aborts")
+    bench = commands.add_parser(
+        "bench", help="load-benchmark any HTTP server (HTTP/1.1, HTTP/2, TLS), with aborts"
+    )
     add_bench_arguments(bench)
     return parser
 
@@ -181,8 +184,16 @@ def _sockname(sock: socket.socket) -> tuple[str, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["bench", "compare"]:
+        from .bench import compare
+
+        return compare.main(argv[2:])
     args = _parser().parse_args(argv)
     if args.command == "bench":
+        missing = missing_bench_extra(h2=args.h2)
+        if missing:
+            print(f"trioiis bench: {missing}", file=sys.stderr)
+            return 2
         from .bench.main import run_cli  # rich and hdrhistogram: only when benchmarking
 
         return run_cli(args)

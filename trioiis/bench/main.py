@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -14,11 +15,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from . import plot
+from . import plot, wasted
+from .h1client import parser_name
 from .options import BenchOptions, OptionError, options_from_args
+from .processes import run_processes
 from .runner import Bench, Tally, fetch_status, settled_status
 
-SCHEMA = "trioiis-bench/1"
+SCHEMA = "trioiis-bench/2"
 PROGRESS_INTERVAL = 0.25
 #: Status figures reported as (before, after) pairs, so that leaks show.
 GAUGES = ("requests_in_flight", "connections_open", "open_fds", "trio_tasks")
@@ -34,7 +37,8 @@ COUNTERS = (
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """``trioiis bench`` from parsed arguments: 0 when it ran, 2 for a bad option or target."""
+    """``trioiis bench`` from parsed arguments: 0 when it ran, 1 when every request failed or
+    the error share passed ``--max-error-share``, 2 for a bad option or target."""
     try:
         options = options_from_args(args)
     except OptionError as exc:
@@ -42,7 +46,7 @@ def run_cli(args: argparse.Namespace) -> int:
         return 2
     if options.plot_file and not plot.matplotlib_available():
         print(
-            "trioiis bench: --plot needs matplotlib (pip install 'trioiis[bench]')",
+            "trioiis bench: --plot needs matplotlib (pip install 'trioiis[plot]')",
             file=sys.stderr,
         )
         return 2
@@ -57,7 +61,27 @@ def run_cli(args: argparse.Namespace) -> int:
             Path(options.json_file).write_text(text, encoding="utf-8")
     if options.plot_file:
         plot.write_plot(report, tally, options.plot_file)
-    return 0
+    status, reason = exit_status(report, options.max_error_share)
+    if reason:
+        print(f"trioiis bench: {reason}", file=sys.stderr)
+    return status
+
+
+def exit_status(report: dict[str, Any], max_error_share: float | None) -> tuple[int, str]:
+    """1 and why when no request was sent, every request failed, or more than
+    ``max_error_share`` of them did; else 0 and ``""``. (Abandoned requests are not failures.)"""
+    requests = report["requests"]
+    sent, errors = requests["sent"], requests["errors"]
+    if not sent:
+        return 1, "no request was sent"
+    if errors and not requests["completed"] and not requests["aborted"]:
+        return 1, f"every request failed ({errors} errors)"
+    if max_error_share is not None and errors / sent > max_error_share:
+        return 1, (
+            f"{errors} of {sent} requests failed ({errors / sent:.1%}), "
+            f"more than --max-error-share {max_error_share:g}"
+        )
+    return 0, ""
 
 
 async def run(options: BenchOptions, *, console: Console | None = None) -> dict[str, Any]:
@@ -69,6 +93,27 @@ async def run(options: BenchOptions, *, console: Console | None = None) -> dict[
     return report
 
 
+def _phases(options: BenchOptions) -> tuple[BenchOptions | None, BenchOptions]:
+    """The baseline phase (no aborts) and the measured one, when ``--server-pid`` measures
+    wasted work; else no baseline and the whole run."""
+    if options.server_pid is None or not options.abort_share or not options.baseline_share:
+        return None, options
+    share = options.baseline_share
+    if options.requests is not None:
+        first = max(options.processes, round(options.requests * share))
+        if first >= options.requests:
+            return None, options
+        return (
+            dataclasses.replace(options, requests=first, abort_share=0.0),
+            dataclasses.replace(options, requests=options.requests - first),
+        )
+    assert options.duration is not None
+    return (
+        dataclasses.replace(options, duration=options.duration * share, abort_share=0.0),
+        dataclasses.replace(options, duration=options.duration * (1 - share)),
+    )
+
+
 async def run_with_tally(
     options: BenchOptions, *, console: Console | None = None
 ) -> tuple[dict[str, Any], Tally]:
@@ -76,15 +121,58 @@ async def run_with_tally(
 
     Cancellation: as ``run``."""
     before = await fetch_status(options)
-    bench = Bench(options)
-    if options.quiet:
-        tally = await bench.run()
+    console = None if options.quiet else console or Console(stderr=True)
+    if options.server_pid is None:
+        tally = await _run_phase(options, console)
+        wasted_work = None
     else:
-        tally = await _with_progress(bench, console or Console(stderr=True))
+        tally, wasted_work = await _run_sampled(options, console)
     after = None
     if before is not None:
         after = await settled_status(options, before, tally.aborted)
-    return build_report(options, tally, before, after), tally
+    return build_report(options, tally, before, after, wasted_work), tally
+
+
+async def _run_sampled(
+    options: BenchOptions, console: Console | None
+) -> tuple[Tally, dict[str, Any]]:
+    assert options.server_pid is not None
+    sampler = wasted.Sampler(options.server_pid)
+    baseline_options, measured_options = _phases(options)
+    async with trio.open_nursery() as nursery:
+        await sampler.settle(options.settle)
+        nursery.start_soon(sampler.run)
+        baseline = None
+        tally = Tally()
+        if baseline_options is not None:
+            start = sampler.cpu_s()
+            first = await _run_phase(baseline_options, console)
+            settled = await sampler.settle(options.settle)
+            baseline = wasted.Phase(
+                sampler.cpu_s() - start, first.completed, first.aborted, settled
+            )
+            tally.merge(first)
+        start = sampler.cpu_s()
+        second = await _run_phase(measured_options, console)
+        settled = await sampler.settle(options.settle)
+        measured = wasted.Phase(sampler.cpu_s() - start, second.completed, second.aborted, settled)
+        nursery.cancel_scope.cancel()
+    if baseline_options is None:
+        tally = second
+    else:
+        elapsed = tally.elapsed + second.elapsed
+        tally.merge(second)
+        tally.elapsed = elapsed
+    return tally, wasted.figures(sampler, baseline, measured)
+
+
+async def _run_phase(options: BenchOptions, console: Console | None) -> Tally:
+    if options.processes > 1:
+        return await run_processes(options)
+    bench = Bench(options)
+    if console is None:
+        return await bench.run()
+    return await _with_progress(bench, console)
 
 
 async def _with_progress(bench: Bench, console: Console) -> Tally:
@@ -127,6 +215,7 @@ def build_report(
     tally: Tally,
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
+    wasted_work: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every figure of a run, JSON-ready (the schema is documented in docs/bench.md)."""
     elapsed = max(tally.elapsed, 1e-9)
@@ -135,7 +224,12 @@ def build_report(
         "options": {
             "url": options.target.url,
             "address": options.target.address,
+            "protocol": "h2" if options.h2 else "http/1.1",
+            "parser": "h2" if options.h2 else parser_name(options),
+            "tls": options.target.tls,
             "connections": options.connections,
+            "streams": options.streams if options.h2 else 1,
+            "processes": options.processes,
             "duration_s": options.duration,
             "requests": options.requests,
             "rate": options.rate,
@@ -148,6 +242,8 @@ def build_report(
             "keep_alive": options.keep_alive,
             "timeout_s": options.timeout,
             "seed": options.seed,
+            "server_pid": options.server_pid,
+            "baseline_share": options.baseline_share if options.server_pid else None,
         },
         "elapsed_s": tally.elapsed,
         "hit_max_seconds": tally.hit_max_seconds,
@@ -172,6 +268,7 @@ def build_report(
         "latency": tally.latency.summary(),
         "service_time": tally.service.summary(),
         "server": None,
+        "wasted_work": wasted_work,
     }
     if before is not None and after is not None:
         report["server"] = {
@@ -189,9 +286,11 @@ def _ms(value: float) -> str:
 
 def print_report(report: dict[str, Any], console: Console) -> None:
     options, requests = report["options"], report["requests"]
+    streams = f" x {options['streams']} streams" if options["protocol"] == "h2" else ""
+    processes = f", {options['processes']} processes" if options["processes"] > 1 else ""
     console.print(
-        f"[bold]trioiis bench[/] {options['url']}  {options['mode']}, "
-        f"{options['connections']} connections, {report['elapsed_s']:.2f} s"
+        f"[bold]trioiis bench[/] {options['url']}  {options['protocol']}, {options['mode']}, "
+        f"{options['connections']} connections{streams}{processes}, {report['elapsed_s']:.2f} s"
     )
     counts = Table(title="requests", title_justify="left")
     for name in ("sent", "completed", "aborted", "errors", "cut_off", "backlog"):
@@ -226,6 +325,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             *(_ms(figures[f"{n}_ms"]) for n in ("mean", "p50", "p90", "p99", "p99_9", "max")),
         )
     console.print(latency)
+    if report["wasted_work"] is not None:
+        print_wasted_work(report["wasted_work"], console)
     server = report["server"]
     if server is None:
         console.print("server: no trioiis status endpoint (load the 'status' module to see it)")
@@ -246,4 +347,36 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             name.replace("_", " ") + " (before → after)",
             f"{server['before'][name]} → {server['after'][name]}",
         )
+    console.print(table)
+
+
+def _cpu(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.3f}"
+
+
+def print_wasted_work(figures: dict[str, Any], console: Console) -> None:
+    """The ``--server-pid`` table: CPU per request, memory and descriptors."""
+    table = Table(title=f"server process tree {figures['pid']} (/proc)", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("CPU ms per completed request", _cpu(figures["cpu_ms_per_completed"]))
+    table.add_row("CPU ms per abandoned request", _cpu(figures["cpu_ms_per_abandoned"]))
+    for name in ("baseline", "measured"):
+        phase = figures[name]
+        if phase is not None:
+            table.add_row(
+                f"{name} phase",
+                f"{phase['cpu_ms']:,.0f} CPU ms, {phase['completed']} completed, "
+                f"{phase['aborted']} aborted" + ("" if phase["settled"] else ", not settled"),
+            )
+    rss = figures["rss_bytes"]
+    table.add_row(
+        "RSS MiB (before / peak / after)",
+        " / ".join(f"{rss[k] / 2**20:,.1f}" for k in ("before", "peak", "after")),
+    )
+    fds = figures["fds"]
+    table.add_row(
+        "open fds (before / peak / after)",
+        " / ".join(str(fds[k]) for k in ("before", "peak", "after")),
+    )
     console.print(table)
