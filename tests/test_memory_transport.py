@@ -396,6 +396,16 @@ def test_a_fed_body_with_a_length_ends_at_its_length() -> None:
     trio.run(main)
 
 
+def test_a_fed_body_of_length_zero_has_ended_at_once() -> None:
+    async def main() -> None:
+        transport = MemoryTransport(body=None, body_length=0)
+        assert transport.body_remaining == 0
+        with trio.fail_after(1):
+            assert await transport.receive_body(10) == b""
+
+    trio.run(main)
+
+
 def test_the_client_leaving_mid_body_is_peer_gone_after_the_bytes_that_came() -> None:
     async def main() -> None:
         transport = MemoryTransport(body=None)

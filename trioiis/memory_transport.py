@@ -144,13 +144,14 @@ class MemoryTransport:
         self._watcher: Callable[[], None] | None = None
         # The request body.
         self._body_buffer = bytearray(body or b"")
-        self._body_done = body is not None  # every byte has arrived (given or fed)
+        # Every byte has arrived (given whole, or fed up to its length).
+        self._body_done = body is not None or body_length == 0
         self._body_length = len(self._body_buffer) if body is not None else body_length
         self._body_received = len(self._body_buffer)
         self._body_taken = 0
         self._body_refused = False
         self._max_body_bytes = max_body_bytes
-        # For the test's waits (rule 2): set and replaced on every change of state.
+        # For the test's waits: set and replaced on every change of state.
         self._changed = trio.Event()
         self._writers_waiting = 0
         self._readers_waiting = 0
