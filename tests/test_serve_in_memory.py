@@ -259,3 +259,41 @@ async def test_while_serving_without_sockets_shutdown_waits_for_a_request_in_fli
     assert log == ["dispose", "terminate"]
     assert transport.response.status == 200
     assert transport.response.complete
+
+
+async def test_a_request_in_flight_past_shutdowns_grace_is_cancelled_and_still_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trioiis.access")
+    entered = trio.Event()
+    ended: list[str] = []
+
+    class Forever(HttpModule):
+        async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status:
+            entered.set()
+            await trio.sleep_forever()
+            return Status.CONTINUE
+
+        async def on_end_request(self, ctx: HttpContext, provider: Any) -> Status:
+            ended.append("end")
+            return Status.CONTINUE
+
+    server = HttpServer(ServerConfig(builtin_modules=False, access_log_format="json"), sockets=[])
+    server.register_module("forever", register(Forever, N.BEGIN_REQUEST | N.END_REQUEST))
+    outcomes: list[Outcome] = []
+
+    async def request() -> None:
+        outcomes.append(
+            await server.serve_in_memory(MemoryTransport(), method="GET", target="/", headers=HOST)
+        )
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            nursery.start_soon(request)
+            await entered.wait()
+            await server.shutdown(grace=0)
+    assert outcomes == [Outcome.ABORTED_BY_SERVER]
+    assert ended == ["end"]  # the tail ran
+    [entry] = log_entries(caplog)
+    assert (entry["status"], entry["bytes"], entry["outcome"]) == (444, 0, "aborted_by_server")

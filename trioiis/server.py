@@ -552,7 +552,7 @@ class HttpServer:
         """Run one request over ``transport`` (a ``MemoryTransport`` in tests) through the
         code a socket's request runs: ``_new_context`` (site, forwarded headers, the peer
         watch), then ``_run`` (the pipeline, its lifecycle and counters, the access log).
-        Internal: for trioiis's tests and ``trioiis.testing``, not the public API.
+        For tests (docs/testing.md, "In memory"); not part of the serving API.
 
         ``method``, ``target``, ``headers`` and ``http_version`` are the request head as a
         parser would give it (well-formed; header names reach modules lower-cased); the
