@@ -4,6 +4,7 @@ without a server: what the pipeline's in-memory tests rely on."""
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,21 @@ OK = (200, b"OK")
 
 def headed(transport: MemoryTransport, *headers: tuple[bytes, bytes], status: int = 200) -> None:
     transport.send_head(status, b"X", list(headers), close=False)
+
+
+def stalled(window: int, body: bytes | None = b"") -> MemoryTransport:
+    """A transport whose head and first ``window`` of 3 body bytes moved; the rest waits."""
+    transport = MemoryTransport(window=window, body=body)
+    headed(transport)
+    transport.send_body(b"abc")
+    assert not transport.try_write()
+    return transport
+
+
+async def raises(error: type[Exception], call: Callable[[], Awaitable[object]]) -> None:
+    """Await ``call()`` (in a task of its own) and check that it raises ``error``."""
+    with pytest.raises(error):
+        await call()
 
 
 # ------------------------------------------------------------------ rule 1: queue, then write
@@ -236,17 +252,9 @@ def test_reset_drops_what_is_queued_and_the_response_is_not_complete() -> None:
 
 def test_a_write_waiting_when_the_transport_is_reset_raises_peer_gone() -> None:
     async def main() -> None:
-        transport = MemoryTransport(window=0)
-        headed(transport)
-        transport.send_body(b"abc")
-        transport.try_write()
+        transport = stalled(0)
         async with trio.open_nursery() as nursery:
-
-            async def write() -> None:
-                with pytest.raises(PeerGoneError):
-                    await transport.write()
-
-            nursery.start_soon(write)
+            nursery.start_soon(raises, PeerGoneError, transport.write)
             await transport.wait_write_blocked()
             transport.reset()
 
@@ -280,18 +288,10 @@ def test_close_is_recorded_and_ends_keep_alive() -> None:
 def test_disconnect_calls_the_watcher_once_and_writes_raise_peer_gone() -> None:
     async def main() -> None:
         calls: list[str] = []
-        transport = MemoryTransport(window=1)
+        transport = stalled(1)
         transport.watch_peer(lambda: calls.append("gone"))
-        headed(transport)
-        transport.send_body(b"abc")
-        transport.try_write()
         async with trio.open_nursery() as nursery:
-
-            async def write() -> None:
-                with pytest.raises(PeerGoneError):
-                    await transport.write()
-
-            nursery.start_soon(write)
+            nursery.start_soon(raises, PeerGoneError, transport.write)
             await transport.wait_write_blocked()
             transport.disconnect()
             transport.disconnect()
@@ -318,23 +318,11 @@ def test_watch_peer_none_stops_watching() -> None:
 def test_give_up_raises_peer_too_slow_without_calling_the_watcher() -> None:
     async def main() -> None:
         calls: list[str] = []
-        transport = MemoryTransport(window=0, body=None)
+        transport = stalled(0, body=None)
         transport.watch_peer(lambda: calls.append("gone"))
-        headed(transport)
-        transport.send_body(b"abc")
-        transport.try_write()
         async with trio.open_nursery() as nursery:
-
-            async def write() -> None:
-                with pytest.raises(PeerTooSlowError):
-                    await transport.write()
-
-            async def read() -> None:
-                with pytest.raises(PeerTooSlowError):
-                    await transport.receive_body(10)
-
-            nursery.start_soon(write)
-            nursery.start_soon(read)
+            nursery.start_soon(raises, PeerTooSlowError, transport.write)
+            nursery.start_soon(raises, PeerTooSlowError, lambda: transport.receive_body(10))
             await transport.wait_write_blocked()
             await transport.wait_read_blocked()
             transport.give_up()

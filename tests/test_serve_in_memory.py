@@ -58,6 +58,13 @@ def server_with(*modules: tuple[str, Any], **config: Any) -> HttpServer:
     return server
 
 
+async def serve_get(
+    server: HttpServer, transport: MemoryTransport, outcomes: list[Outcome]
+) -> None:
+    """Serve ``GET /`` over ``transport``; append its outcome to ``outcomes``."""
+    outcomes.append(await server.serve_in_memory(transport, method="GET", target="/", headers=HOST))
+
+
 def log_entries(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [json.loads(r.getMessage()) for r in caplog.records if r.name == "trioiis.access"]
 
@@ -148,14 +155,9 @@ async def test_cancel_io_ends_a_write_waiting_for_the_peer_with_the_bytes_that_m
     transport = MemoryTransport(window=30)
     outcomes: list[Outcome] = []
 
-    async def serve() -> None:
-        outcomes.append(
-            await server.serve_in_memory(transport, method="GET", target="/", headers=HOST)
-        )
-
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve)
+            nursery.start_soon(serve_get, server, transport, outcomes)
             await transport.wait_write_blocked()
             assert contexts[0].pending_io_count == 1
             assert contexts[0].cancel_io() == 1
@@ -187,14 +189,9 @@ async def test_a_peer_gone_or_given_up_mid_response_is_reported_with_the_exact_b
     transport = MemoryTransport(window=250)
     outcomes: list[Outcome] = []
 
-    async def serve() -> None:
-        outcomes.append(
-            await server.serve_in_memory(transport, method="GET", target="/", headers=HOST)
-        )
-
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve)
+            nursery.start_soon(serve_get, server, transport, outcomes)
             await transport.wait_write_blocked()
             transport.disconnect() if how == "disconnect" else transport.give_up()
     expected = Outcome.CANCELLED_BY_CLIENT if how == "disconnect" else Outcome.ABORTED_BY_SERVER
@@ -282,15 +279,10 @@ async def test_a_request_in_flight_past_shutdowns_grace_is_cancelled_and_still_l
     server.register_module("forever", register(Forever, N.BEGIN_REQUEST | N.END_REQUEST))
     outcomes: list[Outcome] = []
 
-    async def request() -> None:
-        outcomes.append(
-            await server.serve_in_memory(MemoryTransport(), method="GET", target="/", headers=HOST)
-        )
-
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
-            nursery.start_soon(request)
+            nursery.start_soon(serve_get, server, MemoryTransport(), outcomes)
             await entered.wait()
             await server.shutdown(grace=0)
     assert outcomes == [Outcome.ABORTED_BY_SERVER]

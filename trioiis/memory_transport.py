@@ -39,7 +39,7 @@ import enum
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Final, Literal, final
 
 import trio
 
@@ -111,7 +111,7 @@ class MemoryTransport:
         "_body_buffer", "_body_done", "_body_length", "_body_received", "_body_refused",
         "_body_taken", "_broken", "_changed", "_close", "_gone", "_head",
         "_length", "_max_body_bytes", "_no_body", "_queue", "_queued_body", "_raw",
-        "_readers_waiting", "_reset", "_sent", "_too_slow", "_watcher", "_writers_waiting",
+        "_reset", "_sent", "_too_slow", "_waiting", "_watcher",
         "method", "response", "window",
     )  # fmt: skip
 
@@ -153,8 +153,7 @@ class MemoryTransport:
         self._max_body_bytes = max_body_bytes
         # For the test's waits: set and replaced on every change of state.
         self._changed = trio.Event()
-        self._writers_waiting = 0
-        self._readers_waiting = 0
+        self._waiting = {"write": 0, "read": 0}
 
     # ------------------------------------------------------------ the response (seam)
 
@@ -230,13 +229,7 @@ class MemoryTransport:
             return
         while True:
             self._check_peer()
-            self._writers_waiting += 1
-            self._note_change()
-            changed = self._changed  # (the next change, not the one just noted)
-            try:
-                await changed.wait()
-            finally:
-                self._writers_waiting -= 1
+            await self._wait_for_the_test("write")
             if self._reset:
                 raise PeerGoneError("the connection was reset")
             if self._hand_over():
@@ -335,13 +328,7 @@ class MemoryTransport:
                 return b""
             if self._gone:
                 raise PeerGoneError("the client left mid-body")
-            self._readers_waiting += 1
-            self._note_change()
-            changed = self._changed  # (the next change, not the one just noted)
-            try:
-                await changed.wait()
-            finally:
-                self._readers_waiting -= 1
+            await self._wait_for_the_test("read")
 
     @property
     def body_remaining(self) -> int | None:
@@ -419,12 +406,12 @@ class MemoryTransport:
 
     async def wait_write_blocked(self) -> None:
         """Wait until a write waits for the window (or the peer)."""
-        while not self._writers_waiting:
+        while not self._waiting["write"]:
             await self._changed.wait()
 
     async def wait_read_blocked(self) -> None:
         """Wait until a read waits for body bytes the test has not fed yet."""
-        while not self._readers_waiting:
+        while not self._waiting["read"]:
             await self._changed.wait()
 
     # ------------------------------------------------------------ inside
@@ -432,6 +419,17 @@ class MemoryTransport:
     def _note_change(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+    async def _wait_for_the_test(self, kind: Literal["write", "read"]) -> None:
+        """Wait for the next change the test makes (a grant, a feed, the peer leaving),
+        counted in ``_waiting`` for ``wait_write_blocked``/``wait_read_blocked``."""
+        self._waiting[kind] += 1
+        self._note_change()
+        changed = self._changed  # (the next change, not the one just noted)
+        try:
+            await changed.wait()
+        finally:
+            self._waiting[kind] -= 1
 
     def _check_peer(self) -> None:
         if self._too_slow:
