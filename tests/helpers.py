@@ -1,4 +1,5 @@
-"""Shared test helpers: a real server on 127.0.0.1:0, module builders, raw clients."""
+"""Shared test helpers: a real server on 127.0.0.1:0 (or in memory), module builders, raw
+clients."""
 
 from __future__ import annotations
 
@@ -7,28 +8,37 @@ import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import trio
 
 import trioiis
+from tests.memory import LOCAL, MemoryHttpxTransport
 from trioiis import HttpServer, ModuleRegistrationInfo, Notification, Priority, ServerConfig
+
+TransportName = Literal["socket", "memory"]
 
 
 @dataclass
 class Running:
-    """A server started by ``running_server``."""
+    """A server started by ``running_server``. In memory it has no port (``port`` is 0:
+    nothing listens) and ``client()`` serves every request with ``serve_in_memory``."""
 
     server: HttpServer
     host: str
     port: int
+    transport: TransportName = "socket"
 
     @property
     def url(self) -> str:
+        if self.transport == "memory":
+            return f"http://{self.host}"
         return f"http://{self.host}:{self.port}"
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        if self.transport == "memory":
+            kwargs.setdefault("transport", MemoryHttpxTransport(self.server))
         return httpx.AsyncClient(base_url=self.url, timeout=10, **kwargs)
 
 
@@ -37,22 +47,30 @@ async def running_server(
     *modules: tuple[str, Callable[..., None]]
     | tuple[str, Callable[..., None], dict[str, Any] | None],
     root: Path | str | None = None,
+    transport: TransportName = "socket",
     **config: Any,
 ) -> AsyncIterator[Running]:
     """Serve on 127.0.0.1 port 0 with ``modules`` loaded after the built-in ones: each is
     ``(name, register)`` or ``(name, register, options)``; options reach ``register_module``
-    as ``info.options`` (like a ``[[modules]]`` table's)."""
+    as ``info.options`` (like a ``[[modules]]`` table's).
+
+    ``transport="memory"``: ``serve`` runs with no listening socket (``sockets=[]``), and
+    ``Running.client()`` runs each request in memory (tests/memory.py); the server's life
+    (application start, shutdown's drain and grace, terminate) is the same."""
     config.setdefault("bindings", ("127.0.0.1:0",))
     if root is not None:
         config["root"] = Path(root)
-    server = HttpServer(ServerConfig(**config))
+    memory = transport == "memory"
+    server = HttpServer(ServerConfig(**config), sockets=[] if memory else None)
     for name, register, *options in modules:
         server.register_module(name, register, options[0] if options else None)
     async with trio.open_nursery() as nursery:
         bound = await nursery.start(server.serve)
-        host, port = bound[0]
+        host, port = LOCAL[0], 0
+        if not memory:
+            host, port = bound[0]
         try:
-            yield Running(server, host, port)
+            yield Running(server, host, port, transport)
         finally:
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(10):

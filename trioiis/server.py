@@ -49,6 +49,7 @@ from .headers import Headers
 from .http1 import HeadError, HeadParser, Http1Connection, RequestHead, error_response_bytes
 from .http1_fast import available as fast_parser_available
 from .http1_fast import parse_head_fast
+from .http1_writer import request_keep_alive
 from .idle import IdleReaper
 from .lifecycle import Outcome
 from .modules import BUILTIN_MODULES, DEFAULT_MODULES
@@ -59,6 +60,7 @@ from .registration import GlobalServer, ModuleRegistrationInfo, RegisterModule
 from .request import ConnectionBody, EmptyBody
 from .sending import Wire
 from .tracing import Tracer, open_trace_writer
+from .transport import Transport
 
 log = logging.getLogger("trioiis")
 access_log = logging.getLogger("trioiis.access")
@@ -67,6 +69,7 @@ _ACCEPT_BATCH = 256
 # Task names: one string for every connection, not one made per task.
 _CONNECTION_TASK = "trioiis connection"
 _REQUESTS_TASK = "trioiis requests"
+_MEMORY_TASK = "trioiis in-memory request"
 #: Seconds a TLS connection may take to send its close_notify before it is just closed.
 _TLS_CLOSE_TIMEOUT = 1.0
 
@@ -529,6 +532,93 @@ class HttpServer:
             if session is not None:
                 await self._close_session(session)
 
+    async def serve_in_memory(
+        self,
+        transport: Transport,
+        *,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        http_version: str = "1.1",
+        remote: tuple[str, int] = ("127.0.0.1", 0),
+        local: tuple[str, int] = ("127.0.0.1", 0),
+        secure: bool = False,
+    ) -> Outcome:
+        """Run one request over ``transport`` (a ``MemoryTransport`` in tests) through the
+        code a socket's request runs: ``_new_context`` (site, forwarded headers, the peer
+        watch), then ``_run`` (the pipeline, its lifecycle and counters, the access log).
+        For tests (docs/testing.md, "In memory"); not part of the serving API.
+
+        ``method``, ``target``, ``headers`` and ``http_version`` are the request head as a
+        parser would give it (well-formed; header names reach modules lower-cased); the
+        body's framing is the transport's (``body_remaining``). ``remote``/``local``/``secure``
+        describe the connection, which ends with the request.
+
+        While ``serve`` runs, the request runs in the server's connection nursery, so
+        shutdown waits for it and its grace cancels it as it would a socket's request;
+        ``HttpServer(config, sockets=[])`` serves with no listener at all. Without
+        ``serve``, it runs in the caller's task (the pipeline compiles on first use; no
+        access-log file, no GL_APPLICATION_START: as ``handle_stream``).
+
+        Returns the request's outcome (``Outcome``), final once this returns.
+
+        Raises:
+            RuntimeError: shutdown has begun: no new request is taken.
+
+        Cancellation: while ``serve`` runs, cancelling the caller stops its wait, not the
+            request (a socket's request ends when its client leaves: the caller's peer
+            leaves by its transport, ``MemoryTransport.disconnect``). Without ``serve``,
+            the request is cancelled; its tail (LOG_REQUEST, END_REQUEST) still runs,
+            shielded.
+        """
+        if self._stop.is_set():
+            raise RuntimeError("the server is shutting down: it takes no new request")
+        fields = [(name.lower(), value) for name, value in headers]
+        length = transport.body_remaining
+        head = RequestHead(
+            method=method,
+            target=target,
+            http_version=http_version,
+            headers=fields,
+            content_length=length,
+            chunked=length is None,
+            keep_alive=request_keep_alive(http_version, fields),
+        )
+        connection: HttpConnection = HttpConnection._create(
+            remote_address=remote, local_address=local, secure=secure
+        )
+        ctx = self._new_context(transport, connection, head)
+        nursery = self._connections
+        if nursery is None:
+            await self._run_in_memory(ctx, transport, connection)
+            return ctx.lifecycle.outcome
+        failed: list[Exception] = []
+        ended = trio.Event()
+
+        async def run() -> None:
+            try:
+                await self._run_in_memory(ctx, transport, connection)
+            except Exception as exc:  # the caller sees it (a connection's loop logs it)
+                failed.append(exc)
+            finally:
+                ended.set()
+
+        nursery.start_soon(run, name=_MEMORY_TASK)
+        await ended.wait()
+        if failed:
+            raise failed[0]
+        return ctx.lifecycle.outcome
+
+    async def _run_in_memory(
+        self, ctx: HttpContext, transport: Transport, connection: HttpConnection
+    ) -> None:
+        try:
+            await self._run(ctx)
+        finally:
+            transport.watch_peer(None)  # (the callback points at ctx: a cycle)
+            connection._connected = False  # as _close_session: closed by us
+            connection.module_context._cleanup()
+
     async def _serve_socket(
         self,
         stream: trio.SocketStream,
@@ -700,7 +790,7 @@ class HttpServer:
             pass
 
     def _new_context(
-        self, transport: Http1Connection, connection: HttpConnection, head: RequestHead
+        self, transport: Transport, connection: HttpConnection, head: RequestHead
     ) -> HttpContext:
         target = head.target
         if not target.startswith("/") and "://" in target:

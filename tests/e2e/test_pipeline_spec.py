@@ -1,9 +1,11 @@
 """Spec section 4 (iis-native-api.md), items 1-19 and 21-25, over a real server.
 
-Every test starts a server on 127.0.0.1 port 0 with ``running_server`` and talks to it with
-httpx. Modules record what they see into a ``Recorder``; waits on the server's progress go
-through ``trio.Event``s (never sleeps), and "nothing else ran meanwhile" is checked after
-``trio.testing.wait_all_tasks_blocked()``.
+Every test starts a server with ``running_server`` and talks to it with httpx, twice: on
+127.0.0.1 port 0 over a real socket, and in memory (``transport`` fixture: the same
+pipeline, context, lifecycle and shutdown, with ``serve_in_memory`` in place of the
+socket; tests/memory.py). Modules record what they see into a ``Recorder``; waits on the
+server's progress go through ``trio.Event``s (never sleeps), and "nothing else ran
+meanwhile" is checked after ``trio.testing.wait_all_tasks_blocked()``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ import trio.testing
 
 import trioiis
 import trioiis.modules
-from tests.helpers import ALL_DETERMINISTIC, Recorder, recording_module, register, running_server
+from tests.helpers import (
+    ALL_DETERMINISTIC,
+    Recorder,
+    TransportName,
+    recording_module,
+    register,
+    running_server,
+)
 from trioiis import (
     CompletionInfo,
     CustomNotificationProvider,
@@ -55,6 +64,13 @@ TABLE_ORDER = [name for pair in zip(EVENTS, POSTS, strict=True) for name in pair
 SLOT = {name: (i // 2, i % 2 == 1) for i, name in enumerate(TABLE_ORDER)}
 
 
+@pytest.fixture(params=["socket", "memory"])
+def transport(request: pytest.FixtureRequest) -> TransportName:
+    """Each test runs over a real socket and in memory."""
+    name: TransportName = request.param
+    return name
+
+
 def handlers(*names: str) -> dict[str, Any]:
     """Config for one ``*`` handler mapping running ``names`` at EXECUTE_REQUEST_HANDLER."""
     return {"handlers": (HandlerMapping("*", names),)}
@@ -71,7 +87,9 @@ class Marker(HttpModule):
         return Status.CONTINUE
 
 
-async def test_item01_register_module_called_once_per_module_with_server_major_version() -> None:
+async def test_item01_register_module_called_once_per_module_with_server_major_version(
+    transport: TransportName,
+) -> None:
     calls: list[tuple[int, str, bool]] = []
 
     def register_module(
@@ -81,7 +99,9 @@ async def test_item01_register_module_called_once_per_module_with_server_major_v
         info.set_request_notifications(SimpleFactory(Marker), N.BEGIN_REQUEST)
 
     async with (
-        running_server(("one", register_module), ("two", register_module), **BARE) as srv,
+        running_server(
+            ("one", register_module), ("two", register_module), **BARE, transport=transport
+        ) as srv,
         srv.client() as client,
     ):
         for _ in range(3):
@@ -91,7 +111,9 @@ async def test_item01_register_module_called_once_per_module_with_server_major_v
     assert calls == [(10, "one", True), (10, "two", True)]
 
 
-async def test_item02_second_set_request_or_global_notifications_is_already_exists() -> None:
+async def test_item02_second_set_request_or_global_notifications_is_already_exists(
+    transport: TransportName,
+) -> None:
     hresults: list[int] = []
     seen: list[str] = []
 
@@ -124,7 +146,10 @@ async def test_item02_second_set_request_or_global_notifications_is_already_exis
         except HResultError as exc:
             hresults.append(exc.hresult)
 
-    async with running_server(("m", register_module), **BARE) as srv, srv.client() as client:
+    async with (
+        running_server(("m", register_module), **BARE, transport=transport) as srv,
+        srv.client() as client,
+    ):
         response = await client.get("/")
     assert hresults == [ERROR_ALREADY_EXISTS, ERROR_ALREADY_EXISTS]
     # The first registration stands; the refused ones changed nothing.
@@ -179,14 +204,19 @@ class Counted(HttpModule):
         self.factory.log.append(f"dispose {self.number}")
 
 
-async def test_item03_get_http_module_and_dispose_once_per_request_concurrent_and_serial() -> None:
+async def test_item03_get_http_module_and_dispose_once_per_request_concurrent_and_serial(
+    transport: TransportName,
+) -> None:
     concurrent, serial = 8, 3
     factory = CountingFactory(gate_at=concurrent)
     module = register(
         lambda: Counted(factory, -1), N.BEGIN_REQUEST | N.END_REQUEST, factory=factory
     )
     bodies: dict[str, str] = {}
-    async with running_server(("counted", module), **BARE) as srv, srv.client() as client:
+    async with (
+        running_server(("counted", module), **BARE, transport=transport) as srv,
+        srv.client() as client,
+    ):
 
         async def fetch(path: str) -> None:
             response = await client.get(path)
@@ -209,7 +239,9 @@ async def test_item03_get_http_module_and_dispose_once_per_request_concurrent_an
         assert counted.seen[0].startswith("begin /")
 
 
-async def test_item04_terminate_once_at_shutdown_after_the_last_dispose() -> None:
+async def test_item04_terminate_once_at_shutdown_after_the_last_dispose(
+    transport: TransportName,
+) -> None:
     factory = CountingFactory(gate_at=1)
     log = factory.log
     entered, release = trio.Event(), trio.Event()
@@ -236,7 +268,9 @@ async def test_item04_terminate_once_at_shutdown_after_the_last_dispose() -> Non
 
     slow = register(Slow, N.BEGIN_REQUEST)
     async with (
-        running_server(("counted", register_module), ("slow", slow), **BARE) as srv,
+        running_server(
+            ("counted", register_module), ("slow", slow), **BARE, transport=transport
+        ) as srv,
         srv.client() as client,
     ):
         with trio.fail_after(TIMEOUT):
@@ -269,7 +303,7 @@ async def test_item04_terminate_once_at_shutdown_after_the_last_dispose() -> Non
     assert log.count("dispose slow") == 2  # both requests, before terminate
 
 
-async def test_item05_module_ids_are_unique_and_stable() -> None:
+async def test_item05_module_ids_are_unique_and_stable(transport: TransportName) -> None:
     ids: dict[str, int] = {}
     infos: dict[str, ModuleRegistrationInfo] = {}
     owners: list[tuple[str, bool]] = []
@@ -304,7 +338,7 @@ async def test_item05_module_ids_are_unique_and_stable() -> None:
 
     names = ("a", "b", "c")
     async with (
-        running_server(*((n, make_register(n)) for n in names)) as srv,
+        running_server(*((n, make_register(n)) for n in names), transport=transport) as srv,
         srv.client() as client,
     ):
         for _ in range(2):
@@ -318,6 +352,7 @@ async def test_item05_module_ids_are_unique_and_stable() -> None:
 
 
 async def test_item06_subscribed_handler_not_overridden_is_reported_and_treated_as_continue(
+    transport: TransportName,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     rec = Recorder()
@@ -338,6 +373,7 @@ async def test_item06_subscribed_handler_not_overridden_is_reported_and_treated_
             ("partial", register(Partial, mask)),
             ("after", register(recording_module(rec, "after"), N.AUTHORIZE_REQUEST)),
             **BARE,
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -360,11 +396,11 @@ async def test_item06_subscribed_handler_not_overridden_is_reported_and_treated_
 # ------------------------------------------------------------------ ordering
 
 
-async def test_item07_one_module_sees_all_24_events_in_order() -> None:
+async def test_item07_one_module_sees_all_24_events_in_order(transport: TransportName) -> None:
     rec = Recorder()
     module = register(recording_module(rec, "all"), ALL_DETERMINISTIC, ALL_DETERMINISTIC)
     async with (
-        running_server(("all", module), **BARE, **handlers("all")) as srv,
+        running_server(("all", module), **BARE, **handlers("all"), transport=transport) as srv,
         srv.client() as client,
     ):
         assert (await client.get("/")).status_code == 200
@@ -379,13 +415,17 @@ async def test_item07_one_module_sees_all_24_events_in_order() -> None:
     assert TABLE_ORDER[-2:] == ["on_end_request", "on_post_end_request"]
 
 
-async def test_item08_event_mask_and_post_mask_are_independent() -> None:
+async def test_item08_event_mask_and_post_mask_are_independent(transport: TransportName) -> None:
     rec = Recorder()
     events_only = register(recording_module(rec, "events"), ALL_DETERMINISTIC, 0)
     posts_only = register(recording_module(rec, "posts"), 0, ALL_DETERMINISTIC)
     async with (
         running_server(
-            ("events", events_only), ("posts", posts_only), **BARE, **handlers("events", "posts")
+            ("events", events_only),
+            ("posts", posts_only),
+            **BARE,
+            **handlers("events", "posts"),
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -394,9 +434,9 @@ async def test_item08_event_mask_and_post_mask_are_independent() -> None:
     assert rec.names("posts") == POSTS
 
 
-async def test_item09_all_events_of_a_stage_run_before_its_posts_and_before_the_next_stage() -> (
-    None
-):
+async def test_item09_all_events_of_a_stage_run_before_its_posts_and_before_the_next_stage(
+    transport: TransportName,
+) -> None:
     rec = Recorder()
     modules = [
         ("m_low", Priority.LOW, None),
@@ -420,6 +460,7 @@ async def test_item09_all_events_of_a_stage_run_before_its_posts_and_before_the_
             ),
             **BARE,
             **handlers("m_low", "m_first", "m_default"),
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -447,20 +488,28 @@ def _priority_modules(rec: Recorder, notification: N) -> list[tuple[str, Any]]:
     ]
 
 
-async def test_item10_higher_priority_runs_first_first_high_medium_low_last() -> None:
+async def test_item10_higher_priority_runs_first_first_high_medium_low_last(
+    transport: TransportName,
+) -> None:
     rec = Recorder()
     async with (
-        running_server(*_priority_modules(rec, N.BEGIN_REQUEST), **BARE) as srv,
+        running_server(
+            *_priority_modules(rec, N.BEGIN_REQUEST), **BARE, transport=transport
+        ) as srv,
         srv.client() as client,
     ):
         assert (await client.get("/")).status_code == 200
     assert [name for name, _ in rec.calls] == ["first", "high", "medium", "low", "last"]
 
 
-async def test_item11_send_response_runs_in_reverse_priority_order() -> None:
+async def test_item11_send_response_runs_in_reverse_priority_order(
+    transport: TransportName,
+) -> None:
     rec = Recorder()
     async with (
-        running_server(*_priority_modules(rec, N.SEND_RESPONSE), **BARE) as srv,
+        running_server(
+            *_priority_modules(rec, N.SEND_RESPONSE), **BARE, transport=transport
+        ) as srv,
         srv.client() as client,
     ):
         assert (await client.get("/")).status_code == 200
@@ -468,7 +517,7 @@ async def test_item11_send_response_runs_in_reverse_priority_order() -> None:
     assert [name for name, _ in rec.calls] == ["last", "low", "medium", "high", "first"]
 
 
-async def test_item12_equal_priorities_run_in_registration_order() -> None:
+async def test_item12_equal_priorities_run_in_registration_order(transport: TransportName) -> None:
     """Ties follow the load order (not names); SEND_RESPONSE reverses the whole order,
     ties included (project decision: the SEND_RESPONSE order is the exact reverse)."""
     rec = Recorder()
@@ -476,7 +525,9 @@ async def test_item12_equal_priorities_run_in_registration_order() -> None:
     spec = [("c", None), ("z", Priority.HIGH), ("a", None), ("y", Priority.HIGH), ("b", None)]
     async with (
         running_server(
-            *((n, register(recording_module(rec, n), mask, priority=p)) for n, p in spec), **BARE
+            *((n, register(recording_module(rec, n), mask, priority=p)) for n, p in spec),
+            **BARE,
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -487,7 +538,9 @@ async def test_item12_equal_priorities_run_in_registration_order() -> None:
     assert send == ["b", "a", "c", "y", "z"]
 
 
-async def test_item13_execute_request_handler_runs_only_the_mapping_modules_in_its_order() -> None:
+async def test_item13_execute_request_handler_runs_only_the_mapping_modules_in_its_order(
+    transport: TransportName,
+) -> None:
     """Decision pinned with it: the *post*-EXECUTE_REQUEST_HANDLER notification is not
     filtered by the mapping; it goes to every subscriber in priority order."""
     rec = Recorder()
@@ -503,6 +556,7 @@ async def test_item13_execute_request_handler_runs_only_the_mapping_modules_in_i
             *((n, register(recording_module(rec, n), mask, mask)) for n in ("x", "y", "z")),
             **BARE,
             **config,
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -517,7 +571,9 @@ async def test_item13_execute_request_handler_runs_only_the_mapping_modules_in_i
     assert second == [("y", execute), ("x", post), ("y", post), ("z", post)]
 
 
-async def test_item14_non_deterministic_notifications_have_no_post_events(site: Path) -> None:
+async def test_item14_non_deterministic_notifications_have_no_post_events(
+    transport: TransportName, site: Path
+) -> None:
     rec = Recorder()
 
     class Driver(HttpModule):
@@ -537,6 +593,7 @@ async def test_item14_non_deterministic_notifications_have_no_post_events(site: 
             root=site,
             **BARE,
             **handlers("driver"),
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -554,7 +611,9 @@ async def test_item14_non_deterministic_notifications_have_no_post_events(site: 
     ]
 
 
-async def test_item15_on_async_completion_only_after_the_modules_own_operation() -> None:
+async def test_item15_on_async_completion_only_after_the_modules_own_operation(
+    transport: TransportName,
+) -> None:
     rec = Recorder()
     completions: list[tuple[str, N, bool, int]] = []
 
@@ -595,6 +654,7 @@ async def test_item15_on_async_completion_only_after_the_modules_own_operation()
             ("bad", register_bad),
             **BARE,
             **handlers("bystander"),
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -608,7 +668,9 @@ async def test_item15_on_async_completion_only_after_the_modules_own_operation()
 # ------------------------------------------------------------------ return statuses
 
 
-async def test_item16_continue_lets_the_next_module_and_later_stages_run(site: Path) -> None:
+async def test_item16_continue_lets_the_next_module_and_later_stages_run(
+    transport: TransportName, site: Path
+) -> None:
     rec = Recorder()
 
     class ReturnsNone(recording_module(rec, "b")):
@@ -622,6 +684,7 @@ async def test_item16_continue_lets_the_next_module_and_later_stages_run(site: P
             ("a", register(a, mask, priority=Priority.HIGH)),
             ("b", register(ReturnsNone, mask)),
             root=site,
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -638,6 +701,7 @@ async def test_item16_continue_lets_the_next_module_and_later_stages_run(site: P
 
 
 async def test_item17_finish_request_from_begin_request_skips_to_send_log_and_end(
+    transport: TransportName,
     site: Path,
 ) -> None:
     """Decision pinned: RELEASE_REQUEST_STATE and UPDATE_REQUEST_CACHE are skipped too."""
@@ -659,6 +723,7 @@ async def test_item17_finish_request_from_begin_request_skips_to_send_log_and_en
             ("other", register(recording_module(rec, "other"), everything, ALL_DETERMINISTIC)),
             root=site,
             **handlers("static_file", "other"),
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -677,7 +742,9 @@ async def test_item17_finish_request_from_begin_request_skips_to_send_log_and_en
     ]
 
 
-async def test_item18_disable_notifications_affects_only_the_caller_and_this_request() -> None:
+async def test_item18_disable_notifications_affects_only_the_caller_and_this_request(
+    transport: TransportName,
+) -> None:
     rec = Recorder()
 
     class Disabler(recording_module(rec, "disabler")):
@@ -693,6 +760,7 @@ async def test_item18_disable_notifications_affects_only_the_caller_and_this_req
             ("disabler", register(Disabler, mask, mask, priority=Priority.HIGH)),
             ("other", register(recording_module(rec, "other"), mask, mask)),
             **BARE,
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -712,7 +780,9 @@ async def test_item18_disable_notifications_affects_only_the_caller_and_this_req
     assert rec.calls == disabled + full
 
 
-async def test_item19_disable_notifications_does_not_stop_non_deterministic_ones() -> None:
+async def test_item19_disable_notifications_does_not_stop_non_deterministic_ones(
+    transport: TransportName,
+) -> None:
     rec = Recorder()
 
     class Disabler(recording_module(rec, "disabler")):
@@ -735,6 +805,7 @@ async def test_item19_disable_notifications_does_not_stop_non_deterministic_ones
             ("driver", register(Driver, N.EXECUTE_REQUEST_HANDLER)),
             **BARE,
             **handlers("driver"),
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -754,7 +825,9 @@ async def test_item19_disable_notifications_does_not_stop_non_deterministic_ones
 # ------------------------------------------------------------------ async completion
 
 
-async def _async_write_scenario() -> tuple[list[tuple[N, bool, int, int]], Recorder, str]:
+async def _async_write_scenario(
+    transport: TransportName,
+) -> tuple[list[tuple[N, bool, int, int]], Recorder, str]:
     """Item 21: a handler writes 11 bytes with ``async_=True`` and returns PENDING; a
     SEND_RESPONSE gate holds that write until the test checked nothing else ran."""
     rec = Recorder()
@@ -793,6 +866,7 @@ async def _async_write_scenario() -> tuple[list[tuple[N, bool, int, int]], Recor
             ("gate", register(Gate, N.SEND_RESPONSE)),
             **BARE,
             **handlers("writer", "next"),
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -811,8 +885,8 @@ async def _async_write_scenario() -> tuple[list[tuple[N, bool, int, int]], Recor
     return completions, rec, responses[0].text
 
 
-async def test_item21_async_write_pends_until_on_async_completion() -> None:
-    completions, rec, text = await _async_write_scenario()
+async def test_item21_async_write_pends_until_on_async_completion(transport: TransportName) -> None:
+    completions, rec, text = await _async_write_scenario(transport=transport)
     assert text == "hello world"
     assert [(n, post, status) for n, post, _, status in completions] == [
         (N.EXECUTE_REQUEST_HANDLER, False, S_OK)
@@ -829,12 +903,16 @@ async def test_item21_async_write_pends_until_on_async_completion() -> None:
     ]
 
 
-async def test_item21_async_write_completion_bytes_are_the_bytes_written() -> None:
-    completions, _, _ = await _async_write_scenario()
+async def test_item21_async_write_completion_bytes_are_the_bytes_written(
+    transport: TransportName,
+) -> None:
+    completions, _, _ = await _async_write_scenario(transport=transport)
     assert [bytes_ for _, _, bytes_, _ in completions] == [11]
 
 
-async def test_item22_no_on_async_completion_when_completion_is_not_expected() -> None:
+async def test_item22_no_on_async_completion_when_completion_is_not_expected(
+    transport: TransportName,
+) -> None:
     rec = Recorder()
     results: list[Any] = []
 
@@ -851,7 +929,9 @@ async def test_item22_no_on_async_completion_when_completion_is_not_expected() -
 
     mask = N.EXECUTE_REQUEST_HANDLER | N.CUSTOM_NOTIFICATION | N.END_REQUEST
     async with (
-        running_server(("inline", register(Inline, mask)), **BARE, **handlers("inline")) as srv,
+        running_server(
+            ("inline", register(Inline, mask)), **BARE, **handlers("inline"), transport=transport
+        ) as srv,
         srv.client() as client,
     ):
         assert (await client.get("/")).text == "inline"
@@ -863,7 +943,9 @@ async def test_item22_no_on_async_completion_when_completion_is_not_expected() -
     ]
 
 
-async def test_item23_on_async_completion_pending_keeps_parked_continue_resumes() -> None:
+async def test_item23_on_async_completion_pending_keeps_parked_continue_resumes(
+    transport: TransportName,
+) -> None:
     rec = Recorder()
     contexts: list[HttpContext] = []
     second_pending = trio.Event()
@@ -889,6 +971,7 @@ async def test_item23_on_async_completion_pending_keeps_parked_continue_resumes(
             ("parker", register(Parker, N.BEGIN_REQUEST, N.BEGIN_REQUEST)),
             ("later", register(recording_module(rec, "later"), N.BEGIN_REQUEST | N.END_REQUEST)),
             **BARE,
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -918,7 +1001,9 @@ async def test_item23_on_async_completion_pending_keeps_parked_continue_resumes(
     ]
 
 
-async def test_item24_post_completion_reenters_later_never_inline_with_the_bytes() -> None:
+async def test_item24_post_completion_reenters_later_never_inline_with_the_bytes(
+    transport: TransportName,
+) -> None:
     rec = Recorder()
     completions: list[tuple[N, bool, int, int]] = []
 
@@ -953,6 +1038,7 @@ async def test_item24_post_completion_reenters_later_never_inline_with_the_bytes
             ("poster", register(Poster, mask, mask)),
             ("other", register(recording_module(rec, "other"), N.AUTHORIZE_REQUEST)),
             **BARE,
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -974,7 +1060,9 @@ async def test_item24_post_completion_reenters_later_never_inline_with_the_bytes
     ]
 
 
-async def test_item25_indicate_completion_resumes_without_on_async_completion() -> None:
+async def test_item25_indicate_completion_resumes_without_on_async_completion(
+    transport: TransportName,
+) -> None:
     """Decision pinned (spec item 25 is [inf] here): ``indicate_completion`` is a plain
     function, so the pipeline cannot run *inside* it; it must not have run when the call
     returns, and it goes on as soon as the caller's task yields — without
@@ -1018,6 +1106,7 @@ async def test_item25_indicate_completion_resumes_without_on_async_completion() 
             ("parker", register(Parker, N.BEGIN_REQUEST, N.BEGIN_REQUEST)),
             ("next", register(Next, N.AUTHENTICATE_REQUEST | N.END_REQUEST)),
             **BARE,
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -1049,7 +1138,7 @@ async def test_item25_indicate_completion_resumes_without_on_async_completion() 
 
 @pytest.mark.parametrize("how", ["raises", "returns 'ok'", "returns 7"])
 async def test_failing_module_gives_500_logs_and_server_keeps_serving(
-    how: str, caplog: pytest.LogCaptureFixture
+    transport: TransportName, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Boom(Exception):
         pass
@@ -1065,7 +1154,9 @@ async def test_failing_module_gives_500_logs_and_server_keeps_serving(
 
     caplog.set_level(logging.ERROR, logger="trioiis.module")
     async with (
-        running_server(("faulty", register(Faulty, N.BEGIN_REQUEST)), **BARE) as srv,
+        running_server(
+            ("faulty", register(Faulty, N.BEGIN_REQUEST)), **BARE, transport=transport
+        ) as srv,
         srv.client() as client,
     ):
         bad = await client.get("/bad")
@@ -1091,6 +1182,7 @@ async def test_failing_module_gives_500_logs_and_server_keeps_serving(
 
 
 async def test_factory_get_http_module_failure_gives_500_and_others_are_disposed(
+    transport: TransportName,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A factory that raises is a failing module (DESIGN.md: 500, log, server goes on);
@@ -1120,6 +1212,7 @@ async def test_factory_get_http_module_failure_gives_500_and_others_are_disposed
             ("fine", register(Fine, N.END_REQUEST)),
             ("failing", register(Fine, N.BEGIN_REQUEST, factory=Failing())),
             **BARE,
+            transport=transport,
         ) as srv,
         srv.client() as client,
     ):
@@ -1132,7 +1225,9 @@ async def test_factory_get_http_module_failure_gives_500_and_others_are_disposed
     assert "failing" in messages[0]
 
 
-async def test_global_stop_listening_is_raised_once_when_shutdown_starts() -> None:
+async def test_global_stop_listening_is_raised_once_when_shutdown_starts(
+    transport: TransportName,
+) -> None:
     calls: list[str] = []
 
     class Watcher(trioiis.GlobalModule):
@@ -1146,6 +1241,6 @@ async def test_global_stop_listening_is_raised_once_when_shutdown_starts() -> No
     def register_global(version: int, info: ModuleRegistrationInfo, server: Any) -> None:
         info.set_global_notifications(Watcher(), trioiis.GlobalNotification.STOP_LISTENING)
 
-    async with running_server(("watcher", register_global), **BARE):
+    async with running_server(("watcher", register_global), **BARE, transport=transport):
         assert calls == []
     assert calls == ["stop_listening", "terminate"]
