@@ -73,6 +73,7 @@ from trioiis import (
     Status,
 )
 from trioiis.constants import ERROR_HANDLE_EOF
+from trioiis.origin import request_scheme
 
 from . import _options
 from ._apps import get_root_path, get_seconds, load_app
@@ -218,7 +219,7 @@ class AsgiApplication:
             "asgi": dict(ASGI_VERSION),
             "http_version": request.http_version,
             "method": request.method,
-            "scheme": "https" if connection.secure else "http",
+            "scheme": request_scheme(ctx),  # a trusted proxy's X-Forwarded-Proto included
             "path": _decoded_path(raw_path),
             "raw_path": raw_path.encode("latin-1", "replace"),
             "query_string": request.query.encode("latin-1", "replace"),

@@ -56,6 +56,7 @@ import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Status
 from trioiis.constants import ERROR_HANDLE_EOF
 from trioiis.memo import memoize_short
+from trioiis.origin import absolute_url
 
 CHUNK = 256 * 1024
 #: URL segments refused anywhere in a path (compared case-insensitively), like IIS request
@@ -618,7 +619,8 @@ async def find_folder(ctx: HttpContext) -> tuple[Path, Found] | Status | None:
     if not request.raw_path.endswith("/"):
         query = f"?{request.query}" if request.query else ""
         response.clear()
-        response.redirect(request.raw_path + "/" + query)
+        # Absolute, on the scheme and host the client used (a trusted proxy's word).
+        response.redirect(absolute_url(ctx, request.raw_path + "/" + query))
         response.set_status(301)
         return Status.FINISH_REQUEST
     return folder, found
