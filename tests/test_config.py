@@ -615,7 +615,8 @@ def test_handler_with_an_app_loads_its_module_and_mounts_it(tmp_path: Path) -> N
     ]
     assert [(h.path, h.modules) for h in config.handlers] == [
         ("/api/*", ("asgi /api/*",)),
-        ("/shop*", ("shop",)),
+        ("/api", ("asgi /api/*",)),  # the mount point: redirected to /api/
+        ("/shop*", ("shop",)),  # (not NAME/*: no mount-point mapping)
         ("*.md", ("static_file",)),
     ]
 
@@ -657,7 +658,14 @@ def test_merge_cli_apps_come_first() -> None:
         asgi=["/api/*=api:app"],
         wsgi=["/shop/*=shop:app"],
     )
-    assert [h.path for h in merged.handlers] == ["/api/*", "/shop/*", "*.txt", "*.md"]
+    assert [h.path for h in merged.handlers] == [
+        "/api/*",
+        "/api",
+        "/shop/*",
+        "/shop",
+        "*.txt",
+        "*.md",
+    ]
     assert [m.name for m in merged.modules] == ["asgi /api/*", "wsgi /shop/*"]
 
 

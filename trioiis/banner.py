@@ -55,12 +55,17 @@ def banner_lines(
     app_targets = (BUILTIN_MODULES["asgi"], BUILTIN_MODULES["wsgi"])
     apps = {spec.name: spec for spec in config.modules if spec.target in app_targets}
     for mapping in config.handlers:
+        if mapping.name.endswith(" (mount)"):
+            continue  # shown with its app's line
         verbs = f" [{', '.join(sorted(mapping.verbs))}]" if mapping.verbs else ""
         names = ", ".join(mapping.modules)
         app = apps.get(mapping.modules[0]) if len(mapping.modules) == 1 else None
         if app is not None:
             kind = "asgi" if app.target == BUILTIN_MODULES["asgi"] else "wsgi"
             lines.append(f"  app {mapping.path}{verbs} -> {kind} {app.options.get('app')}")
+            mount = mapping.path.removesuffix("/*")
+            if any(m.path == mount and m.modules == mapping.modules for m in config.handlers):
+                lines.append(f"  redirect {mount} -> {mount}/")
         else:
             lines.append(f"  handler {mapping.path}{verbs} -> {names}")
     fallback = [name for name in DEFAULT_MAPPING.modules if name in modules]

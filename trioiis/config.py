@@ -401,7 +401,7 @@ def config_from_mapping(
     if "handlers" in data:
         tables = _expect_list(data, "handlers", dict)
         mappings = [_handler(t, i, base) for i, t in enumerate(tables, 1)]
-        kwargs["handlers"] = tuple(mapping for mapping, _ in mappings)
+        kwargs["handlers"] = with_mount_points(mappings)
         apps = tuple(spec for _, spec in mappings if spec is not None)
         if apps:
             kwargs["modules"] = cast("tuple[ModuleSpec, ...]", kwargs.get("modules", ())) + apps
@@ -629,6 +629,24 @@ def app_module_spec(
     )
 
 
+def with_mount_points(
+    mappings: Sequence[tuple[HandlerMapping, ModuleSpec | None]],
+) -> tuple[HandlerMapping, ...]:
+    """The mappings, each app's ``/api/*`` followed by one for its mount point ``/api``
+    itself, so that the app module answers it with a redirect to ``/api/``."""
+    result: list[HandlerMapping] = []
+    for mapping, spec in mappings:
+        result.append(mapping)
+        root_path = spec.options.get("root_path") if spec is not None else None
+        if isinstance(root_path, str) and root_path and mapping.path == f"{root_path}/*":
+            result.append(
+                HandlerMapping(
+                    root_path, mapping.modules, mapping.verbs, f"{mapping.label} (mount)"
+                )
+            )
+    return tuple(result)
+
+
 def parse_app_option(kind: Literal["asgi", "wsgi"], text: str) -> tuple[HandlerMapping, ModuleSpec]:
     """``--asgi PATTERN=pkg.mod:app`` (or ``--wsgi``) from the command line."""
     pattern, sep, app = text.partition("=")
@@ -756,7 +774,7 @@ def merge_cli(
         )
     if handlers or apps:
         changes["handlers"] = (
-            tuple(mapping for mapping, _ in apps)
+            with_mount_points(apps)
             + tuple(parse_handler_option(h) for h in handlers)
             + config.handlers
         )

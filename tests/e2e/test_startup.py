@@ -122,7 +122,7 @@ def test_banner_shows_bindings_sites_modules_mappings_apps_and_certificates(
     with cli("serve", "--config", str(config)) as server:
         first = server.wait_line("out", lambda line: line.startswith("trioiis serving"))
         assert re.fullmatch(rf"trioiis serving {site} on https://127\.0\.0\.1:\d+/", first)
-        lines = [server.wait_line("out", lambda line: True) for _ in range(8)]
+        lines = [server.wait_line("out", lambda line: True) for _ in range(9)]
     assert lines[0] == f"  site default: {site} (unknown hosts)"
     assert lines[1] == f"  site blog: {tmp_path / 'blog'} for blog.example.test"
     assert lines[2] == (
@@ -131,6 +131,7 @@ def test_banner_shows_bindings_sites_modules_mappings_apps_and_certificates(
     )
     assert lines[3] == "  handler *.txt -> static_file"
     assert lines[4] == f"  app /api/* -> asgi {REPO}/examples/apps/starlette_app.py:app"
+    assert lines.pop(5) == "  redirect /api -> /api/"
     assert lines[5] == "  handler * (default) -> static_file, default_document, directory_listing"
     expiry = r"expires \d{4}-\d\d-\d\d \(\d+ days left\)"
     assert re.fullmatch(rf"  tls certificate: .+ for 127\.0\.0\.1, {expiry}", lines[6])

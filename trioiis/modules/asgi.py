@@ -76,7 +76,7 @@ from trioiis.constants import ERROR_HANDLE_EOF
 from trioiis.origin import request_scheme
 
 from . import _options
-from ._apps import get_root_path, get_seconds, load_app
+from ._apps import get_root_path, get_seconds, load_app, redirect_mount_point
 
 log = logging.getLogger("trioiis.asgi")
 
@@ -496,6 +496,8 @@ class AsgiModule(HttpModule):
             cancelled ``disconnect_grace`` seconds later; ``cancel_io()`` aborts its pending
             read or flush only.
         """
+        if redirect_mount_point(ctx, self.application.root_path):
+            return Status.CONTINUE
         ctx.set_request_handled()
         await self.application.handle(ctx)
         return Status.CONTINUE

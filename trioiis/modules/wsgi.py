@@ -62,7 +62,7 @@ from trioiis.constants import ERROR_HANDLE_EOF
 from trioiis.origin import request_scheme
 
 from . import _options
-from ._apps import get_root_path, load_app
+from ._apps import get_root_path, load_app, redirect_mount_point
 
 log = logging.getLogger("trioiis.wsgi")
 
@@ -366,6 +366,8 @@ class WsgiModule(HttpModule):
             which unwinds at its next read or write; ``cancel_io()`` fails the pending read
             or flush only.
         """
+        if redirect_mount_point(ctx, self.application.root_path):
+            return Status.CONTINUE
         ctx.set_request_handled()
         await self.application.handle(ctx)
         return Status.CONTINUE
