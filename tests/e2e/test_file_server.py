@@ -1,16 +1,22 @@
-"""What a self-hoster expects around the files: an app mounted at ``/api/*`` answers
-``/api`` with a redirect to ``/api/`` (as nginx does for a ``location /api/``). Raw
-sockets on 127.0.0.1."""
+"""What a self-hoster expects of a file server: an app mounted at ``/api/*`` answers
+``/api`` with a redirect to ``/api/`` (as nginx does for a ``location /api/``);
+``Cache-Control``/``Expires`` per path pattern; a single-page app's fallback document
+(``try_files``). Raw sockets on 127.0.0.1."""
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+import re
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_proxy_origin import APPS, answer, head
 from tests.helpers import raw_request, running_server
-from trioiis.config import config_from_mapping
+from trioiis import ConfigError, HttpServer, ServerConfig
+from trioiis.config import ModuleSpec, config_from_mapping
+from trioiis.modules import BUILTIN_MODULES
 
 
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
@@ -43,3 +49,69 @@ def test_the_mount_point_mapping_follows_the_apps(tmp_path: Path) -> None:
         {"handlers": [{"path": "/api/*", "asgi": "a.py:app"}, {"path": "*", "asgi": "b.py:app"}]}
     )
     assert [m.path for m in config.handlers] == ["/api/*", "/api", "*"]
+
+
+def static_file_with(**options: object) -> ModuleSpec:
+    """static_file with options: a [[modules]] entry of that name replaces the default."""
+    return ModuleSpec(name="static_file", target=BUILTIN_MODULES["static_file"], options=options)
+
+
+async def test_cache_control_and_expires_per_path_pattern(site: Path) -> None:
+    (site / "assets").mkdir()
+    (site / "assets" / "app.js").write_text("js\n")
+    static = static_file_with(
+        cache=[
+            {"path": "/assets/*", "max_age": 31_536_000, "immutable": True},
+            {"path": "*.html", "max_age": 0},
+        ]
+    )
+    async with running_server(root=site, modules=(static,)) as srv:
+        asset = answer(await raw_request(srv.port, head("/assets/app.js")))
+        page = answer(await raw_request(srv.port, head("/index.html")))
+        plain = answer(await raw_request(srv.port, head("/hello.txt")))
+        missing = answer(await raw_request(srv.port, head("/assets/gone.js")))
+        etag = asset[1]["etag"]
+        revalidated = answer(
+            await raw_request(srv.port, head("/assets/app.js", f"If-None-Match: {etag}"))
+        )
+    assert asset[1]["cache-control"] == "public, max-age=31536000, immutable"
+    expires = email.utils.parsedate_to_datetime(asset[1]["expires"])
+    ahead = expires - datetime.datetime.now(datetime.UTC)
+    assert datetime.timedelta(days=364) < ahead <= datetime.timedelta(days=366)
+    assert page[1]["cache-control"] == "no-cache"
+    assert "cache-control" not in plain[1]
+    assert missing[0] == 404
+    assert "cache-control" not in missing[1]
+    assert revalidated[0] == 304
+    assert revalidated[1]["cache-control"] == "public, max-age=31536000, immutable"
+
+
+async def test_spa_fallback_serves_the_document_for_unknown_paths(site: Path) -> None:
+    (site / "app").mkdir()
+    (site / "app" / "index.html").write_text("<div id=app></div>\n")
+    (site / "app" / "main.js").write_text("main\n")
+    static = static_file_with(fallback=[{"path": "/app/*", "document": "/app/index.html"}])
+    async with running_server(root=site, modules=(static,)) as srv:
+        route = answer(await raw_request(srv.port, head("/app/users/42?tab=1")))
+        real = answer(await raw_request(srv.port, head("/app/main.js")))
+        outside = answer(await raw_request(srv.port, head("/elsewhere/users")))
+    assert (route[0], route[2]) == (200, "<div id=app></div>\n")
+    assert route[1]["content-type"].startswith("text/html")
+    assert (real[0], real[2]) == (200, "main\n")
+    assert outside[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"cache": [{"path": "*", "max_age": -1}]}, "max_age must be whole seconds"),
+        ({"cache": [{"max_age": 1}]}, "needs a path pattern"),
+        ({"fallback": [{"path": "*", "document": "index.html"}]}, "must be a URL path"),
+        ({"cach": []}, "unknown option(s) cach"),
+    ],
+)
+def test_bad_static_file_options_are_config_errors(
+    site: Path, options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        HttpServer(ServerConfig(root=site, modules=(static_file_with(**options),)))
