@@ -1,7 +1,8 @@
 """What a self-hoster expects of a file server: an app mounted at ``/api/*`` answers
 ``/api`` with a redirect to ``/api/`` (as nginx does for a ``location /api/``);
 ``Cache-Control``/``Expires`` per path pattern; a single-page app's fallback document
-(``try_files``). Raw sockets on 127.0.0.1."""
+(``try_files``); the server's own 500 page looking like its other pages. Raw sockets on
+127.0.0.1."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import datetime
 import email.utils
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import trioiis
 from tests.e2e.test_proxy_origin import APPS, answer, head
-from tests.helpers import raw_request, running_server
-from trioiis import ConfigError, HttpServer, ServerConfig
+from tests.helpers import raw_request, register, running_server
+from trioiis import ConfigError, HttpServer, Notification, ServerConfig, Status
 from trioiis.config import ModuleSpec, config_from_mapping
-from trioiis.modules import BUILTIN_MODULES
+from trioiis.modules import BUILTIN_MODULES, directory_listing
 
 
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
@@ -115,3 +118,30 @@ def test_bad_static_file_options_are_config_errors(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         HttpServer(ServerConfig(root=site, modules=(static_file_with(**options),)))
+
+
+class Fails(trioiis.HttpModule):
+    async def on_begin_request(self, ctx: trioiis.HttpContext, provider: Any) -> Status:
+        if ctx.request.path == "/boom":
+            raise RuntimeError("secret detail /etc/passwd")
+        return Status.CONTINUE
+
+
+async def test_the_builtin_500_page_is_styled_like_the_others_and_tells_nothing(
+    site: Path,
+) -> None:
+    fails = ("fails", register(Fails, Notification.BEGIN_REQUEST))
+    listing = ("directory_listing", directory_listing.register_module)
+    (site / "empty").mkdir()
+    async with running_server(fails, listing, root=site) as srv:
+        boom = answer(await raw_request(srv.port, head("/boom")))
+        index = answer(await raw_request(srv.port, head("/empty/")))
+    status, headers, page = boom
+    assert status == 500
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert "<h1>500 Internal Server Error</h1>" in page
+    assert "The error has been logged." in page
+    assert "font-family: system-ui, sans-serif; margin: 2em;" in page
+    assert "font-family: system-ui, sans-serif; margin: 2em;" in index[2]  # the same look
+    assert "secret" not in page
+    assert "RuntimeError" not in page
