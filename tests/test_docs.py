@@ -115,15 +115,27 @@ def example_outcomes(
         for item in request.session.items
         if getattr(item, "originalname", None) == "test_docs_python_example_runs"
     ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # examples may import examples.*
+    return run_examples(selected, Path(sys.executable), env, tmp_path_factory)
+
+
+def run_examples(
+    blocks: list[Block],
+    python: Path,
+    env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Outcome]:
+    """Run ``blocks`` with ``python`` all at once, each in its own process and empty
+    folder; every one gets at most EXAMPLE_TIMEOUT seconds (then it is killed)."""
     processes = {}
-    for block in selected:
+    for block in blocks:
         folder = tmp_path_factory.mktemp("example")
         script = folder / "example.py"
         script.write_text(block.code, encoding="utf-8")
         processes[block.id] = subprocess.Popen(
-            [sys.executable, "-W", "error", str(script)],
+            [str(python), "-W", "error", str(script)],
             cwd=folder,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},  # examples may import examples.*
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -218,30 +230,7 @@ def tutorial_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Out
     )
     assert setup.returncode == 0, setup.stderr
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    processes = {}
-    for block in TUTORIAL_BLOCKS:
-        folder = tmp_path_factory.mktemp("tutorial")
-        script = folder / "example.py"
-        script.write_text(block.code, encoding="utf-8")
-        processes[block.id] = subprocess.Popen(
-            [str(venv / "bin" / "python"), "-W", "error", str(script)],
-            cwd=folder,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    deadline = time.monotonic() + EXAMPLE_TIMEOUT
-    outcomes = {}
-    for block_id, process in processes.items():
-        try:
-            output, _ = process.communicate(timeout=max(0.1, deadline - time.monotonic()))
-            outcomes[block_id] = Outcome(process.returncode, output)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-            outcomes[block_id] = Outcome(None, output)
-    return outcomes
+    return run_examples(TUTORIAL_BLOCKS, venv / "bin" / "python", env, tmp_path_factory)
 
 
 def test_every_tutorial_page_has_examples() -> None:
