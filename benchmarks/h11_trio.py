@@ -1,6 +1,11 @@
 """A minimal trio + h11 server: the least an h11-based Trio server does per request.
 
-.venv/bin/python benchmarks/h11_trio.py PORT
+.venv/bin/python benchmarks/h11_trio.py PORT [--design]
+
+With ``--design``, the design floor: each request also gets what trioiis's concurrency
+model promises and nothing else, a request nursery (``async with trio.open_nursery()``: its
+tasks never outlive it) and a cancel scope of its own around its write (the pending I/O
+``cancel_io`` aborts). What is left between that and trioiis is the pipeline's own cost.
 """
 
 from __future__ import annotations
@@ -11,6 +16,19 @@ import h11
 import trio
 
 BODY = b"Hello, world!\n"
+
+
+DESIGN = "--design" in sys.argv[2:]
+
+
+async def answer(stream: trio.SocketStream, data: bytes) -> None:
+    """Write one response; under ``--design``, in a nursery and a cancel scope of its own."""
+    if not DESIGN:
+        await stream.send_all(data)
+        return
+    async with trio.open_nursery():
+        with trio.CancelScope():
+            await stream.send_all(data)
 
 
 async def handle(stream: trio.SocketStream) -> None:
@@ -34,7 +52,7 @@ async def handle(stream: trio.SocketStream) -> None:
                 out = conn.send(h11.Response(status_code=200, headers=headers)) or b""
                 out += conn.send(h11.Data(data=BODY)) or b""
                 out += conn.send(h11.EndOfMessage()) or b""
-                await stream.send_all(out)
+                await answer(stream, out)
                 if conn.our_state is h11.MUST_CLOSE:
                     return
                 conn.start_next_cycle()

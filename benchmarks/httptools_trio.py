@@ -1,10 +1,12 @@
 """A minimal trio + httptools (llhttp) server: the least an llhttp-based Trio server does per
 request, the floor for ``trioiis --http fast`` (issue 10).
 
-.venv/bin/python benchmarks/httptools_trio.py PORT
+.venv/bin/python benchmarks/httptools_trio.py PORT [--design]
 
 One task per connection reads the socket, feeds llhttp, and answers every complete request
 with a canned ``Hello, world!`` response (keep-alive unless the request says otherwise).
+With ``--design``, each request is answered in a nursery and a cancel scope of its own, as
+``h11_trio.py --design`` does: the design floor of ``trioiis --http fast``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 
 import httptools
 import trio
+from h11_trio import DESIGN, answer
 
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\nHello, world!\n"
@@ -44,7 +47,11 @@ async def handle(stream: trio.SocketStream) -> None:
                 parser.feed_data(data)
             except httptools.HttpParserError:
                 return
-            if requests.complete:
+            if requests.complete and DESIGN:
+                for _ in range(requests.complete):  # a nursery and a write per request
+                    await answer(stream, RESPONSE)
+                requests.complete = 0
+            elif requests.complete:
                 await stream.send_all(RESPONSE * requests.complete)
                 requests.complete = 0
                 if not parser.should_keep_alive():

@@ -270,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, count in results:
         ratio = f"{count / mine:.2f}" if mine else "-"
         lines.append(f"| {key} | {count:,.0f} | {ratio} |")
+    if goal_lines := goals(dict(results)):
+        lines += ["", "Issue 26's instruction goals, each beside its floor:", ""]
+        lines += [f"* {line}" for line in goal_lines]
     if notes:
         lines += ["", *(f"* {note}" for note in notes)]
     text = "\n".join(lines) + "\n"
@@ -277,6 +280,29 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write and results:
         hello.write_results_section(SECTION, text)
     return 0 if results else 1
+
+
+#: (server, its design floor, the bare loop of the same parser, the goal: at most this many
+#: times the design floor's instructions).
+GOALS = (
+    ("trioiis", "design-h11", "trio+h11", 1.1),
+    ("trioiis-fast", "design-httptools", "trio+httptools", 1.33),
+)
+
+
+def goals(counts: dict[str, float]) -> list[str]:
+    """Issue 26's goals this run can check, each with the floors' own figures."""
+    lines = []
+    for key, floor, bare, target in GOALS:
+        if key not in counts or floor not in counts:
+            continue
+        ratio = counts[key] / counts[floor]
+        verdict = "met" if ratio <= target else "not met"
+        line = f"{key} ÷ {floor} = {ratio:.2f} (goal ≤ {target:g}x): {verdict}"
+        if bare in counts:
+            line += f"; {floor} ÷ {bare} = {counts[floor] / counts[bare]:.2f}"
+        lines.append(line)
+    return lines
 
 
 if __name__ == "__main__":

@@ -584,3 +584,32 @@ def test_reason_phrase_is_never_empty(status: int, reason: bytes) -> None:
     from trioiis.http1 import reason_phrase
 
     assert reason_phrase(status) == reason
+
+
+def test_unacknowledged_is_what_the_peer_has_not_acknowledged() -> None:
+    """The minimum send rate's measure: on a loopback pair whose reader reads nothing, the
+    kernel takes far more than the peer acknowledged (its small window), and
+    ``_unacknowledged`` says how much of what was sent is still waiting in our queue."""
+    import socket as stdlib_socket
+
+    from trioiis.http1 import _unacknowledged
+
+    listener = stdlib_socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    reader = stdlib_socket.socket()
+    reader.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, 4096)
+    reader.connect(listener.getsockname())
+    writer, _ = listener.accept()
+    with listener, reader, writer:
+        writer.setblocking(False)
+        sent = 0
+        for _ in range(1000):  # bounded: until the kernel takes no more
+            try:
+                sent += writer.send(b"x" * 65536)
+            except BlockingIOError:
+                break
+        unacknowledged = _unacknowledged(writer)
+        assert 0 < unacknowledged <= sent
+        assert sent - unacknowledged <= 256 * 1024  # what the reader's small window took
+        reader.recv(1 << 20)

@@ -27,16 +27,22 @@ from .context import ModuleContextContainer as ModuleContextContainer
 from .context import Site as Site
 from .context import StoredContext as StoredContext
 from .counters import ServerCounters as ServerCounters
+from .errors import BodyTooLargeError as BodyTooLargeError
 from .errors import CompletionInfo as CompletionInfo
 from .errors import ConfigError as ConfigError
 from .errors import ConnectionInvalidError as ConnectionInvalidError
 from .errors import HResultError as HResultError
 from .errors import InvalidHandleError as InvalidHandleError
+from .errors import MalformedBodyError as MalformedBodyError
+from .errors import ModuleFailedError as ModuleFailedError
 from .errors import NotSupportedError as NotSupportedError
 from .errors import OperationAbortedError as OperationAbortedError
+from .errors import RequestBodyError as RequestBodyError
 from .errors import StackOverflowError as StackOverflowError
 from .headers import Headers as Headers
 from .http1 import Limits as Limits
+from .lifecycle import Outcome as Outcome
+from .lifecycle import RequestState as RequestState
 from .mapping import HandlerMapping as HandlerMapping
 from .pipeline import Pipeline as Pipeline
 from .providers import AuthenticationProvider as AuthenticationProvider
@@ -57,10 +63,7 @@ from .registration import ModuleFactory as ModuleFactory
 from .registration import ModuleRegistrationInfo as ModuleRegistrationInfo
 from .registration import RegisterModule as RegisterModule
 from .registration import SimpleFactory as SimpleFactory
-from .request import BodyTooLargeError as BodyTooLargeError
 from .request import HttpRequest as HttpRequest
-from .request import MalformedBodyError as MalformedBodyError
-from .request import RequestBodyError as RequestBodyError
 from .response import HttpResponse as HttpResponse
 from .response import StatusInfo as StatusInfo
 from .server import HttpServer as HttpServer
@@ -103,16 +106,19 @@ __all__ = [
     "ModuleAllocator",
     "ModuleContextContainer",
     "ModuleFactory",
+    "ModuleFailedError",
     "ModuleRegistrationInfo",
     "ModuleSpec",
     "NotSupportedError",
     "Notification",
     "OperationAbortedError",
+    "Outcome",
     "Pipeline",
     "Priority",
     "ReadEntityProvider",
     "RegisterModule",
     "RequestBodyError",
+    "RequestState",
     "SendResponseFlags",
     "SendResponseProvider",
     "ServerConfig",

@@ -4,7 +4,7 @@ Formats (``ServerConfig.access_log_format``):
 
 * ``combined`` (default; nginx's ``combined`` plus time taken and outcome)::
 
-      127.0.0.1 - - [22/Nov/2026:01:02:03 +0000] "GET /a HTTP/1.1" 200 512 "-" "curl/8" 1.2ms ok b
+      127.0.0.1 - - [22/Nov/2026:01:02:03 +0000] "GET /a HTTP/1.1" 200 512 "-" "c" 1ms completed b
 
 * ``common``: the Common Log Format plus time taken and outcome (no referer, user agent).
 * ``w3c``: IIS's W3C extended format, with its ``#Software``/``#Version``/``#Fields`` header
@@ -15,9 +15,12 @@ Every format ends with (or, in W3C's ``s-sitename`` and JSON's ``site``, names) 
 that served the request: its ``[[sites]]`` name, ``default`` for the top-level root, ``-``
 for a refused head.
 
-The outcome is ``ok``, ``error`` (a module failed), ``timeout`` (``request_timeout``),
-``reset`` (``reset_connection``), ``refused`` (a head the server refused before any module
-ran; method and URL are then ``-``) or ``cancelled-by-client``.
+The outcome is the request's ``Outcome`` (``trioiis/lifecycle.py``): ``completed``,
+``cancelled_by_client``, ``timed_out``, ``aborted_by_server`` or ``failed``; or ``refused``
+for a head the server refused before any module ran (method and URL are then ``-``). The
+status is the one the client got; when no status line was sent it is 499 (the client left
+first) or 444 (the server closed without a response), as nginx logs them. The byte count is
+the response-body bytes handed to the kernel, also for a response cut short.
 """
 
 from __future__ import annotations

@@ -11,10 +11,12 @@ Theory of operation
 2. **The request's work** runs inside the request nursery's cancel scope (the pipeline's
    stages and the final send, in the request's task), and in module tasks
    started with ``start_soon``, each wrapped in its own scope in ``_task_scopes``
-   (registered when started, not when first run). When the client goes away,
-   ``_client_gone`` cancels all of those (so tasks started on ``ctx.nursery`` directly stop
-   too); the pipeline then still runs LOG_REQUEST and END_REQUEST, shielded with a
-   deadline. The request's own ``request_timeout`` is that scope's deadline.
+   (registered when started, not when first run). When the client goes away before its
+   response is complete (``_peer_gone``), or the server gives up on it
+   (``_server_aborted``), ``_cancel_work`` cancels all of those (so tasks started on
+   ``ctx.nursery`` directly stop too); the pipeline then still runs LOG_REQUEST and
+   END_REQUEST, shielded with a deadline. The request's own ``request_timeout`` is that
+   scope's deadline. A client that leaves after its response is complete cancels nothing.
 3. **A child request** is a context cloned from this one. ``execute_request`` runs its whole
    pipeline as a task of this context (so it is cancelled with it), inside its own nursery;
    ``run_child`` awaits the same thing in place. Depth is counted on the context: levels
@@ -30,6 +32,10 @@ Theory of operation
    started with ``async_=True`` — which re-enters the module's ``on_async_completion``.
    Completions queue in ``_resume``, so one that arrives before the handler returned
    PENDING is not lost.
+6. **One lifecycle, one outcome.** ``lifecycle`` (``lifecycle.py``) holds the request's
+   state and the reasons recorded for it; its ``outcome`` is what the access log, counters,
+   traces and the status module report. The send path (``sending.py``) fires the
+   response's events; this module fires the reasons.
 """
 
 from __future__ import annotations
@@ -50,7 +56,6 @@ import trio
 from . import tracing
 from .constants import (
     ERROR_ALREADY_ASSIGNED,
-    ERROR_HANDLE_EOF,
     ERROR_INVALID_INDEX,
     ERROR_INVALID_PARAMETER,
     ERROR_OPERATION_ABORTED,
@@ -59,7 +64,6 @@ from .constants import (
     CloneFlags,
     ExecuteFlags,
     Notification,
-    SendResponseFlags,
     Status,
 )
 from .counters import ServerCounters
@@ -73,7 +77,7 @@ from .errors import (
     StackOverflowError,
 )
 from .headers import Headers
-from .http1 import FILE_PIECE, Http1Connection
+from .lifecycle import Event, RequestLifecycle, RequestState
 from .mapping import DEFAULT_MAPPING, HandlerMapping
 from .memo import memoize_short
 from .providers import (
@@ -81,10 +85,11 @@ from .providers import (
     HttpUser,
     MapPathProvider,
     ReadEntityProvider,
-    SendResponseProvider,
 )
 from .request import BodySource, EmptyBody, HttpRequest
 from .response import HttpResponse
+from .sending import Wire, note_progress
+from .transport import PeerGoneError, PeerTooSlowError
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -96,10 +101,7 @@ _PRECONDITION_HEADERS = frozenset(
 )
 _DAV_HEADERS = frozenset({"depth", "destination", "overwrite", "lock-token", "timeout", "if"})
 _NO_FLAGS = ExecuteFlags(0)
-#: The SEND_RESPONSE flags _flush starts from, by MORE_DATA (2) | DISCONNECT (1): enum
-#: arithmetic per response costs more than the lookup (issue 10).
-_SEND_FLAGS = tuple(SendResponseFlags(bits) for bits in range(4))
-_DISCONNECT = int(SendResponseFlags.DISCONNECT)
+_ENDED = RequestState.ENDED  # (a module constant: enum class attributes are slow to read)
 _CLONE_FLAGS_ALL = int(
     CloneFlags.BASICS
     | CloneFlags.HEADERS
@@ -174,19 +176,15 @@ class ModuleContextContainer:
 class HttpConnection(metaclass=_NoPublicConstructor):
     """The client connection a request arrived on (IIS ``IHttpConnection``)."""
 
-    __slots__ = (
-        "_connected", "_http", "local_address", "module_context", "remote_address", "secure",
-    )  # fmt: skip
+    __slots__ = ("_connected", "local_address", "module_context", "remote_address", "secure")
 
     def __init__(
         self,
-        http: Http1Connection,
         *,
         remote_address: tuple[str, int],
         local_address: tuple[str, int],
         secure: bool,
     ) -> None:
-        self._http = http
         self.remote_address = remote_address
         self.local_address = local_address
         self.secure = secure
@@ -210,16 +208,6 @@ class HttpConnection(metaclass=_NoPublicConstructor):
                 except Exception:
                     log.exception("notify_disconnect failed")
         return True
-
-
-@dataclass(slots=True)
-class _Wire:
-    """The one response on the connection, shared by a root request and its children."""
-
-    http: Http1Connection
-    head_sent: bool = False
-    raw: bool = False  # headers were suppressed: the modules write raw bytes
-    failed: bool = False  # a send failed: the connection must close abortively
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,22 +236,14 @@ _CURRENT: contextvars.ContextVar[tuple[HttpContext, _Current] | None] = contextv
 )
 
 
-class _State:
-    CLONED = "cloned"
-    RUNNING = "running"
-    ENDED = "ended"
-
-
 @dataclass(slots=True)
 class _RequestStats:
-    """Timings and outcome of one request, read by the server's log and counters."""
+    """Timings of one request and where it was, for the log, counters and traces (its
+    outcome is ``HttpContext.lifecycle``'s)."""
 
     started: float = 0.0
-    cancelled_by_client: bool = False
-    disconnect_noticed: float | None = None
+    #: Seconds from noticing the client leave to the request's work having stopped.
     time_to_cancel: float | None = None
-    failed: bool = False
-    timed_out: bool = False
     stage: Notification | None = None  # the last deterministic stage entered
     module: str | None = None  # the last module called
     exceptions: list[str] = field(default_factory=list)
@@ -316,9 +296,9 @@ class _PendingIo:
         if self._scope.cancelled_caught:
             outcome = tracing.IO_CANCELLED_BY_CANCEL_IO
         elif isinstance(exc, trio.Cancelled):
-            gone = self._ctx._root.stats.cancelled_by_client
+            gone = self._ctx._root.lifecycle.has(Event.PEER_GONE)
             outcome = tracing.IO_CANCELLED_BY_DISCONNECT if gone else tracing.IO_CANCELLED
-        elif isinstance(exc, ConnectionInvalidError | trio.BrokenResourceError):
+        elif isinstance(exc, ConnectionInvalidError | PeerGoneError):
             outcome = tracing.IO_CANCELLED_BY_DISCONNECT  # it saw the client leave first
         elif exc is not None:
             outcome = tracing.IO_FAILED
@@ -341,7 +321,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         pipeline: Pipeline,
         connection: HttpConnection,
         site: Site,
-        wire: _Wire,
+        wire: Wire,
         method: str,
         url: str,
         http_version: str,
@@ -368,14 +348,14 @@ class HttpContext(metaclass=_NoPublicConstructor):
         self.module_context = ModuleContextContainer()
         self._parent = parent
         # The root is found through the parent, not stored in itself: a context that
-        # points at itself is a reference cycle, freed only by the cyclic GC (issue 10).
+        # points at itself is a reference cycle, freed only by the cyclic GC.
         self._root_of_child: HttpContext | None = None if parent is None else parent._root
         self._depth: int = 0 if parent is None else parent._depth + 1
         self._execute_flags = _NO_FLAGS
-        self._state = _State.RUNNING if parent is None else _State.CLONED
+        #: The request's state and outcome (rule 6).
+        self.lifecycle = RequestLifecycle(cloned=parent is not None)
         self._released = False
         self._nursery: trio.Nursery | None = None
-        self._work_cancelled = False  # the stages ended by a timeout or the client leaving
         self._release_scope: trio.CancelScope | None = None
         self._io_scopes: set[trio.CancelScope] = set()
         self._task_scopes: set[trio.CancelScope] = set()
@@ -390,7 +370,6 @@ class HttpContext(metaclass=_NoPublicConstructor):
         self._excluded_handlers: frozenset[HandlerMapping] = frozenset()
         self._modules: list[Any] = []
         self._produced = 0
-        self._main_finished = False
         #: The handler mapping chosen at MAP_REQUEST_HANDLER.
         self.handler: HandlerMapping = DEFAULT_MAPPING
         self.stats = _RequestStats(started=trio.current_time())
@@ -523,7 +502,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
     # ------------------------------------------------------------ life and tasks
 
     def _check_alive(self) -> None:
-        if self._state is _State.ENDED or self._released:
+        if self.lifecycle.state is _ENDED or self._released:
             raise InvalidHandleError("the request has ended")
 
     def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
@@ -555,7 +534,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
                 await fn(*args)
         except Exception as exc:
             self._pipeline.task_failed(self, exc)
-            if self._state is _State.RUNNING:
+            if self.lifecycle.running:
                 # Resume a pipeline parked on PENDING for this task: it would wait forever.
                 self._post(_Resume(status=Status.FINISH_REQUEST))
         finally:
@@ -569,21 +548,57 @@ class HttpContext(metaclass=_NoPublicConstructor):
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
-    def _client_gone(self) -> None:
-        """Rule 2: the connection noticed EOF/RST while this (root) request was running."""
-        if not self.connection._mark_gone():
+    def _peer_gone(self) -> None:
+        """Rule 2: the transport saw this (root) request's client go away."""
+        self.connection._mark_gone()  # (notify_disconnect, once)
+        lifecycle = self.lifecycle
+        if not lifecycle.running:
             return
-        if self._state is _State.RUNNING and not self._main_finished:
-            self.stats.cancelled_by_client = True
-            self.stats.disconnect_noticed = trio.current_time()
+        note_progress(self)  # the last byte may have gone out just before the close
+        if lifecycle.response_complete:
+            return  # the client has its whole response: nothing to cancel or report
+        if lifecycle.fire(Event.PEER_GONE, trio.current_time()):
             self._cancel_work()
+
+    def _server_aborted(self, *, reading: bool) -> None:
+        """Rule 2: the server gave up on this (root) request's client (``send_timeout``,
+        ``body_timeout``, a minimum rate). A response cannot reach a client too slow to
+        read it: the work stops and the connection is aborted. A client too slow to send
+        its body gets a 408 and a close, if nothing was sent yet."""
+        lifecycle = self.lifecycle
+        if not lifecycle.running or not lifecycle.fire(Event.SERVER_ABORTED, trio.current_time()):
+            return
+        if reading and not self._wire.failed:
+            response = self.response
+            if not response.headers_sent:
+                response.clear()
+                response.set_status(408)
+            response.set_need_disconnect()
+            return
+        self._wire.failed = True
+        self.connection._connected = False
+        self._cancel_work()
+
+    def _wire_broken(self, exc: Exception, *, reading: bool = False) -> ConnectionInvalidError:
+        """A transport error on this context's wire: record who ended it, and return the
+        error the module sees (``ConnectionInvalidError``)."""
+        root = self._root
+        if isinstance(exc, PeerTooSlowError):
+            root._server_aborted(reading=reading)
+        else:
+            self._wire.failed = True
+            root._peer_gone()
+        return ConnectionInvalidError(str(exc) or "the client is gone")
 
     def _reset_connection(self) -> None:
         """``reset_connection()``: the client sees an RST now; the pipeline goes on."""
+        root = self._root
         self._wire.failed = True
-        self._root.response.reset = True
+        root.response.reset = True
         self.connection._connected = False  # gone for the client, but nothing is cancelled
-        self._wire.http.reset_now()
+        if root.lifecycle.running:
+            root.lifecycle.fire(Event.SERVER_ABORTED, trio.current_time())
+        self._wire.transport.reset()
 
     # ------------------------------------------------------------ pending I/O
 
@@ -614,7 +629,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         Raises:
             InvalidHandleError: the request has ended or its connection is gone.
         """
-        if self._state is _State.ENDED or self._released or not self.connection._connected:
+        if self.lifecycle.ended or self._released or not self.connection._connected:
             raise InvalidHandleError("cancel_io on a request that has ended")
         n = 0
         for ctx in self._walk():
@@ -646,7 +661,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         self._post(_Resume(completion=CompletionInfo(bytes_moved, S_OK)))
 
     def _post(self, item: _Resume) -> None:
-        if self._state is _State.ENDED:
+        if self.lifecycle.ended:
             raise InvalidHandleError("the request has ended")
         self._resume.append(item)
         if self._resume_event is not None:
@@ -719,6 +734,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         Raises:
             HResultError: ERROR_INVALID_PARAMETER for a URL that could escape the root.
             OperationAbortedError: ``cancel_io()`` while a MAP_PATH handler was pending.
+            ModuleFailedError: a MAP_PATH handler raised (the request answers 500).
 
         Cancellation: a checkpoint; a pending MAP_PATH handler's wait is pending I/O.
         """
@@ -766,148 +782,6 @@ class HttpContext(metaclass=_NoPublicConstructor):
 
     def _headers_sent(self) -> bool:
         return False if self._is_buffered() else self._wire.head_sent
-
-    async def _flush(self, *, final: bool, more_data: bool, checkpoint: bool = True) -> int:
-        """SEND_RESPONSE, then hand the buffer to where this context's output goes (rule 4)."""
-        self._check_alive()
-        response = self.response
-        flags = _SEND_FLAGS[
-            (2 if more_data or not final or self._parent is not None else 0)
-            | (1 if response.need_disconnect else 0)
-        ]
-        being_sent = not self._headers_sent() and not response.headers_suppressed
-        if self._parent is not None and self._execute_flags & ExecuteFlags.NO_HEADERS:
-            being_sent = False
-        provider = SendResponseProvider(flags, being_sent)
-        await self._pipeline.notify(
-            self, Notification.SEND_RESPONSE, provider, checkpoint=checkpoint
-        )
-        if int(provider.flags) & _DISCONNECT:  # (int &: no enum arithmetic)
-            response.need_disconnect = True  # a SEND_RESPONSE handler asked to close after
-        if response.reset or self._wire.failed:
-            response.clear_body()
-            return 0
-        if self._is_buffered():
-            if final:
-                self._produced += len(response.buffered)
-            return 0
-        return await self._send_to_wire(end=final and self._parent is None)
-
-    def _head_owner(self) -> HttpContext:
-        ctx = self
-        while ctx._parent is not None and ctx._execute_flags & ExecuteFlags.NO_HEADERS:
-            ctx = ctx._parent
-        return ctx
-
-    async def _send_to_wire(self, *, end: bool) -> int:
-        """Queue the head (once), the buffered body and maybe the end, then write it all in
-        one go. Returns the body bytes sent (status line, headers and framing not counted),
-        which is also what an abort's ``completion_bytes`` counts."""
-        wire = self._wire
-        http = wire.http
-        body = b"".join(self.response._take_buffer())
-        self._produced += len(body)
-        try:
-            if not wire.head_sent:
-                owner = self._head_owner()
-                wire.head_sent = True
-                if owner.response.headers_suppressed:
-                    wire.raw = True
-                else:
-                    self._queue_head(owner, body, end=end)
-            if wire.raw:
-                offset = len(http._outbuf)
-                http._outbuf += body
-            else:
-                offset = http.queue_body(body)
-                if end:
-                    http.queue_end()
-        except Exception as exc:  # FramingError: the module's framing was wrong
-            wire.failed = True
-            http.broken = True
-            raise HResultError(f"response could not be sent: {exc}") from exc
-        size = len(body) if offset >= 0 else 0
-        start = http.counters.bytes_sent
-
-        def body_moved() -> int:
-            return min(size, max(0, http.counters.bytes_sent - start - offset))
-
-        if http.try_write():
-            return size  # all out at once: nothing was ever pending
-        try:
-            with self._pending_io(body_moved, "write"):
-                await http.write_queued()
-        except trio.BrokenResourceError as exc:
-            wire.failed = True
-            self._root._client_gone()
-            raise ConnectionInvalidError("the client is gone") from exc
-        return size
-
-    async def _transmit_file(self, fd: int, offset: int, count: int) -> int:
-        """``HttpResponse.transmit_file``: flush, then the file range as body bytes."""
-        if offset < 0 or count < 0:
-            raise HResultError("negative file range", hresult=ERROR_INVALID_PARAMETER)
-        await self._flush(final=False, more_data=True)
-        wire = self._wire
-        if count == 0 or self.response.reset or wire.failed:
-            return 0
-        if self._is_buffered() or wire.raw:
-            # Kept for a parent, or a module that writes its own head: plain body bytes.
-            return await self._transmit_file_buffered(fd, offset, count)
-        http = wire.http
-        start = http.counters.bytes_sent
-
-        def moved() -> int:
-            return min(count, max(0, http.counters.bytes_sent - start))
-
-        try:
-            with self._pending_io(moved, "transmit_file"):
-                sent = await http.send_file(fd, offset, count)
-        except trio.BrokenResourceError as exc:
-            wire.failed = True
-            self._root._client_gone()
-            raise ConnectionInvalidError("the client is gone") from exc
-        except EOFError as exc:
-            wire.failed = True
-            raise HResultError(f"file ended early: {exc}", hresult=ERROR_HANDLE_EOF) from exc
-        except HResultError:
-            raise  # OperationAbortedError: cancel_io()
-        except Exception as exc:  # FramingError: longer than the Content-Length
-            wire.failed = True
-            raise HResultError(f"response could not be sent: {exc}") from exc
-        self._produced += sent
-        return sent
-
-    async def _transmit_file_buffered(self, fd: int, offset: int, count: int) -> int:
-        done = 0
-        while done < count:
-            data = await trio.to_thread.run_sync(
-                os.pread, fd, min(FILE_PIECE, count - done), offset + done
-            )
-            if not data:
-                raise HResultError("file ended early", hresult=ERROR_HANDLE_EOF)
-            self.response.write(data)
-            await self._flush(final=False, more_data=True)
-            done += len(data)
-        return done
-
-    def _queue_head(self, owner: HttpContext, body: bytes, *, end: bool) -> None:
-        response = owner.response
-        headers = response.headers.raw()
-        if self._parent is not None:
-            # A child's head goes out while its parent may still write: chunked framing, so
-            # whatever the parent adds keeps the response well-formed.
-            headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
-        names = {n.lower() for n, _ in headers}
-        framed = b"content-length" in names or b"transfer-encoding" in names
-        # No length where none may be sent (204, 304) or where it would be a lie (a HEAD
-        # answered without a body says nothing about the GET's length).
-        bodiless = response.status in (204, 304)
-        if end and not framed and not bodiless and (body or self.request.method != "HEAD"):
-            headers.append((b"content-length", str(len(body)).encode()))
-        if self._root.response.need_disconnect or response.need_disconnect:
-            headers.append((b"connection", b"close"))
-        self._wire.http.queue_head(response.status, headers, response.reason.encode("latin-1"))
 
     # ------------------------------------------------------------ child requests
 
@@ -959,7 +833,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
             raise NotSupportedError("execute_request is asynchronous only (async_=True)")
         if child._parent is not self:
             raise NotSupportedError("the child was not cloned from this context")
-        if child._state is not _State.CLONED or child._released:
+        if child.lifecycle.state is not RequestState.CLONED or child._released:
             raise NotSupportedError("a cloned context runs only once")
         if child._depth > MAX_CHILD_DEPTH:
             raise StackOverflowError(f"child requests nest at most {MAX_CHILD_DEPTH} levels")
@@ -976,7 +850,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         child._excluded_handlers = self._excluded_handlers
         if flags & ExecuteFlags.IGNORE_CURRENT_INTERCEPTOR:
             child._excluded_handlers |= {self.handler}
-        child._state = _State.RUNNING
+        child.lifecycle.fire(Event.EXECUTE)
 
     def execute_request(
         self,
@@ -1008,7 +882,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
 
         async def run() -> None:
             info = await self._run_child(child)
-            if self._state is not _State.ENDED:
+            if not self.lifecycle.ended:
                 self._post(_Resume(completion=info, owner=owner))
 
         self.start_soon(run)
@@ -1064,7 +938,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         parent = self._parent
         if parent is None:
             raise HResultError("not a cloned context", hresult=ERROR_INVALID_PARAMETER)
-        if self._released or parent._released or parent._state is _State.ENDED:
+        if self._released or parent._released or parent.lifecycle.ended:
             raise HResultError("the parent context is gone", hresult=ERROR_INVALID_PARAMETER)
         self._released = True
         if self._release_scope is not None:

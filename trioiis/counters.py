@@ -63,8 +63,13 @@ class ServerCounters:
         connections_open: client connections open now.
         connections_refused: connections answered 503 because the server was full
             (``when_full = "refuse"``).
-        cancelled_by_client: requests whose client left while they ran.
-        requests_timed_out: requests cancelled by ``request_timeout``.
+        outcomes: root requests that have finished, by outcome (``Outcome`` values:
+            ``completed``, ``cancelled_by_client``, ``timed_out``, ``aborted_by_server``,
+            ``failed``); the one figure each request adds to, decided by its lifecycle.
+        cancelled_by_client: ``outcomes["cancelled_by_client"]``: requests whose client
+            left before their response was complete.
+        requests_timed_out: ``outcomes["timed_out"]``: requests cancelled by
+            ``request_timeout``.
         cancel_io_calls: calls to ``cancel_io``.
         io_cancelled: pending I/O operations that ``cancel_io`` aborted.
         child_requests_by_depth: child requests started, by depth (1 = a child of the
@@ -87,6 +92,7 @@ class ServerCounters:
     connections_accepted: int = 0
     connections_open: int = 0
     connections_refused: int = 0
+    outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
     cancelled_by_client: int = 0
     requests_timed_out: int = 0
     cancel_io_calls: int = 0
@@ -108,13 +114,19 @@ class ServerCounters:
         """Child requests started, at any depth."""
         return sum(self.child_requests_by_depth.values())
 
-    def request_finished(self, status: int, seconds: float) -> None:
-        """A root request ended with ``status`` after ``seconds``."""
+    def request_finished(
+        self, status: int, seconds: float, outcome: str, time_to_cancel: float | None
+    ) -> None:
+        """A root request ended with ``status`` after ``seconds``, with ``outcome``; for a
+        cancelled one, its work stopped ``time_to_cancel`` seconds after its client was
+        seen leaving (0 when it had stopped already)."""
         self.responses_by_status[status] += 1
         self.latency.observe(seconds)
-
-    def cancelled(self, seconds: float) -> None:
-        """A root request's work stopped ``seconds`` after its client was seen leaving."""
-        self.cancelled_by_client += 1
-        self.time_to_cancel.append(seconds)
-        self.time_to_cancel_histogram.observe(seconds)
+        self.outcomes[outcome] += 1
+        if outcome == "cancelled_by_client":
+            self.cancelled_by_client += 1
+            seconds = time_to_cancel or 0.0
+            self.time_to_cancel.append(seconds)
+            self.time_to_cancel_histogram.observe(seconds)
+        elif outcome == "timed_out":
+            self.requests_timed_out += 1

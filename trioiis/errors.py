@@ -6,7 +6,11 @@ HResultError(Exception)          .hresult = HRESULT_FROM_WIN32(code) -> 0x8007xx
 ├── StackOverflowError           ERROR_STACK_OVERFLOW (1001): 11th nested child request
 ├── InvalidHandleError           ERROR_INVALID_HANDLE (6): use of a context after its request ended
 ├── OperationAbortedError        ERROR_OPERATION_ABORTED (995): I/O cancelled by cancel_io
-└── ConnectionInvalidError       ERROR_CONNECTION_INVALID (1229): the client is gone
+├── ConnectionInvalidError       ERROR_CONNECTION_INVALID (1229): the client is gone
+├── ModuleFailedError            E_FAIL: a MAP_PATH/READ_ENTITY/custom handler raised (500)
+└── RequestBodyError             ERROR_INVALID_DATA (13): the client's body is refused (400)
+    └── BodyTooLargeError        ... past max_body_bytes (413)
+    └── MalformedBodyError       ... broken chunked framing (400)
 ConfigError(ValueError)          bad configuration or command line; the CLI prints one line, exit 2
 ```
 
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 
 from .constants import (
     ERROR_CONNECTION_INVALID,
+    ERROR_INVALID_DATA,
     ERROR_INVALID_HANDLE,
     ERROR_NOT_SUPPORTED,
     ERROR_OPERATION_ABORTED,
@@ -97,6 +102,31 @@ class ConnectionInvalidError(HResultError):
     """The client's connection is gone (or broke) so the I/O cannot happen."""
 
     default_hresult = ERROR_CONNECTION_INVALID
+
+
+class ModuleFailedError(HResultError):
+    """A module's handler raised inside a notification this call raised (``map_path``,
+    ``read_entity_body``, ``notify_custom_notification``). The request has failed already:
+    its answer is a 500 (or an aborted connection once headers were sent), as for a handler
+    that raised in any stage; let this propagate, the pipeline does not count it twice."""
+
+
+class RequestBodyError(HResultError):
+    """The client's request body cannot be read; ``status`` is the answer it gets (the
+    connection is closed after it) unless the module handles the error itself."""
+
+    default_hresult = ERROR_INVALID_DATA
+    status = 400
+
+
+class BodyTooLargeError(RequestBodyError):
+    """The request body grew past the server's ``max_body_bytes`` (answered with 413)."""
+
+    status = 413
+
+
+class MalformedBodyError(RequestBodyError):
+    """The request body's chunked framing is broken (answered with 400)."""
 
 
 class ConfigError(ValueError):

@@ -17,7 +17,7 @@ class Headers:
     """
 
     # Each field is (lower-case name, name as given, value): the key is made once, not on
-    # every lookup (a request looks up about ten fields; issue 10 hot path).
+    # every lookup (a request looks up about ten fields).
     __slots__ = ("_fields",)
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:

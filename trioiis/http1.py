@@ -27,6 +27,15 @@ Theory of operation
    ``_outbuf``; ``_write_out`` sends from it. A cancelled write leaves the unsent rest in
    ``_outbuf`` for the next write, so the wire stays well-formed and ``bytes_sent`` is exact on
    sockets.
+
+   b. **Counted as they go.** ``_queued`` counts every byte ever queued (file bytes sent
+      with ``os.sendfile`` included), so each queued byte has a stream offset, and the
+      current response's body is a short list of offset ranges. ``body_bytes_sent`` is
+      their overlap with ``counters.bytes_sent``: body bytes handed to the kernel, exact
+      also for a response cut short, never framing.
+   c. **Complete when delivered.** ``_complete_at`` is the offset at which the response's
+      bytes make a whole message (its end framed, or a Content-Length body's last byte
+      queued); ``response_complete`` is True once ``bytes_sent`` reached it.
 6. **Deadlines.** Waiting for the first byte of a head uses ``keep_alive_timeout`` (on a new
    connection, ``head_timeout``), then the connection closes without a response; from the
    first byte the whole head must arrive within ``head_timeout`` (slowloris), else 408 and
@@ -34,6 +43,16 @@ Theory of operation
 7. **Expect: 100-continue.** ``100 Continue`` goes out only when the request's body is first
    read. A final response sent while the client still waits for it ends the connection: the
    client may never send that body, so it cannot be drained.
+8. **Say close when the body cannot be drained.** The head of a response says
+   ``Connection: close`` when the request body is not yet read and could not be drained
+   after the response (``drain_body_bytes``; a chunked body not yet finished; a client
+   still waiting for ``100 Continue``), so a keep-alive client never sends its next request
+   on a connection the server is about to close.
+9. **The connection is the request's transport.** It serves one request at a time, so it
+   implements the transport seam (``transport.py``) itself for the request it serves: the
+   seam's queueing members are its own methods, and ``write``, ``transmit_file`` and
+   ``receive_body`` translate its errors into the seam's. ``watch_peer`` holds the running
+   request's callback, which the reader calls on EOF or RST (through the server).
 """
 
 from __future__ import annotations
@@ -41,12 +60,14 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import errno
+import fcntl
 import os
 import re
 import socket
 import struct
+import termios
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final, Protocol
@@ -54,7 +75,9 @@ from typing import Any, Final, Protocol
 import h11
 import trio
 
+from .errors import BodyTooLargeError, MalformedBodyError
 from .http1_writer import ResponseWriter, request_keep_alive
+from .transport import PeerGoneError, PeerTooSlowError
 
 SERVER_HEADER: Final = b"trioiis"
 _RECEIVE_SIZE: Final = 65536
@@ -132,7 +155,9 @@ class Limits:
         min_body_rate: bytes/s a request body must average once ``rate_grace`` has passed,
             else the client is treated as gone; 0 disables.
         min_send_rate: bytes/s a client must read a response at, averaged the same way, else
-            the connection is closed (IIS ``minBytesPerSecond``: 240); 0 disables.
+            the connection is closed (IIS ``minBytesPerSecond``: 240); 0 disables. Counted
+            in bytes the client acknowledged where the platform tells (Linux), not bytes the
+            kernel took into its send buffer.
         rate_grace: seconds a body or response may take before the minimum rates apply.
         request_timeout: seconds a request's stages and final send may take before its work
             is cancelled (503 if nothing was sent, else the connection is aborted), the
@@ -163,6 +188,13 @@ class Limits:
     max_requests_per_connection: int = 1000
     drain_body_bytes: int = 65536
     linger_timeout: float = 2.0
+
+
+class _SlowPeer(trio.BrokenResourceError):
+    """The server gave up on the peer: nothing moved for ``send_timeout`` or
+    ``body_timeout``, or it fell below a minimum rate. Not the peer going away: the
+    server cut it (a ``BrokenResourceError`` still, for code that only needs "broken";
+    the seam's methods raise ``transport.PeerTooSlowError`` for it)."""
 
 
 class HeadError(Exception):
@@ -211,6 +243,11 @@ class HeadScanner:
                 self._start = self._pos
             nl = buf.find(b"\n", self._pos)
             line_limit = limits.max_request_line if self._lines == 0 else limits.max_header_field
+            if self._lines == 0 and not (  # (the usual case, a whole valid line, inline)
+                nl > self._pos
+                and _REQUEST_LINE.fullmatch(buf, self._pos, nl - (buf[nl - 1] == 0x0D))
+            ):
+                self._check_request_line(buf, nl, line_limit, limits.max_head_bytes)
             # The line so far (up to its LF, CR included) and the head so far (through that LF).
             line_length = (nl if nl >= 0 else len(buf)) - self._pos
             head_length = nl + 1 if nl >= 0 else len(buf)
@@ -235,12 +272,41 @@ class HeadScanner:
             if self._lines - 1 > limits.max_header_count:
                 raise HeadError(431, "too many header fields")
 
+    def _check_request_line(
+        self, buf: bytes | bytearray, nl: int, line_limit: int, head_limit: int
+    ) -> None:
+        """Refuse at once bytes that cannot start a request line (a TLS handshake on a
+        cleartext port, ``G@T / HTTP/1.1``): h11's request-line grammar, checked on what has
+        arrived of the line. Only bytes before those where the line or the head would be too
+        long are judged: a limit broken at an earlier byte answers, however the bytes were
+        split."""
+        stop = min(self._pos + line_limit + 1, head_limit)
+        end = nl if nl >= 0 else len(buf)
+        line = bytes(buf[self._pos : min(end, stop)])
+        if 0 <= nl < stop:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if _REQUEST_LINE.fullmatch(line) is None:
+                raise HeadError(400, "malformed request line")
+        elif line != b"\r" and _REQUEST_LINE_START.fullmatch(line) is None:
+            # (a lone CR may be the start of an empty line's CRLF: not judged yet)
+            raise HeadError(400, "not an HTTP request")
+
     def _too_long(self) -> None:
         if self._lines == 0:
             raise HeadError(414, "request line too long")
         raise HeadError(431, "header field too large")
 
 
+# h11's request-line grammar (h11/_abnf.py): method SP request-target SP HTTP-version, and
+# every prefix of it (what may still become one when more bytes arrive).
+_TCHAR: Final = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]"
+_VCHAR: Final = rb"[\x21-\x7e]"
+_REQUEST_LINE: Final = re.compile(rb"%s+ %s+ HTTP/[0-9]\.[0-9]" % (_TCHAR, _VCHAR))
+_REQUEST_LINE_START: Final = re.compile(
+    rb"%s*|%s+ %s*|%s+ %s+ (?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.(?:[0-9]\r?)?)?)?)?)?)?)?)?"
+    % (_TCHAR, _TCHAR, _VCHAR, _TCHAR, _VCHAR)
+)
 # Control bytes h11 lets through in field values (it refuses NUL, CR, LF and other
 # whitespace out of place), deleted by bytes.translate (faster than a regex search), and
 # obsolete line folding: a line that starts with SP or HTAB.
@@ -500,14 +566,15 @@ class Http1Connection:
     from one request at a time (the server serialises requests on a connection).
     """
 
-    # Slots: thousands of idle keep-alive connections each hold one (issue 10 memory goal).
+    # Slots: thousands of idle keep-alive connections each hold one.
     __slots__ = (
-        "_arrived", "_body_base", "_body_left", "_body_pos", "_body_received",
-        "_body_refused", "_body_started", "_continue_refused", "_expect_continue", "_h11",
-        "_inbuf", "_no_body", "_outbuf", "_parse", "_raw", "_response_base",
+        "_arrived", "_body_base", "_body_done", "_body_left", "_body_pos", "_body_queued",
+        "_body_ranges", "_body_received", "_body_refused", "_body_started", "_complete_at",
+        "_content_length", "_continue_refused", "_expect_continue", "_h11", "_inbuf", "_no_body",
+        "_on_peer_gone", "_outbuf", "_parse", "_queued", "_raw", "_response_base",
         "_response_started", "_socket", "_space", "_stopped", "_wanted", "_was_reset", "_writer",
-        "_writers", "_writing", "broken", "closing", "counters", "eof", "limits",
-        "on_data", "on_disconnect", "stream",
+        "_writers", "_writing", "broken", "closing", "counters", "eof", "limits", "on_data",
+        "on_disconnect", "stream",
     )  # fmt: skip
 
     def __init__(
@@ -537,6 +604,17 @@ class Http1Connection:
         self._space: trio.lowlevel.ParkingLot | None = None  # the pump waits for room
         self._wanted = 0
         self._outbuf = bytearray()
+        #: Rule 5b: every byte ever queued, so ``_queued`` is the stream offset where the
+        #: next queued byte will go out (``counters.bytes_sent`` counts the ones that did).
+        self._queued = 0
+        # The current response's body as [start, end) stream offsets not yet wholly sent,
+        # and the body bytes of the ranges already sent and dropped from the list.
+        self._body_ranges: list[list[int]] = []
+        self._body_done = 0
+        self._body_queued = 0  # the current response's body bytes queued so far
+        # The stream offset at which the response's bytes make a complete message, once
+        # they do (the end framed, or a Content-Length body's last byte queued).
+        self._complete_at: int | None = None
         # One writer at a time; a flag and a parking lot cost no checkpoint when free.
         self._writing = False
         self._writers: trio.lowlevel.ParkingLot | None = None  # made when a writer must wait
@@ -553,6 +631,7 @@ class Http1Connection:
         self._body_left = b""
         self._body_pos = 0  # next unread byte of _body_left (one copy, not one per read)
         self._body_received = 0
+        self._content_length: int | None = None  # the current request's, if it has one
         self._body_refused = False  # a 413 was raised for this body: raise it again
         self._no_body = False
         #: The final response went out while the client still waited for ``100 Continue``.
@@ -563,6 +642,8 @@ class Http1Connection:
         # The stdlib socket behind ``_socket`` (when the server has it): sends are tried on
         # it directly and only wait (a checkpoint) when the kernel buffer is full.
         self._raw = raw_socket
+        # The seam's peer watcher: the request being served, while it runs (rule 9).
+        self._on_peer_gone: Callable[[], None] | None = None
 
     # ---------------------------------------------------------------- reading
 
@@ -589,7 +670,7 @@ class Http1Connection:
                     data = await stream.receive_some(_RECEIVE_SIZE)
                 else:
                     # The socket itself, not SocketStream.receive_some: three coroutine
-                    # frames less on every idle connection (issue 10 memory goal).
+                    # frames less on every idle connection.
                     if reads == _READS_PER_CHECKPOINT:  # a peer that never lets it wait
                         reads = 0
                         await trio.lowlevel.checkpoint()  # (before the read: loses nothing)
@@ -698,7 +779,11 @@ class Http1Connection:
         self._body_left = b""
         self._body_pos = 0  # next unread byte of _body_left (one copy, not one per read)
         self._body_received = 0
+        self._content_length = head.content_length
         self._body_refused = False
+        self._body_ranges = []
+        self._body_done = self._body_queued = 0
+        self._complete_at = None
         self._no_body = head.method == "HEAD"
         self._continue_refused = False
         # (a bodiless request reads nothing: no clock for its body rate)
@@ -718,12 +803,20 @@ class Http1Connection:
         return conn is None or (conn.their_state is not h11.SEND_BODY and not self._body_left)
 
     @property
+    def body_remaining(self) -> int | None:
+        """Request body bytes not yet handed out; None while unknown (chunked)."""
+        if self._content_length is not None:
+            return self._content_length - self._body_received
+        return 0 if self.body_complete else None
+
+    @property
     def body_received(self) -> int:
         """Request body bytes handed out so far for the current request."""
         return self._body_received
 
-    async def receive_body(self, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` of the request body; ``b""`` once it is all read.
+    async def read_body(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of the request body; ``b""`` once it is all read (the
+        driver's errors: the seam's ``receive_body`` translates them).
 
         Cancellation: safe at any point; no byte is lost (it stays buffered for the next call).
 
@@ -749,7 +842,7 @@ class Http1Connection:
         while True:
             if conn.their_state is h11.SEND_BODY and self._expect_continue:
                 self._expect_continue = False
-                self._outbuf += b"HTTP/1.1 100 Continue\r\n\r\n"
+                self._queue(b"HTTP/1.1 100 Continue\r\n\r\n")
                 await self.write_queued()
             try:
                 event = conn.next_event()
@@ -778,7 +871,7 @@ class Http1Connection:
                         await self._wait_for_data()
                     if waited.cancelled_caught:
                         self.broken = True  # a client this slow is not kept
-                        raise trio.BrokenResourceError(f"client sent its body {why}")
+                        raise _SlowPeer(f"client sent its body {why}")
                 continue
             if isinstance(event, h11.Data):
                 data = bytes(event.data)
@@ -809,13 +902,85 @@ class Http1Connection:
                 deadline, why = by_rate, f"slower than {min_rate:g} bytes/s"
         return deadline, why
 
+    def _queue(self, data: bytes | bytearray) -> None:
+        """Append to the output queue (rule 5b: every queued byte is counted)."""
+        self._outbuf += data
+        self._queued += len(data)
+
+    def _queue_body_range(self, size: int, start: int | None = None) -> None:
+        """``size`` bytes from stream offset ``start`` (default: the next queued byte) are
+        response body (rule 5b)."""
+        if start is None:
+            start = self._queued
+        self._body_queued += size
+        ranges = self._body_ranges
+        if ranges and ranges[-1][1] == start:
+            ranges[-1][1] = start + size  # contiguous (Content-Length): one range
+        else:
+            ranges.append([start, start + size])
+
+    def _note_complete(self) -> None:
+        """Rule 5c: once the framed bytes make a whole message, remember where it ends."""
+        writer = self._writer
+        if self._complete_at is None and writer is not None and writer.complete:
+            self._complete_at = self._queued
+
+    @property
+    def body_bytes_sent(self) -> int:
+        """Rule 5b: body bytes of the current response handed to the kernel (or TLS)."""
+        sent = self.counters.bytes_sent
+        ranges = self._body_ranges
+        while ranges and ranges[0][1] <= sent:
+            start, end = ranges.pop(0)
+            self._body_done += end - start
+        partial = max(0, sent - ranges[0][0]) if ranges else 0
+        return self._body_done + partial
+
+    @property
+    def body_bytes_queued(self) -> int:
+        """Body bytes of the current response queued so far (sent or not)."""
+        return self._body_queued
+
+    @property
+    def response_complete(self) -> bool:
+        """Rule 5c: every byte of a complete response was handed to the kernel (or TLS)."""
+        end = self._complete_at
+        return end is not None and self.counters.bytes_sent >= end and not self._was_reset
+
+    def _can_drain(self) -> bool:
+        """True when the request's unread body, if any, can be read and dropped after the
+        response (``drain_body_bytes``), so that the connection may be kept."""
+        conn = self._h11
+        if conn is None or conn.their_state is not h11.SEND_BODY:
+            return True
+        if self._expect_continue or self._continue_refused or self._body_refused:
+            return False  # the client may never send it, or it is refused already
+        length = self._content_length
+        if length is None:
+            return False  # chunked, not finished: its size is unknown
+        return length - self._body_received <= self.limits.drain_body_bytes
+
     def queue_head(
-        self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b""
+        self,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        close: bool = False,
     ) -> None:
-        """Queue the status line and headers (``Date`` and ``Server`` are added if missing,
-        ``Connection: close`` while the server drains); ``write_queued`` sends them."""
+        """Queue the status line and headers (``Date`` and ``Server`` are added if missing);
+        ``write_queued`` sends them. The head says ``Connection: close`` when ``close``,
+        while the server drains, and when the request's unread body could not be drained
+        after the response (rule 8).
+
+        Raises:
+            FramingError: as ``ResponseWriter.head``; nothing is queued.
+        """
         writer = self._writer
         assert writer is not None
+        # (_body_started is set only for a request with a body: one to drain, maybe)
+        if close or self.closing or (self._body_started and not self._can_drain()):
+            writer.keep_alive = False
         self._response_started = trio.current_time()
         self._response_base = self.counters.bytes_sent
         self._no_body = self._no_body or status in (204, 304) or status < 200
@@ -823,9 +988,11 @@ class Http1Connection:
             (b"date", _DATE.get()),
             (b"server", SERVER_HEADER),
         )
-        if self.closing:
-            defaults += ((b"connection", b"close"),)
-        self._outbuf += writer.head(status, headers, reason or reason_phrase(status), defaults)
+        data = writer.head(status, headers, reason or reason_phrase(status), defaults)
+        self._outbuf += data
+        self._queued += len(data)
+        if writer.complete:  # a bodiless answer, or Content-Length: 0 (rule 5c)
+            self._complete_at = self._queued
         if self._expect_continue:
             # The final answer came first: the client may never send the body (drain_body).
             self._expect_continue = False
@@ -835,25 +1002,44 @@ class Http1Connection:
         """Queue body bytes (dropped for HEAD, 204 and 304, where framing allows none).
 
         Returns:
-            Where ``data`` starts in the queue (after earlier bytes and chunk framing), or
-            -1 when nothing of it is sent.
+            The body bytes queued: ``len(data)``, or 0 when they were dropped.
+
+        Raises:
+            FramingError: more bytes than the Content-Length.
         """
         writer = self._writer
         assert writer is not None
         if not data or self._no_body:
-            return -1
+            return 0
         encoded = writer.body(data)
         # Chunked framing puts b"<size>\r\n" before the data and b"\r\n" after it.
         framing = len(encoded) - len(data)
-        offset = len(self._outbuf) + (framing - 2 if framing else 0)
+        self._queue_body_range(len(data), self._queued + (framing - 2 if framing else 0))
         self._outbuf += encoded
-        return offset
+        self._queued += len(encoded)
+        if writer.complete and self._complete_at is None:  # the last declared byte (5c)
+            self._complete_at = self._queued
+        return len(data)
 
     def queue_end(self) -> None:
         """Queue the end of the response (the final chunk for chunked framing)."""
         writer = self._writer
         assert writer is not None
-        self._outbuf += writer.end()
+        data = writer.end()
+        self._outbuf += data
+        self._queued += len(data)
+        if self._complete_at is None:  # (rule 5c)
+            self._complete_at = self._queued
+
+    def queue_raw(self, data: bytes) -> int:
+        """Queue bytes a module framed itself (no head was written): all of them count as
+        body, the response is complete once its end (``queue_end``) is out, and the
+        connection closes after it."""
+        if self._writer is not None:
+            self._writer.keep_alive = False
+        self._queue_body_range(len(data))
+        self._queue(data)
+        return len(data)
 
     async def send_file(self, fd: int, offset: int, count: int) -> int:
         """Send ``count`` bytes of the open file ``fd`` from ``offset`` as body bytes, after
@@ -883,15 +1069,22 @@ class Http1Connection:
         raw = self._raw
         sent = 0
         try:
-            self._outbuf += before
+            self._queue(before)
             await self._write_out()
+            if raw is not None:  # the file's bytes bypass the queue: counted here (rule 5b)
+                self._queue_body_range(count)
+                self._queued += count
+                self._note_complete()
             while sent < count:
                 if raw is None:
                     size = min(FILE_PIECE, count - sent)
                     data = await trio.to_thread.run_sync(os.pread, fd, size, offset + sent)
                     if not data:
                         raise EOFError("the file ended early")
-                    self._outbuf += data
+                    self._queue_body_range(len(data))
+                    self._queue(data)
+                    if sent + len(data) == count:
+                        self._note_complete()
                     await self._write_out()
                     sent += len(data)
                     continue
@@ -908,7 +1101,8 @@ class Http1Connection:
                     raise EOFError("the file ended early")
                 sent += n
                 self.counters.bytes_sent += n
-            self._outbuf += after
+            self._queue(after)
+            self._note_complete()
             await self._write_out()
         except BaseException:
             self.broken = True  # the body is cut short: this connection cannot go on
@@ -920,24 +1114,29 @@ class Http1Connection:
         return sent
 
     async def _wait_writable(self, raw: socket.socket) -> None:
-        """Wait until ``raw`` takes more bytes, within the send deadlines (a checkpoint)."""
+        """Wait until ``raw`` takes more bytes, within the send deadlines (a checkpoint).
+
+        The minimum send rate counts the bytes the peer acknowledged, not the ones the
+        kernel took: a socket buffer of megabytes filled at once is no progress of a peer
+        that reads nothing."""
+        acknowledged = self.counters.bytes_sent - _unacknowledged(raw)
         deadline, why = self._slow_deadline(
             self.limits.send_timeout,
             self.limits.min_send_rate,
             self._response_started,
-            self.counters.bytes_sent - self._response_base,
+            max(0, acknowledged - self._response_base),
         )
         with trio.move_on_at(deadline) as waited:
             await trio.lowlevel.wait_writable(raw)
         if waited.cancelled_caught:
             self.broken = True
-            raise trio.BrokenResourceError(f"client read the response {why}") from None
+            raise _SlowPeer(f"client read the response {why}") from None
 
     async def write_raw(self, data: bytes) -> int:
         """Send bytes that are not part of an h11 exchange (early error responses).
 
         Cancellation: as ``write_queued``: unsent bytes stay queued."""
-        self._outbuf += data
+        self._queue(data)
         return await self.write_queued()
 
     def reset_now(self) -> None:
@@ -1068,13 +1267,14 @@ class Http1Connection:
             and not self.eof
             and not self.broken
             and not self._outbuf
-            and conn.their_state is h11.DONE
+            # (h11 marks an HTTP/1.0 client MUST_CLOSE: its keep-alive is the writer's call)
+            and (conn.their_state is h11.DONE or conn.their_state is h11.MUST_CLOSE)
         )
 
     async def drain_body(self, limit: int) -> bool:
         """Read and drop up to ``limit`` unread body bytes; True if the body then ended.
 
-        Cancellation: as ``receive_body``; the server bounds it with ``linger_timeout``."""
+        Cancellation: as ``read_body``; the server bounds it with ``linger_timeout``."""
         conn = self._h11
         if conn is None or conn.their_state is not h11.SEND_BODY:
             return True
@@ -1085,7 +1285,7 @@ class Http1Connection:
         total = 0
         try:
             while total <= limit:
-                data = await self.receive_body(limit + 1)
+                data = await self.read_body(limit + 1)
                 if not data:
                     return True
                 total += len(data)
@@ -1129,6 +1329,101 @@ class Http1Connection:
         if abort and self._socket is not None:
             _set_linger_zero(self._socket)
         await trio.aclose_forcefully(self.stream)
+
+    # ---------------------------------------------------------------- the transport seam
+
+    # Rule 9: the connection is the ``Transport`` (transport.py) of the request it serves.
+    send_head = queue_head
+    send_body = queue_body
+    send_end = queue_end
+    send_raw = queue_raw
+    reset = reset_now
+
+    async def write(self) -> None:
+        """The seam's ``write``: ``write_queued``, its errors translated.
+
+        Raises:
+            PeerGoneError: the client closed or reset the connection.
+            PeerTooSlowError: ``send_timeout`` or ``min_send_rate``.
+
+        Cancellation: as ``write_queued``.
+        """
+        with _seam_errors():
+            await self.write_queued()
+
+    async def transmit_file(self, fd: int, offset: int, count: int) -> int:
+        """The seam's ``transmit_file``: ``send_file``, its errors translated.
+
+        Raises:
+            PeerGoneError, PeerTooSlowError: as ``write``.
+            EOFError, FramingError, OSError: as ``send_file``.
+
+        Cancellation: as ``send_file``.
+        """
+        with _seam_errors():
+            return await self.send_file(fd, offset, count)
+
+    async def receive_body(self, max_bytes: int) -> bytes:
+        """The seam's ``receive_body``: ``read_body``, its errors translated.
+
+        Raises:
+            BodyTooLargeError: past ``max_body_bytes`` (413).
+            MalformedBodyError: broken chunked framing (400).
+            PeerGoneError: the client left mid-body.
+            PeerTooSlowError: ``body_timeout`` or ``min_body_rate``.
+
+        Cancellation: as ``read_body``: loses no byte.
+        """
+        try:
+            with _seam_errors():
+                return await self.read_body(max_bytes)
+        except HeadError as exc:
+            if exc.status == 413:
+                raise BodyTooLargeError(str(exc)) from exc
+            raise MalformedBodyError(str(exc)) from exc
+
+    @property
+    def keep_alive(self) -> bool:
+        """The seam's name for ``can_keep_alive``."""
+        return self.can_keep_alive
+
+    def watch_peer(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` once if the peer goes away while this request runs (at once if
+        it already has); ``None`` stops watching (the request ended)."""
+        self._on_peer_gone = callback
+        if callback is not None and self.eof:
+            self.peer_gone()
+
+    def peer_gone(self) -> bool:
+        """The reader saw EOF or RST: tell the watching request (once). False when no
+        request was watching."""
+        callback, self._on_peer_gone = self._on_peer_gone, None
+        if callback is None:
+            return False
+        callback()
+        return True
+
+
+@contextlib.contextmanager
+def _seam_errors() -> Iterator[None]:
+    """The driver's broken-stream errors as the seam's: the server gave up on a slow peer,
+    or the peer went away."""
+    try:
+        yield
+    except _SlowPeer as exc:
+        raise PeerTooSlowError(str(exc)) from exc
+    except trio.BrokenResourceError as exc:
+        raise PeerGoneError(str(exc) or "the client is gone") from exc
+
+
+def _unacknowledged(sock: socket.socket) -> int:
+    """Bytes sent on ``sock`` that its peer has not acknowledged yet (Linux ``SIOCOUTQ``);
+    0 where the platform does not tell."""
+    try:
+        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, AttributeError):
+        return 0
+    return max(0, int(struct.unpack("i", queued)[0]))
 
 
 def _set_linger_zero(sock: trio.socket.SocketType) -> None:

@@ -120,7 +120,9 @@ def parse_head_fast(
     target, headers = check_request(method, target, version.encode("ascii"), headers)
     check_framing(headers, limits)
     keep_alive = request_keep_alive(version, headers)
-    return BodilessRequest(data[end:], keep_alive=keep_alive), RequestHead(
+    # h11 marks every HTTP/1.0 client MUST_CLOSE (the writer decides its keep-alive).
+    done = keep_alive and version >= "1.1"
+    return BodilessRequest(data[end:], keep_alive=done), RequestHead(
         method=method.decode("ascii"),
         target=target.decode("latin-1"),
         http_version=version,

@@ -11,7 +11,9 @@ against h11 by a hypothesis differential test (tests/test_http1_writer.py):
   then gets ``Connection: close``). A HEAD answer carries the framing headers a GET would get.
 * **Keep-alive.** The connection stays open only if the request asked for it (HTTP/1.1 without
   ``Connection: close``) and the response does not say ``Connection: close``; when it cannot,
-  the response says ``Connection: close``.
+  the response says ``Connection: close``. Unlike h11, an HTTP/1.0 request with
+  ``Connection: keep-alive`` is kept too when its answer has a length, and the answer says
+  ``Connection: keep-alive`` (the one difference from h11's bytes).
 * **Refusals** (``FramingError``, h11's ``LocalProtocolError``): conflicting or malformed
   Content-Length values, a transfer coding other than chunked, and a body longer or shorter
   than its Content-Length. Stricter than h11 on purpose: a control character other than HTAB
@@ -41,13 +43,18 @@ class FramingError(Exception):
 
 def request_keep_alive(http_version: str, headers: list[tuple[bytes, bytes]]) -> bool:
     """True when the client allows another request on the connection after this one:
-    HTTP/1.1 or later without ``Connection: close`` (HTTP/1.0 keep-alive is not offered).
-    ``headers`` have lower-case names (as parsed)."""
-    if http_version < "1.1":
+    HTTP/1.1 or later without ``Connection: close``, or HTTP/1.0 with
+    ``Connection: keep-alive`` (RFC 9112 §9.3; ``ab -k`` relies on it; h11 does not offer
+    it). ``headers`` have lower-case names (as parsed)."""
+    options = [
+        option
+        for name, value in headers
+        if name == b"connection"
+        for option in _comma_values(value)
+    ]
+    if b"close" in options:
         return False
-    return not any(
-        name == b"connection" and b"close" in _comma_values(value) for name, value in headers
-    )
+    return http_version >= "1.1" or b"keep-alive" in options
 
 
 def _comma_values(value: bytes) -> list[bytes]:
@@ -58,13 +65,16 @@ class ResponseWriter:
     """Frames one response for one request. ``head`` first, then ``body`` any number of
     times, then ``end``; each returns the bytes to send."""
 
-    __slots__ = ("_bodiless", "_framing", "_http10", "_left", "done", "keep_alive")
+    __slots__ = ("_bodiless", "_framing", "_http10", "_left", "complete", "done", "keep_alive")
 
     def __init__(self, *, method: str, http_version: str, keep_alive: bool) -> None:
         #: The request allowed keep-alive; after ``head``, whether the connection may stay.
         self.keep_alive = keep_alive
         #: True once ``end`` has framed the end of the body.
         self.done = False
+        #: True once the bytes framed so far make a whole message: the end was framed, or
+        #: the head of a bodiless answer, or every byte of a Content-Length body.
+        self.complete = False
         self._bodiless = method == "HEAD"
         self._framing = _LENGTH
         self._left = 0
@@ -151,6 +161,10 @@ class ResponseWriter:
             self.keep_alive = False
         elif b"close" in connection:
             self.keep_alive = False
+        elif self._http10:
+            # An HTTP/1.0 client closes unless told otherwise (RFC 9112 §9.3).
+            items = [item for item in items if item[1] != b"connection"]
+            items.append((b"Connection", b"connection", b"keep-alive"))
 
         # What is actually sent: nothing after the head for HEAD, 204 and 304.
         if self._bodiless or status in (204, 304):
@@ -168,6 +182,7 @@ class ResponseWriter:
         data = b"".join(lines)
         if len(data.translate(None, _CONTROLS)) != len(data) - 2 * len(lines):
             raise FramingError("control character in the response head")
+        self.complete = framing == _LENGTH and not self._left
         return data
 
     def body(self, data: bytes) -> bytes:
@@ -183,6 +198,7 @@ class ResponseWriter:
             self._left -= len(data)
             if self._left < 0:
                 raise FramingError("too much data for the declared Content-Length")
+            self.complete = not self._left
         return data
 
     def around(self, size: int) -> tuple[bytes, bytes]:
@@ -198,6 +214,7 @@ class ResponseWriter:
             if size > self._left:
                 raise FramingError("too much data for the declared Content-Length")
             self._left -= size
+            self.complete = not self._left
         return b"", b""
 
     def end(self) -> bytes:
@@ -209,5 +226,5 @@ class ResponseWriter:
         framing = self._framing
         if framing == _LENGTH and self._left:
             raise FramingError("too little data for the declared Content-Length")
-        self.done = True
+        self.done = self.complete = True
         return b"0\r\n\r\n" if framing == _CHUNKED else b""

@@ -2,7 +2,7 @@
 
 An idle keep-alive connection of the server's own sockets is one task waiting for its socket
 to become readable, without a cancel scope of its own (a scope and its cancel status cost
-about 0.9 KiB per connection; issue 10 asks for at most 6 KiB in all). Its keep-alive or
+about 0.9 KiB per connection, where an idle connection should cost at most 6 KiB). Its keep-alive or
 first-head deadline lives here instead, and when it passes, ``IdleReaper.run`` asks the
 connection to stop (``IdleConnection.expire``), like the timer tree of nginx's event loop.
 

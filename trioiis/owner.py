@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 class OwningContext:
     """``obj._ctx``: the context that owns a request or response, through the weak reference
     ``obj._ctx_ref``. The context owns the object; a strong back-reference would make every
-    request a reference cycle, freed only by the cyclic GC (issue 10).
+    request a reference cycle, freed only by the cyclic GC.
 
     Raises:
         InvalidHandleError: only the object was kept, and its request has ended.

@@ -19,7 +19,10 @@ Theory of operation
    deterministic handler returns.
 4. **Failures stay in the request.** A handler that raises, or returns something that is not
    a ``Status``, gets the request a 500 (or an aborted connection once headers were sent), a
-   log line with the traceback, and the server goes on.
+   log line with the traceback, and the server goes on. The same in every stage: a handler
+   that raises in MAP_PATH, READ_ENTITY or a custom notification makes the call that raised
+   it (``map_path``, ``read_entity_body``, …) raise ``ModuleFailedError``, so its caller
+   stops and the 500 stands.
 5. **The tail always runs.** LOG_REQUEST and END_REQUEST run shielded, with a deadline, even
    when the client disconnected or the server is shutting down; then every module instance
    gets ``dispose()`` and stored contexts are cleaned up, exactly once.
@@ -48,15 +51,18 @@ from .constants import (
     Priority,
     Status,
 )
-from .context import _CURRENT, HttpContext, _Current, _State
+from .context import _CURRENT, HttpContext, _Current
 from .counters import ServerCounters
 from .errors import (
     CompletionInfo,
     ConfigError,
     ConnectionInvalidError,
     HResultError,
+    ModuleFailedError,
     OperationAbortedError,
+    RequestBodyError,
 )
+from .lifecycle import Event, Outcome, RequestState
 from .mapping import DEFAULT_MAPPING, HandlerMapping
 from .providers import AuthenticationProvider, EventProvider, MapHandlerProvider
 from .registration import (
@@ -68,7 +74,7 @@ from .registration import (
     ModuleRegistrationInfo,
     handler_names,
 )
-from .request import RequestBodyError
+from .sending import flush
 from .tracing import RequestTrace, Tracer
 
 if TYPE_CHECKING:
@@ -89,6 +95,10 @@ _METHOD_NAMES: dict[tuple[Notification, bool], str] = {
     if name is not None
 }
 _TAIL_STAGES = DETERMINISTIC_STAGES[10:]
+# Read on every request: module constants (enum class attributes are slow to read).
+_ENDED = RequestState.ENDED
+_COMPLETED = Outcome.COMPLETED
+_FAILED = Outcome.FAILED
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,23 +251,22 @@ class Pipeline:
             ]
             # One cancel scope for the request's work, the nursery's: a timeout or a client
             # that leaves cancels the stages and the tasks together, and the tail below
-            # runs shielded (a second scope per request cost 5 % of a small request).
+            # runs shielded.
             async with trio.open_nursery() as nursery:
                 ctx._nursery = nursery
                 work = nursery.cancel_scope
                 if root and self.request_timeout is not None:
                     work.deadline = trio.current_time() + self.request_timeout
+                if ctx.lifecycle.reasons and ctx.lifecycle.has(Event.PEER_GONE):
+                    work.cancel()  # the client left before the stages began: only the tail
                 try:
                     await self._run_main(ctx)
-                except BaseException:  # (a Cancelled may come inside a group: a child's)
-                    # Ours: the client gone or the deadline passed. Not a cancel from outside,
-                    # nor the nursery cancelling itself for a task on ctx.nursery that raised.
-                    ctx._work_cancelled = work.cancel_called and (
-                        ctx.stats.cancelled_by_client or trio.current_time() >= work.deadline
-                    )
+                except BaseException as exc:  # (a Cancelled may come inside a group)
+                    if _is_cancel(exc):
+                        self._cancelled(ctx, work)
                     raise
                 finally:
-                    if ctx._work_cancelled and not ctx.stats.cancelled_by_client:
+                    if ctx.lifecycle.reasons and ctx.lifecycle.has(Event.TIMED_OUT):
                         await self._timed_out(ctx)  # (its answer is shielded and bounded)
                     self._work_stopped(ctx)
                     if self._has_tail:
@@ -269,7 +278,10 @@ class Pipeline:
                     if nursery.child_tasks:
                         work.cancel()
         finally:
-            ctx._state = _State.ENDED
+            # (a child's output is its parent's: only a root's transport says "complete")
+            outcome = ctx.lifecycle.end(
+                response_complete=root and ctx._wire.transport.response_complete
+            )
             for module in ctx._modules:
                 if module is not None:
                     try:
@@ -281,22 +293,47 @@ class Pipeline:
             if root:
                 self.counters.requests_in_flight -= 1
                 self.counters.request_finished(
-                    ctx.response.status, trio.current_time() - ctx.stats.started
+                    ctx.response.status,
+                    trio.current_time() - ctx.stats.started,
+                    outcome,
+                    ctx.stats.time_to_cancel,
                 )
             if trace is not None:  # rule 6
                 assert self.tracer is not None
                 self.tracer.end(ctx, trace)
-        if ctx.stats.cancelled_by_client or ctx._work_cancelled:
-            return CompletionInfo(ctx._produced, ERROR_OPERATION_ABORTED)
-        return CompletionInfo(ctx._produced, E_FAIL if ctx.stats.failed else S_OK)
+        if outcome is _COMPLETED:
+            return CompletionInfo(ctx._produced, S_OK)
+        if outcome is _FAILED:
+            return CompletionInfo(ctx._produced, E_FAIL)
+        return CompletionInfo(ctx._produced, ERROR_OPERATION_ABORTED)
+
+    def _cancelled(self, ctx: HttpContext, work: trio.CancelScope) -> None:
+        """The stages were cancelled: record why, unless the canceller already did (the
+        client leaving, the server giving up on it)."""
+        lifecycle = ctx.lifecycle
+        now = trio.current_time()
+        if work.cancel_called:
+            # Ours: the deadline passed (or a reason fired earlier, or a task started on
+            # ctx.nursery raised and Trio cancelled the nursery: then it failed already).
+            if now >= work.deadline and not lifecycle.has(Event.PEER_GONE):
+                lifecycle.fire(Event.TIMED_OUT, now)
+            return
+        # From outside: shutdown past its grace, the embedding program, a parent that
+        # released or lost this child. A child inherits its root's reason.
+        root = ctx._root
+        if root is not ctx and root.lifecycle.has(Event.PEER_GONE):
+            lifecycle.fire(Event.PEER_GONE, now)
+        elif root is not ctx and root.lifecycle.has(Event.TIMED_OUT):
+            lifecycle.fire(Event.TIMED_OUT, now)
+        elif not (lifecycle.has(Event.PEER_GONE) or lifecycle.has(Event.SERVER_ABORTED)):
+            lifecycle.fire(Event.SERVER_ABORTED, now)
 
     async def _timed_out(self, ctx: HttpContext) -> None:
         """The request ran past ``request_timeout``: its work was cancelled. Say so in the log
         and answer 503 if nothing was sent yet; else the connection is aborted."""
+        if ctx._parent is not None:
+            return  # the root's timeout: logged and answered there
         stats = ctx.stats
-        stats.timed_out = True
-        stats.failed = True
-        self.counters.requests_timed_out += 1
         log.error(
             "%s %s timed out after %.1f s in %s (module %r); its work was cancelled",
             ctx.request.method,
@@ -315,7 +352,7 @@ class Pipeline:
         with trio.CancelScope(shield=True) as answer:
             answer.deadline = trio.current_time() + TAIL_TIMEOUT
             try:
-                await ctx._flush(final=True, more_data=False, checkpoint=False)
+                await flush(ctx, final=True, more_data=False, checkpoint=False)
             except HResultError:
                 ctx._wire.failed = True
 
@@ -331,23 +368,21 @@ class Pipeline:
             return None
 
     def _work_stopped(self, ctx: HttpContext) -> None:
-        ctx._main_finished = True
-        stats = ctx.stats
-        if stats.cancelled_by_client and stats.disconnect_noticed is not None:
-            stats.time_to_cancel = trio.current_time() - stats.disconnect_noticed
-            if ctx._parent is None:
-                self.counters.cancelled(stats.time_to_cancel)
+        left = ctx.lifecycle.reasons and ctx.lifecycle.when(Event.PEER_GONE)
+        if left:
+            ctx.stats.time_to_cancel = trio.current_time() - left
 
     async def _run_main(self, ctx: HttpContext) -> None:
+        finished = False
         for name, module in self._global:
             try:
                 status = await module.on_global_pre_begin_request(GlobalProvider(ctx))
             except Exception as exc:
                 self._failed(ctx, name, exc)
+                finished = True
                 break
             if status == GlobalStatus.HANDLED:
                 break
-        finished = ctx.stats.failed
         for stage, pre, post in self._main_plan:
             if finished:
                 break
@@ -366,10 +401,10 @@ class Pipeline:
                     ctx.user = provider.user
             if not finished and post:
                 finished = await self._run_stage(ctx, stage, True, EventProvider())
-        if ctx.response.reset or ctx._wire.failed:
-            return
+        if ctx.response.reset or ctx._wire.failed or not ctx.connection.is_connected():
+            return  # (a module that caught the client's leaving may not have seen a cancel)
         try:
-            await ctx._flush(final=True, more_data=False, checkpoint=False)
+            await flush(ctx, final=True, more_data=False, checkpoint=False)
         except ConnectionInvalidError:
             pass
         except HResultError as exc:
@@ -441,14 +476,27 @@ class Pipeline:
 
         Cancellation: a cancel stops the handler that is running and the ones after it;
         ``cancel_io()`` reaches only a pending MAP_PATH handler's wait, which then raises
-        ``OperationAbortedError`` out of this call (and out of ``ctx.map_path()``)."""
+        ``OperationAbortedError`` out of this call (and out of ``ctx.map_path()``).
+
+        Raises:
+            ModuleFailedError: a handler raised (rule 4), except in SEND_RESPONSE, whose
+                caller then sends the 500 itself."""
+        lifecycle = ctx.lifecycle
+        failures = ctx.stats.exceptions  # (rule 4: one entry per module that raised)
         for index in self._table[(int(notification), False)]:
-            if ctx._state is not _State.RUNNING or index >= len(ctx._modules):
+            if lifecycle.state is _ENDED or index >= len(ctx._modules):
                 break
+            failed = len(failures)
             status = await self._call(ctx, index, notification, False, provider)
             if status is Status.FINISH_REQUEST:
                 ctx._finish_requested = True
-                return status
+                if len(failures) == failed:
+                    return status  # the module's own FINISH_REQUEST
+                if notification is not Notification.SEND_RESPONSE:
+                    name = self._names[index]
+                    raise ModuleFailedError(f"module {name!r} failed in {notification.name}")
+                # The 500 is what is being sent now: the later SEND_RESPONSE handlers (error
+                # pages, compression) see it as they see any other failure's.
         if checkpoint:
             await trio.lowlevel.checkpoint()
         return Status.CONTINUE
@@ -533,9 +581,11 @@ class Pipeline:
             )
 
     def _failed(self, ctx: HttpContext, module_name: str, exc: BaseException) -> None:
-        """Rule 4."""
-        ctx.stats.failed = True
+        """Rule 4. The client leaving or sending a bad body is not a module's failure, and a
+        ``ModuleFailedError`` is one already counted."""
         response = ctx.response
+        if isinstance(exc, ModuleFailedError):
+            return
         if isinstance(exc, ConnectionInvalidError):
             module_log.info("module %r: client gone: %s", module_name, exc)
             return
@@ -550,6 +600,8 @@ class Pipeline:
             response.set_status(exc.status)
             response.set_need_disconnect()
             return
+        if ctx.lifecycle.running:
+            ctx.lifecycle.fire(Event.MODULE_FAILED, trio.current_time())
         self.counters.module_exceptions[module_name] += 1
         ctx.stats.exceptions.append(f"{module_name}: {type(exc).__name__}: {exc}")
         module_log.error(
@@ -658,6 +710,14 @@ class Pipeline:
                     obj.terminate()
                 except Exception:
                     module_log.exception("terminate() of %r failed", reg.name)
+
+
+def _is_cancel(exc: BaseException) -> bool:
+    """True for a ``trio.Cancelled``, or a group made only of them."""
+    if isinstance(exc, BaseExceptionGroup):
+        rest = exc.split(trio.Cancelled)[1]
+        return rest is None
+    return isinstance(exc, trio.Cancelled)
 
 
 def _one_line(exc: BaseException) -> str:

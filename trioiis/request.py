@@ -9,12 +9,15 @@ from urllib.parse import unquote
 
 import trio
 
-from .constants import ERROR_HANDLE_EOF, ERROR_INVALID_DATA, ERROR_INVALID_PARAMETER, S_OK
-from .errors import CompletionInfo, ConnectionInvalidError, HResultError
+from .constants import ERROR_HANDLE_EOF, ERROR_INVALID_PARAMETER, S_OK
+from .errors import BodyTooLargeError as BodyTooLargeError
+from .errors import CompletionInfo, HResultError
+from .errors import MalformedBodyError as MalformedBodyError
+from .errors import RequestBodyError as RequestBodyError
 from .headers import Headers
-from .http1 import HeadError, Http1Connection
 from .memo import memoize_short
 from .owner import OwningContext
+from .transport import PeerGoneError, PeerTooSlowError, Transport
 
 if TYPE_CHECKING:
     from .context import HttpContext
@@ -24,24 +27,6 @@ if TYPE_CHECKING:
 def _decoded_path(url: str) -> str:
     """``HttpRequest.path`` of ``url``."""
     return unquote(url.partition("?")[0], errors="surrogateescape")
-
-
-class RequestBodyError(HResultError):
-    """The client's request body cannot be read; ``status`` is the answer it gets (the
-    connection is closed after it) unless the module handles the error itself."""
-
-    default_hresult = ERROR_INVALID_DATA
-    status = 400
-
-
-class BodyTooLargeError(RequestBodyError):
-    """The request body grew past the server's ``max_body_bytes`` (answered with 413)."""
-
-    status = 413
-
-
-class MalformedBodyError(RequestBodyError):
-    """The request body's chunked framing is broken (answered with 400)."""
 
 
 class BodySource(Protocol):
@@ -57,30 +42,20 @@ class BodySource(Protocol):
 
 
 class ConnectionBody:
-    """The body of the request being read from the client."""
+    """The body of the request being read from the client, through its transport (whose
+    errors pass through: ``read_entity_body`` turns them into the request's)."""
 
-    __slots__ = ("_http", "_length")
+    __slots__ = ("_transport",)
 
-    def __init__(self, http: Http1Connection, content_length: int | None) -> None:
-        self._http = http
-        self._length = content_length
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
 
     async def receive(self, max_bytes: int) -> bytes:
-        try:
-            return await self._http.receive_body(max_bytes)
-        except HeadError as exc:
-            if exc.status == 413:
-                raise BodyTooLargeError(str(exc)) from exc
-            raise MalformedBodyError(str(exc)) from exc
-        except trio.BrokenResourceError as exc:
-            reason = str(exc) or "client closed the connection mid-body"
-            raise ConnectionInvalidError(reason) from exc
+        return await self._transport.receive_body(max_bytes)
 
     @property
     def remaining(self) -> int | None:
-        if self._length is not None:
-            return self._length - self._http.body_received
-        return 0 if self._http.body_complete else None
+        return self._transport.body_remaining
 
 
 class ReplayBody:
@@ -252,6 +227,7 @@ class HttpRequest:
             HResultError: ERROR_HANDLE_EOF when the whole body was already read.
             OperationAbortedError: ``cancel_io()`` aborted the read; no byte was consumed.
             ConnectionInvalidError: the client went away mid-body.
+            ModuleFailedError: a READ_ENTITY handler raised (the request answers 500).
             BodyTooLargeError: a chunked body grew past the server limit (the client gets 413).
             MalformedBodyError: broken chunked framing (the client gets 400).
 
@@ -271,9 +247,12 @@ class HttpRequest:
             data = b""
             await trio.lowlevel.checkpoint()
         else:
-            with ctx._pending_io(kind="read") as io:
-                data = await self._body.receive(max_bytes)
-                io.done_bytes = len(data)
+            try:
+                with ctx._pending_io(kind="read") as io:
+                    data = await self._body.receive(max_bytes)
+                    io.done_bytes = len(data)
+            except (PeerGoneError, PeerTooSlowError) as exc:
+                raise ctx._wire_broken(exc, reading=True) from exc
         data = await ctx._raise_read_entity(data)
         if not data:
             raise HResultError("the entity body was already read", hresult=ERROR_HANDLE_EOF)

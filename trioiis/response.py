@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, final
 from urllib.parse import quote, urljoin, urlsplit
 
+from . import sending
 from .constants import (
     ERROR_ARITHMETIC_OVERFLOW,
     ERROR_INVALID_DATA,
@@ -247,7 +248,7 @@ class HttpResponse:
             A checkpoint. ``trio.Cancelled`` stops it between two sends; the connection is
             then closed after the response (its body is cut short).
         """
-        return await self._ctx._transmit_file(fd, offset, count)
+        return await sending.transmit_file(self._ctx, fd, offset, count)
 
     async def flush(self, *, more_data: bool = False) -> int:
         """Send the status and headers (the first time) and the buffered body.
@@ -270,7 +271,7 @@ class HttpResponse:
             ``cancel_io()`` (on TLS streams the connection is closed after the response,
             since how much of the cut piece went out is unknown).
         """
-        return await self._ctx._flush(final=False, more_data=more_data)
+        return await sending.flush(self._ctx, final=False, more_data=more_data)
 
     # -- redirects and connection control
 

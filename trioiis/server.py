@@ -1,6 +1,6 @@
 """``HttpServer``: listeners, one task per connection, one pipeline run per request.
 
-Task tree (DESIGN.md, changed for issue 10's memory goal)::
+Task tree (DESIGN.md's, with an idle connection held by one task)::
 
     serve()
     ├── idle reaper: one task for every idle connection's keep-alive clock (idle.py)
@@ -38,7 +38,7 @@ import trio
 from .accesslog import Entry, format_entry, header
 from .config import ServerConfig, describe_exception, load_register_function, parse_binding
 from .constants import SERVER_VERSION
-from .context import HttpConnection, HttpContext, Site, _Wire
+from .context import HttpConnection, HttpContext, Site
 from .counters import ServerCounters
 from .errors import ConfigError
 from .forwarded import TrustedProxies, client_address, forwarded_origin
@@ -48,6 +48,7 @@ from .http1_fast import available as fast_parser_available
 from .http1_fast import parse_head_fast
 from .https_redirect import serve_https_redirect
 from .idle import IdleReaper
+from .lifecycle import Outcome
 from .logfiles import LogFile
 from .modules import BUILTIN_MODULES, DEFAULT_MODULES
 from .pipeline import Pipeline
@@ -56,6 +57,7 @@ from .proxy_protocol import ProxyProtocolError
 from .proxy_protocol import receive as receive_proxy_header
 from .registration import GlobalServer, ModuleRegistrationInfo, RegisterModule
 from .request import ConnectionBody, EmptyBody
+from .sending import Wire
 from .tls import answer_plain_http
 from .tracing import Tracer, open_trace_writer
 from .watchdog import Watchdog
@@ -86,12 +88,12 @@ class _Session:
     ``nursery``. For ``handle_stream`` that is the connection's own nursery, whose cancel
     scope carries the idle deadline; the server's own sockets use the server's connection
     nursery and the shared ``IdleReaper`` instead, so that an idle one holds no nursery and
-    no cancel scope either (issue 10: memory per idle connection).
+    no cancel scope either (memory per idle connection).
     """
 
     __slots__ = (
-        "abort", "connection", "current", "done", "http", "nursery", "reaper", "running",
-        "served", "server",
+        "abort", "connection", "done", "http", "nursery", "reaper", "running", "served",
+        "server",
     )  # fmt: skip
 
     def __init__(
@@ -107,7 +109,6 @@ class _Session:
         self.connection = connection
         self.nursery = nursery
         self.reaper = reaper
-        self.current: HttpContext | None = None
         self.running = False
         self.served = 0
         self.abort = False
@@ -118,11 +119,9 @@ class _Session:
         self.server._start_requests(self)
 
     def on_disconnect(self) -> None:
-        """The peer closed or reset the connection: cancel the request that runs (its
-        cancel_io and notify_disconnect), or mark the connection gone."""
-        if self.current is not None:
-            self.current._client_gone()
-        else:
+        """The peer closed or reset the connection: tell the running request (the one
+        watching the connection, its transport), or mark the connection gone."""
+        if not self.http.peer_gone():
             self.connection._mark_gone()
 
     def go_idle(self, timeout: float) -> None:
@@ -591,7 +590,7 @@ class HttpServer:
         )
         http.closing = self._draining
         connection: HttpConnection = HttpConnection._create(
-            http, remote_address=remote, local_address=local, secure=secure
+            remote_address=remote, local_address=local, secure=secure
         )
         session = _Session(self, http, connection, nursery, reaper)
         http.on_data = session.on_data
@@ -679,11 +678,10 @@ class HttpServer:
             if session.served == limits.max_requests_per_connection:
                 http.closing = True  # this response says Connection: close; then we close
             ctx = self._new_context(http, connection, head)
-            session.current = ctx
             try:
                 await self._run(ctx)
             finally:
-                session.current = None
+                http.watch_peer(None)  # (the callback points at ctx: a cycle)
             if ctx.response.reset or ctx._wire.failed:
                 return _Outcome.ABORT
             if not http.body_complete:
@@ -728,7 +726,7 @@ class HttpServer:
             pass
 
     def _new_context(
-        self, http: Http1Connection, connection: HttpConnection, head: RequestHead
+        self, transport: Http1Connection, connection: HttpConnection, head: RequestHead
     ) -> HttpContext:
         target = head.target
         if not target.startswith("/") and "://" in target:
@@ -740,13 +738,14 @@ class HttpServer:
             pipeline=self.pipeline,
             connection=connection,
             site=self._site_for(head),
-            wire=_Wire(http),
+            wire=Wire(transport),
             method=head.method,
             url=target,
             http_version=head.http_version,
             headers=Headers.from_raw(head.headers),
-            body=ConnectionBody(http, head.content_length) if has_body else EmptyBody(),
+            body=ConnectionBody(transport) if has_body else EmptyBody(),
         )
+        transport.watch_peer(ctx._peer_gone)
         if self._trusted:
             self._apply_forwarded(ctx)
         return ctx
@@ -830,18 +829,8 @@ class HttpServer:
         """One line per request, in ``access_log_format`` (see ``trioiis.accesslog``)."""
         if self._log_file is None and not access_log.hasHandlers():
             return  # nobody reads it: do not pay for formatting
-        request, response, stats = ctx.request, ctx.response, ctx.stats
-        outcome = (
-            "cancelled-by-client"
-            if stats.cancelled_by_client
-            else "timeout"
-            if stats.timed_out
-            else "reset"
-            if response.reset
-            else "error"
-            if stats.failed
-            else "ok"
-        )
+        request, response = ctx.request, ctx.response
+        outcome = ctx.lifecycle.outcome
         hresult = response.get_status().hresult
         self._log_line(
             Entry(
@@ -854,10 +843,10 @@ class HttpServer:
                 method=request.method,
                 url=request.url,
                 http_version=request.http_version,
-                status=response.status,
+                status=_logged_status(ctx, outcome),
                 sub_status=response.sub_status,
                 win32_status=hresult & 0xFFFF if hresult >> 16 == 0x8007 else 0,
-                bytes_sent=ctx._produced,
+                bytes_sent=ctx._wire.transport.body_bytes_sent,
                 referer=request.get_header("referer"),
                 user_agent=request.get_header("user-agent"),
                 outcome=outcome,
@@ -870,6 +859,18 @@ class HttpServer:
         access_log.info(line)
         if self._log_file is not None:
             self._log_file.write_line(line)
+
+
+def _logged_status(ctx: HttpContext, outcome: Outcome) -> int:
+    """The status the client got; with no status line sent, nginx's words for why: 499
+    (the client left first) or 444 (the server closed without a response)."""
+    if ctx._wire.head_sent:
+        return ctx.response.status
+    if outcome is Outcome.CANCELLED_BY_CLIENT:
+        return 499
+    if outcome in (Outcome.ABORTED_BY_SERVER, Outcome.TIMED_OUT, Outcome.FAILED):
+        return 444
+    return ctx.response.status
 
 
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:

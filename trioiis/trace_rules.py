@@ -18,9 +18,11 @@ Grammar (keywords and field names are case-insensitive)::
     op          := "==" | "=" | "!=" | "<" | "<=" | ">" | ">="
     value       := integer                for status, sub_status, bytes
                  | number ["ms" | "s"]    for time (a bare number is seconds)
-    flag        := "cancelled"     the client left while the request ran
+    flag        := "cancelled"     the client left before its response was complete
                  | "timed_out"     request_timeout cancelled it
-                 | "failed"        a module raised (or the response could not be sent)
+                 | "aborted"       the server cut it (send_timeout, a minimum rate,
+                                   shutdown past its grace, reset_connection())
+                 | "failed"        a module raised
                  | "io_cancelled"  cancel_io() aborted at least one pending I/O in its tree
 
 ``status`` and ``sub_status`` are the final response status and IIS sub-status, ``time``
@@ -60,6 +62,7 @@ class RequestFacts:
     bytes: int = 0
     cancelled: bool = False
     timed_out: bool = False
+    aborted: bool = False
     failed: bool = False
     io_cancelled: bool = False
 
@@ -67,7 +70,7 @@ class RequestFacts:
 Predicate = Callable[[RequestFacts], bool]
 
 FIELDS: Final = ("status", "sub_status", "time", "bytes")
-FLAGS: Final = ("cancelled", "timed_out", "failed", "io_cancelled")
+FLAGS: Final = ("cancelled", "timed_out", "aborted", "failed", "io_cancelled")
 _OPS: Final[dict[str, Callable[[float, float], bool]]] = {
     "==": lambda a, b: a == b,
     "=": lambda a, b: a == b,

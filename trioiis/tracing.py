@@ -48,6 +48,7 @@ import trio
 from .constants import Notification, Status
 from .counters import ServerCounters
 from .errors import ConfigError
+from .lifecycle import Event, Outcome
 from .trace_rules import RequestFacts, TraceRule, parse_rule
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class RequestTrace:
         self.status = 0
         self.sub_status = 0
         self.bytes = 0
-        self.outcome = "ok"
+        self.outcome = "completed"
         self.disconnect: float | None = None
         self.time_to_cancel: float | None = None
 
@@ -301,26 +302,24 @@ class Tracer:
         trace.status = response.status
         trace.sub_status = response.sub_status
         trace.bytes = ctx._produced
-        root = ctx.get_root_context() or ctx
-        if root.stats.cancelled_by_client:
-            trace.outcome = "cancelled"
-        elif stats.timed_out:
-            trace.outcome = "timed_out"
-        elif stats.failed:
-            trace.outcome = "failed"
+        outcome = ctx.lifecycle.outcome
+        trace.outcome = outcome
         if ctx.get_parent_context() is not None:
             return
-        if stats.disconnect_noticed is not None:  # trio's clock -> this module's clock
-            trace.disconnect = stats.disconnect_noticed - trio.current_time() + _now()
-        trace.time_to_cancel = stats.time_to_cancel
+        trace.bytes = ctx._wire.transport.body_bytes_sent
+        left = ctx.lifecycle.when(Event.PEER_GONE)
+        if left is not None and outcome is Outcome.CANCELLED_BY_CLIENT:
+            trace.disconnect = left - trio.current_time() + _now()  # trio's clock -> ours
+            trace.time_to_cancel = stats.time_to_cancel
         facts = RequestFacts(
             status=trace.status,
             sub_status=trace.sub_status,
             time=trace.end - trace.start,
             bytes=trace.bytes,
-            cancelled=stats.cancelled_by_client,
-            timed_out=stats.timed_out,
-            failed=stats.failed,
+            cancelled=outcome is Outcome.CANCELLED_BY_CLIENT,
+            timed_out=outcome is Outcome.TIMED_OUT,
+            aborted=outcome is Outcome.ABORTED_BY_SERVER,
+            failed=outcome is Outcome.FAILED,
             io_cancelled=trace.io_cancelled(),
         )
         if not self.rule.matches(facts):

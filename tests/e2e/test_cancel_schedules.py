@@ -104,10 +104,10 @@ async def scenario(
         ctx = contexts[0]
         assert ctx.pending_io_count == 0
         assert not ctx._task_scopes
-        assert ctx._state == "ended"
+        assert ctx.lifecycle.ended
         assert "canceller" not in set(all_tasks())
         if action == "disconnect":
-            assert ctx.stats.cancelled_by_client
+            assert ctx.lifecycle.outcome is trioiis.Outcome.CANCELLED_BY_CLIENT
             assert outcome["read"] == point
         elif action == "cancel_io":
             assert outcome["cancelled"] == 1

@@ -206,10 +206,10 @@ async def test_client_disconnect_cancels_a_busy_handler_and_still_logs(
         assert len(counters.time_to_cancel) == 1
     assert Tail.log == ["log connected=False", "end"]
     assert notified == ["disconnect", "cleanup"]  # each exactly once
-    assert kept[0].stats.cancelled_by_client
+    assert kept[0].lifecycle.outcome is trioiis.Outcome.CANCELLED_BY_CLIENT
     assert not kept[0].connection.is_connected()
     assert any(
-        "GET /busy" in r.getMessage() and "cancelled-by-client" in r.getMessage()
+        "GET /busy" in r.getMessage() and "cancelled_by_client" in r.getMessage()
         for r in caplog.records
     )
 

@@ -120,7 +120,7 @@ async def scenario(site: Path, root: Node) -> None:
         assert sorted(ran) == sorted(model_ran)
         assert statuses == model_statuses
         for ctx in contexts:
-            assert ctx._state == "ended"
+            assert ctx.lifecycle.ended
             assert ctx.pending_io_count == 0
             assert not ctx._task_scopes
         assert "release" not in set(all_tasks())

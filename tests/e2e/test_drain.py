@@ -53,3 +53,22 @@ async def test_a_new_connection_that_sends_nothing_does_not_hold_up_the_drain(
                 await trio.testing.wait_all_tasks_blocked()
                 await srv.server.shutdown()
                 assert await silent.receive_some(100) == b""
+
+
+async def test_an_answer_that_leaves_a_large_body_unread_says_connection_close(
+    tmp_path: Path,
+) -> None:
+    """A keep-alive POST whose handler answers without reading a body too large to drain
+    (``drain_body_bytes``): the answer says ``Connection: close``, so the client never sends
+    its next request on a connection the server closes; a small unread body is drained and
+    the connection kept."""
+    (tmp_path / "hello.txt").write_text("hello\n")
+    async with running_server(root=tmp_path) as srv, srv.client() as client:
+        big = await client.post("/hello.txt", content=b"x" * 100_000)
+        small = await client.post("/hello.txt", content=b"x" * 1000)
+        after = await client.get("/hello.txt")
+    assert big.status_code == small.status_code == 405  # static files: GET and HEAD only
+    assert big.headers["connection"] == "close"
+    assert "connection" not in small.headers
+    assert after.status_code == 200
+    assert srv.server.counters.connections_accepted == 2  # the big one's closed, as it said

@@ -77,7 +77,10 @@ async def test_a_module_raising_in_any_notification_is_contained(
         )
         await settle(srv.server)
         assert open_fds() == fds
-        assert srv.server.counters.module_exceptions["broken"] == 2
+        # Once per request; READ_ENTITY is raised by the first request's body read only,
+        # which stops there (ModuleFailedError).
+        expected = 1 if notification is N.READ_ENTITY else 2
+        assert srv.server.counters.module_exceptions["broken"] == expected
     sent_before = notification in (N.LOG_REQUEST, N.END_REQUEST)
     if sent_before:
         assert statuses_in(first) == [200]  # the response had gone out already
@@ -245,3 +248,53 @@ async def test_when_full_wait_serves_the_next_connection_once_a_slot_frees(site:
         assert srv.server.counters.requests == 2
         assert srv.server.counters.connections_refused == 0
     logging.getLogger(__name__).debug("done")
+
+
+@pytest.mark.parametrize(
+    "notification",
+    [N.BEGIN_REQUEST, N.EXECUTE_REQUEST_HANDLER, N.MAP_PATH, N.READ_ENTITY, N.SEND_RESPONSE],
+    ids=lambda n: n.name,
+)
+async def test_a_module_raising_in_any_stage_gets_the_same_answer(
+    site: Path, notification: Notification
+) -> None:
+    """The client of a failed request gets the same 500 page whichever stage failed: never
+    a 500 with the normal body, nor a 404 in its place."""
+    method = trioiis.registration.handler_names(notification)[0]
+    assert method is not None
+
+    async def boom(self: Any, ctx: HttpContext, provider: Any) -> None:
+        raise RuntimeError("boom")
+
+    class Reader(HttpModule):  # makes READ_ENTITY happen, then writes a normal body
+        async def on_begin_request(self, ctx: HttpContext, provider: Any) -> None:
+            if ctx.request.remaining_entity_bytes:
+                ctx.response.write(await ctx.request.read_all())
+
+    broken = type("Broken", (HttpModule,), {method: boom})
+    modules = (
+        ("reader", register(Reader, N.BEGIN_REQUEST)),
+        ("broken", register(broken, notification)),
+    )
+    handlers = ()
+    if notification is N.EXECUTE_REQUEST_HANDLER:
+        handlers = (trioiis.HandlerMapping("*", ("broken", "static_file", "default_document")),)
+    async with running_server(*modules, root=site, handlers=handlers) as srv:
+        answers = [
+            await raw_request(
+                srv.port,
+                b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                b"Connection: close\r\n\r\nhi",
+            ),
+            await raw_request(
+                srv.port, b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            ),
+        ]
+    if notification is N.READ_ENTITY:
+        answers = answers[:1]  # (the second request has no body to read)
+    for answer in answers:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert statuses_in(answer) == [500], answer
+        assert b"content-type: text/html" in head.lower()
+        assert b"<h1>500 Internal Server Error</h1>" in body
+        assert b"hello" not in body

@@ -134,7 +134,7 @@ async def test_trace_of_two_children_and_a_cancel_io_has_the_right_shape(tmp_pat
     assert document["rule"] == "io_cancelled"
     root = document["request"]
     assert (root["method"], root["url"], root["depth"], root["status"]) == ("POST", "/tree", 0, 200)
-    assert root["outcome"] == "ok"
+    assert root["outcome"] == "completed"
     assert root["start_ms"] == 0
     # Children nested under their parent, in the order they ran.
     mid, leaf = root["children"]
@@ -185,7 +185,7 @@ async def test_rules_select_the_right_requests(tmp_path: Path) -> None:
     assert [n["result"] for n in boom["notifications"] if n["module"] == "scenario"] == [
         "raised RuntimeError"
     ]
-    assert hang["outcome"] == "cancelled"
+    assert hang["outcome"] == "cancelled_by_client"
     assert hang["disconnect_ms"] >= 0
     assert hang["time_to_cancel_ms"] >= 0
     assert ("read", "cancelled_by_disconnect") in [(i["kind"], i["outcome"]) for i in hang["io"]]

@@ -147,6 +147,19 @@ async def test_head_gets_no_body(root: Path) -> None:
     assert response.body == b""
 
 
+async def test_head_carries_the_headers_get_would(root: Path) -> None:
+    """RFC 9110 §9.3.2: a HEAD answer's headers are the GET's (the error page's type and
+    length), only the body is left out."""
+    async with running_server(root=root) as srv:
+        head = await fetch(srv.port, "/missing", method="HEAD")
+        get = await fetch(srv.port, "/missing")
+    assert (head.status, get.status) == (404, 404)
+    for name in ("content-type", "content-length", "x-content-type-options"):
+        assert head.headers[name] == get.headers[name], name
+    assert head.headers["content-type"].startswith("text/html")
+    assert int(head.headers["content-length"]) == len(get.body) > 14
+
+
 async def test_405_keeps_its_allow_header(root: Path) -> None:
     async with running_server(root=root) as srv:
         response = await fetch(srv.port, "/hello.txt", method="DELETE")

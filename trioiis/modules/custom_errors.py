@@ -16,10 +16,10 @@ modules), the body is replaced with:
 
 Left alone: a status set with ``set_status(..., try_skip_custom_errors=True)``; a context run
 with ``ExecuteFlags.DISABLE_CUSTOM_ERROR`` (``ctx.custom_errors_disabled``); a response whose
-headers were already sent (a streamed response); a body a module wrote itself; HEAD requests
-(no body); a child run with ``BUFFER_RESPONSE`` (its body goes into its parent's body, its
-status never reaches the client). Headers other than the body's own (``Allow``,
-``Content-Range``, ``Location``…) are kept.
+headers were already sent (a streamed response); a body a module wrote itself; a child run
+with ``BUFFER_RESPONSE`` (its body goes into its parent's body, its status never reaches the
+client). Headers other than the body's own (``Allow``, ``Content-Range``, ``Location``…) are
+kept. A HEAD request gets the page's headers (type, length) without its body, as the GET.
 
 Options: ``error_pages`` (a folder), ``mode`` (``"custom"``, the default, or ``"off"``).
 """
@@ -129,7 +129,6 @@ class CustomErrorsModule(HttpModule):
             or not provider.headers_being_sent
             or response.headers_sent
             or response.headers_suppressed
-            or ctx.request.method == "HEAD"
             or ctx.custom_errors_disabled
             or _buffered_into_parent(ctx)
             or response.get_status().try_skip_custom_errors

@@ -35,7 +35,7 @@ import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Priority, Status
 from trioiis.counters import Histogram, ServerCounters
 from trioiis.modules._options import check_keys, get_bool, get_str
-from trioiis.modules.status import operator_gate
+from trioiis.modules.status import OUTCOMES, operator_gate
 
 DEFAULT_PATH = "/_trioiis/metrics"
 
@@ -95,9 +95,18 @@ def families(counters: ServerCounters, *, scrape: bool = False) -> Iterator[Metr
         "Connections answered 503 because the server was full",
         counters.connections_refused,
     )
+    outcomes = CounterMetricFamily(
+        "trioiis_requests_ended",
+        "Requests that ended, by outcome (completed, cancelled_by_client, timed_out,"
+        " aborted_by_server, failed)",
+        labels=["outcome"],
+    )
+    for outcome in OUTCOMES:
+        outcomes.add_metric([outcome], counters.outcomes[outcome])
+    yield outcomes
     yield counter(
         "trioiis_requests_cancelled_by_client",
-        "Requests whose client left while they ran (their work was cancelled)",
+        "Requests whose client left before their response was complete (their work was cancelled)",
         counters.cancelled_by_client,
     )
     ttc = counters.time_to_cancel_histogram

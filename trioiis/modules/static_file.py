@@ -142,6 +142,8 @@ class StaticFileModule(HttpModule):
     ) -> Status:
         try:
             path = await ctx.map_path(ctx.request.raw_path)
+        except trioiis.ModuleFailedError:
+            raise  # a MAP_PATH module failed: the request answers 500
         except trioiis.HResultError:
             return send_error(ctx, 400)
         if ctx.response.headers_sent:
@@ -652,6 +654,8 @@ async def find_folder(ctx: HttpContext) -> tuple[Path, Found] | Status | None:
     request, response = ctx.request, ctx.response
     try:
         folder = await ctx.map_path(request.raw_path)
+    except trioiis.ModuleFailedError:
+        raise  # a MAP_PATH module failed: the request answers 500
     except trioiis.HResultError:
         return None
     found = await lookup(ctx, folder)

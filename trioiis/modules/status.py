@@ -9,7 +9,9 @@ Options (``options = {...}`` in its ``[[modules]]`` table):
 
 The answer (``application/json``, ``Cache-Control: no-store``) holds ``requests``,
 ``requests_in_flight`` and ``connections_open`` (both *not* counting the status request and
-its connection), ``connections_refused``, ``cancelled_by_client``, ``requests_timed_out``,
+its connection), ``connections_refused``, ``outcomes`` (finished requests by outcome:
+``completed``, ``cancelled_by_client``, ``timed_out``, ``aborted_by_server``, ``failed``),
+``cancelled_by_client``, ``requests_timed_out``,
 ``cancel_io_calls``, ``io_cancelled``, ``child_requests`` (and ``child_requests_by_depth``),
 ``responses_by_status`` (finished requests by final status, the status request not yet among
 them), ``connections_accepted``, ``traces_written``, ``traces_dropped``,
@@ -37,6 +39,9 @@ import trio
 
 import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Priority, Status
+
+#: Every request outcome, in the order the status and metrics modules list them.
+OUTCOMES = tuple(outcome.value for outcome in trioiis.Outcome)
 
 DEFAULT_PATH = "/_trioiis/status"
 
@@ -114,6 +119,7 @@ def snapshot(counters: Any, last: int | None = None) -> dict[str, Any]:
         "requests_in_flight": counters.requests_in_flight,
         "connections_open": counters.connections_open,
         "connections_refused": counters.connections_refused,
+        "outcomes": {outcome: counters.outcomes[outcome] for outcome in OUTCOMES},
         "cancelled_by_client": counters.cancelled_by_client,
         "requests_timed_out": counters.requests_timed_out,
         "cancel_io_calls": counters.cancel_io_calls,

@@ -154,7 +154,7 @@ class _StepCounter(trio.abc.Instrument):
         # not the connection's reader (the root task: it serves the connection, not the
         # request).
         contexts = self.tally.contexts
-        if not contexts or contexts[0]._state == "ended" or task is self.root:
+        if not contexts or contexts[0].lifecycle.ended or task is self.root:
             return
         if not self._ours(task):
             return
@@ -274,7 +274,7 @@ async def _attempt(
 
 
 async def _wait_request_over(tally: _Tally) -> None:
-    while any(ctx._state != "ended" for ctx in tally.contexts):
+    while any(not ctx.lifecycle.ended for ctx in tally.contexts):
         await trio.testing.wait_all_tasks_blocked()
         await trio.lowlevel.checkpoint()
 
@@ -309,7 +309,7 @@ def _leaks(tally: _Tally) -> list[str]:
     problems = []
     for ctx in tally.contexts:
         label = f"{ctx.request.method} {ctx.request.url} (depth {ctx.depth})"
-        if ctx._state != "ended":
+        if not ctx.lifecycle.ended:
             problems.append(f"{label}: the request never ended")
             continue
         if ctx.pending_io_count:
