@@ -28,6 +28,7 @@ ENTRY = Entry(
     referer='https://ref.example/"q"',
     user_agent="curl/8.0",
     outcome="ok",
+    site="blog",
 )
 
 
@@ -35,13 +36,13 @@ def test_combined_line_has_quoted_referer_and_agent() -> None:
     line = format_entry(ENTRY, "combined")
     assert line.startswith("127.0.0.1 - - [")
     assert '"GET /a b?x=1 HTTP/1.1" 404 512 "https://ref.example/\\"q\\"" "curl/8.0"' in line
-    assert line.endswith("12.5ms ok")
+    assert line.endswith("12.5ms ok blog")  # the site's name ends every line
 
 
 def test_common_line_has_no_referer() -> None:
     line = format_entry(ENTRY, "common")
     assert "curl" not in line
-    assert '"GET /a b?x=1 HTTP/1.1" 404 512 12.5ms ok' in line
+    assert line.endswith('"GET /a b?x=1 HTTP/1.1" 404 512 12.5ms ok blog')
 
 
 def test_w3c_line_matches_its_fields_header() -> None:
@@ -57,6 +58,7 @@ def test_w3c_line_matches_its_fields_header() -> None:
     assert record["cs-uri-query"] == "x=1"
     assert (record["sc-status"], record["sc-substatus"], record["time-taken"]) == ("404", "8", "12")
     assert record["cs-username"] == "-"
+    assert record["s-sitename"] == "blog"
 
 
 def test_json_line_names_every_field() -> None:
@@ -65,6 +67,7 @@ def test_json_line_names_every_field() -> None:
     assert record["sub_status"] == 8
     assert record["time_taken_ms"] == 12.5
     assert record["user"] is None
+    assert record["site"] == "blog"
     assert header("json") is None
 
 

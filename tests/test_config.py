@@ -98,8 +98,8 @@ def test_full_file_gives_expected_config(tmp_path: Path) -> None:
         ("::1", 0),
         ("localhost", 8080),
     ]
-    # access_log is used as written (docs/configuration.md), not made relative to the file.
-    assert config.access_log == "logs/access.log"
+    # access_log is relative to the file, as every path in it (docs/configuration.md).
+    assert config.access_log == str(base / "logs/access.log")
     assert config.default_documents == ("start.html", "index.html")
     assert config.max_connections == 50
     assert config.shutdown_grace == 2.5
@@ -162,7 +162,11 @@ def test_limits_accept_infinite_timeouts() -> None:
         ({"limits": {"max_body_bytes": True}}, "limit 'max_body_bytes' must be an integer"),
         ({"modules": {"name": "x"}}, "config key 'modules' must be an array, not a table"),
         ({"modules": ["x"]}, "config key 'modules' must be an array of tables"),
-        ({"modules": [{"name": "x"}]}, "[[modules]] #1 (x) needs a target string"),
+        ({"modules": [{"name": "x"}]}, "[[modules]] #1 (x): unknown built-in module 'x'"),
+        (
+            {"modules": [{"name": "compresion"}]},
+            "unknown built-in module 'compresion' (did you mean 'compression'?)",
+        ),
         ({"modules": [{"target": "a.b:f"}]}, "[[modules]] #1 needs a name string"),
         (
             {"modules": [{"name": "a", "target": "a:f"}, {"name": "b", "target": 3}]},
@@ -310,7 +314,8 @@ def is_valid_binding(text: str) -> bool:
         except ValueError:
             return False
         return True
-    return bool(host) and all(c.isascii() and (c.isalnum() or c in "._-") for c in host)
+    # An empty host (":8080") is every interface.
+    return all(c.isascii() and (c.isalnum() or c in "._-") for c in host)
 
 
 @given(st.text(max_size=40) | st.builds(lambda h, p: f"{h}:{p}", st.text(max_size=10), st.text()))
@@ -610,7 +615,8 @@ def test_handler_with_an_app_loads_its_module_and_mounts_it(tmp_path: Path) -> N
     ]
     assert [(h.path, h.modules) for h in config.handlers] == [
         ("/api/*", ("asgi /api/*",)),
-        ("/shop*", ("shop",)),
+        ("/api", ("asgi /api/*",)),  # the mount point: redirected to /api/
+        ("/shop*", ("shop",)),  # (not NAME/*: no mount-point mapping)
         ("*.md", ("static_file",)),
     ]
 
@@ -652,7 +658,14 @@ def test_merge_cli_apps_come_first() -> None:
         asgi=["/api/*=api:app"],
         wsgi=["/shop/*=shop:app"],
     )
-    assert [h.path for h in merged.handlers] == ["/api/*", "/shop/*", "*.txt", "*.md"]
+    assert [h.path for h in merged.handlers] == [
+        "/api/*",
+        "/api",
+        "/shop/*",
+        "/shop",
+        "*.txt",
+        "*.md",
+    ]
     assert [m.name for m in merged.modules] == ["asgi /api/*", "wsgi /shop/*"]
 
 

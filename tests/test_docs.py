@@ -1,8 +1,9 @@
 """The documentation site: its examples run, its facts match the code, and it builds.
 
 * Every fenced block marked ```python in docs/*.md is a complete program. Each one runs in
-  its own interpreter (``-W error``, working folder a fresh temporary one, a hard timeout):
-  it starts a server on 127.0.0.1 port 0, makes requests, asserts and shuts down. Fragments
+  its own interpreter (``-W error``, working folder a fresh temporary one, a hard timeout;
+  the tutorial pages' in a fresh environment made as ``make serve`` makes it): it starts a
+  server on 127.0.0.1 port 0, makes requests, asserts and shuts down. Fragments
   that are not meant to run are marked ```py instead.
 * Every ```toml block is a configuration file that ``trioiis.load_config`` accepts.
 * configuration.md names every field of ``ServerConfig`` and ``Limits``, and each limit's
@@ -79,6 +80,12 @@ def code_blocks(page: Path) -> list[Block]:
 ALL_BLOCKS = [block for page in PAGES for block in code_blocks(page)]
 PYTHON_BLOCKS = [block for block in ALL_BLOCKS if block.language == "python"]
 TOML_BLOCKS = [block for block in ALL_BLOCKS if block.language == "toml"]
+#: The pages a newcomer follows first: their examples run in a fresh environment made as
+#: the README's set-up (``make serve``) makes it, with nothing from the test extras or the
+#: repository's folder (see the end of this file); the other pages' run in this one.
+TUTORIAL_PAGES = ("index.md", "modules.md", "configuration.md", "modules-builtin.md")
+TUTORIAL_BLOCKS = [block for block in PYTHON_BLOCKS if block.page in TUTORIAL_PAGES]
+OTHER_BLOCKS = [block for block in PYTHON_BLOCKS if block.page not in TUTORIAL_PAGES]
 
 
 def test_docs_fences_use_known_languages() -> None:
@@ -108,15 +115,27 @@ def example_outcomes(
         for item in request.session.items
         if getattr(item, "originalname", None) == "test_docs_python_example_runs"
     ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # examples may import examples.*
+    return run_examples(selected, Path(sys.executable), env, tmp_path_factory)
+
+
+def run_examples(
+    blocks: list[Block],
+    python: Path,
+    env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Outcome]:
+    """Run ``blocks`` with ``python`` all at once, each in its own process and empty
+    folder; every one gets at most EXAMPLE_TIMEOUT seconds (then it is killed)."""
     processes = {}
-    for block in selected:
+    for block in blocks:
         folder = tmp_path_factory.mktemp("example")
         script = folder / "example.py"
         script.write_text(block.code, encoding="utf-8")
         processes[block.id] = subprocess.Popen(
-            [sys.executable, "-W", "error", str(script)],
+            [str(python), "-W", "error", str(script)],
             cwd=folder,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},  # examples may import examples.*
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -134,7 +153,7 @@ def example_outcomes(
     return outcomes
 
 
-@pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=lambda block: block.id)
+@pytest.mark.parametrize("block", OTHER_BLOCKS, ids=lambda block: block.id)
 def test_docs_python_example_runs(block: Block, example_outcomes: dict[str, Outcome]) -> None:
     outcome = example_outcomes[block.id]
     assert outcome.returncode is not None, (
@@ -189,3 +208,58 @@ def test_docs_site_builds_strictly(tmp_path: Path) -> None:
         title = re.search(r"^# (.+)$", page.read_text(encoding="utf-8"), re.M)
         assert title is not None, f"{page.name} has no '# title'"
         assert title.group(1).strip().replace("`", "") in html.read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ the tutorial, as a newcomer
+
+#: Seconds to make the fresh environment (a venv and pip install, on a shared machine).
+SETUP_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def tutorial_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    """A fresh virtual environment made by the Makefile rule ``make serve`` uses, then every
+    tutorial example run in it, each in its own empty folder, all at once."""
+    venv = tmp_path_factory.mktemp("newcomer") / ".venv"
+    setup = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), f"VENV={venv}", f"{venv}/.installed-run"],
+        capture_output=True,
+        text=True,
+        timeout=SETUP_TIMEOUT,
+        check=False,
+    )
+    assert setup.returncode == 0, setup.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return run_examples(TUTORIAL_BLOCKS, venv / "bin" / "python", env, tmp_path_factory)
+
+
+def test_every_tutorial_page_has_examples() -> None:
+    assert {block.page for block in TUTORIAL_BLOCKS} == set(TUTORIAL_PAGES)
+
+
+@pytest.mark.parametrize("block", TUTORIAL_BLOCKS, ids=lambda block: block.id)
+def test_tutorial_example_runs_in_a_fresh_make_serve_environment(
+    block: Block, tutorial_outcomes: dict[str, Outcome]
+) -> None:
+    outcome = tutorial_outcomes[block.id]
+    assert outcome.returncode == 0, f"{block.id} in a fresh environment:\n{outcome.output}"
+
+
+def test_shell_examples_name_files_that_exist() -> None:
+    """A command in the docs that loads ``path/file.py:function`` names a file of the
+    repository (run from its folder), or one the same page writes or says to save.
+    """
+
+    def written_by_page(page: str, name: str) -> bool:
+        code = "".join(b.code for b in PYTHON_BLOCKS if b.page == page)
+        text = (DOCS / page).read_text(encoding="utf-8")
+        return f'"{name}"' in code or f"'{name}'" in code or f"saved as `{name}`" in text
+
+    missing = [
+        f"{block.id}: {path}"
+        for block in ALL_BLOCKS
+        if block.language == "sh"
+        for path in re.findall(r"([\w./-]+\.py):\w+", block.code)
+        if not (ROOT / path).is_file() and not written_by_page(block.page, path)
+    ]
+    assert not missing

@@ -4,12 +4,16 @@ Formats (``ServerConfig.access_log_format``):
 
 * ``combined`` (default; nginx's ``combined`` plus time taken and outcome)::
 
-      127.0.0.1 - - [22/Nov/2026:01:02:03 +0000] "GET /a HTTP/1.1" 200 512 "-" "curl" 1ms completed
+      127.0.0.1 - - [22/Nov/2026:01:02:03 +0000] "GET /a HTTP/1.1" 200 512 "-" "c" 1ms completed b
 
 * ``common``: the Common Log Format plus time taken and outcome (no referer, user agent).
 * ``w3c``: IIS's W3C extended format, with its ``#Software``/``#Version``/``#Fields`` header
   written first (UTC date and time, ``sc-substatus``, ``sc-win32-status``, ``time-taken`` ms).
 * ``json``: one JSON object a line, every field named.
+
+Every format ends with (or, in W3C's ``s-sitename`` and JSON's ``site``, names) the site
+that served the request: its ``[[sites]]`` name, ``default`` for the top-level root, ``-``
+for a refused head.
 
 The outcome is the request's ``Outcome`` (``trioiis/lifecycle.py``): ``completed``,
 ``cancelled_by_client``, ``timed_out``, ``aborted_by_server`` or ``failed``; or ``refused``
@@ -30,7 +34,7 @@ Format = Literal["combined", "common", "w3c", "json"]
 FORMATS: Final[tuple[str, ...]] = ("combined", "common", "w3c", "json")
 
 W3C_FIELDS: Final = (
-    "date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip "
+    "date time s-sitename s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip "
     "cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status sc-bytes time-taken "
     "x-outcome"
 )
@@ -56,6 +60,7 @@ class Entry:
     referer: str | None
     user_agent: str | None
     outcome: str
+    site: str = "-"  # the site's name (``[[sites]]``), ``default`` for the top-level root
 
 
 def header(fmt: Format) -> str | None:
@@ -102,6 +107,7 @@ def format_entry(entry: Entry, fmt: Format) -> str:
                 "user_agent": entry.user_agent,
                 "time_taken_ms": round(entry.taken * 1000, 3),
                 "outcome": entry.outcome,
+                "site": entry.site,
             },
             separators=(",", ":"),
         )
@@ -110,6 +116,7 @@ def format_entry(entry: Entry, fmt: Format) -> str:
         return " ".join(
             (
                 time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.started)),
+                _w3c(entry.site),
                 entry.local or "-",
                 entry.method,
                 _w3c(stem),
@@ -140,4 +147,4 @@ def format_entry(entry: Entry, fmt: Format) -> str:
     )
     if fmt == "combined":
         line += f" {_quoted(entry.referer)} {_quoted(entry.user_agent)}"
-    return f"{line} {entry.taken * 1000:.1f}ms {entry.outcome}"
+    return f"{line} {entry.taken * 1000:.1f}ms {entry.outcome} {_w3c(entry.site)}"

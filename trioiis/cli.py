@@ -1,4 +1,4 @@
-"""``trioiis serve | check-config``: the command line.
+"""The ``trioiis`` command line: ``serve``, ``check-config`` and ``bench``.
 
 Bad configuration, a missing root or a module that fails to load is one line on stderr and
 exit status 2, never a traceback. SIGINT and SIGTERM shut down gracefully and exit 0; a second
@@ -8,6 +8,7 @@ signal cancels the requests still in flight instead of waiting for them.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import signal
 import socket
@@ -18,64 +19,166 @@ from pathlib import Path
 import trio
 
 from .activation import inherited_sockets, systemd_sockets
+from .banner import banner_lines
 from .bench import add_arguments as add_bench_arguments
 from .bench import missing_bench_extra
 from .config import ServerConfig, load_config, merge_cli
 from .errors import ConfigError
+from .logfiles import LogFile, ReopeningHandler
+from .preflight import preflight
 from .server import HttpServer, open_listeners
 from .workers import Supervisor, SupervisorLink
 
+log = logging.getLogger("trioiis")
+
+
+_DESCRIPTION = "trioiis: an HTTP/1.1 server on Trio with the IIS integrated request pipeline."
+_EPILOG = """\
+examples:
+  trioiis serve site --bind 127.0.0.1:8080
+  trioiis serve --config trioiis.toml
+  trioiis check-config trioiis.toml
+  trioiis bench http://127.0.0.1:8080/ --duration 5
+
+'trioiis COMMAND --help' describes a command's options."""
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("trioiis")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source checkout
+        return "unknown"
+
+
+def _workers(text: str) -> int:
+    """``--workers N``: N at least 1 (leave the option out for no supervisor)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{value} workers: give at least 1 (leave --workers out to serve in this process)"
+        )
+    return value
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trioiis", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve a folder (and modules) over HTTP/1.1")
-    serve.add_argument("root", nargs="?", help="folder to serve (default: the current one)")
-    serve.add_argument("--bind", action="append", default=[], metavar="HOST:PORT")
-    serve.add_argument("--config", metavar="FILE", help="TOML configuration file")
-    serve.add_argument(
-        "--module", action="append", default=[], metavar="[NAME=]pkg.mod:register_module"
+    parser = argparse.ArgumentParser(
+        prog="trioiis",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--handler", action="append", default=[], metavar="PATTERN=NAME")
+    parser.add_argument("--version", action="version", version=f"trioiis {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="serve a folder, modules and Python apps over HTTP/1.1 (and HTTPS)",
+        description="Serve a folder, modules and Python apps. Command-line options win over"
+        " the --config file; repeatable options add to its lists.",
+    )
+    serve.add_argument(
+        "root", nargs="?", help="folder to serve (default: the config's root, else the current one)"
+    )
+    serve.add_argument(
+        "-b",
+        "--bind",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="address to listen on, repeatable: 127.0.0.1:8080, [::1]:8080, :8080 for every"
+        " interface (default: 127.0.0.1:8080)",
+    )
+    serve.add_argument("-c", "--config", metavar="FILE", help="TOML configuration file")
+    serve.add_argument(
+        "-m",
+        "--module",
+        action="append",
+        default=[],
+        metavar="[NAME=]pkg.mod:register_module",
+        help="load a module after the built-in ones, repeatable: a built-in name"
+        " (directory_listing), pkg.mod:function or path/file.py:function (default: none)",
+    )
+    serve.add_argument(
+        "--handler",
+        action="append",
+        default=[],
+        metavar="PATTERN=NAME[,NAME...]",
+        help="handler mapping tried before the default '*' one, repeatable:"
+        " '*.txt=static_file' (default: none)",
+    )
     serve.add_argument(
         "--asgi",
         action="append",
         default=[],
         metavar="PATTERN=pkg.mod:app",
-        help="host an ASGI app",
+        help="host an ASGI app at PATTERN, e.g. '/api/*=myapp:app' (default: none)",
     )
     serve.add_argument(
-        "--wsgi", action="append", default=[], metavar="PATTERN=pkg.mod:app", help="host a WSGI app"
+        "--wsgi",
+        action="append",
+        default=[],
+        metavar="PATTERN=pkg.mod:app",
+        help="host a WSGI app at PATTERN (default: none)",
     )
-    serve.add_argument("--access-log", metavar="PATH|-")
-    serve.add_argument("--tls-cert", metavar="PEM", help="certificate chain: serve HTTPS")
+    serve.add_argument(
+        "--access-log",
+        metavar="PATH|-",
+        help="write one line per request to PATH, or '-' for stderr (default: off)",
+    )
+    serve.add_argument(
+        "--tls-cert", metavar="PEM", help="certificate chain: every binding serves HTTPS"
+    )
     serve.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
     serve.add_argument(
         "--http",
         choices=["h11", "fast"],
         help="request-head parser: h11 (default) or fast (httptools; same behaviour)",
     )
-    serve.add_argument("--trace-dir", metavar="DIR", help="write failed-request traces here")
+    serve.add_argument(
+        "--trace-dir", metavar="DIR", help="write failed-request traces here (default: off)"
+    )
     serve.add_argument(
         "--trace-when",
         metavar="RULE",
         help='which requests to trace (default: "status>=500 or cancelled or time>1s")',
     )
-    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     serve.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        metavar="N",
-        help="a supervisor and N worker processes sharing the listening sockets",
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=_LOG_LEVELS,
+        help="server log level, any case: debug, info, warning or error (default: info)",
     )
-    check = commands.add_parser("check-config", help="validate a configuration file")
-    check.add_argument("file")
+    serve.add_argument(
+        "-w",
+        "--workers",
+        type=_workers,
+        default=None,
+        metavar="N",
+        help="a supervisor and N worker processes sharing the listening sockets"
+        " (default: serve in this one process)",
+    )
+    check = commands.add_parser(
+        "check-config",
+        help="run every check serve runs, short of binding, on a configuration file",
+        description="Load FILE, its modules and apps' code, certificates and log paths as"
+        " serve would, without binding or serving; exit 0 and print 'FILE: ok', or exit 2"
+        " with the first problem.",
+    )
+    check.add_argument("file", help="TOML configuration file")
     bench = commands.add_parser(
-        "bench", help="load-benchmark any HTTP server (HTTP/1.1, HTTP/2, TLS), with aborts"
+        "bench",
+        help="load-benchmark any HTTP server (HTTP/1.1, HTTP/2, TLS), with aborted requests",
+        description="Load-benchmark any HTTP server (HTTP/1.1, HTTP/2, TLS), with aborted"
+        " requests.",
     )
     add_bench_arguments(bench)
     return parser
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def build_config(args: argparse.Namespace) -> ServerConfig:
@@ -116,7 +219,7 @@ async def _serve(server: HttpServer, link: SupervisorLink | None = None) -> None
     """Serve until SIGINT or SIGTERM, then shut down gracefully; a second signal cancels
     the requests still in flight at once. A worker (``link``) tells its supervisor when it
     is ready instead of printing, and shuts down gracefully when the supervisor is gone."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as nursery:
 
             async def shutdown() -> None:
@@ -125,12 +228,15 @@ async def _serve(server: HttpServer, link: SupervisorLink | None = None) -> None
 
             bound = await nursery.start(server.serve)
             if link is None:
-                _print_serving(server.config, bound)
+                _print_serving(server.config, bound, server.module_names, server.redirect_bound)
             else:
                 link.ready()
                 nursery.start_soon(_orphaned, link, shutdown)
             stopping = False
-            async for _ in signals:
+            async for signum in signals:
+                if signum == signal.SIGUSR1:
+                    _reopen_logs(server)
+                    continue
                 if stopping:
                     print("trioiis: stopping now", file=sys.stderr, flush=True)
                     nursery.cancel_scope.cancel()
@@ -140,11 +246,42 @@ async def _serve(server: HttpServer, link: SupervisorLink | None = None) -> None
                 nursery.start_soon(shutdown)
 
 
-def _print_serving(config: ServerConfig, bound: Sequence[tuple[str, int]]) -> None:
-    scheme = "https" if config.tls_cert else "http"
-    for host, port in bound:
-        shown = f"[{host}]" if ":" in host else host
-        print(f"trioiis serving {config.root} on {scheme}://{shown}:{port}/", flush=True)
+def _print_serving(
+    config: ServerConfig,
+    bound: Sequence[tuple[str, int]],
+    modules: Sequence[str],
+    redirect_bound: Sequence[tuple[str, int]] = (),
+) -> None:
+    """The start-up banner, on stdout (see ``trioiis.banner``)."""
+    print("\n".join(banner_lines(config, bound, modules, redirect_bound)), flush=True)
+
+
+def _reopen_logs(server: HttpServer) -> None:
+    """SIGUSR1: reopen the access log and the error log (after a log rotation)."""
+    try:
+        server.reopen_access_log()
+        for handler in logging.getLogger("trioiis").handlers:
+            if isinstance(handler, ReopeningHandler):
+                handler.reopen()
+    except ConfigError as exc:
+        log.error("cannot reopen the logs, still writing to the old files: %s", exc)
+        return
+    log.info("logs reopened (SIGUSR1)")
+
+
+#: Server log lines: time (local, with its UTC offset), level, logger, message.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+
+
+def _setup_logging(level: str, config: ServerConfig) -> None:
+    """Timestamped server log lines on stderr, and in ``error_log`` when configured."""
+    logging.basicConfig(level=getattr(logging, level), format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT)
+    logging.getLogger("trioiis.access").propagate = False
+    if config.error_log is not None:
+        handler = ReopeningHandler(LogFile(config.error_log, "error log"))
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+        logging.getLogger("trioiis").addHandler(handler)
 
 
 async def _orphaned(link: SupervisorLink, shutdown: Callable[[], Awaitable[None]]) -> None:
@@ -154,10 +291,24 @@ async def _orphaned(link: SupervisorLink, shutdown: Callable[[], Awaitable[None]
 
 
 def _checked_config(args: argparse.Namespace) -> ServerConfig:
-    """``build_config``, with its modules loaded once (as ``check-config`` does)."""
+    """``build_config``, with every check ``check-config`` runs."""
     config = build_config(args)
-    HttpServer(config).pipeline  # noqa: B018 - loads modules and compiles mappings
+    check_config(config)
     return config
+
+
+def check_config(config: ServerConfig) -> HttpServer:
+    """Every check ``serve`` runs short of binding: the root, modules and apps' code
+    (loaded, mappings compiled), certificates, log files (``trioiis.preflight``).
+
+    Raises:
+        ConfigError: the first problem.
+    """
+    check_root(config)
+    server = HttpServer(config)
+    server.pipeline  # noqa: B018 - loads modules and compiles mappings
+    preflight(config)
+    return server
 
 
 def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> None:
@@ -172,7 +323,7 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> None:
         workers=args.workers,
         config=config,
         reload_config=lambda: _checked_config(args),
-        on_ready=lambda: _print_serving(config, bound),
+        on_ready=lambda: _print_serving(config, bound, check_config(config).module_names),
     )
     trio.run(supervisor.run)
 
@@ -199,21 +350,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_cli(args)
     try:
         if args.command == "check-config":
-            config = load_config(args.file)
-            check_root(config)
-            HttpServer(config).pipeline  # noqa: B018 - loads modules and compiles mappings
+            check_config(load_config(args.file))
             print(f"{args.file}: ok")
             return 0
-        logging.basicConfig(
-            level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s"
-        )
-        logging.getLogger("trioiis.access").propagate = False
+        config = build_config(args)
+        _setup_logging(args.log_level, config)
         link = SupervisorLink.from_environ()
         if args.workers and link is None:
             _supervise(args, argv)
             return 0
         sockets = inherited_sockets() if link is not None else systemd_sockets()
-        server = HttpServer(build_config(args), sockets=sockets)
+        server = HttpServer(config, sockets=sockets)
         try:
             trio.run(_serve, server, link)
         except BaseExceptionGroup as group:

@@ -38,6 +38,7 @@ default = true                    # optional: unknown hosts get this site, not `
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import importlib.util
 import ipaddress
@@ -79,17 +80,27 @@ _HOST = re.compile(r"[a-z0-9._-]+|\[[0-9a-f:.]+\]")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SiteConfig:
     """One virtual host: requests whose ``Host`` (without its port, any case) is one of
-    ``hosts`` are served from ``root``; ``default`` makes it the site for unknown hosts."""
+    ``hosts`` are served from ``root``; ``default`` makes it the site for unknown hosts.
+    ``tls_cert`` / ``tls_key``: the certificate a TLS client naming one of ``hosts`` (SNI)
+    gets, instead of the server's own."""
 
     name: str
     root: Path
     hosts: tuple[str, ...] = ()
     default: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ConfigError("a site needs a non-empty name")
         object.__setattr__(self, "root", Path(self.root))
+        for name in ("tls_cert", "tls_key"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError(f"site {self.name!r}: tls_cert and tls_key go together")
         hosts: object = self.hosts
         if isinstance(hosts, str):
             hosts = (hosts,)
@@ -106,6 +117,8 @@ class SiteConfig:
             raise ConfigError(f"site {self.name!r}: default must be true or false")
         if not normal and not self.default:
             raise ConfigError(f"site {self.name!r} needs hosts or default = true")
+        if self.tls_cert is not None and not normal:
+            raise ConfigError(f"site {self.name!r}: a certificate needs hosts to be chosen by")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,6 +162,13 @@ class ServerConfig:
         trace_max_files: trace files kept in ``trace_dir``; the oldest are deleted.
         trace_max_events: events recorded per request (with its children); more are
             only counted, so a trace's memory is bounded.
+        https_redirect: ``HOST:PORT`` bindings that answer every request with a 301 to the
+            same URL on ``https://`` (the first TLS binding's port); needs ``tls_cert``.
+        error_log: a file for the server's own log (warnings, errors, start-up), besides
+            stderr; None: stderr only. Reopened on SIGUSR1 like ``access_log``.
+        watchdog_threshold: seconds the event loop may stay blocked (a module calling
+            ``time.sleep``, say) before a warning names the module and stage; 0 turns the
+            watchdog off.
     """
 
     root: Path = Path(".")
@@ -173,9 +193,13 @@ class ServerConfig:
     trace_when: str = DEFAULT_RULE
     trace_max_files: int = 1000
     trace_max_events: int = 2000
+    https_redirect: tuple[str, ...] = ()
+    error_log: Path | None = None
+    watchdog_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         self._check_forwarding()
+        self._check_operations()
         object.__setattr__(self, "root", Path(self.root))
         if self.trace_dir is not None:
             trace_dir: object = self.trace_dir
@@ -220,8 +244,7 @@ class ServerConfig:
         )
         if not self.bindings:
             raise ConfigError("bindings must not be empty")
-        for binding in self.bindings:
-            parse_binding(binding)
+        check_bindings((*self.bindings, *self.https_redirect))
         if not _is_int(self.max_connections) or self.max_connections < 1:
             raise ConfigError("max_connections must be at least 1")
         if self.access_log_format not in FORMATS:
@@ -236,6 +259,24 @@ class ServerConfig:
         grace = self.shutdown_grace
         if not _is_number(grace) or math.isnan(grace) or grace < 0:
             raise ConfigError("shutdown_grace must be a non-negative number of seconds")
+
+    def _check_operations(self) -> None:
+        """``https_redirect``, ``error_log``, ``watchdog_threshold`` and bindings that
+        would collide when they are opened."""
+        redirect: object = self.https_redirect
+        redirect = (
+            (redirect,) if isinstance(redirect, str) else tuple(cast("Sequence[str]", redirect))
+        )
+        object.__setattr__(self, "https_redirect", redirect)
+        if redirect and self.tls_cert is None:
+            raise ConfigError(
+                "https_redirect needs tls_cert and tls_key (something to redirect to)"
+            )
+        if self.error_log is not None:
+            object.__setattr__(self, "error_log", Path(self.error_log))
+        threshold = self.watchdog_threshold
+        if not _is_number(threshold) or math.isnan(threshold) or threshold < 0:
+            raise ConfigError("watchdog_threshold must be a non-negative number of seconds")
 
     def _check_forwarding(self) -> None:
         """``proxy_protocol`` and ``trusted_proxies`` (addresses or networks, strictly)."""
@@ -264,10 +305,11 @@ def _is_number(value: object) -> bool:
 
 
 def parse_binding(text: str) -> tuple[str, int]:
-    """``"127.0.0.1:8080"`` → ``("127.0.0.1", 8080)``; ``"[::1]:80"`` → ``("::1", 80)``.
+    """``"127.0.0.1:8080"`` → ``("127.0.0.1", 8080)``; ``"[::1]:80"`` → ``("::1", 80)``;
+    ``":8080"`` → ``("", 8080)``: every interface, IPv4 and IPv6.
 
-    HOST is a host name or IPv4 address (ASCII letters, digits, ``.``, ``-``, ``_``) or an
-    IPv6 address in brackets; PORT is 0 to 65535 in ASCII digits.
+    HOST is a host name or IPv4 address (ASCII letters, digits, ``.``, ``-``, ``_``), an
+    IPv6 address in brackets, or nothing; PORT is 0 to 65535 in ASCII digits.
 
     Raises:
         ConfigError: anything else.
@@ -287,15 +329,37 @@ def parse_binding(text: str) -> tuple[str, int]:
             raise ConfigError(
                 f"binding {text!r} is not HOST:PORT ([{host}] is not an IPv6 address)"
             ) from None
-    elif not _HOSTNAME.fullmatch(host):
+    elif host and not _HOSTNAME.fullmatch(host):
         hint = " (write IPv6 as [ADDRESS]:PORT)" if ":" in host else ""
         raise ConfigError(f"binding {text!r} is not HOST:PORT{hint}")
     return host, int(port)
 
 
+def check_bindings(bindings: Sequence[str]) -> None:
+    """Each binding parses, and no two would listen on the same address (port 0 aside):
+    the same HOST:PORT twice, or every interface (``:PORT``) and one address on that port.
+
+    Raises:
+        ConfigError: the first bad or colliding binding.
+    """
+    seen: dict[tuple[str, int], str] = {}
+    for binding in bindings:
+        host, port = parse_binding(binding)
+        if port == 0:
+            continue
+        key = (host.lower().rstrip("."), port)
+        clash = seen.get(key)
+        if clash is None:
+            clash = next((b for (h, p), b in seen.items() if p == port and "" in (h, key[0])), None)
+        if clash is not None:
+            same = "is listed twice" if clash == binding else f"collides with {clash!r}"
+            raise ConfigError(f"binding {binding!r} {same}: each address can be bound once")
+        seen[key] = binding
+
+
 def load_config(path: str | Path, **overrides: object) -> ServerConfig:
-    """Read a TOML file; ``root`` and ``.py`` module targets in it are relative to the file's
-    folder (``access_log`` is used as written).
+    """Read a TOML file; every path in it (``root``, ``.py`` module targets, ``tls_cert``,
+    ``access_log``, ``error_log``, …) is relative to the file's folder.
 
     Raises:
         ConfigError: unreadable file, bad TOML, unknown keys or wrong types, one line each.
@@ -337,7 +401,7 @@ def config_from_mapping(
     if "handlers" in data:
         tables = _expect_list(data, "handlers", dict)
         mappings = [_handler(t, i, base) for i, t in enumerate(tables, 1)]
-        kwargs["handlers"] = tuple(mapping for mapping, _ in mappings)
+        kwargs["handlers"] = with_mount_points(mappings)
         apps = tuple(spec for _, spec in mappings if spec is not None)
         if apps:
             kwargs["modules"] = cast("tuple[ModuleSpec, ...]", kwargs.get("modules", ())) + apps
@@ -348,13 +412,18 @@ def config_from_mapping(
     if "sites" in data:
         tables = _expect_list(data, "sites", dict)
         kwargs["sites"] = tuple(_site(t, i, base) for i, t in enumerate(tables, 1))
-    for name in ("tls_cert", "tls_key", "trace_dir"):
+    for name in ("tls_cert", "tls_key", "trace_dir", "error_log"):
         if name in data:
             kwargs[name] = base / cast("str", _expect(data, name, str))
+    if "access_log" in data:
+        access = cast("str", _expect(data, "access_log", str))
+        kwargs["access_log"] = access if access == "-" else str(base / access)
+    if "https_redirect" in data:
+        kwargs["https_redirect"] = tuple(_expect_list(data, "https_redirect", str))
     for name, kind in (
         ("builtin_modules", bool),
         ("proxy_protocol", bool),
-        ("access_log", str),
+        ("watchdog_threshold", (int, float)),
         ("max_connections", int),
         ("when_full", str),
         ("http", str),
@@ -450,6 +519,8 @@ def _module_spec(data: object, index: int, base: Path) -> ModuleSpec:
         raise ConfigError(f"{where}: options must be a table")
     if target is None and name in BUILTIN_MODULES:
         return ModuleSpec(name=name, target=BUILTIN_MODULES[name], options=options)
+    if target is None:
+        raise ConfigError(f"{where}: {unknown_module(name)}, or give a target string")
     if not isinstance(target, str):
         raise ConfigError(f"{where} needs a target string (package.module:function)")
     module_path, sep, func = target.rpartition(":")
@@ -461,7 +532,9 @@ def _module_spec(data: object, index: int, base: Path) -> ModuleSpec:
 
 
 def _site(data: object, index: int, base: Path) -> SiteConfig:
-    table = _table(data, "sites", index, {"name", "root", "hosts", "default"})
+    table = _table(
+        data, "sites", index, {"name", "root", "hosts", "default", "tls_cert", "tls_key"}
+    )
     name, root = table.get("name"), table.get("root")
     hosts, default = table.get("hosts", []), table.get("default", False)
     where = _label("sites", index, name)
@@ -473,9 +546,20 @@ def _site(data: object, index: int, base: Path) -> SiteConfig:
         raise ConfigError(f"{where} hosts must be an array of strings")
     if not isinstance(default, bool):
         raise ConfigError(f"{where} default must be a boolean")
+    files: dict[str, Path] = {}
+    for key in ("tls_cert", "tls_key"):
+        value = table.get(key)
+        if value is not None:
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{where} {key} must be a file path string")
+            files[key] = base / value
     # SiteConfig checks the host names; its messages name the site.
     return SiteConfig(
-        name=name, root=base / root, hosts=tuple(cast("list[str]", hosts)), default=default
+        name=name,
+        root=base / root,
+        hosts=tuple(cast("list[str]", hosts)),
+        default=default,
+        **files,
     )
 
 
@@ -545,6 +629,24 @@ def app_module_spec(
     )
 
 
+def with_mount_points(
+    mappings: Sequence[tuple[HandlerMapping, ModuleSpec | None]],
+) -> tuple[HandlerMapping, ...]:
+    """The mappings, each app's ``/api/*`` followed by one for its mount point ``/api``
+    itself, so that the app module answers it with a redirect to ``/api/``."""
+    result: list[HandlerMapping] = []
+    for mapping, spec in mappings:
+        result.append(mapping)
+        root_path = spec.options.get("root_path") if spec is not None else None
+        if isinstance(root_path, str) and root_path and mapping.path == f"{root_path}/*":
+            result.append(
+                HandlerMapping(
+                    root_path, mapping.modules, mapping.verbs, f"{mapping.label} (mount)"
+                )
+            )
+    return tuple(result)
+
+
 def parse_app_option(kind: Literal["asgi", "wsgi"], text: str) -> tuple[HandlerMapping, ModuleSpec]:
     """``--asgi PATTERN=pkg.mod:app`` (or ``--wsgi``) from the command line."""
     pattern, sep, app = text.partition("=")
@@ -552,6 +654,13 @@ def parse_app_option(kind: Literal["asgi", "wsgi"], text: str) -> tuple[HandlerM
         raise ConfigError(f"--{kind} {text!r} must be PATTERN=pkg.module:attribute")
     spec = app_module_spec(kind, pattern, app)
     return HandlerMapping(pattern, (spec.name,)), spec
+
+
+def unknown_module(name: str) -> str:
+    """``"unknown built-in module 'compresion' (did you mean 'compression'?)"``."""
+    close = difflib.get_close_matches(name, BUILTIN_MODULES, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"built-in: {', '.join(BUILTIN_MODULES)}"
+    return f"unknown built-in module {name!r} ({hint})"
 
 
 def parse_module_option(text: str) -> ModuleSpec:
@@ -565,6 +674,8 @@ def parse_module_option(text: str) -> ModuleSpec:
     module_path, colon, func = target.rpartition(":")
     if not sep:
         name = Path(module_path).stem if module_path.endswith(".py") else module_path.split(".")[-1]
+    if not sep and not colon and _HOSTNAME.fullmatch(text) and "." not in text:
+        raise ConfigError(f"--module: {unknown_module(text)}")
     if not colon or not module_path or not func or not name:
         raise ConfigError(f"module {text!r} must be [NAME=]package.module:function")
     return ModuleSpec(name=name, target=target)
@@ -663,7 +774,7 @@ def merge_cli(
         )
     if handlers or apps:
         changes["handlers"] = (
-            tuple(mapping for mapping, _ in apps)
+            with_mount_points(apps)
             + tuple(parse_handler_option(h) for h in handlers)
             + config.handlers
         )

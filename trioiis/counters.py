@@ -81,6 +81,8 @@ class ServerCounters:
         traces_written: failed-request trace files written (``trace_dir``).
         traces_dropped: traces that matched the rule but were dropped because the writer
             was that far behind.
+        event_loop_blocked: task steps that kept the event loop blocked longer than
+            ``watchdog_threshold`` (``trioiis.watchdog``).
     """
 
     requests: int = 0
@@ -105,6 +107,7 @@ class ServerCounters:
     )
     traces_written: int = 0
     traces_dropped: int = 0
+    event_loop_blocked: int = 0
 
     @property
     def child_requests(self) -> int:

@@ -6,16 +6,26 @@ Anyone can send these headers, so they are believed only from a peer listed in
 every trusted proxy, and the first address that is not one is the client. An entry that is
 not an address (``unknown``, an obfuscated ``_name``, garbage) stops the walk: the last
 trusted hop stands. ``Forwarded`` wins over ``X-Forwarded-For`` when a request has both.
+
+The scheme and host the client used (``forwarded_origin``): the ``proto`` and ``host`` of
+the ``Forwarded`` element the walk stopped at (the one the outermost trusted proxy wrote
+about the client), else the last ``X-Forwarded-Proto`` / ``X-Forwarded-Host`` value (the
+one the nearest proxy set). Only ``http`` and ``https`` are schemes, only ``name[:port]``
+is a host; anything else is ignored.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 __all__ = [
+    "Origin",
     "TrustedProxies",
     "client_address",
+    "forwarded_origin",
     "parse_forwarded",
     "parse_node",
     "parse_x_forwarded_for",
@@ -130,6 +140,76 @@ def client_address(
         if hop[0] not in trusted:
             break
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """What a trusted proxy says the client asked for: ``scheme`` (``"http"`` or
+    ``"https"``) and ``host`` (``name[:port]``, lower case), each None when not said."""
+
+    scheme: str | None = None
+    host: str | None = None
+
+
+_AUTHORITY = re.compile(r"(?:[a-z0-9._-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def _scheme(value: str | None) -> str | None:
+    value = (value or "").strip().lower()
+    return value if value in ("http", "https") else None
+
+
+def _authority(value: str | None) -> str | None:
+    value = (value or "").strip().lower()
+    return value if _AUTHORITY.fullmatch(value) else None
+
+
+def _elements(values: Sequence[str]) -> list[dict[str, str]]:
+    """Each ``Forwarded`` element's parameters (names lower case, values unquoted)."""
+    elements: list[dict[str, str]] = []
+    for value in values:
+        for element in _split(value, ","):
+            if not element.strip():
+                continue
+            params: dict[str, str] = {}
+            for pair in _split(element, ";"):
+                name, eq, raw = pair.partition("=")
+                unquoted = _unquote(raw.strip()) if eq else None
+                if unquoted is not None:
+                    params.setdefault(name.strip().lower(), unquoted)
+            elements.append(params)
+    return elements
+
+
+def forwarded_origin(
+    peer: str,
+    trusted: TrustedProxies,
+    forwarded: Sequence[str],
+    x_forwarded_proto: Sequence[str],
+    x_forwarded_host: Sequence[str],
+) -> Origin:
+    """The scheme and host the client used, as trusted proxies tell (see the module
+    docstring); an empty ``Origin`` when the peer is not trusted or nothing usable is said.
+    """
+    if peer not in trusted:
+        return Origin()
+    if forwarded:
+        elements = _elements(forwarded)
+        chosen: dict[str, str] | None = None
+        for params in reversed(elements):
+            node = parse_node(params["for"]) if "for" in params else None
+            if node is None:
+                break
+            chosen = params
+            if node[0] not in trusted:
+                break
+        if chosen is None and elements:
+            chosen = elements[-1]  # no usable for=: the nearest proxy's own element
+        if chosen is not None:
+            return Origin(_scheme(chosen.get("proto")), _authority(chosen.get("host")))
+    proto = [v for line in x_forwarded_proto for v in line.split(",") if v.strip()]
+    host = [v for line in x_forwarded_host for v in line.split(",") if v.strip()]
+    return Origin(_scheme(proto[-1] if proto else None), _authority(host[-1] if host else None))
 
 
 def _split(text: str, separator: str) -> list[str]:

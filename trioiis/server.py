@@ -29,12 +29,9 @@ import logging
 import math
 import socket as stdlib_socket
 import ssl
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from types import MappingProxyType
-from typing import TextIO
 
 import trio
 
@@ -44,23 +41,28 @@ from .constants import SERVER_VERSION
 from .context import HttpConnection, HttpContext, Site
 from .counters import ServerCounters
 from .errors import ConfigError
-from .forwarded import TrustedProxies, client_address
+from .forwarded import TrustedProxies, client_address, forwarded_origin
 from .headers import Headers
 from .http1 import HeadError, HeadParser, Http1Connection, RequestHead, error_response_bytes
 from .http1_fast import available as fast_parser_available
 from .http1_fast import parse_head_fast
 from .http1_writer import request_keep_alive
+from .https_redirect import serve_https_redirect
 from .idle import IdleReaper
 from .lifecycle import Outcome
+from .logfiles import LogFile
 from .modules import BUILTIN_MODULES, DEFAULT_MODULES
 from .pipeline import Pipeline
+from .preflight import preflight
 from .proxy_protocol import ProxyProtocolError
 from .proxy_protocol import receive as receive_proxy_header
 from .registration import GlobalServer, ModuleRegistrationInfo, RegisterModule
 from .request import ConnectionBody, EmptyBody
 from .sending import Wire
+from .tls import answer_plain_http
 from .tracing import Tracer, open_trace_writer
 from .transport import Transport
+from .watchdog import Watchdog
 
 log = logging.getLogger("trioiis")
 access_log = logging.getLogger("trioiis.access")
@@ -220,7 +222,9 @@ class HttpServer:
         self._connections: trio.Nursery | None = None  # where connections and requests run
         self._reaper: IdleReaper | None = None  # idle clocks of the server's own sockets
         self._slots: trio.Semaphore | None = None
-        self._log_file: TextIO | None = None
+        self._log_file: LogFile | None = None
+        #: ``(host, port)`` of each ``https_redirect`` binding, once ``serve`` listens.
+        self.redirect_bound: list[tuple[str, int]] = []
         self.site = Site(1, "default", self.config.root)
         # Virtual hosts: [[sites]] are numbered from 2 (the top-level root is site 1).
         self._sites_by_host: dict[str, Site] = {}
@@ -276,6 +280,11 @@ class HttpServer:
         return info
 
     @property
+    def module_names(self) -> tuple[str, ...]:
+        """The loaded modules' names, in the order they were registered."""
+        return tuple(r.name for r in self._registrations)
+
+    @property
     def pipeline(self) -> Pipeline:
         """The compiled pipeline (compiled on first use; registration then closes)."""
         if self._pipeline is None:
@@ -325,8 +334,7 @@ class HttpServer:
         self._slots = trio.Semaphore(self.config.max_connections)
         sockets: list[stdlib_socket.socket] = []
         try:
-            if self.config.tls_cert is not None and self.config.tls_key is not None:
-                self._ssl_context = _ssl_context(self.config.tls_cert, self.config.tls_key)
+            self._ssl_context = preflight(self.config)  # what check-config checks, too
             sockets = self._open_sockets() if self._given_sockets is None else self._adopt()
             self._open_access_log()
             # The applications' nursery (GL_APPLICATION_START/STOP) outlives every
@@ -346,7 +354,7 @@ class HttpServer:
             for sock in sockets:
                 sock.close()
             pipeline.terminate()
-            if self._log_file is not None and self._log_file is not sys.stderr:
+            if self._log_file is not None:
                 self._log_file.close()
             self._done.set()
 
@@ -357,11 +365,25 @@ class HttpServer:
     ) -> None:
         """Accept on ``sockets`` until ``shutdown``, then drain the connections (grace)."""
         bound = [_sockname(s) for s in sockets]
-        async with trio.open_nursery() as housekeeping:
-            self._reaper = IdleReaper()
-            housekeeping.start_soon(self._reaper.run, name="trioiis idle reaper")
-            await self._serve_connections(sockets, bound, task_status)
-            housekeeping.cancel_scope.cancel()
+        watchdog = None
+        if self.config.watchdog_threshold > 0:
+            watchdog = Watchdog(self.config.watchdog_threshold, self.counters)
+            trio.lowlevel.add_instrument(watchdog)
+            watchdog.start()
+        try:
+            async with trio.open_nursery() as housekeeping:
+                self._reaper = IdleReaper()
+                housekeeping.start_soon(self._reaper.run, name="trioiis idle reaper")
+                if self.config.https_redirect:
+                    self.redirect_bound = await housekeeping.start(
+                        serve_https_redirect, self.config.https_redirect, bound[0][1]
+                    )
+                await self._serve_connections(sockets, bound, task_status)
+                housekeeping.cancel_scope.cancel()
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
+                trio.lowlevel.remove_instrument(watchdog)
 
     async def _serve_connections(
         self,
@@ -376,7 +398,7 @@ class HttpServer:
             async with trio.open_nursery() as acceptors:
                 for sock in sockets:
                     acceptors.start_soon(self._accept_loop, sock, connections)
-                log.info("serving %s", ", ".join(f"{scheme}://{_fmt(h, p)}/" for h, p in bound))
+                log.debug("serving %s", ", ".join(f"{scheme}://{_fmt(h, p)}/" for h, p in bound))
                 task_status.started(bound)
                 await self._stop.wait()
                 acceptors.cancel_scope.cancel()
@@ -496,6 +518,9 @@ class HttpServer:
     ) -> None:
         """Handshake (within ``head_timeout``), then serve HTTPS; a failed handshake (a
         plain-HTTP client, a bad certificate, a timeout) just closes the connection."""
+        if await answer_plain_http(stream, self.config.limits.head_timeout):
+            await trio.aclose_forcefully(stream)  # a plain-HTTP request got a clear-text 400
+            return
         tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
         try:
             with trio.fail_after(self.config.limits.head_timeout):
@@ -781,6 +806,7 @@ class HttpServer:
                     referer=None,
                     user_agent=None,
                     outcome="refused",
+                    site="-",
                 )
             )
         try:
@@ -815,16 +841,33 @@ class HttpServer:
         return ctx
 
     def _apply_forwarded(self, ctx: HttpContext) -> None:
-        """From a trusted proxy, ``Forwarded`` / ``X-Forwarded-For`` name the client."""
+        """From a trusted proxy, ``Forwarded`` / ``X-Forwarded-For`` name the client, and
+        ``Forwarded`` / ``X-Forwarded-Proto`` / ``X-Forwarded-Host`` the scheme and host it
+        used: they become the ``HTTPS`` and ``SERVER_PORT`` server variables and the
+        ``Host`` header (so redirects and apps see them; see ``trioiis.origin``)."""
         request = ctx.request
+        peer = request.remote_address[0]
+        forwarded = request.headers.get_all("forwarded")
         found = client_address(
-            request.remote_address[0],
-            self._trusted,
-            request.headers.get_all("forwarded"),
-            request.headers.get_all("x-forwarded-for"),
+            peer, self._trusted, forwarded, request.headers.get_all("x-forwarded-for")
         )
         if found is not None:
             request.remote_address = found
+        origin = forwarded_origin(
+            peer,
+            self._trusted,
+            forwarded,
+            request.headers.get_all("x-forwarded-proto"),
+            request.headers.get_all("x-forwarded-host"),
+        )
+        if origin.scheme is not None:
+            ctx.set_server_variable("HTTPS", "on" if origin.scheme == "https" else "off")
+            ctx.set_server_variable("SERVER_PORT", "443" if origin.scheme == "https" else "80")
+        if origin.host is not None:
+            request.set_header("Host", origin.host)
+            port = origin.host.rpartition("]")[2].rpartition(":")[2]
+            if port.isdigit():
+                ctx.set_server_variable("SERVER_PORT", port)
 
     def _site_for(self, head: RequestHead) -> Site:
         """The site whose hosts hold the request's host (any case, port stripped), else
@@ -854,16 +897,23 @@ class HttpServer:
         target = self.config.access_log
         if target is None:
             return
-        if target == "-":
-            self._log_file = sys.stderr
-        else:
-            try:
-                self._log_file = open(target, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-            except OSError as exc:
-                raise ConfigError(f"cannot open access log {target}: {exc.strerror}") from exc
+        self._log_file = LogFile(target, "access log")  # its folder is made when missing
+        self._write_log_header()
+
+    def _write_log_header(self) -> None:
         top = header(self.config.access_log_format)
-        if top is not None and (target == "-" or self._log_file.tell() == 0):
-            self._log_file.write(top + "\n")  # W3C: the #Fields line comes first
+        if top is not None and self._log_file is not None and self._log_file.is_new:
+            self._log_file.write_line(top)  # W3C: the #Fields line comes first
+
+    def reopen_access_log(self) -> None:
+        """Open ``access_log`` again (SIGUSR1, after a log rotator renamed it).
+
+        Raises:
+            ConfigError: the new file cannot be opened; lines keep going to the old one.
+        """
+        if self._log_file is not None:
+            self._log_file.reopen()
+            self._write_log_header()
 
     def _write_access_log(self, ctx: HttpContext, started: float) -> None:
         """One line per request, in ``access_log_format`` (see ``trioiis.accesslog``)."""
@@ -890,6 +940,7 @@ class HttpServer:
                 referer=request.get_header("referer"),
                 user_agent=request.get_header("user-agent"),
                 outcome=outcome,
+                site=ctx.site.name,
             )
         )
 
@@ -897,8 +948,7 @@ class HttpServer:
         line = format_entry(entry, self.config.access_log_format)
         access_log.info(line)
         if self._log_file is not None:
-            with contextlib.suppress(OSError):
-                self._log_file.write(line + "\n")
+            self._log_file.write_line(line)
 
 
 def _logged_status(ctx: HttpContext, outcome: Outcome) -> int:
@@ -929,30 +979,6 @@ def _host_name(authority: str) -> str:
         end = authority.find("]")
         return authority[: end + 1] if end > 0 else authority
     return authority.partition(":")[0].rstrip(".")
-
-
-def _ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
-    """A server context for ``cert`` and ``key`` (PEM files), offering ALPN ``http/1.1``.
-
-    Raises:
-        ConfigError: a file is missing, unreadable or not a matching certificate and key.
-    """
-    for name, path in (("certificate", cert), ("key", key)):
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            raise ConfigError(f"cannot read TLS {name} {path}: {exc.strerror or exc}") from exc
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.set_alpn_protocols(["http/1.1"])
-    try:
-        context.load_cert_chain(cert, key)
-    except (ssl.SSLError, OSError) as exc:
-        detail = " ".join(str(exc).split())
-        raise ConfigError(
-            f"TLS certificate {cert} and key {key} are not a matching PEM pair ({detail})"
-        ) from exc
-    return context
 
 
 async def _close_tls(stream: trio.SSLStream[trio.abc.Stream]) -> None:

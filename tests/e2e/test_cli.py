@@ -438,7 +438,7 @@ def test_module_that_fails_to_load(tmp_path: Path, site: Path, module: str, mess
         (["{tmp}", "--bind", "127.0.0.1:70000"], "binding '127.0.0.1:70000' is not HOST:PORT"),
         (["{tmp}", "--bind", "127.0.0.1:²"], "binding '127.0.0.1:²' is not HOST:PORT"),
         (["{tmp}", "--config", "{tmp}/missing.toml"], "cannot read config"),
-        (["{tmp}", "--access-log", "{tmp}/missing/access.log"], "cannot open access log"),
+        (["{tmp}", "--access-log", "{tmp}/file.txt/access.log"], "access_log {tmp}/file.txt/a"),
         (["{tmp}", "--trace-when", "status>=5xx"], "trace rule 'status>=5xx': '5xx' is not"),
         (["{tmp}", "--trace-dir", "{tmp}/file.txt/traces"], "cannot use trace_dir"),
     ],

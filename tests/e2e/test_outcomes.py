@@ -133,7 +133,8 @@ async def ended(server: trioiis.HttpServer, requests: int) -> None:
 def said_by_all(reports: Reports, outcome: Outcome, *, traced: bool = True) -> None:
     """Every report says ``outcome`` about the one request."""
     assert len(reports.log) == 1, reports.log
-    assert reports.log[0].endswith(f" {outcome.value}"), reports.log
+    # The common format: ... time, outcome, then the site's name.
+    assert reports.log[0].endswith(f" {outcome.value} default"), reports.log
     assert reports.counters.get(outcome.value) == 1, reports.counters
     others = {k: n for k, n in reports.counters.items() if k != "completed"}
     assert others == ({} if outcome is Outcome.COMPLETED else {outcome.value: 1})
@@ -324,8 +325,8 @@ async def test_clients_closing_right_after_the_last_byte_are_completed(
 
     reports, _ = await scenario(tmp_path, url, client, requests=times)
     assert len(reports.log) == times
-    assert all(line.endswith(" completed") for line in reports.log), [
-        line for line in reports.log if not line.endswith(" completed")
+    assert all(line.endswith(" completed default") for line in reports.log), [
+        line for line in reports.log if not line.endswith(" completed default")
     ]
     assert all(logged(line) == (200, size) for line in reports.log)
     assert reports.counters == {"completed": times + 1}  # and the status request

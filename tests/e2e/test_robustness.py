@@ -278,7 +278,7 @@ async def test_serve_that_cannot_open_its_access_log_frees_its_sockets(
     caplog.set_level(logging.INFO)
     server = trioiis.HttpServer(
         trioiis.ServerConfig(
-            root=site, bindings=("127.0.0.1:0",), access_log=str(site / "no" / "such" / "x.log")
+            root=site, bindings=("127.0.0.1:0",), access_log=str(site / "hello.txt" / "x.log")
         )
     )
     with pytest.raises(trioiis.ConfigError):

@@ -76,16 +76,19 @@ async def test_alpn_is_http11_and_close_sends_close_notify(
     assert received.endswith(b"\r\n\r\nhello\n")
 
 
-async def test_plain_http_against_the_tls_port_fails_cleanly(
+async def test_plain_http_against_the_tls_port_gets_a_clear_text_400(
     site: Path, tls_files: dict[str, Path], ca: trustme.CA
 ) -> None:
     async with running_server(root=site, **tls_files) as srv:
         raw = await raw_request(srv.port, b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
         assert b"hello" not in raw
-        assert not raw.startswith(b"HTTP/")
-        with pytest.raises(httpx.HTTPError):
-            async with httpx.AsyncClient(timeout=10) as plain:
-                await plain.get(f"http://127.0.0.1:{srv.port}/hello.txt")
+        assert raw.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        assert b"\r\nConnection: close\r\n" in raw
+        assert raw.endswith(b"This port speaks HTTPS: use an https:// URL instead.\n")
+        async with httpx.AsyncClient(timeout=10) as plain:
+            answer = await plain.get(f"http://127.0.0.1:{srv.port}/hello.txt")
+        assert answer.status_code == 400
+        assert "https://" in answer.text
         # The server is still serving HTTPS.
         url = f"https://127.0.0.1:{srv.port}/hello.txt"
         async with httpx.AsyncClient(verify=client_context(ca), timeout=10) as client:

@@ -15,6 +15,7 @@ from tests.helpers import running_server
 from tests.modules.rawhttp import fetch
 from trioiis import HandlerMapping
 from trioiis.modules import directory_listing
+from trioiis.modules.directory_listing import human_size
 from trioiis.testing import check_cancellation_safety
 
 LISTING = ("directory_listing", directory_listing.register_module)
@@ -91,7 +92,7 @@ async def test_listing_shows_sizes_and_dates(root: Path) -> None:
         page = (await client.get("/files/")).text
     row = re.search(r'<tr><td><a href="beta.txt">beta.txt</a></td>(.*?)</tr>', page)
     assert row is not None
-    assert ">1234<" in row.group(1)
+    assert '<span title="1234 bytes">1.2 KiB</span>' in row.group(1)
     assert "2020-01-02 03:04:05 UTC" in row.group(1)
     assert 'datetime="2020-01-02T03:04:05+00:00"' in row.group(1)
     folder = re.search(r'<tr><td><a href="zeta/">zeta/</a></td>(.*?)</tr>', page)
@@ -187,3 +188,37 @@ def test_listing_is_cancellation_safe(root: Path) -> None:
     )
     assert outcome.status == 200
     assert b"beta.txt" in outcome.body
+
+
+@pytest.mark.parametrize(
+    ("query", "files"),
+    [
+        ("", ["Alpha.txt", "beta.txt"]),
+        ("?sort=size", ["Alpha.txt", "beta.txt"]),
+        ("?sort=size&order=desc", ["beta.txt", "Alpha.txt"]),
+        ("?sort=name&order=desc", ["beta.txt", "Alpha.txt"]),
+        ("?sort=modified&order=desc", ["Alpha.txt", "beta.txt"]),
+        ("?sort=bogus", ["Alpha.txt", "beta.txt"]),
+    ],
+)
+async def test_listing_sorts_by_the_column_asked_folders_first(
+    root: Path, query: str, files: list[str]
+) -> None:
+    files_folder = root / "files"
+    os.utime(files_folder / "beta.txt", (1_000_000_000, 1_000_000_000))  # the older one
+    os.utime(files_folder / "Alpha.txt", (1_600_000_000, 1_600_000_000))
+    async with running_server(LISTING, root=root) as srv, srv.client() as client:
+        page = (await client.get("/files/" + query)).text
+    links = re.findall(r'<td><a href="([^"]+)">', page)
+    assert links[0] == "../"
+    assert sorted(links[1:3]) == ["Omega/", "zeta/"]  # folders stay first
+    assert [link for link in links if link in ("Alpha.txt", "beta.txt")] == files
+    assert '<a class="sort" href="?sort=size&amp;order=' in page
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (1536, "1.5 KiB"), (15 << 20, "15 MiB")],
+)
+def test_human_size(size: int, shown: str) -> None:
+    assert human_size(size) == shown

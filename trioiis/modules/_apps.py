@@ -1,4 +1,5 @@
-"""What the asgi and wsgi modules share: loading an application object and its options."""
+"""What the asgi and wsgi modules share: loading an application object and its options,
+and the redirect from an app's mount point (``/api``) to its root (``/api/``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trioiis.origin import absolute_url
+
+if TYPE_CHECKING:  # (config imports this module; trioiis itself imports the server)
+    from trioiis import HttpContext
 
 
 def load_app(module: str, target: object) -> object:
@@ -100,3 +107,19 @@ def root_path_for(pattern: str) -> str:
         if prefix.startswith("/") and not any(c in prefix for c in "*?["):
             return prefix
     return ""
+
+
+def redirect_mount_point(ctx: HttpContext, root_path: str) -> bool:
+    """For a request to the mount point itself (``/api`` for an app at ``/api``): answer
+    a redirect to ``/api/`` (301 for GET and HEAD, 308 keeping the method otherwise), on
+    the scheme and host the client used, and return True. False for any other request."""
+    request = ctx.request
+    if not root_path or request.path != root_path:
+        return False
+    query = f"?{request.query}" if request.query else ""
+    response = ctx.response
+    response.clear()
+    response.redirect(absolute_url(ctx, request.raw_path + "/" + query))
+    response.set_status(301 if request.method in ("GET", "HEAD") else 308)
+    ctx.set_request_handled()
+    return True

@@ -73,9 +73,10 @@ from trioiis import (
     Status,
 )
 from trioiis.constants import ERROR_HANDLE_EOF
+from trioiis.origin import request_scheme
 
 from . import _options
-from ._apps import get_root_path, get_seconds, load_app
+from ._apps import get_root_path, get_seconds, load_app, redirect_mount_point
 
 log = logging.getLogger("trioiis.asgi")
 
@@ -218,7 +219,7 @@ class AsgiApplication:
             "asgi": dict(ASGI_VERSION),
             "http_version": request.http_version,
             "method": request.method,
-            "scheme": "https" if connection.secure else "http",
+            "scheme": request_scheme(ctx),  # a trusted proxy's X-Forwarded-Proto included
             "path": _decoded_path(raw_path),
             "raw_path": raw_path.encode("latin-1", "replace"),
             "query_string": request.query.encode("latin-1", "replace"),
@@ -495,6 +496,8 @@ class AsgiModule(HttpModule):
             cancelled ``disconnect_grace`` seconds later; ``cancel_io()`` aborts its pending
             read or flush only.
         """
+        if redirect_mount_point(ctx, self.application.root_path):
+            return Status.CONTINUE
         ctx.set_request_handled()
         await self.application.handle(ctx)
         return Status.CONTINUE

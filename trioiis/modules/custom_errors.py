@@ -54,11 +54,27 @@ def reason_phrase(status: int) -> str:
         return "Client Error" if status < 500 else "Server Error"
 
 
+#: The look of the server's own pages (as directory_listing's index pages).
+PAGE_STYLE = (
+    "body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }"
+    " h1 { font-size: 1.6em; } p { color: #555; }"
+)
+_EXPLANATIONS = {
+    4: "The request cannot be answered as it is.",
+    5: "The server could not complete the request. The error has been logged.",
+}
+
+
 def builtin_page(status: int) -> bytes:
+    """The server's own page for ``status``: its code and reason phrase and one generic
+    sentence, styled as the server's other pages. Nothing from the request or the error."""
     title = html.escape(f"{status} {reason_phrase(status)}")
+    explanation = _EXPLANATIONS.get(status // 100, "")
     return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">'
-        f"<title>{title}</title></head>\n<body><h1>{title}</h1></body>\n</html>\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{title}</title>\n<style>{PAGE_STYLE}</style>\n</head>\n"
+        f"<body>\n<h1>{title}</h1>\n<p>{explanation}</p>\n</body>\n</html>\n"
     ).encode()
 
 

@@ -11,11 +11,14 @@ It answers only a folder URL that default_document left unanswered (its 403.14, 
 denied"), or that no module answered at all when default_document is not in the mapping;
 ``/dir`` → 301 to ``/dir/`` then too. GET and HEAD only (405 otherwise).
 
-The page lists folders first, then files, each sorted by name (case-insensitively), with
-the size in bytes and the modification time (UTC). Names are HTML-escaped and links are
-percent-encoded. Entries static_file would refuse are left out: hidden and denied segments,
-names that are not UTF-8, and symlinks that lead out of the site root (unless
-``static_file.ALLOW_SYMLINKS_OUTSIDE_ROOT``) or nowhere. At most ``MAX_ENTRIES`` are listed.
+The page lists folders first, then files, each sorted by name (case-insensitively), with the
+size in human units (``1.2 KiB``; the exact bytes in its ``title``) and the modification
+time (UTC). The column headings sort it: ``?sort=name|size|modified&order=asc|desc``
+(folders stay first; an unknown value means the default, name ascending). Names are HTML-
+escaped and links are percent-encoded. Entries static_file would refuse are left out: hidden
+and denied segments, names that are not UTF-8, and symlinks that lead out of the site root
+(unless ``static_file.ALLOW_SYMLINKS_OUTSIDE_ROOT``) or nowhere. At most ``MAX_ENTRIES`` are
+listed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import html
 import os
 import stat
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,15 +76,18 @@ class DirectoryListingModule(HttpModule):
             )
         except OSError:
             return send_error(ctx, 404)  # it went away, or we may not read it
-        page = render(request.path, entries, truncated=truncated).encode()
+        key, descending = sort_order(request.query)
+        entries = sort_entries(entries, key, descending)
+        page = render(request.path, entries, truncated=truncated, key=key, descending=descending)
+        page_bytes = page.encode()
         response.clear_body()  # default_document's 403.14 text
         response.set_status(200)
         response.set_header("Content-Type", "text/html; charset=utf-8")
-        response.set_header("Content-Length", str(len(page)))
+        response.set_header("Content-Length", str(len(page_bytes)))
         response.set_header("Cache-Control", "no-cache")
         response.set_header("X-Content-Type-Options", "nosniff")
         if request.method == "GET":
-            response.write(page)
+            response.write(page_bytes)
         ctx.set_request_handled()
         return Status.CONTINUE
 
@@ -150,8 +157,60 @@ def _when(entry: Entry) -> str:
     )
 
 
-def render(url_path: str, entries: list[Entry], *, truncated: bool = False) -> str:
-    """The HTML page for ``url_path`` (the decoded URL path of the folder)."""
+SORT_KEYS = ("name", "size", "modified")
+
+
+def sort_order(query: str) -> tuple[str, bool]:
+    """``(key, descending)`` from ``sort=`` and ``order=`` in the query string."""
+    params = urllib.parse.parse_qs(query, max_num_fields=8)
+    key = params.get("sort", ["name"])[0]
+    return (key if key in SORT_KEYS else "name"), params.get("order", ["asc"])[0] == "desc"
+
+
+def sort_entries(entries: list[Entry], key: str, descending: bool) -> list[Entry]:
+    """Folders first, then files; each group by ``key`` (then name), reversed if asked."""
+
+    def by(entry: Entry) -> tuple[object, str]:
+        name = entry.name.casefold()
+        if key == "size":
+            return (entry.size if not entry.is_dir else 0, name)
+        if key == "modified":
+            return (entry.modified, name)
+        return (name, entry.name)
+
+    folders = sorted((e for e in entries if e.is_dir), key=by, reverse=descending)
+    files = sorted((e for e in entries if not e.is_dir), key=by, reverse=descending)
+    return folders + files
+
+
+def human_size(size: int) -> str:
+    """``999 B``, ``1.2 KiB``, ``15 MiB``, ``3.4 GiB`` (powers of 1024)."""
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        value /= 1024
+        if value < 1024 or unit == "PiB":
+            break
+    return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+
+
+def _heading(label: str, column: str, key: str, descending: bool) -> str:
+    order = "asc" if column != key or descending else "desc"
+    arrow = (" ▼" if descending else " ▲") if column == key else ""
+    return f'<th><a class="sort" href="?sort={column}&amp;order={order}">{label}{arrow}</a></th>'
+
+
+def render(
+    url_path: str,
+    entries: list[Entry],
+    *,
+    truncated: bool = False,
+    key: str = "name",
+    descending: bool = False,
+) -> str:
+    """The HTML page for ``url_path`` (the decoded URL path of the folder), its entries in
+    the order given; ``key`` and ``descending`` mark the sorted column."""
     title = html.escape(f"Index of {url_path}")
     rows = []
     if url_path != "/":
@@ -159,11 +218,19 @@ def render(url_path: str, entries: list[Entry], *, truncated: bool = False) -> s
     for entry in entries:
         slash = "/" if entry.is_dir else ""
         href = html.escape(quote(entry.name, safe="") + slash)
-        size = "-" if entry.is_dir else str(entry.size)
+        size = (
+            "-"
+            if entry.is_dir
+            else f'<span title="{entry.size} bytes">{human_size(entry.size)}</span>'
+        )
         rows.append(
             f'<tr><td><a href="{href}">{html.escape(entry.name)}{slash}</a></td>'
             f'<td class="size">{size}</td><td>{_when(entry)}</td></tr>'
         )
+    headings = "".join(
+        _heading(label, column, key, descending)
+        for label, column in (("Name", "name"), ("Size", "size"), ("Modified", "modified"))
+    )
     more = f"<p>Only the first {len(entries)} entries are listed.</p>\n" if truncated else ""
     body = "\n".join(rows)
     return f"""<!DOCTYPE html>
@@ -176,13 +243,14 @@ def render(url_path: str, entries: list[Entry], *, truncated: bool = False) -> s
 body {{ font-family: system-ui, sans-serif; margin: 2em; }}
 table {{ border-collapse: collapse; }}
 th, td {{ padding: 0.2em 1em; text-align: left; }}
+th a {{ color: inherit; }}
 td.size {{ text-align: right; font-variant-numeric: tabular-nums; }}
 </style>
 </head>
 <body>
 <h1>{title}</h1>
 <table>
-<thead><tr><th>Name</th><th>Size (bytes)</th><th>Modified</th></tr></thead>
+<thead><tr>{headings}</tr></thead>
 <tbody>
 {body}
 </tbody>

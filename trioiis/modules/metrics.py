@@ -145,6 +145,11 @@ def families(counters: ServerCounters, *, scrape: bool = False) -> Iterator[Metr
         "Traces that matched the rule but were dropped (the writer was behind)",
         counters.traces_dropped,
     )
+    yield counter(
+        "trioiis_event_loop_blocked",
+        "Task steps that blocked the event loop past watchdog_threshold",
+        counters.event_loop_blocked,
+    )
 
 
 class _CountersCollector:

@@ -56,6 +56,10 @@ import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Status
 from trioiis.constants import ERROR_HANDLE_EOF
 from trioiis.memo import memoize_short
+from trioiis.origin import absolute_url
+
+from ._options import check_keys
+from ._static_rules import CacheRule, FallbackRule, cache_rules, fallback_rules, first_match
 
 CHUNK = 256 * 1024
 #: URL segments refused anywhere in a path (compared case-insensitively), like IIS request
@@ -124,6 +128,15 @@ _ENTITY_TAG = re.compile(r'(W/)?("[^"]*")')
 
 
 class StaticFileModule(HttpModule):
+    """Serves files; ``cache`` and ``fallback`` rules come from the module's options
+    (``trioiis.modules._static_rules``)."""
+
+    def __init__(
+        self, cache: tuple[CacheRule, ...] = (), fallback: tuple[FallbackRule, ...] = ()
+    ) -> None:
+        self.cache = cache
+        self.fallback = fallback
+
     async def on_execute_request_handler(
         self, ctx: HttpContext, provider: trioiis.EventProvider
     ) -> Status:
@@ -137,19 +150,48 @@ class StaticFileModule(HttpModule):
             return Status.FINISH_REQUEST  # a child request (run by MAP_PATH) already answered
         found = await lookup(ctx, path, read_small=ctx.request.method == "GET")
         if found is None:
-            return send_error(ctx, 404)
+            return await self._fall_back(ctx)
         if stat.S_ISDIR(found.info.st_mode):
             return Status.CONTINUE  # default_document / directory_listing decide
         if ctx.request.raw_path.endswith("/") or not stat.S_ISREG(found.info.st_mode):
             return send_error(ctx, 404)  # /file.txt/ names a folder; FIFOs, devices: never
+        return await self._serve(ctx, ctx.request.path, path, found)
+
+    async def _serve(self, ctx: HttpContext, url_path: str, path: Path, found: Found) -> Status:
+        if self.cache:
+            rule = first_match(self.cache, url_path)
+            if rule is not None:
+                for name, value in rule.headers(time.time()):
+                    ctx.response.set_header(name, value)
         return await serve_file(ctx, path, found)
+
+    async def _fall_back(self, ctx: HttpContext) -> Status:
+        """No such file: a matching ``fallback`` rule's document (200), else 404."""
+        request = ctx.request
+        rule = first_match(self.fallback, request.path) if self.fallback else None
+        if rule is None or request.method not in ("GET", "HEAD"):
+            return send_error(ctx, 404)
+        try:
+            path = await ctx.map_path(rule.document)
+        except trioiis.HResultError:
+            return send_error(ctx, 404)
+        found = await lookup(ctx, path, read_small=request.method == "GET")
+        if found is None or not stat.S_ISREG(found.info.st_mode):
+            return send_error(ctx, 404)
+        return await self._serve(ctx, rule.document, path, found)
 
 
 def register_module(
     server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
 ) -> None:
+    """Options: ``cache`` and ``fallback`` rules (see ``trioiis.modules._static_rules``)."""
+    name = info.get_name()
+    check_keys(name, info.options, {"cache", "fallback"})
+    factory = functools.partial(
+        StaticFileModule, cache_rules(name, info.options), fallback_rules(name, info.options)
+    )
     info.set_request_notifications(
-        trioiis.SimpleFactory(StaticFileModule), Notification.EXECUTE_REQUEST_HANDLER
+        trioiis.SimpleFactory(factory), Notification.EXECUTE_REQUEST_HANDLER
     )
 
 
@@ -622,7 +664,8 @@ async def find_folder(ctx: HttpContext) -> tuple[Path, Found] | Status | None:
     if not request.raw_path.endswith("/"):
         query = f"?{request.query}" if request.query else ""
         response.clear()
-        response.redirect(request.raw_path + "/" + query)
+        # Absolute, on the scheme and host the client used (a trusted proxy's word).
+        response.redirect(absolute_url(ctx, request.raw_path + "/" + query))
         response.set_status(301)
         return Status.FINISH_REQUEST
     return folder, found

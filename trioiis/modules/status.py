@@ -14,7 +14,8 @@ its connection), ``connections_refused``, ``outcomes`` (finished requests by out
 ``cancelled_by_client``, ``requests_timed_out``,
 ``cancel_io_calls``, ``io_cancelled``, ``child_requests`` (and ``child_requests_by_depth``),
 ``responses_by_status`` (finished requests by final status, the status request not yet among
-them), ``connections_accepted``, ``traces_written``, ``traces_dropped``, ``module_exceptions``,
+them), ``connections_accepted``, ``traces_written``, ``traces_dropped``,
+``event_loop_blocked`` (``trioiis.watchdog``), ``module_exceptions``,
 ``time_to_cancel`` (``count``, ``p50_ms``, ``p99_ms``, ``max_ms`` over the samples the server
 keeps — its last 10 000 requests cancelled by their client; ``?last=N`` restricts them to
 the last N samples, so a benchmark can ask for exactly its own), ``open_fds`` (entries of
@@ -133,6 +134,7 @@ def snapshot(counters: Any, last: int | None = None) -> dict[str, Any]:
         "connections_accepted": counters.connections_accepted,
         "traces_written": counters.traces_written,
         "traces_dropped": counters.traces_dropped,
+        "event_loop_blocked": counters.event_loop_blocked,
         "module_exceptions": dict(counters.module_exceptions),
         "time_to_cancel": {
             "count": len(samples),

@@ -59,9 +59,10 @@ from trioiis import (
     Status,
 )
 from trioiis.constants import ERROR_HANDLE_EOF
+from trioiis.origin import request_scheme
 
 from . import _options
-from ._apps import get_root_path, load_app
+from ._apps import get_root_path, load_app, redirect_mount_point
 
 log = logging.getLogger("trioiis.wsgi")
 
@@ -103,12 +104,12 @@ class WsgiApplication:
             "PATH_INFO": path,
             "QUERY_STRING": request.query,
             "SERVER_NAME": server_name or connection.local_address[0],
-            "SERVER_PORT": str(connection.local_address[1]),
+            "SERVER_PORT": ctx.get_server_variable("SERVER_PORT"),
             "SERVER_PROTOCOL": f"HTTP/{request.http_version}",
             "REMOTE_ADDR": request.remote_address[0],
             "REMOTE_PORT": str(request.remote_address[1]),
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "https" if connection.secure else "http",
+            "wsgi.url_scheme": request_scheme(ctx),  # a trusted proxy's word included
             "wsgi.input": wsgi_input,
             "wsgi.input_terminated": True,
             "wsgi.errors": _Errors(),
@@ -365,6 +366,8 @@ class WsgiModule(HttpModule):
             which unwinds at its next read or write; ``cancel_io()`` fails the pending read
             or flush only.
         """
+        if redirect_mount_point(ctx, self.application.root_path):
+            return Status.CONTINUE
         ctx.set_request_handled()
         await self.application.handle(ctx)
         return Status.CONTINUE
