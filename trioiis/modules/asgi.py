@@ -216,7 +216,7 @@ class AsgiApplication:
         return {
             "type": "http",
             "asgi": dict(ASGI_VERSION),
-            "http_version": request.http_version,
+            "http_version": "2" if request.http_version == "2.0" else request.http_version,
             "method": request.method,
             "scheme": "https" if connection.secure else "http",
             "path": _decoded_path(raw_path),
