@@ -346,7 +346,7 @@ class Http2Connection:
         sid = transport.stream_id
         self._streams.pop(sid, None)
         if not transport.was_reset and not self.lost:
-            if not transport.response_complete and not transport._end_pushed:
+            if not transport.response_complete and not transport.end_sent:
                 # The request ended without a whole response: the client must not wait.
                 transport.reset()
             elif not transport.body_complete:

@@ -337,6 +337,11 @@ class Http2Transport:
         return self._close_after
 
     @property
+    def end_sent(self) -> bool:
+        """END_STREAM was handed to the connection (it may not be written yet)."""
+        return self._end_pushed
+
+    @property
     def was_reset(self) -> bool:
         """The stream ended by a reset, ours or the client's."""
         return self._reset or self._gone

@@ -4,6 +4,7 @@ disconnect, flow control, the limits, shutdown; with httpx, curl and a raw ``h2`
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 import subprocess
@@ -446,3 +447,12 @@ async def test_no_task_outlives_its_connection(site: Path) -> None:
         names = list(all_tasks())
     assert open_after == 0
     assert not [n for n in names if "h2" in n]
+
+
+async def test_traces_name_the_stream(site: Path, tmp_path: Path) -> None:
+    traces = tmp_path / "traces"
+    async with h2_server(root=site, trace_dir=traces, trace_when="status>=200") as (_, client):
+        await client.get("/hello.txt")
+        await client.get("/hello.txt")
+    documents = [json.loads(path.read_text()) for path in traces.glob("*.json")]
+    assert sorted(d["request"]["stream_id"] for d in documents) == [1, 3]
