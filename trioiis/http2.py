@@ -16,8 +16,10 @@ Theory of operation
    rule 2). A cancelled stream write never cuts a frame: only the writer touches the wire.
 3. **Cancellation.** The client's RST_STREAM is that stream's disconnect: its transport's
    ``peer_gone`` cancels its request nursery (``HttpContext._peer_gone``); other streams
-   go on. The client's GOAWAY, the connection's loss or a connection error cancel every
-   stream the same way.
+   go on. The client's GOAWAY or the connection's loss cancel every stream the same way.
+   When the server cuts the connection (a flood, a protocol error, a client that reads
+   nothing for ``send_timeout``) every stream's ``server_aborted`` cancels its request
+   instead, and the outcome is ``aborted_by_server``.
 4. **Ending.** A graceful GOAWAY (the server draining, ``set_need_disconnect``,
    ``max_requests_per_connection``) carries the last stream id the server will answer;
    streams above it are refused (REFUSED_STREAM), the ones below it finish, then the
@@ -452,7 +454,7 @@ class Http2Connection:
                 self._append(frame.serialize())
             self._pull()
         for transport in list(self._streams.values()):
-            transport.peer_gone()
+            transport.server_aborted()  # the server cut the client: aborted_by_server
         self.send_now()
         self._stop_reading()
 
@@ -585,6 +587,8 @@ class Http2Connection:
                     limits.send_timeout,
                 )
                 self._out.clear()
+                for transport in list(self._streams.values()):
+                    transport.server_aborted()
                 self._lose()
                 self._stop_reading()
                 return

@@ -76,6 +76,7 @@ class Http2Transport:
         "_reset",
         "_too_slow",
         "_waiter",
+        "on_server_abort",
         "request_length",
         "stream_id",
     )  # fmt: skip
@@ -93,6 +94,8 @@ class Http2Transport:
         #: The request's Content-Length, if it sent one.
         self.request_length = request_length
         self._on_peer_gone: Callable[[], None] | None = None
+        #: Called once when the server cuts the connection (set by the server per request).
+        self.on_server_abort: Callable[[], None] | None = None
         self._waiter: trio.Event | None = None  # a read or write waiting for something
         # -- the response
         self._head: list[tuple[bytes, bytes]] | None = None  # queued, not yet pushed
@@ -437,6 +440,9 @@ class Http2Transport:
             if self._body_ended:
                 await trio.lowlevel.checkpoint()
                 return b""
+            if self._too_slow:
+                await trio.lowlevel.checkpoint()
+                raise PeerTooSlowError(f"stream {self.stream_id}: the server cut the client")
             if self._gone or self._conn.lost:
                 await trio.lowlevel.checkpoint()
                 raise PeerGoneError(f"stream {self.stream_id}: the client left mid-body")
@@ -462,6 +468,17 @@ class Http2Transport:
         self._on_peer_gone = callback
         if callback is not None and self._gone:
             self.peer_gone()
+
+    def server_aborted(self) -> None:
+        """The server cut the connection (a flood, a protocol error, a client reading
+        nothing): reads and writes raise ``PeerTooSlowError``, the request is told through
+        ``on_server_abort`` (once) and the peer watcher is not called (rule 4 of the seam)."""
+        self._too_slow = True
+        self._on_peer_gone = None
+        self._wake()
+        callback, self.on_server_abort = self.on_server_abort, None
+        if callback is not None:
+            callback()
 
     def peer_gone(self) -> None:
         """The client reset the stream, or the connection went away: wake waiters, tell the

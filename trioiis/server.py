@@ -560,10 +560,12 @@ class HttpServer:
                 remote_address=remote, local_address=local, secure=secure
             )
             ctx = self._new_context(transport, connection, head)
+            transport.on_server_abort = lambda: ctx._server_aborted(reading=False)
             try:
                 await self._run(ctx)
             finally:
-                transport.watch_peer(None)  # (the callback points at ctx: a cycle)
+                transport.watch_peer(None)  # (the callbacks point at ctx: a cycle)
+                transport.on_server_abort = None
                 connection._connected = False
                 connection.module_context._cleanup()
 

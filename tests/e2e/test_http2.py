@@ -302,12 +302,25 @@ async def _flood(client: H2Client, kind: str) -> None:
 async def test_floods_get_goaway_enhance_your_calm(
     site: Path, kind: str, counter: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    started = trio.Event()
+
+    async def forever(ctx: HttpContext) -> Status:
+        started.set()
+        await trio.sleep_forever()
+        return Status.FINISH_REQUEST  # pragma: no cover
+
     limits = trioiis.Limits(
         h2_max_pings=10, h2_max_settings=10, h2_max_window_updates=10, h2_max_resets=10
     )
-    async with h2_server(root=site, limits=limits) as (srv, client):
+    modules = (script(forever=forever), tail_module())
+    async with h2_server(*modules, root=site, limits=limits) as (srv, client):
+        client.request("/forever")  # a request in flight when the server cuts
+        await client.flush()
+        with trio.fail_after(10):
+            await started.wait()
         await _flood(client, kind)
         await client.until_closed()
+        await wait_outcomes(1)
         fresh = await H2Client.connect(srv.port)
         async with fresh:
             assert (await fresh.get("/hello.txt")).status == 200  # the server is fine
@@ -315,6 +328,7 @@ async def test_floods_get_goaway_enhance_your_calm(
     assert client.goaway.error_code == E.ENHANCE_YOUR_CALM
     assert srv.server.counters.http2[counter] == 1
     assert any("ENHANCE_YOUR_CALM" in r.getMessage() for r in caplog.records)
+    assert Tail.outcomes[0] == ("/forever", "aborted_by_server")  # the server cut it
 
 
 async def test_max_requests_per_connection_sends_goaway(site: Path) -> None:
