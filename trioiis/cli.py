@@ -137,6 +137,13 @@ def _parser() -> argparse.ArgumentParser:
         help="request-head parser: h11 (default) or fast (httptools; same behaviour)",
     )
     serve.add_argument(
+        "--no-http2",
+        dest="http2",
+        action="store_false",
+        default=None,
+        help="serve HTTP/1.1 only (no h2c preface detection, no ALPN h2; default: both)",
+    )
+    serve.add_argument(
         "--trace-dir", metavar="DIR", help="write failed-request traces here (default: off)"
     )
     serve.add_argument(
@@ -202,6 +209,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         http=args.http,
         trace_dir=args.trace_dir,
         trace_when=args.trace_when,
+        http2=args.http2,
     )
     check_root(config)
     return config

@@ -156,6 +156,9 @@ class ServerConfig:
         http: the request-head parser: ``"h11"`` (the reference, default) or ``"fast"``
             (llhttp through ``httptools`` for bodiless heads, h11 for the rest; needs
             ``pip install 'trioiis[fast]'``). Both accept, refuse and frame the same requests.
+        http2: serve HTTP/2 as well: prior-knowledge h2c on plain bindings (the connection
+            preface is detected, anything else is HTTP/1.1) and ALPN ``h2`` on TLS ones;
+            False serves HTTP/1.1 only.
         trace_dir: folder for failed-request traces (JSON files); None: tracing is off.
         trace_when: the rule a finished request must match to be written
             (``trioiis.trace_rules``), e.g. ``"status>=500 or cancelled or time>1s"``.
@@ -189,6 +192,7 @@ class ServerConfig:
     proxy_protocol: bool = False
     trusted_proxies: tuple[str, ...] = ()
     http: Literal["h11", "fast"] = "h11"
+    http2: bool = True
     trace_dir: Path | None = None
     trace_when: str = DEFAULT_RULE
     trace_max_files: int = 1000
@@ -424,6 +428,7 @@ def config_from_mapping(
         ("builtin_modules", bool),
         ("proxy_protocol", bool),
         ("watchdog_threshold", (int, float)),
+        ("http2", bool),
         ("max_connections", int),
         ("when_full", str),
         ("http", str),
@@ -747,12 +752,15 @@ def merge_cli(
     http: str | None = None,
     trace_dir: str | None = None,
     trace_when: str | None = None,
+    http2: bool | None = None,
 ) -> ServerConfig:
     """Command-line options on top of a config (the command line wins; ``--asgi`` and
     ``--wsgi`` mappings come before ``--handler`` ones)."""
     changes: dict[str, object] = {}
     if http is not None:
         changes["http"] = http
+    if http2 is not None:
+        changes["http2"] = http2
     apps = [parse_app_option("asgi", a) for a in asgi] + [parse_app_option("wsgi", w) for w in wsgi]
     if trace_dir is not None:
         changes["trace_dir"] = Path(trace_dir)

@@ -83,6 +83,12 @@ class ServerCounters:
             was that far behind.
         event_loop_blocked: task steps that kept the event loop blocked longer than
             ``watchdog_threshold`` (``trioiis.watchdog``).
+        http2: HTTP/2 events by kind (``trioiis.http2``): ``connections``, ``streams``,
+            ``streams_reset_by_client``, and each limit's refusals: ``streams_refused``
+            (concurrent streams), ``rapid_reset``, ``ping_flood``, ``settings_flood``,
+            ``window_update_flood``, ``header_flood`` (header list size, CONTINUATION),
+            ``window_stalls``, ``write_timeouts``, ``idle_closed``, ``max_requests_goaway``,
+            ``protocol_errors``.
     """
 
     requests: int = 0
@@ -108,6 +114,7 @@ class ServerCounters:
     traces_written: int = 0
     traces_dropped: int = 0
     event_loop_blocked: int = 0
+    http2: collections.Counter[str] = field(default_factory=collections.Counter)
 
     @property
     def child_requests(self) -> int:

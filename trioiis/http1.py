@@ -169,6 +169,21 @@ class Limits:
             response so that the connection can be kept alive; more → the connection closes.
         linger_timeout: seconds a closing connection keeps reading so the client gets the
             response before the close (lingering close, as nginx does).
+        h2_max_concurrent_streams: HTTP/2 streams served at once on a connection (advertised
+            in SETTINGS); more are refused with RST_STREAM REFUSED_STREAM.
+        h2_max_header_list_size: bytes of one HTTP/2 header list, decoded (advertised; an
+            HPACK bomb or a CONTINUATION flood past it gets GOAWAY ENHANCE_YOUR_CALM).
+        h2_flood_window: seconds over which the ``h2_max_*`` frame counts below are taken.
+        h2_max_resets: RST_STREAM frames a client may send per window (rapid reset,
+            CVE-2023-44487); more: GOAWAY ENHANCE_YOUR_CALM. 0 disables.
+        h2_max_pings: PING frames per window (CVE-2019-9512); more: GOAWAY. 0 disables.
+        h2_max_settings: SETTINGS frames per window (CVE-2019-9515); more: GOAWAY.
+        h2_max_window_updates: WINDOW_UPDATE frames per window (CVE-2019-9511); more: GOAWAY.
+
+    HTTP/2 also reuses ``keep_alive_timeout`` (a connection without streams),
+    ``send_timeout`` (a stream window left closed: that stream is reset; a connection not
+    read: closed), ``body_timeout``, ``receive_buffer`` (each stream's receive window) and
+    ``max_requests_per_connection`` (streams per connection, then GOAWAY).
     """
 
     max_request_line: int = 8192
@@ -188,6 +203,13 @@ class Limits:
     max_requests_per_connection: int = 1000
     drain_body_bytes: int = 65536
     linger_timeout: float = 2.0
+    h2_max_concurrent_streams: int = 100
+    h2_max_header_list_size: int = 65536
+    h2_flood_window: float = 10.0
+    h2_max_resets: int = 200
+    h2_max_pings: int = 100
+    h2_max_settings: int = 100
+    h2_max_window_updates: int = 10000
 
 
 class _SlowPeer(trio.BrokenResourceError):

@@ -74,7 +74,7 @@ from .registration import (
     ModuleRegistrationInfo,
     handler_names,
 )
-from .sending import flush
+from .sending import flush, note_progress
 from .tracing import RequestTrace, Tracer
 
 if TYPE_CHECKING:
@@ -270,6 +270,8 @@ class Pipeline:
                         await self._timed_out(ctx)  # (its answer is shielded and bounded)
                     self._work_stopped(ctx)
                     if self._has_tail:
+                        if root:  # LOG_REQUEST handlers read the outcome as it stands
+                            note_progress(ctx)
                         with trio.CancelScope(shield=True) as tail:
                             tail.deadline = trio.current_time() + TAIL_TIMEOUT
                             await self._run_tail(ctx)

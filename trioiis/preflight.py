@@ -29,11 +29,11 @@ def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
         if any(site.tls_cert is not None for site in config.sites):
             raise ConfigError("a site's tls_cert needs the server's tls_cert and tls_key too")
         return None
-    default = server_context(config.tls_cert, config.tls_key)
+    default = server_context(config.tls_cert, config.tls_key, http2=config.http2)
     by_host: dict[str, ssl.SSLContext] = {}
     for site in config.sites:
         if site.tls_cert is not None and site.tls_key is not None:
-            context = server_context(site.tls_cert, site.tls_key)
+            context = server_context(site.tls_cert, site.tls_key, http2=config.http2)
             by_host.update(dict.fromkeys(site.hosts, context))
     return sni_context(default, by_host)
 

@@ -15,9 +15,10 @@ Theory of operation
    bytes instead.
 4. **The lifecycle hears what the transport did**: handing the head over fires
    ``HEAD_SENT`` on the root. Whether the transport handed the response's last byte over
-   (``RESPONSE_DONE``) is asked when it matters, not after every write: when the peer goes
-   away (``note_progress``: a response already delivered in full is never reported
-   cancelled) and at the request's end (``RequestLifecycle.end``).
+   (``RESPONSE_DONE``) is asked when it matters, not after every write (``note_progress``):
+   when the peer goes away (a response already delivered in full is never reported
+   cancelled), before LOG_REQUEST (whose handlers read the outcome as it stands) and at the
+   request's end (``RequestLifecycle.end``).
 5. **Every wait is a pending I/O.** ``try_write`` first (no checkpoint and no cancel scope
    when the kernel takes it all); otherwise the write runs in a pending-I/O scope of the
    context (``cancel_io``) and counts the body bytes that moved.

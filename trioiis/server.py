@@ -47,6 +47,8 @@ from .http1 import HeadError, HeadParser, Http1Connection, RequestHead, error_re
 from .http1_fast import available as fast_parser_available
 from .http1_fast import parse_head_fast
 from .http1_writer import request_keep_alive
+from .http2 import Http2Connection, sniff_preface
+from .http2_transport import Http2Transport
 from .https_redirect import serve_https_redirect
 from .idle import IdleReaper
 from .lifecycle import Outcome
@@ -219,6 +221,8 @@ class HttpServer:
         self._grace = self.config.shutdown_grace
         self._draining = False
         self._live: set[_Session] = set()
+        self._live_http2: set[Http2Connection] = set()
+        self._sniffing: set[trio.CancelScope] = set()  # connections not yet sent a byte
         self._connections: trio.Nursery | None = None  # where connections and requests run
         self._reaper: IdleReaper | None = None  # idle clocks of the server's own sockets
         self._slots: trio.Semaphore | None = None
@@ -410,6 +414,10 @@ class HttpServer:
                 await pipeline.stop_listening()
             for session in self._live:
                 self._drain(session)
+            for http2 in self._live_http2:
+                http2.drain()  # GOAWAY; its streams in flight finish within the grace
+            for sniffing in self._sniffing:
+                self._drain_sniff(sniffing)
             connections.cancel_scope.deadline = trio.current_time() + self._grace
 
     async def shutdown(self, grace: float | None = None) -> None:
@@ -485,6 +493,22 @@ class HttpServer:
                     return
                 remote, local = addresses
             if self._ssl_context is None:
+                if self.config.http2:
+                    with trio.CancelScope() as sniffing:
+                        self._sniffing.add(sniffing)
+                        sniffing.deadline = trio.current_time() + self.config.limits.head_timeout
+                        if self._draining:
+                            self._drain_sniff(sniffing)
+                        try:
+                            http2 = await sniff_preface(raw)
+                        finally:
+                            self._sniffing.discard(sniffing)
+                    if sniffing.cancelled_caught:  # silent past head_timeout (or the drain)
+                        await trio.aclose_forcefully(stream)
+                        return
+                    if http2:
+                        await self._serve_http2(stream, remote, local, secure=False, raw=raw)
+                        return
                 await self._serve_socket(stream, raw, remote, local)
             else:
                 await self._serve_tls(stream, self._ssl_context, remote, local)
@@ -529,7 +553,53 @@ class HttpServer:
             log.debug("TLS handshake with %s failed: %s", _fmt(*remote), str(exc) or "timed out")
             await trio.aclose_forcefully(tls)
             return
+        if tls.selected_alpn_protocol() == "h2":
+            await self._serve_http2(tls, remote, local, secure=True)
+            return
         await self.handle_stream(tls, remote=remote, local=local, secure=True)
+
+    def _drain_sniff(self, sniffing: trio.CancelScope) -> None:
+        """A connection that has not sent its first byte gets ``linger_timeout`` more."""
+        linger = trio.current_time() + self.config.limits.linger_timeout
+        sniffing.deadline = min(sniffing.deadline, linger)
+
+    async def _serve_http2(
+        self,
+        stream: trio.abc.Stream,
+        remote: tuple[str, int],
+        local: tuple[str, int],
+        *,
+        secure: bool,
+        raw: stdlib_socket.socket | None = None,
+    ) -> None:
+        """An HTTP/2 connection (``http2.py``): each stream a request run as HTTP/1.1's are,
+        with an ``HttpConnection`` of its own (a stream's reset is its disconnect)."""
+
+        async def run_stream(transport: Http2Transport, head: RequestHead) -> None:
+            connection: HttpConnection = HttpConnection._create(
+                remote_address=remote, local_address=local, secure=secure
+            )
+            ctx = self._new_context(transport, connection, head)
+            transport.on_server_abort = lambda: ctx._server_aborted(reading=False)
+            try:
+                await self._run(ctx)
+            finally:
+                transport.watch_peer(None)  # (the callbacks point at ctx: a cycle)
+                transport.on_server_abort = None
+                connection._connected = False
+                connection.module_context._cleanup()
+
+        http2 = Http2Connection(
+            stream, self.config.limits, self.counters, run_stream, raw_socket=raw,
+            peer=_fmt(*remote),
+        )  # fmt: skip
+        self._live_http2.add(http2)
+        if self._draining:
+            http2.drain()
+        try:
+            await http2.serve()
+        finally:
+            self._live_http2.discard(http2)
 
     async def handle_stream(
         self,

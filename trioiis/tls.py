@@ -62,9 +62,9 @@ _PLAIN_HTTP_ANSWER = (
 )
 
 
-def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+def server_context(cert: Path, key: Path, *, http2: bool = False) -> ssl.SSLContext:
     """A server context for ``cert`` and ``key`` (PEM files): TLS 1.2 and 1.3, the
-    intermediate cipher list, ALPN ``http/1.1``.
+    intermediate cipher list, ALPN ``h2`` (with ``http2``) then ``http/1.1``.
 
     Raises:
         ConfigError: a file is missing, unreadable or not a matching certificate and key.
@@ -78,7 +78,7 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(INTERMEDIATE_CIPHERS)
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     try:
         context.load_cert_chain(cert, key)
     except (ssl.SSLError, OSError) as exc:

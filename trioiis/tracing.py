@@ -116,6 +116,7 @@ class RequestTrace:
         "outcome",
         "start",
         "status",
+        "stream_id",
         "sub_status",
         "time_to_cancel",
         "url",
@@ -128,6 +129,8 @@ class RequestTrace:
         self.depth = depth
         self.start = _now()
         self.end: float | None = None
+        #: The HTTP/2 stream the request came on (None for HTTP/1.1 and for children).
+        self.stream_id: int | None = None
         #: [module, notification, post, start, end, result]
         self.calls: list[list[Any]] = []
         #: [kind, start, end, outcome, bytes]
@@ -230,6 +233,8 @@ class RequestTrace:
             ],
             "children": [child.to_json(origin) for child in self.children],
         }
+        if self.stream_id is not None:
+            data["stream_id"] = self.stream_id
         if self.disconnect is not None:
             data["disconnect_ms"] = ms(self.disconnect)
         if self.time_to_cancel is not None:
@@ -287,6 +292,7 @@ class Tracer:
         request = ctx.request
         if parent is None:
             trace = RequestTrace(_Budget(self.max_events), request.method, request.url, 0)
+            trace.stream_id = getattr(ctx._wire.transport, "stream_id", None)  # HTTP/2
         elif parent.trace is not None:
             trace = parent.trace.child(request.method, request.url, ctx.depth)
         else:

@@ -53,10 +53,10 @@ async def test_plain_http_server_says_https_off(site: Path) -> None:
         assert (await client.get("/info")).text == "False off"
 
 
-async def test_alpn_is_http11_and_close_sends_close_notify(
+async def test_alpn_is_http11_without_http2_and_close_sends_close_notify(
     site: Path, tls_files: dict[str, Path], ca: trustme.CA
 ) -> None:
-    async with running_server(root=site, **tls_files) as srv:
+    async with running_server(root=site, http2=False, **tls_files) as srv:
         with trio.fail_after(10):
             tcp = await trio.open_tcp_stream("127.0.0.1", srv.port)
             context = client_context(ca)

@@ -217,7 +217,7 @@ class AsgiApplication:
         return {
             "type": "http",
             "asgi": dict(ASGI_VERSION),
-            "http_version": request.http_version,
+            "http_version": "2" if request.http_version == "2.0" else request.http_version,
             "method": request.method,
             "scheme": request_scheme(ctx),  # a trusted proxy's X-Forwarded-Proto included
             "path": _decoded_path(raw_path),

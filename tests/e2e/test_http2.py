@@ -1,0 +1,472 @@
+"""HTTP/2 over real loopback sockets: streams as requests, RST_STREAM as a client's
+disconnect, flow control, the limits, shutdown; with httpx, curl and a raw ``h2`` client."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import h2.errors
+import h2.settings
+import httpx
+import pytest
+import trio
+import trio.testing
+import trustme
+from hyperframe.frame import ContinuationFrame, HeadersFrame
+
+import trioiis
+from tests.e2e.conftest import client_context
+from tests.h2_client import ZERO_WINDOW, H2Client
+from tests.helpers import Running, all_tasks, raw_request, register, running_server
+from trioiis import HttpContext, HttpModule, Notification, OperationAbortedError, Status
+
+E = h2.errors.ErrorCodes
+
+
+class Tail(HttpModule):
+    """Records every request's outcome at END_REQUEST (the tail runs even when cancelled)."""
+
+    outcomes: list[tuple[str, str]]
+    changed: trio.Event
+
+    async def on_end_request(self, ctx: HttpContext, provider: Any) -> None:
+        Tail.outcomes.append((ctx.request.url, ctx.lifecycle.outcome.value))
+        Tail.changed.set()
+        Tail.changed = trio.Event()
+
+
+def tail_module() -> tuple[str, Any]:
+    Tail.outcomes = []
+    Tail.changed = trio.Event()
+    return "tail", register(Tail, Notification.END_REQUEST)
+
+
+class Script(HttpModule):
+    """Runs ``Script.handlers[path]`` at BEGIN_REQUEST; other paths go on to static files."""
+
+    handlers: dict[str, Any]
+
+    async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status | None:
+        handler = Script.handlers.get(ctx.request.url)
+        if handler is None:
+            return Status.CONTINUE
+        return await handler(ctx)
+
+
+@contextlib.asynccontextmanager
+async def h2_server(
+    *modules: Any, settings: dict[int, int] | None = None, **config: Any
+) -> AsyncIterator[tuple[Running, H2Client]]:
+    """A server and one raw HTTP/2 connection to it."""
+    async with running_server(*modules, **config) as srv:
+        client = await H2Client.connect(srv.port, settings=settings)
+        async with client:
+            yield srv, client
+
+
+async def wait_outcomes(count: int) -> None:
+    """Until ``count`` requests reached END_REQUEST."""
+    with trio.fail_after(10):
+        while len(Tail.outcomes) < count:
+            await Tail.changed.wait()
+
+
+def script(**handlers: Any) -> tuple[str, Any]:
+    Script.handlers = {"/" + name: fn for name, fn in handlers.items()}
+    return "script", register(Script, Notification.BEGIN_REQUEST)
+
+
+async def test_httpx_prior_knowledge_and_the_access_log(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trioiis.access")
+    async with running_server(root=site) as srv:
+        async with httpx.AsyncClient(http1=False, http2=True, base_url=srv.url) as client:
+            responses = [await client.get("/hello.txt") for _ in range(3)]
+        async with srv.client() as client:  # the same port still speaks HTTP/1.1
+            plain = await client.get("/hello.txt")
+    assert [(r.http_version, r.status_code, r.text) for r in responses] == [
+        ("HTTP/2", 200, "hello\n")
+    ] * 3
+    assert plain.http_version == "HTTP/1.1"
+    lines = [r.getMessage() for r in caplog.records if r.name == "trioiis.access"]
+    assert sum('"GET /hello.txt HTTP/2.0" 200 6 ' in line for line in lines) == 3
+    assert srv.server.counters.http2["connections"] == 1
+    assert srv.server.counters.http2["streams"] == 3
+
+
+async def test_a_hundred_streams_run_at_once_and_the_next_is_refused(site: Path) -> None:
+    arrived = 0
+    all_in = trio.Event()
+
+    async def wait_for_all(ctx: HttpContext) -> Status:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 100:
+            all_in.set()
+        await all_in.wait()  # only if the 100 requests run concurrently
+        ctx.response.write(b"ok")
+        return Status.FINISH_REQUEST
+
+    async with h2_server(script(wait=wait_for_all), root=site) as (srv, client):
+        await client.until(lambda: client.conn.remote_settings.max_concurrent_streams == 100)
+        client.ignore_stream_limit()
+        sids = [client.request("/wait") for _ in range(101)]
+        await client.flush()
+        await client.until(lambda: all(client.results[s].done for s in sids))
+        results = [client.results[s] for s in sids]
+    assert sum(r.status == 200 and bytes(r.body) == b"ok" for r in results) == 100
+    assert [r.reset for r in results if r.reset is not None] == [E.REFUSED_STREAM]
+    assert srv.server.counters.http2["streams_refused"] == 1
+
+
+async def test_rst_stream_cancels_exactly_that_request(site: Path) -> None:
+    seen: dict[str, Any] = {}
+    started = trio.Event()
+    release = trio.Event()
+
+    async def forever(ctx: HttpContext) -> Status:
+        started.set()
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            seen["cancelled"] = True
+            raise
+        return Status.FINISH_REQUEST  # pragma: no cover
+
+    async def slow(ctx: HttpContext) -> Status:
+        await release.wait()
+        ctx.response.write(b"slow done")
+        return Status.FINISH_REQUEST
+
+    async with h2_server(script(forever=forever, slow=slow), tail_module(), root=site) as (
+        srv,
+        client,
+    ):
+        doomed = client.request("/forever")
+        other = client.request("/slow")
+        await client.flush()
+        with trio.fail_after(10):
+            await started.wait()
+        client.conn.reset_stream(doomed, E.CANCEL)
+        await client.flush()
+        await wait_outcomes(1)
+        assert Tail.outcomes == [("/forever", "cancelled_by_client")]
+        assert not client.results[other].done  # the other stream goes on
+        release.set()
+        await client.until(lambda: client.results[other].done)
+        after = await client.get("/hello.txt")  # the connection serves the next one
+    assert seen == {"cancelled": True}
+    assert bytes(client.results[other].body) == b"slow done"
+    assert (after.status, bytes(after.body)) == (200, b"hello\n")
+    assert ("/slow", "completed") in Tail.outcomes
+    assert srv.server.counters.http2["streams_reset_by_client"] == 1
+    assert srv.server.counters.outcomes["cancelled_by_client"] == 1
+
+
+async def test_rst_stream_mid_body_cancels_the_read(site: Path) -> None:
+    seen: dict[str, Any] = {}
+    first = trio.Event()
+
+    async def upload(ctx: HttpContext) -> Status:
+        seen["first"] = await ctx.request.read_entity_body(100)
+        first.set()
+        try:
+            await ctx.request.read_entity_body(100)
+        except trio.Cancelled:
+            seen["cancelled"] = True
+            raise
+        return Status.FINISH_REQUEST  # pragma: no cover
+
+    async with h2_server(script(upload=upload), tail_module(), root=site) as (_, client):
+        sid = client.request(
+            "/upload", method="POST", body=b"part", end=False,
+            extra=[(b"content-length", b"10")],
+        )  # fmt: skip
+        await client.flush()
+        with trio.fail_after(10):
+            await first.wait()
+        client.conn.reset_stream(sid, E.CANCEL)
+        await client.flush()
+        await wait_outcomes(1)
+        after = await client.get("/hello.txt")
+    assert seen == {"first": b"part", "cancelled": True}
+    assert Tail.outcomes[0] == ("/upload", "cancelled_by_client")
+    assert after.status == 200
+
+
+async def test_a_window_left_closed_resets_the_stream_after_send_timeout(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def big(ctx: HttpContext) -> Status:
+        ctx.response.write(b"x" * 1000)
+        return Status.FINISH_REQUEST
+
+    limits = trioiis.Limits(send_timeout=0.3)
+    async with h2_server(
+        script(big=big), tail_module(), root=site, limits=limits, settings=ZERO_WINDOW
+    ) as (srv, client):
+        await client.until(lambda: client.conn.local_settings.initial_window_size == 0)
+        result = await client.get("/big")
+        after = await client.get("/hello.txt")  # others still served (after a window)
+    assert (result.status, result.reset, bytes(result.body)) == (200, E.CANCEL, b"")
+    assert after.status == 200  # a window of 0 does not hold back HEADERS and END_STREAM
+    assert Tail.outcomes[0] == ("/big", "aborted_by_server")
+    assert srv.server.counters.http2["window_stalls"] >= 1
+    assert any("window closed" in r.getMessage() for r in caplog.records)
+
+
+async def test_cancel_io_on_a_write_waiting_for_window_reports_the_bytes_sent(
+    site: Path,
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def partial(ctx: HttpContext) -> Status:
+        async def canceller() -> None:
+            await trio.testing.wait_all_tasks_blocked(0.05)
+            seen["cancelled"] = ctx.cancel_io()
+
+        ctx.start_soon(canceller)
+        ctx.response.write(b"y" * 100)
+        try:
+            await ctx.response.flush()
+        except OperationAbortedError as exc:
+            seen["completion"] = exc.completion.completion_bytes
+            ctx.response.reset_connection()  # over HTTP/2: RST_STREAM, this stream only
+        return Status.FINISH_REQUEST
+
+    window = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10}
+    modules = (script(partial=partial), tail_module())
+    async with h2_server(*modules, root=site, settings=window) as (_, client):
+        client.auto_window = False
+        await client.until(lambda: client.conn.local_settings.initial_window_size == 10)
+        result = await client.get("/partial")
+    assert seen == {"cancelled": 1, "completion": 10}
+    assert bytes(result.body) == b"y" * 10
+    assert result.reset == E.CANCEL  # the response could not be completed
+    assert Tail.outcomes == [("/partial", "aborted_by_server")]
+
+
+def _headers_flood() -> bytes:
+    block = HeadersFrame(1)  # no END_HEADERS: CONTINUATIONs must follow
+    block.data = b"\x82"
+    frames = [block.serialize()]
+    for _ in range(100):
+        cont = ContinuationFrame(1)
+        cont.data = b"\x40\x01a\x01b"  # a literal header a: b, again and again
+        frames.append(cont.serialize())
+    return b"".join(frames)
+
+
+async def _flood(client: H2Client, kind: str) -> None:
+    conn = client.conn
+    if kind == "ping":
+        for i in range(20):
+            conn.ping(i.to_bytes(8, "big"))
+    elif kind == "settings":
+        for _ in range(20):
+            conn.update_settings({h2.settings.SettingCodes.ENABLE_PUSH: 0})
+    elif kind == "window_update":
+        for _ in range(20):
+            conn.increment_flow_control_window(1)
+    elif kind == "rapid_reset":
+        for _ in range(20):
+            sid = client.request("/hello.txt")
+            conn.reset_stream(sid, E.CANCEL)
+    elif kind == "continuation":
+        await client.send_raw(_headers_flood())
+        return
+    elif kind == "header_list":
+        client.request("/hello.txt", extra=[(b"x-big", b"v" * 70_000)])
+    await client.flush()
+
+
+@pytest.mark.parametrize(
+    ("kind", "counter"),
+    [
+        ("ping", "ping_flood"),
+        ("settings", "settings_flood"),
+        ("window_update", "window_update_flood"),
+        ("rapid_reset", "rapid_reset"),
+        ("continuation", "header_flood"),
+        ("header_list", "header_flood"),
+    ],
+)
+async def test_floods_get_goaway_enhance_your_calm(
+    site: Path, kind: str, counter: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    started = trio.Event()
+
+    async def forever(ctx: HttpContext) -> Status:
+        started.set()
+        await trio.sleep_forever()
+        return Status.FINISH_REQUEST  # pragma: no cover
+
+    limits = trioiis.Limits(
+        h2_max_pings=10, h2_max_settings=10, h2_max_window_updates=10, h2_max_resets=10
+    )
+    modules = (script(forever=forever), tail_module())
+    async with h2_server(*modules, root=site, limits=limits) as (srv, client):
+        client.request("/forever")  # a request in flight when the server cuts
+        await client.flush()
+        with trio.fail_after(10):
+            await started.wait()
+        await _flood(client, kind)
+        await client.until_closed()
+        await wait_outcomes(1)
+        fresh = await H2Client.connect(srv.port)
+        async with fresh:
+            assert (await fresh.get("/hello.txt")).status == 200  # the server is fine
+    assert client.goaway is not None
+    assert client.goaway.error_code == E.ENHANCE_YOUR_CALM
+    assert srv.server.counters.http2[counter] == 1
+    assert any("ENHANCE_YOUR_CALM" in r.getMessage() for r in caplog.records)
+    assert Tail.outcomes[0] == ("/forever", "aborted_by_server")  # the server cut it
+
+
+async def test_max_requests_per_connection_sends_goaway(site: Path) -> None:
+    limits = trioiis.Limits(max_requests_per_connection=3)
+    async with h2_server(root=site, limits=limits) as (srv, client):
+        for _ in range(3):
+            assert (await client.get("/hello.txt")).status == 200
+        await client.until_closed()
+    assert client.goaway is not None
+    assert (client.goaway.error_code, client.goaway.last_stream_id) == (E.NO_ERROR, 5)
+    assert srv.server.counters.http2["max_requests_goaway"] == 1
+
+
+async def test_an_idle_connection_gets_goaway(site: Path) -> None:
+    limits = trioiis.Limits(keep_alive_timeout=0.2)
+    async with h2_server(root=site, limits=limits) as (srv, client):
+        assert (await client.get("/hello.txt")).status == 200
+        await client.until_closed()
+    assert client.goaway is not None
+    assert client.goaway.error_code == E.NO_ERROR
+    assert srv.server.counters.http2["idle_closed"] == 1
+
+
+async def test_graceful_shutdown_lets_streams_in_flight_finish(site: Path) -> None:
+    started = trio.Event()
+    release = trio.Event()
+
+    async def held(ctx: HttpContext) -> Status:
+        started.set()
+        await release.wait()
+        ctx.response.write(b"finished")
+        return Status.FINISH_REQUEST
+
+    async with h2_server(script(held=held), root=site) as (srv, client):
+        sid = client.request("/held")
+        await client.flush()
+        with trio.fail_after(10):
+            await started.wait()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(srv.server.shutdown, 5.0)
+            await trio.testing.wait_all_tasks_blocked()  # the drain began
+            late = await client.get("/hello.txt")  # opened while draining
+            release.set()
+            await client.until(lambda: client.results[sid].done)
+            await client.until_closed()
+    assert late.reset == E.REFUSED_STREAM  # safe for the client to retry elsewhere
+    assert bytes(client.results[sid].body) == b"finished"
+    assert client.goaway is not None
+    assert (client.goaway.error_code, client.goaway.last_stream_id) == (E.NO_ERROR, sid)
+
+
+async def test_a_goaway_from_the_client_cancels_every_stream(site: Path) -> None:
+    started = 0
+    both = trio.Event()
+
+    async def forever(ctx: HttpContext) -> Status:
+        nonlocal started
+        started += 1
+        if started == 2:
+            both.set()
+        await trio.sleep_forever()
+        return Status.FINISH_REQUEST  # pragma: no cover
+
+    async with h2_server(script(forever=forever), tail_module(), root=site) as (_, client):
+        client.request("/forever")
+        client.request("/forever")
+        await client.flush()
+        with trio.fail_after(10):
+            await both.wait()
+        client.conn.close_connection()
+        await client.flush()
+        await wait_outcomes(2)
+    assert Tail.outcomes == [("/forever", "cancelled_by_client")] * 2
+
+
+async def test_http2_off_serves_http11_only(site: Path) -> None:
+    async with running_server(root=site, http2=False) as srv:
+        raw = await raw_request(srv.port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 505 ")  # h11 read PRI * HTTP/2.0 as HTTP/1
+
+
+async def test_alpn_h2_over_tls_with_httpx(
+    site: Path, tls_files: dict[str, Path], ca: trustme.CA
+) -> None:
+    async with running_server(root=site, **tls_files) as srv:
+        url = f"https://127.0.0.1:{srv.port}"
+        context = client_context(ca)
+        async with httpx.AsyncClient(http2=True, verify=context, base_url=url) as client:
+            response = await client.get("/hello.txt")
+    assert (response.http_version, response.text) == ("HTTP/2", "hello\n")
+
+
+def _curl_http2() -> str:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed (apt-get install curl)")
+    features = subprocess.run([curl, "-V"], capture_output=True, text=True, check=True).stdout
+    if "HTTP2" not in features:
+        pytest.skip("this curl was built without HTTP/2 (nghttp2)")
+    return curl
+
+
+async def test_curl_prior_knowledge_and_alpn(
+    site: Path, tls_files: dict[str, Path], tmp_path: Path, ca: trustme.CA
+) -> None:
+    curl = _curl_http2()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    fmt = ["-s", "-o", "-", "-w", "|%{http_version}", "--max-time", "10"]
+    async with running_server(root=site) as srv:
+        plain = await trio.run_process(
+            [curl, *fmt, "--http2-prior-knowledge", f"{srv.url}/hello.txt"], capture_stdout=True
+        )
+    async with running_server(root=site, **tls_files) as srv:
+        url = f"https://127.0.0.1:{srv.port}/hello.txt"
+        tls = await trio.run_process(
+            [curl, *fmt, "--http2", "--cacert", str(ca_file), url], capture_stdout=True
+        )
+    assert plain.stdout == b"hello\n|2"
+    assert tls.stdout == b"hello\n|2"
+
+
+async def test_no_task_outlives_its_connection(site: Path) -> None:
+    async with running_server(root=site) as srv:
+        async with await H2Client.connect(srv.port) as client:
+            for _ in range(3):
+                await client.get("/hello.txt")
+        await trio.testing.wait_all_tasks_blocked()
+        open_after = srv.server.counters.connections_open
+        names = list(all_tasks())
+    assert open_after == 0
+    assert not [n for n in names if "h2" in n]
+
+
+async def test_traces_name_the_stream(site: Path, tmp_path: Path) -> None:
+    traces = tmp_path / "traces"
+    async with h2_server(root=site, trace_dir=traces, trace_when="status>=200") as (_, client):
+        await client.get("/hello.txt")
+        await client.get("/hello.txt")
+    documents = [json.loads(path.read_text()) for path in traces.glob("*.json")]
+    assert sorted(d["request"]["stream_id"] for d in documents) == [1, 3]
