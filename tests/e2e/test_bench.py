@@ -10,8 +10,9 @@
 * ``--processes 2``: counts and histograms merged exactly.
 * ``--server-pid`` against a server whose CPU use per request the test sets, which
   finishes or stops the work of abandoned requests.
-* A small HTTP/2 server written here with h2 (it stands in for trioiis until trioiis serves
-  HTTP/2): many streams per connection, RST_STREAM aborts, the server's stream limit, ALPN.
+* A small HTTP/2 server written here with h2 (a peer whose every frame the test sees): many
+  streams per connection, RST_STREAM aborts, the server's stream limit, ALPN; and trioiis's
+  own HTTP/2, whose status module must count every stream the bench reset as cancelled.
 """
 
 from __future__ import annotations
@@ -336,8 +337,8 @@ async def test_processes_merge_counts_and_histograms_exactly(tmp_path: Path) -> 
 
 
 class H2TestServer:
-    """A small HTTP/2 server (h2 on Trio) that stands in for trioiis until trioiis serves
-    HTTP/2: ``/slow`` answers after ``SLOW`` seconds, anything else at once. It counts the
+    """A small HTTP/2 server (h2 on Trio) whose frames the test counts: ``/slow`` answers
+    after ``SLOW`` seconds, anything else at once. It counts the
     requests, the answers and the streams the client reset, and the most streams it saw
     open at once on one connection."""
 
@@ -456,6 +457,34 @@ async def test_h2_rst_stream_aborts_reach_the_server() -> None:
     assert report["throughput"]["connections_opened"] == 1  # resets leave the connection
     assert server.resets == requests["aborted"]
     assert server.answered == requests["completed"]
+
+
+async def test_h2_rst_stream_aborts_are_cancelled_by_trioiis(tmp_path: Path) -> None:
+    """Cancellation load-benchmarked the way browsers cancel, against trioiis over h2c: every
+    stream the bench resets is a request trioiis counts as cancelled by its client."""
+    async with running_server(
+        ("status", status.register_module),
+        ("slow", register_slow),
+        root=tmp_path,
+        builtin_modules=False,
+    ) as running:
+        opts = bench_options(
+            running.port, "--h2", "-n", "40", "-c", "2", "--streams", "10",
+            "--abort-share", "0.3", "--abort-after", "150", "--seed", "3", "--timeout", "5",
+            "-q",
+        )  # fmt: skip
+        with trio.fail_after(20):
+            report = await run(opts)
+    requests = report["requests"]
+    assert report["options"]["abort_mode"] == "rst-stream"
+    assert requests["aborted"] == requests["abort_planned"] > 0
+    assert requests["completed"] + requests["aborted"] == 40
+    assert report["statuses"] == {"200": requests["completed"]}
+    server = report["server"]
+    assert server is not None
+    assert server["counters"]["cancelled_by_client"] == requests["aborted"]
+    assert server["time_to_cancel"]["count"] == requests["aborted"]
+    assert server["after"]["requests_in_flight"] == 0
 
 
 async def test_h2_keeps_to_the_servers_stream_limit() -> None:
