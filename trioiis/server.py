@@ -369,25 +369,18 @@ class HttpServer:
     ) -> None:
         """Accept on ``sockets`` until ``shutdown``, then drain the connections (grace)."""
         bound = [_sockname(s) for s in sockets]
-        watchdog = None
-        if self.config.watchdog_threshold > 0:
-            watchdog = Watchdog(self.config.watchdog_threshold, self.counters)
-            trio.lowlevel.add_instrument(watchdog)
-            watchdog.start()
-        try:
-            async with trio.open_nursery() as housekeeping:
-                self._reaper = IdleReaper()
-                housekeeping.start_soon(self._reaper.run, name="trioiis idle reaper")
-                if self.config.https_redirect:
-                    self.redirect_bound = await housekeeping.start(
-                        serve_https_redirect, self.config.https_redirect, bound[0][1]
-                    )
-                await self._serve_connections(sockets, bound, task_status)
-                housekeeping.cancel_scope.cancel()
-        finally:
-            if watchdog is not None:
-                watchdog.stop()
-                trio.lowlevel.remove_instrument(watchdog)
+        async with trio.open_nursery() as housekeeping:
+            self._reaper = IdleReaper()
+            housekeeping.start_soon(self._reaper.run, name="trioiis idle reaper")
+            if self.config.watchdog_threshold > 0:
+                watchdog = Watchdog(self.config.watchdog_threshold, self.counters)
+                await housekeeping.start(watchdog.run, name="trioiis watchdog")
+            if self.config.https_redirect:
+                self.redirect_bound = await housekeeping.start(
+                    serve_https_redirect, self.config.https_redirect, bound[0][1]
+                )
+            await self._serve_connections(sockets, bound, task_status)
+            housekeeping.cancel_scope.cancel()
 
     async def _serve_connections(
         self,
