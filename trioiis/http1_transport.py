@@ -15,7 +15,7 @@ from typing import final
 import trio
 
 from .errors import BodyTooLargeError, MalformedBodyError
-from .http1 import HeadError, Http1Connection, PeerTooSlowError
+from .http1 import HeadError, Http1Connection, PeerTooSlowError, UpgradedStream
 from .transport import PeerGoneError
 from .transport import PeerTooSlowError as SeamPeerTooSlowError
 
@@ -124,6 +124,17 @@ class Http1Transport:
     @property
     def body_remaining(self) -> int | None:
         return self._http.body_remaining
+
+    # -- switching protocols
+
+    def upgrade(self, headers: list[tuple[bytes, bytes]]) -> UpgradedStream:
+        """Queue ``101 Switching Protocols`` and hand over the connection's bytes (see
+        ``Http1Connection.upgrade``); the peer callback keeps working as before.
+
+        Raises:
+            FramingError: a control character in a header.
+        """
+        return self._http.upgrade(headers)
 
     # -- the peer
 

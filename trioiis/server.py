@@ -38,6 +38,7 @@ from typing import TextIO
 
 import trio
 
+from . import websocket
 from .accesslog import Entry, format_entry, header
 from .config import ServerConfig, describe_exception, load_register_function, parse_binding
 from .constants import SERVER_VERSION
@@ -610,6 +611,7 @@ class HttpServer:
         """Shutdown began: responses from now on say Connection: close; an idle connection
         closes now (one that has not sent its first request yet gets ``linger_timeout``)."""
         session.http.wake_idle()
+        websocket.going_away(session.connection)  # its keeper sends close 1001
         if session.running:
             return
         if session.served:
@@ -790,6 +792,8 @@ class HttpServer:
         request, response = ctx.request, ctx.response
         outcome = ctx.lifecycle.outcome
         hresult = response.get_status().hresult
+        transport = ctx._wire.transport
+        ws = transport if isinstance(transport, websocket.WebSocketTransport) else None
         self._log_line(
             Entry(
                 started=started,
@@ -808,6 +812,8 @@ class HttpServer:
                 referer=request.get_header("referer"),
                 user_agent=request.get_header("user-agent"),
                 outcome=outcome.value,
+                bytes_received=None if ws is None else ws.bytes_received,
+                close_code=None if ws is None else ws.websocket.close_code,
             )
         )
 

@@ -1,0 +1,303 @@
+"""WebSockets for native modules, over real sockets with the ``websockets`` client:
+``accept_websocket``, fragments, close codes, a vanished peer, ``cancel_outstanding_io``."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import trio
+import trio.testing
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Opcode
+
+import trioiis
+from trioiis import OperationAbortedError
+
+from ..helpers import running_server
+from .ws_helpers import (
+    NATIVE_HANDLERS,
+    Seen,
+    access_lines,
+    client,
+    echo,
+    frame,
+    handshake,
+    in_thread,
+    native_module,
+    read_frame,
+    reset,
+)
+
+
+async def test_echo_text_and_a_1mb_binary_message_then_a_clean_close() -> None:
+    seen = Seen()
+    big = os.urandom(1024 * 1024)
+    with access_lines() as log:
+        async with running_server(native_module(echo, seen), handlers=NATIVE_HANDLERS) as srv:
+
+            def talk() -> tuple[object, object]:
+                with client(srv.port, max_size=None) as ws:
+                    ws.send("héllo")
+                    text = ws.recv()
+                    ws.send(big)
+                    binary = ws.recv()
+                return text, binary
+
+            text, binary = await in_thread(talk)
+            line = await log.wait_for("/ws")
+    assert text == "héllo"
+    assert binary == big
+    assert seen.close_status == [trioiis.CloseStatus(1000, "")]
+    assert " 101 " in line
+    assert "completed" in line
+    assert "ws_close=1000" in line
+    received = int(line.split("ws_in=")[1].split()[0])
+    assert received > len(big)  # the client's frames, masked, after the 101
+
+
+async def test_fragmented_message_arrives_as_fragments_in_order() -> None:
+    seen = Seen()
+    async with running_server(native_module(echo, seen), handlers=NATIVE_HANDLERS) as srv:
+
+        def talk() -> object:
+            with client(srv.port, compression=None) as ws:
+                ws.send(iter(["ab", "cd", "ef"]))  # three frames of one text message
+                return ws.recv()
+
+        assert await in_thread(talk) == "abcdef"
+    data = [f for f in seen.fragments if not f.close]
+    assert b"".join(f.data for f in data) == b"abcdef"
+    assert all(f.utf8 for f in data)
+    assert [f.final for f in data][-1] is True
+
+
+async def test_ping_gets_a_pong_and_server_pings_are_answered() -> None:
+    seen = Seen()
+    limits = trioiis.WebSocketLimits(ping_interval=0.05, ping_timeout=5)
+
+    async def idle(ctx, ws, seen):
+        fragment = await ws.read_fragment()
+        seen.fragments.append(fragment)
+
+    async with running_server(
+        native_module(idle, seen, limits=limits), handlers=NATIVE_HANDLERS
+    ) as srv:
+
+        def talk() -> float:
+            with client(srv.port) as ws:
+                latency = ws.ping(b"x").wait(5)
+                ws.send("done")
+                return latency
+
+        assert await in_thread(talk)
+    assert seen.fragments[0].data == b"done"
+
+
+async def test_close_code_from_the_client_reaches_the_module() -> None:
+    seen = Seen()
+    async with running_server(native_module(echo, seen), handlers=NATIVE_HANDLERS) as srv:
+
+        def talk() -> None:
+            with client(srv.port) as ws:
+                ws.close(4001, "bye now")
+
+        await in_thread(talk)
+        with trio.fail_after(10):
+            await seen.ended.wait()
+    assert seen.close_status == [trioiis.CloseStatus(4001, "bye now")]
+
+
+async def test_close_code_from_the_module_reaches_the_client() -> None:
+    seen = Seen()
+
+    async def closer(ctx, ws, seen):
+        await ws.send_connection_close(4002, "go away")
+        fragment = await ws.read_fragment()
+        seen.fragments.append(fragment)
+
+    with access_lines() as log:
+        async with running_server(native_module(closer, seen), handlers=NATIVE_HANDLERS) as srv:
+
+            def talk() -> tuple[int | None, str | None]:
+                with client(srv.port) as ws:
+                    with pytest.raises(ConnectionClosed) as caught:
+                        ws.recv()
+                    rcvd = caught.value.rcvd
+                    assert rcvd is not None
+                    return rcvd.code, rcvd.reason
+
+            assert await in_thread(talk) == (4002, "go away")
+            line = await log.wait_for("/ws")
+    assert seen.fragments[0].close
+    assert "completed" in line
+    assert "ws_close=4002" in line  # the client echoed our code
+
+
+async def test_vanished_client_cancels_the_request_at_once() -> None:
+    seen = Seen()
+
+    async def wait_forever(ctx, ws, seen):
+        await ws.read_fragment()
+
+    with access_lines() as log:
+        async with running_server(
+            native_module(wait_forever, seen), handlers=NATIVE_HANDLERS
+        ) as srv:
+            sock = await in_thread(lambda: handshake(srv.port))
+            with trio.fail_after(10):
+                await seen.accepted.wait()
+            reset(sock)  # an RST, no close frame
+            with trio.fail_after(10):
+                await seen.ended.wait()
+            line = await log.wait_for("/ws")
+    assert any(isinstance(e, trio.Cancelled) for e in seen.errors)
+    assert "cancelled_by_client" in line
+    assert "ws_close=1006" in line
+
+
+async def test_client_fin_without_close_frame_is_seen_too() -> None:
+    seen = Seen()
+
+    async def wait_forever(ctx, ws, seen):
+        await ws.read_fragment()
+
+    with access_lines() as log:
+        async with running_server(
+            native_module(wait_forever, seen), handlers=NATIVE_HANDLERS
+        ) as srv:
+            sock = await in_thread(lambda: handshake(srv.port))
+            with trio.fail_after(10):
+                await seen.accepted.wait()
+            sock.close()  # FIN, no close frame
+            line = await log.wait_for("/ws")
+    assert "cancelled_by_client" in line
+    assert "ws_close=1006" in line
+
+
+async def test_dead_peer_found_by_the_ping_timeout() -> None:
+    seen = Seen()
+    limits = trioiis.WebSocketLimits(ping_interval=0.05, ping_timeout=0.2)
+
+    async def wait_forever(ctx, ws, seen):
+        await ws.read_fragment()
+
+    with access_lines() as log:
+        async with running_server(
+            native_module(wait_forever, seen, limits=limits), handlers=NATIVE_HANDLERS
+        ) as srv:
+            sock = await in_thread(lambda: handshake(srv.port))  # never answers a ping
+            try:
+                line = await log.wait_for("/ws")
+            finally:
+                sock.close()
+    assert "aborted_by_server" in line
+    assert "ws_close=1011" in line
+
+
+async def test_cancel_outstanding_io_interrupts_a_pending_read() -> None:
+    seen = Seen()
+    aborted: list[OperationAbortedError] = []
+
+    async def reader(ctx, ws, seen):
+        async def cancel_soon() -> None:
+            await trio.testing.wait_all_tasks_blocked()  # the read is pending
+            assert ctx.pending_io_count == 1
+            assert ws.cancel_outstanding_io() == 1
+
+        ctx.start_soon(cancel_soon)
+        try:
+            await ws.read_fragment()
+        except OperationAbortedError as exc:
+            aborted.append(exc)
+        # The socket stays usable: say so, then echo one message.
+        await ws.write_fragment(b"aborted", utf8=True)
+        fragment = await ws.read_fragment()
+        await ws.write_fragment(fragment.data, utf8=fragment.utf8)
+
+    async with running_server(native_module(reader, seen), handlers=NATIVE_HANDLERS) as srv:
+
+        def talk() -> object:
+            with client(srv.port) as ws:
+                assert ws.recv(timeout=10) == "aborted"  # nothing sent before the abort
+                ws.send("after")
+                return ws.recv(timeout=10)
+
+        with trio.fail_after(20):
+            assert await in_thread(talk) == "after"
+    assert len(aborted) == 1
+    assert aborted[0].completion is not None
+    assert aborted[0].completion.completion_bytes == 0
+
+
+async def test_cancel_io_interrupts_a_pending_write_with_the_bytes_moved() -> None:
+    seen = Seen()
+    aborted: list[OperationAbortedError] = []
+    data = b"x" * (64 * 1024 * 1024)  # far more than the socket buffers hold
+    release = trio.Event()
+
+    async def writer(ctx, ws, seen):
+        async def cancel_when_blocked() -> None:
+            await trio.testing.wait_all_tasks_blocked()  # the write waits for the client
+            assert ctx.pending_io_count == 1
+            assert ctx.cancel_io() == 1
+
+        ctx.start_soon(cancel_when_blocked)
+        try:
+            await ws.write_fragment(data)
+        except OperationAbortedError as exc:
+            aborted.append(exc)
+        release.set()
+        ws.close_tcp_connection()
+
+    async with running_server(native_module(writer, seen), handlers=NATIVE_HANDLERS) as srv:
+        sock = await in_thread(lambda: handshake(srv.port))  # reads nothing yet
+        with trio.fail_after(20):
+            await release.wait()
+        sock.close()
+    assert len(aborted) == 1
+    moved = aborted[0].completion.completion_bytes
+    assert 0 < moved < len(data)
+
+
+async def test_oversized_message_is_closed_with_1009() -> None:
+    seen = Seen()
+    limits = trioiis.WebSocketLimits(max_message_size=1000)
+    async with running_server(
+        native_module(echo, seen, limits=limits), handlers=NATIVE_HANDLERS
+    ) as srv:
+
+        def talk() -> int:
+            with client(srv.port) as ws:
+                ws.send(b"y" * 2000)
+                with pytest.raises(ConnectionClosed) as caught:
+                    ws.recv(timeout=10)
+                assert caught.value.rcvd is not None
+                return caught.value.rcvd.code
+
+        assert await in_thread(talk) == 1009
+
+
+async def test_compression_bomb_is_refused_with_1009() -> None:
+    seen = Seen()
+    limits = trioiis.WebSocketLimits(max_message_size=100_000)
+    async with running_server(
+        native_module(echo, seen, limits=limits), handlers=NATIVE_HANDLERS
+    ) as srv:
+
+        def talk() -> int:
+            import zlib
+
+            sock = handshake(srv.port, extra=b"Sec-WebSocket-Extensions: permessage-deflate\r\n")
+            try:
+                squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
+                bomb = squeeze.compress(b"\0" * 50_000_000) + squeeze.flush(zlib.Z_SYNC_FLUSH)
+                assert bomb.endswith(b"\x00\x00\xff\xff")
+                sock.sendall(frame(Opcode.BINARY.value, bomb[:-4], rsv1=True))
+                opcode, payload = read_frame(sock)
+                assert opcode == Opcode.CLOSE.value
+                return int.from_bytes(payload[:2], "big")
+            finally:
+                sock.close()
+
+        assert await in_thread(talk) == 1009
