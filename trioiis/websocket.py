@@ -229,6 +229,15 @@ class _BoundedDeflate(PerMessageDeflate):
         return result
 
 
+def handshake_problem(ctx: HttpContext) -> str | None:
+    """Why the request is not a WebSocket upgrade ``accept`` can take, or None."""
+    try:
+        _handshake_headers(ctx, None, (), WebSocketLimits(compression=False))
+    except WebSocketHandshakeError as exc:
+        return str(exc)
+    return None
+
+
 def _handshake_headers(
     ctx: HttpContext,
     subprotocol: str | None,
@@ -341,6 +350,11 @@ class WebSocket:
         self.ended.set()
         self._arrived.unpark_all()
         self._space.unpark_all()
+
+    def stop_receiving(self) -> None:
+        """No more message data for the handler (its request is ending)."""
+        self.read_closed = True
+        self._arrived.unpark_all()
 
     def peer_gone(self) -> None:
         """The transport saw the peer go (EOF/RST): no more data; 1006 unless closed."""
