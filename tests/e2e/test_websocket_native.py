@@ -301,3 +301,50 @@ async def test_compression_bomb_is_refused_with_1009() -> None:
                 sock.close()
 
         assert await in_thread(talk) == 1009
+
+
+async def test_a_module_that_does_not_read_pushes_back_on_a_flooding_client() -> None:
+    """Back-pressure: the server stops reading once ``receive_queue`` bytes wait for the
+    module, so the client's sends stall instead of the server's memory growing."""
+    seen = Seen()
+    limits = trioiis.WebSocketLimits(receive_queue=256 * 1024, ping_interval=None)
+    stop = trio.Event()
+
+    async def never_reads(ctx, ws, seen):
+        await stop.wait()
+        ws.close_tcp_connection()
+
+    async with running_server(
+        native_module(never_reads, seen, limits=limits), handlers=NATIVE_HANDLERS
+    ) as srv:
+
+        def flood() -> int:
+            sock = handshake(srv.port)
+            sock.settimeout(2)  # no progress for 2 s: the server stopped reading
+            message = frame(Opcode.BINARY.value, b"z" * 65536)
+            sent = 0
+            try:
+                for _ in range(1000):  # 64 MB at most
+                    sock.sendall(message)
+                    sent += len(message)
+            except TimeoutError:
+                return sent
+            finally:
+                sock.close()
+            return sent
+
+        async with trio.open_nursery() as nursery:
+
+            async def run_flood() -> None:
+                sent.append(await in_thread(flood))
+
+            sent: list[int] = []
+            nursery.start_soon(run_flood)
+            with trio.fail_after(10):
+                await seen.accepted.wait()
+        engine = seen.contexts[0]._ws
+        queued = engine._incoming_bytes
+        stop.set()
+    assert sent[0] < 64 * 1024 * 1024  # the client was pushed back
+    # What the server holds is the queue bound plus one read, not what the client sent.
+    assert queued <= limits.receive_queue + 65536
