@@ -37,6 +37,7 @@ PAGES_WITH_EXAMPLES = {
     "cancellation.md",
     "configuration.md",
     "embedding.md",
+    "websockets.md",
 }
 EXAMPLE_TIMEOUT = 30
 
