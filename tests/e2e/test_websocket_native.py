@@ -195,7 +195,8 @@ async def test_dead_peer_found_by_the_ping_timeout() -> None:
     assert "ws_close=1011" in line
 
 
-async def test_cancel_outstanding_io_interrupts_a_pending_read() -> None:
+@pytest.mark.parametrize("how", ["cancel_outstanding_io", "cancel_io"])
+async def test_cancel_interrupts_a_pending_read(how: str) -> None:
     seen = Seen()
     aborted: list[OperationAbortedError] = []
 
@@ -203,7 +204,8 @@ async def test_cancel_outstanding_io_interrupts_a_pending_read() -> None:
         async def cancel_soon() -> None:
             await trio.testing.wait_all_tasks_blocked()  # the read is pending
             assert ctx.pending_io_count == 1
-            assert ws.cancel_outstanding_io() == 1
+            cancel = ws.cancel_outstanding_io if how == "cancel_outstanding_io" else ctx.cancel_io
+            assert cancel() == 1
 
         ctx.start_soon(cancel_soon)
         try:
@@ -230,7 +232,8 @@ async def test_cancel_outstanding_io_interrupts_a_pending_read() -> None:
     assert aborted[0].completion.completion_bytes == 0
 
 
-async def test_cancel_io_interrupts_a_pending_write_with_the_bytes_moved() -> None:
+@pytest.mark.parametrize("how", ["cancel_outstanding_io", "cancel_io"])
+async def test_cancel_interrupts_a_pending_write_with_the_bytes_moved(how: str) -> None:
     seen = Seen()
     aborted: list[OperationAbortedError] = []
     data = b"x" * (64 * 1024 * 1024)  # far more than the socket buffers hold
@@ -240,7 +243,8 @@ async def test_cancel_io_interrupts_a_pending_write_with_the_bytes_moved() -> No
         async def cancel_when_blocked() -> None:
             await trio.testing.wait_all_tasks_blocked()  # the write waits for the client
             assert ctx.pending_io_count == 1
-            assert ctx.cancel_io() == 1
+            cancel = ws.cancel_outstanding_io if how == "cancel_outstanding_io" else ctx.cancel_io
+            assert cancel() == 1
 
         ctx.start_soon(cancel_when_blocked)
         try:

@@ -308,16 +308,14 @@ def _decoded_path(raw_path: str) -> str:
     return unquote(protected, errors="surrogateescape")
 
 
-class _Exchange:
-    """One request's receive/send pair."""
+class _AppRun:
+    """Runs the app for one request under rule 4 (shared by the HTTP and WebSocket
+    exchanges): shielded, told of the end at once, cancelled ``disconnect_grace`` later."""
 
     def __init__(self, application: AsgiApplication, ctx: HttpContext) -> None:
         self.application = application
         self.ctx = ctx
-        self.body_done = False
-        self.started = False
-        self.complete = False
-        #: Set when the exchange is over for the app: client gone, cancel_io, response done.
+        #: Set when the exchange is over for the app (client gone, request ending, ...).
         self.ended = trio.Event()
         self.app_done = False
         self.app_scope = trio.CancelScope(shield=True)
@@ -325,18 +323,22 @@ class _Exchange:
     def end(self) -> None:
         self.ended.set()
 
-    async def run(self) -> None:
-        ctx = self.ctx
-        watcher = _DisconnectWatcher.install(ctx, self)
+    async def receive(self) -> Message:
+        raise NotImplementedError
+
+    async def send(self, message: Message) -> None:
+        raise NotImplementedError
+
+    async def run_app(self, scope: Message) -> BaseException | None:
+        """Await the app; returns what it raised (rule 4 around it)."""
+        watcher = _DisconnectWatcher.install(self.ctx, self)
         failure: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_outer_cancel)
                 try:
                     with self.app_scope:
-                        await self.application.app(
-                            self.application.scope_for(ctx), self.receive, self.send
-                        )
+                        await self.application.app(scope, self.receive, self.send)
                 except Exception as exc:
                     failure = exc
                 finally:
@@ -344,6 +346,11 @@ class _Exchange:
                     nursery.cancel_scope.cancel()
         finally:
             watcher.exchange = None
+        return failure
+
+    async def after_app(self, failure: BaseException | None) -> None:
+        """Raise what the app raised (an asyncio-only app named as such); once the grace
+        ran out, let the outer cancel propagate from here."""
         if failure is not None:
             asyncio_error = _asyncio_error(self.application.name, failure)
             if asyncio_error is not None:
@@ -353,16 +360,6 @@ class _Exchange:
             # The grace ran out; the outer cancel (already delivered to the watcher)
             # is what ends the request. Checkpoint so that it propagates from here.
             await trio.lowlevel.checkpoint()
-        if not self.started:
-            raise RuntimeError(f"ASGI app {self.application.name} returned without a response")
-        if not self.complete and not self.ended.is_set():
-            log.error(
-                "ASGI app %s returned before finishing its response to %s %s; resetting",
-                self.application.name,
-                ctx.request.method,
-                ctx.request.url,
-            )
-            ctx.response.reset_connection()
 
     async def _watch_outer_cancel(self) -> None:
         """Rule 4: runs until the app returns; if the request is cancelled first (client
@@ -376,6 +373,31 @@ class _Exchange:
                     self.app_scope.deadline,
                     trio.current_time() + self.application.disconnect_grace,
                 )
+
+
+class _Exchange(_AppRun):
+    """One request's receive/send pair."""
+
+    def __init__(self, application: AsgiApplication, ctx: HttpContext) -> None:
+        super().__init__(application, ctx)
+        self.body_done = False
+        self.started = False
+        self.complete = False
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        failure = await self.run_app(self.application.scope_for(ctx))
+        await self.after_app(failure)
+        if not self.started:
+            raise RuntimeError(f"ASGI app {self.application.name} returned without a response")
+        if not self.complete and not self.ended.is_set():
+            log.error(
+                "ASGI app %s returned before finishing its response to %s %s; resetting",
+                self.application.name,
+                ctx.request.method,
+                ctx.request.url,
+            )
+            ctx.response.reset_connection()
 
     async def receive(self) -> Message:
         """Rule 2."""
@@ -439,21 +461,16 @@ class _Exchange:
         raise RuntimeError(f"unexpected ASGI message type {kind!r} for an http scope")
 
 
-class _WebSocketExchange:
+class _WebSocketExchange(_AppRun):
     """One WebSocket's receive/send pair (rule 7); rule 4 as ``_Exchange``."""
 
     def __init__(self, application: AsgiApplication, ctx: HttpContext) -> None:
-        self.application = application
-        self.ctx = ctx
+        super().__init__(application, ctx)
         self.connected = False  # websocket.connect was received
         self.ws: WebSocket | None = None
         self.denied = False  # closed before the accept, or a denial response started
         self.response_done = False
         self.disconnected = False  # websocket.disconnect was received
-        #: Set when the app should stop waiting: the client left or the request ends.
-        self.ended = trio.Event()
-        self.app_done = False
-        self.app_scope = trio.CancelScope(shield=True)
 
     def end(self) -> None:
         self.ended.set()
@@ -468,53 +485,19 @@ class _WebSocketExchange:
             ctx.response.write(f"{problem}\n".encode())
             await trio.lowlevel.checkpoint()
             return
-        watcher = _DisconnectWatcher.install(ctx, self)
-        failure: BaseException | None = None
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_outer_cancel)
-                try:
-                    with self.app_scope:
-                        await self.application.app(
-                            self.application.websocket_scope_for(ctx), self.receive, self.send
-                        )
-                except Exception as exc:
-                    failure = exc
-                finally:
-                    self.app_done = True
-                    nursery.cancel_scope.cancel()
-                ws = self.ws
-                if ws is not None and not ws.ended.is_set():
-                    with trio.CancelScope(shield=True) as closing:
-                        closing.deadline = trio.current_time() + ws.limits.close_timeout
-                        with contextlib.suppress(ConnectionInvalidError, OperationAbortedError):
-                            await ws.close(1011 if failure is not None else 1000)
-        finally:
-            watcher.exchange = None
-        if failure is not None:
-            asyncio_error = _asyncio_error(self.application.name, failure)
-            if asyncio_error is not None:
-                raise asyncio_error from failure
-            raise failure
-        if self.app_scope.cancelled_caught:
-            await trio.lowlevel.checkpoint()  # the outer cancel propagates from here
+        failure = await self.run_app(self.application.websocket_scope_for(ctx))
+        ws = self.ws
+        if ws is not None and not ws.ended.is_set():
+            with trio.CancelScope(shield=True) as closing:
+                closing.deadline = trio.current_time() + ws.limits.close_timeout
+                with contextlib.suppress(ConnectionInvalidError, OperationAbortedError):
+                    await ws.close(1011 if failure is not None else 1000)
+        await self.after_app(failure)
         if self.ws is None and not self.denied:
             raise RuntimeError(
                 f"ASGI app {self.application.name} returned without accepting or closing"
                 " the WebSocket"
             )
-
-    async def _watch_outer_cancel(self) -> None:
-        """Rule 4: the request was cancelled first: tell the app, bound its grace."""
-        try:
-            await trio.sleep_forever()
-        finally:
-            if not self.app_done:
-                self.end()
-                self.app_scope.deadline = min(
-                    self.app_scope.deadline,
-                    trio.current_time() + self.application.disconnect_grace,
-                )
 
     def _disconnect(self) -> Message:
         self.disconnected = True
@@ -627,12 +610,10 @@ class _DisconnectWatcher:
     ends the exchange running on it, before the request is cancelled."""
 
     def __init__(self) -> None:
-        self.exchange: _Exchange | _WebSocketExchange | None = None
+        self.exchange: _AppRun | None = None
 
     @classmethod
-    def install(
-        cls, ctx: HttpContext, exchange: _Exchange | _WebSocketExchange
-    ) -> _DisconnectWatcher:
+    def install(cls, ctx: HttpContext, exchange: _AppRun) -> _DisconnectWatcher:
         container = ctx.connection.module_context
         key = exchange.application.module_id
         stored = container.get_module_context(key)
