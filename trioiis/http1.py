@@ -1222,6 +1222,7 @@ class Http1Connection:
         trailing, _ = conn.trailing_data
         if trailing:
             self._inbuf[:0] = trailing
+        self._h11 = None  # HTTP is over on this connection (an open socket holds less)
         self._upgraded = True
         self._writer.keep_alive = False
         self._queue(head)

@@ -455,7 +455,9 @@ class WebSocket:
             with trio.move_on_at(wake):
                 await self._going_away.wait()
             if self._going_away.is_set():
-                with contextlib.suppress(WebSocketClosedError, ConnectionInvalidError):
+                with contextlib.suppress(
+                    WebSocketClosedError, ConnectionInvalidError, OperationAbortedError
+                ):
                     await self.close(1001, "server shutting down")
                 return
             now = trio.current_time()
