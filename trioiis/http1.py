@@ -1345,6 +1345,15 @@ class UpgradedStream:
         self.bytes_received += len(data)
         return data
 
+    def receive_nowait(self) -> bytes:
+        """Whatever has arrived and was not read yet, without waiting (no checkpoint)."""
+        http = self._http
+        data = bytes(http._inbuf)
+        http._inbuf.clear()
+        http._wake_pump()
+        self.bytes_received += len(data)
+        return data
+
     def queue(self, data: bytes | bytearray) -> None:
         """Queue bytes to send after everything queued before (no I/O)."""
         self._http._queue(data)

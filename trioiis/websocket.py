@@ -18,9 +18,12 @@ Theory of operation
    the socket (``send_timeout`` ends a peer that stopped reading). A message is bounded by
    ``max_message_size`` (close 1009), also after permessage-deflate: inflation stops one
    byte past the limit, so a compression bomb costs at most that much memory.
-4. **Outcome.** The close handshake done both ways is the response complete: ``completed``.
-   A peer that vanishes (EOF/RST without a close frame) is ``cancelled_by_client``: the
-   request nursery is cancelled at once, as for any request. The server failing the
+4. **Outcome.** The peer's close frame (its own close, or its answer to ours) is the
+   response complete: ``completed``, also when the peer leaves right after it, before our
+   answer went out (the bytes it sent before leaving are parsed when the transport reports
+   it gone, so neither its last messages nor its close frame are lost). A peer that
+   vanishes without a close frame (EOF/RST) is ``cancelled_by_client``: the request nursery
+   is cancelled at once, as for any request. The server failing the
    connection (a protocol error, an oversized message, the pong or close-handshake timeout,
    ``close_tcp_connection``, shutdown past its grace) is ``aborted_by_server``.
 5. **Pending I/O.** Each native ``read_fragment``/``write_fragment`` (and the send of a
@@ -153,6 +156,10 @@ class UpgradedByteStream(Protocol):
 
     async def receive_some(self, max_bytes: int) -> bytes:
         """Bytes from the peer; ``b""`` once it closed or reset the connection."""
+        ...
+
+    def receive_nowait(self) -> bytes:
+        """What arrived and was not read yet (no checkpoint)."""
         ...
 
     def queue(self, data: bytes | bytearray) -> None: ...
@@ -338,6 +345,9 @@ class WebSocket:
             return self.sent_close.code
         return ABNORMAL_CLOSURE
 
+    def _remote_closing(self) -> bool:
+        return self._conn.state is ConnectionState.REMOTE_CLOSING
+
     def _handshake_done(self) -> bool:
         return self._conn.state is ConnectionState.CLOSED
 
@@ -357,7 +367,32 @@ class WebSocket:
         self._arrived.unpark_all()
 
     def peer_gone(self) -> None:
-        """The transport saw the peer go (EOF/RST): no more data; 1006 unless closed."""
+        """The transport saw the peer go (EOF/RST): no more data; 1006 unless it closed.
+
+        The reader task is about to be cancelled with the request, so the bytes the peer
+        sent before leaving are parsed here (rule 4): message data is queued for the
+        handler, and a close frame makes the close clean."""
+        conn = self._conn
+        data = b"" if self.ended.is_set() else self.stream.receive_nowait()
+        if data and conn.state is ConnectionState.OPEN:
+            conn.receive_data(data)
+            for event in conn.events():
+                if isinstance(event, TextMessage | BytesMessage) and not self.read_closed:
+                    payload = (
+                        event.data.encode() if isinstance(event.data, str) else bytes(event.data)
+                    )
+                    self._message_size += len(payload)
+                    if self._message_size > self.limits.max_message_size:
+                        break
+                    self._incoming.append(
+                        (isinstance(event, TextMessage), payload, event.message_finished)
+                    )
+                    self._incoming_bytes += len(payload)
+                elif isinstance(event, CloseConnection):
+                    if self._remote_closing():  # a real close frame, not a parse error
+                        self.received_close = CloseStatus(event.code, event.reason or "")
+                        self._closed_cleanly()
+                    break
         self._end()
 
     def going_away(self) -> None:
@@ -428,13 +463,16 @@ class WebSocket:
     async def _peer_closed(self, event: CloseConnection) -> None:
         conn = self._conn
         self.received_close = CloseStatus(event.code, event.reason or "")
-        self.read_closed = True
-        self._arrived.unpark_all()
+        frame = b""
         if conn.state is ConnectionState.REMOTE_CLOSING:
             reply = event.response()
             self.sent_close = CloseStatus(reply.code, reply.reason or "")
-            await self._send_frame(conn.send(reply))
+            frame = bytes(conn.send(reply))
+        # The peer's close came: complete (rule 4) before our answer goes, so a peer that
+        # leaves as soon as it has it is not taken for one that vanished.
         self._closed_cleanly()
+        if frame:
+            await self._send_frame(frame)
 
     def _closed_cleanly(self) -> None:
         """Both close frames went (rule 4): the response is complete."""

@@ -352,3 +352,23 @@ async def test_a_module_that_does_not_read_pushes_back_on_a_flooding_client() ->
     assert sent[0] < 64 * 1024 * 1024  # the client was pushed back
     # What the server holds is the queue bound plus one read, not what the client sent.
     assert queued <= limits.receive_queue + 65536
+
+
+async def test_client_closing_and_leaving_at_once_is_a_clean_close() -> None:
+    """A close frame followed at once by the TCP close (before the server's answer can be
+    read): the peer closed properly, whatever order the server sees the bytes and the EOF."""
+    seen = Seen()
+    with access_lines() as log:
+        async with running_server(native_module(echo, seen), handlers=NATIVE_HANDLERS) as srv:
+
+            def close_and_leave() -> None:
+                sock = handshake(srv.port)
+                sock.sendall(frame(Opcode.TEXT.value, b"last") + frame(8, b"\x0f\xa5bye"))
+                sock.close()
+
+            await in_thread(close_and_leave)
+            line = await log.wait_for("/ws")
+    assert "completed" in line
+    assert "ws_close=4005" in line
+    assert seen.fragments[0].data == b"last"  # sent before the close: not lost
+    assert seen.close_status == [trioiis.CloseStatus(4005, "bye")]
