@@ -259,6 +259,8 @@ def _handshake_headers(
     request = ctx.request
     if request.method != "GET" or not is_websocket_request(ctx):
         raise WebSocketHandshakeError("not a WebSocket upgrade request")
+    if request.http_version != "1.1":
+        raise WebSocketHandshakeError("a WebSocket upgrade needs HTTP/1.1")
     if (request.get_header("sec-websocket-version") or "").strip() != "13":
         raise WebSocketHandshakeError("Sec-WebSocket-Version must be 13")
     key = (request.get_header("sec-websocket-key") or "").strip()

@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from trioiis.config import config_from_mapping
 
-from ..helpers import running_server
+from ..helpers import raw_request, running_server
 from . import ws_apps
 from .ws_apps import EVENTS, reached
 from .ws_helpers import access_lines, client, handshake, in_thread, reset
@@ -169,6 +169,17 @@ async def test_malformed_handshake_gets_a_400_without_the_app(site: Path) -> Non
         )
     assert response.status_code == 400
     assert "Sec-WebSocket-Version" in response.text
+
+
+async def test_http10_upgrade_is_refused(site: Path) -> None:
+    async with serve(site, "conformance") as srv:
+        raw = await raw_request(
+            srv.port,
+            b"GET /ws/wait HTTP/1.0\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+    assert raw.startswith(b"HTTP/1.1 400 ")
+    assert b"needs HTTP/1.1" in raw
 
 
 async def test_graceful_shutdown_closes_sockets_with_1001(site: Path) -> None:
