@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import os
+import ssl
+from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
+import trustme
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Opcode
+from websockets.sync.client import connect
 
 import trioiis
 from trioiis import OperationAbortedError
@@ -372,3 +376,28 @@ async def test_client_closing_and_leaving_at_once_is_a_clean_close() -> None:
     assert "ws_close=4005" in line
     assert seen.fragments[0].data == b"last"  # sent before the close: not lost
     assert seen.close_status == [trioiis.CloseStatus(4005, "bye")]
+
+
+async def test_wss_over_tls_echo_and_scheme(tls_files: dict[str, Path], ca: trustme.CA) -> None:
+    seen = Seen()
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    async with running_server(
+        native_module(echo, seen), handlers=NATIVE_HANDLERS, **tls_files
+    ) as srv:
+
+        def talk() -> tuple[object, object]:
+            url = f"wss://127.0.0.1:{srv.port}/ws"
+            with connect(url, ssl=context, open_timeout=10, max_size=None) as ws:
+                ws.send("secure")
+                text = ws.recv(timeout=10)
+                ws.send(b"\x01" * 300_000)
+                return text, ws.recv(timeout=10)
+
+        text, binary = await in_thread(talk)
+        with trio.fail_after(10):
+            await seen.ended.wait()
+    assert text == "secure"
+    assert binary == b"\x01" * 300_000
+    assert seen.close_status == [trioiis.CloseStatus(1000, "")]
+    assert seen.http[0].connection.secure
