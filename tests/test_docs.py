@@ -38,6 +38,7 @@ PAGES_WITH_EXAMPLES = {
     "cancellation.md",
     "configuration.md",
     "embedding.md",
+    "websockets.md",
 }
 EXAMPLE_TIMEOUT = 30
 

@@ -67,6 +67,14 @@ from .request import HttpRequest as HttpRequest
 from .response import HttpResponse as HttpResponse
 from .response import StatusInfo as StatusInfo
 from .server import HttpServer as HttpServer
+from .websocket import CloseStatus as CloseStatus
+from .websocket import WebSocketClosedError as WebSocketClosedError
+from .websocket import WebSocketContext as WebSocketContext
+from .websocket import WebSocketFragment as WebSocketFragment
+from .websocket import WebSocketHandshakeError as WebSocketHandshakeError
+from .websocket import WebSocketLimits as WebSocketLimits
+from .websocket import accept_websocket as accept_websocket
+from .websocket import is_websocket_request as is_websocket_request
 
 __version__ = "0.1.0"
 
@@ -77,6 +85,7 @@ __all__ = [
     "AuthenticationProvider",
     "BodyTooLargeError",
     "CloneFlags",
+    "CloseStatus",
     "CompletionInfo",
     "ConfigError",
     "ConnectionInvalidError",
@@ -130,6 +139,13 @@ __all__ = [
     "Status",
     "StatusInfo",
     "StoredContext",
+    "WebSocketClosedError",
+    "WebSocketContext",
+    "WebSocketFragment",
+    "WebSocketHandshakeError",
+    "WebSocketLimits",
+    "accept_websocket",
+    "is_websocket_request",
     "load_config",
 ]
 

@@ -21,6 +21,11 @@ for a head the server refused before any module ran (method and URL are then ``-
 status is the one the client got; when no status line was sent it is 499 (the client left
 first) or 444 (the server closed without a response), as nginx logs them. The byte count is
 the response-body bytes handed to the kernel, also for a response cut short.
+
+A WebSocket is one request whose line is written when the socket ends: its status is 101,
+its byte count the bytes sent after the 101, and the line adds the bytes received and the
+close code (``ws_in=… ws_close=…`` in ``combined`` and ``common``; ``bytes_received`` and
+``ws_close`` in ``json``; ``w3c`` keeps its fixed fields).
 """
 
 from __future__ import annotations
@@ -61,6 +66,9 @@ class Entry:
     user_agent: str | None
     outcome: str
     site: str = "-"  # the site's name (``[[sites]]``), ``default`` for the top-level root
+    #: A WebSocket's bytes received after the 101 and its close code (None otherwise).
+    bytes_received: int | None = None
+    close_code: int | None = None
 
 
 def header(fmt: Format) -> str | None:
@@ -92,6 +100,11 @@ def _w3c(value: str | None) -> str:
 def format_entry(entry: Entry, fmt: Format) -> str:
     """One log line for ``entry`` (no newline)."""
     if fmt == "json":
+        websocket = (
+            {}
+            if entry.close_code is None
+            else {"bytes_received": entry.bytes_received, "ws_close": entry.close_code}
+        )
         return json.dumps(
             {
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.started)),
@@ -108,6 +121,7 @@ def format_entry(entry: Entry, fmt: Format) -> str:
                 "time_taken_ms": round(entry.taken * 1000, 3),
                 "outcome": entry.outcome,
                 "site": entry.site,
+                **websocket,
             },
             separators=(",", ":"),
         )
@@ -147,4 +161,7 @@ def format_entry(entry: Entry, fmt: Format) -> str:
     )
     if fmt == "combined":
         line += f" {_quoted(entry.referer)} {_quoted(entry.user_agent)}"
-    return f"{line} {entry.taken * 1000:.1f}ms {entry.outcome} {_w3c(entry.site)}"
+    line = f"{line} {entry.taken * 1000:.1f}ms {entry.outcome}"
+    if entry.close_code is not None:
+        line += f" ws_in={entry.bytes_received} ws_close={entry.close_code}"
+    return f"{line} {_w3c(entry.site)}"

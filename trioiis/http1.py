@@ -53,6 +53,13 @@ Theory of operation
    seam's queueing members are its own methods, and ``write``, ``transmit_file`` and
    ``receive_body`` translate its errors into the seam's. ``watch_peer`` holds the running
    request's callback, which the reader calls on EOF or RST (through the server).
+10. **Upgrade** (``upgrade``). A ``101 Switching Protocols`` head is queued as it is given
+   (no framing headers); from then on the connection carries another protocol and is never
+   kept for a next request. The request's leftover bytes go back in front of ``_inbuf`` and
+   ``UpgradedStream`` hands the bytes both ways to the new protocol's driver: reads come
+   from ``_inbuf`` (``pump`` stays the one reader, so EOF and RST are still seen at once
+   and still reach ``on_disconnect``), writes go through the same queue (a cancelled write
+   leaves exactly the unsent bytes queued, in order).
 """
 
 from __future__ import annotations
@@ -76,7 +83,7 @@ import h11
 import trio
 
 from .errors import BodyTooLargeError, MalformedBodyError
-from .http1_writer import ResponseWriter, request_keep_alive
+from .http1_writer import FramingError, ResponseWriter, request_keep_alive
 from .transport import PeerGoneError, PeerTooSlowError
 
 SERVER_HEADER: Final = b"trioiis"
@@ -344,6 +351,10 @@ _LENGTH_FIELD: Final = re.compile(
 )
 
 
+#: A header name or value we write: no control byte but HTAB.
+_FIELD_SAFE: Final = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
+
+
 def check_head_bytes(head: bytes | bytearray, start: int = 0, end: int | None = None) -> None:
     """Byte-level checks of a complete head (``head[start:end]``) that h11 does not make.
 
@@ -594,9 +605,9 @@ class Http1Connection:
         "_body_ranges", "_body_received", "_body_refused", "_body_started", "_complete_at",
         "_content_length", "_continue_refused", "_expect_continue", "_h11", "_inbuf", "_no_body",
         "_on_peer_gone", "_outbuf", "_parse", "_queued", "_raw", "_response_base",
-        "_response_started", "_socket", "_space", "_stopped", "_wanted", "_was_reset", "_writer",
-        "_writers", "_writing", "broken", "closing", "counters", "eof", "limits", "on_data",
-        "on_disconnect", "stream",
+        "_response_started", "_socket", "_space", "_stopped", "_upgraded", "_wanted", "_was_reset",
+        "_writer", "_writers", "_writing", "broken", "closing", "counters", "eof", "limits",
+        "on_data", "on_disconnect", "stream",
     )  # fmt: skip
 
     def __init__(
@@ -644,6 +655,7 @@ class Http1Connection:
         self.closing = False
         self._was_reset = False
         self._stopped = False  # stop_reading was called
+        self._upgraded = False  # a 101 went out: the connection is no longer HTTP (rule 9)
         # Start time and byte count at the start of the current body / response (min rates).
         self._body_started = self._response_started = 0.0
         self._body_base = self._response_base = 0
@@ -1275,6 +1287,39 @@ class Http1Connection:
                 self._outbuf = buf[sent:] + self._outbuf
         return sent
 
+    # ---------------------------------------------------------------- upgrade (rule 9)
+
+    def upgrade(self, headers: list[tuple[bytes, bytes]]) -> UpgradedStream:
+        """Queue ``101 Switching Protocols`` with ``headers`` (``Date`` and ``Server``
+        added) and hand the connection over to another protocol: the returned stream reads
+        the bytes after the request head (including any the client sent early) and writes
+        after the 101. Nothing is sent yet (``UpgradedStream.flush`` sends it).
+
+        Raises:
+            FramingError: a control character in a header; nothing is queued.
+        """
+        conn = self._h11
+        assert conn is not None
+        assert self._writer is not None
+        lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        names = {name.lower() for name, _ in headers}
+        extra = ((b"date", _DATE.get()), (b"server", SERVER_HEADER))
+        for name, value in [*headers, *(i for i in extra if i[0] not in names)]:
+            if not (_FIELD_SAFE.fullmatch(name) and _FIELD_SAFE.fullmatch(value)):
+                raise FramingError("control character in the 101 head")
+            lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(b"\r\n")
+        head = b"".join(lines)
+        trailing, _ = conn.trailing_data
+        if trailing:
+            self._inbuf[:0] = trailing
+        self._h11 = None  # HTTP is over on this connection (an open socket holds less)
+        self._upgraded = True
+        self._writer.keep_alive = False
+        self._queue(head)
+        self._wake_pump()
+        return UpgradedStream(self, self._queued)
+
     # ---------------------------------------------------------------- ending
 
     @property
@@ -1288,6 +1333,7 @@ class Http1Connection:
             and writer.keep_alive
             and not self.eof
             and not self.broken
+            and not self._upgraded
             and not self._outbuf
             # (h11 marks an HTTP/1.0 client MUST_CLOSE: its keep-alive is the writer's call)
             and (conn.their_state is h11.DONE or conn.their_state is h11.MUST_CLOSE)
@@ -1446,6 +1492,83 @@ def _unacknowledged(sock: socket.socket) -> int:
     except (OSError, AttributeError):
         return 0
     return max(0, int(struct.unpack("i", queued)[0]))
+
+
+class UpgradedStream:
+    """The bytes of an upgraded connection, both ways (rule 9): what a WebSocket driver
+    sits on. ``receive_some`` and ``flush`` may run in different tasks at once."""
+
+    __slots__ = ("_http", "_start", "bytes_received")
+
+    def __init__(self, http: Http1Connection, start: int) -> None:
+        self._http = http
+        self._start = start  # the stream offset of the first byte after the 101 head
+        #: Bytes handed to the caller by ``receive_some``.
+        self.bytes_received = 0
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes after the 101 head handed to the kernel (or TLS)."""
+        return max(0, self._http.counters.bytes_sent - self._start)
+
+    @property
+    def bytes_queued(self) -> int:
+        """Bytes after the 101 head queued so far (sent or not)."""
+        return self._http._queued - self._start
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` bytes; ``b""`` once the peer closed or reset the connection.
+
+        Cancellation: loses no byte."""
+        http = self._http
+        while not http._inbuf:
+            if http.eof:
+                await trio.lowlevel.checkpoint()
+                return b""
+            await http._wait_for_data()
+        data = bytes(http._inbuf[:max_bytes])
+        del http._inbuf[:max_bytes]
+        http._wake_pump()
+        self.bytes_received += len(data)
+        return data
+
+    def receive_nowait(self) -> bytes:
+        """Whatever has arrived and was not read yet, without waiting (no checkpoint)."""
+        http = self._http
+        data = bytes(http._inbuf)
+        http._inbuf.clear()
+        http._wake_pump()
+        self.bytes_received += len(data)
+        return data
+
+    def queue(self, data: bytes | bytearray) -> None:
+        """Queue bytes to send after everything queued before (no I/O)."""
+        self._http._queue(data)
+
+    def try_flush(self) -> bool:
+        """Send what is queued without waiting; True when nothing is left."""
+        return self._http.try_write()
+
+    async def flush(self) -> None:
+        """Send everything queued.
+
+        Raises:
+            transport.PeerTooSlowError: nothing moved for ``send_timeout`` (a peer that
+                stopped reading).
+            transport.PeerGoneError: the peer is gone.
+
+        Cancellation: exactly the unsent bytes stay queued, sent by the next flush."""
+        http = self._http
+        # Each flush is measured on its own: an upgraded connection is long-lived, and a rate
+        # averaged since the 101 would count its idle hours against it.
+        http._response_started = trio.current_time()
+        http._response_base = http.counters.bytes_sent
+        with _seam_errors():
+            await http.write_queued()
+
+    def reset(self) -> None:
+        """Abort the connection now (an RST on sockets)."""
+        self._http.reset_now()
 
 
 def _set_linger_zero(sock: trio.socket.SocketType) -> None:

@@ -35,6 +35,7 @@ from types import MappingProxyType
 
 import trio
 
+from . import websocket
 from .accesslog import Entry, format_entry, header
 from .config import ServerConfig, describe_exception, load_register_function, parse_binding
 from .constants import SERVER_VERSION
@@ -783,6 +784,7 @@ class HttpServer:
         """Shutdown began: responses from now on say Connection: close; an idle connection
         closes now (one that has not sent its first request yet gets ``linger_timeout``)."""
         session.http.wake_idle()
+        websocket.going_away(session.connection)  # its keeper sends close 1001
         if session.running:
             return
         if session.served:
@@ -985,6 +987,8 @@ class HttpServer:
         request, response = ctx.request, ctx.response
         outcome = ctx.lifecycle.outcome
         hresult = response.get_status().hresult
+        transport = ctx._wire.transport
+        ws = transport if isinstance(transport, websocket.WebSocketTransport) else None
         self._log_line(
             Entry(
                 started=started,
@@ -1004,6 +1008,8 @@ class HttpServer:
                 user_agent=request.get_header("user-agent"),
                 outcome=outcome,
                 site=ctx.site.name,
+                bytes_received=None if ws is None else ws.bytes_received,
+                close_code=None if ws is None else ws.websocket.close_code,
             )
         )
 

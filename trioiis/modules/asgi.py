@@ -1,4 +1,4 @@
-"""asgi: host an ASGI 3 application (HTTP and lifespan scopes) as a handler module.
+"""asgi: host an ASGI 3 application (HTTP, WebSocket and lifespan scopes) as a handler module.
 
 Mount an app with a handler mapping (``[[handlers]] path = "/app/*", asgi = "myapp:app"``,
 or ``trioiis serve --asgi /app/*=myapp:app``): the server then loads this module under the
@@ -17,8 +17,11 @@ Options (``options = {...}`` of a ``[[modules]]`` entry that loads it by hand):
 * ``lifespan_timeout`` (60): seconds startup (and shutdown, within the server's grace)
   may take.
 * ``disconnect_grace`` (1.0): seconds an app may go on after its client left (or the
-  request timed out or the server stopped waiting) — it gets ``http.disconnect`` at once —
-  before it is cancelled.
+  request timed out or the server stopped waiting) — it gets ``http.disconnect`` (or
+  ``websocket.disconnect``) at once — before it is cancelled.
+* ``websocket_max_message_size`` (16 MiB), ``websocket_ping_interval`` (20; 0 sends no
+  pings), ``websocket_ping_timeout`` (20), ``websocket_close_timeout`` (10),
+  ``websocket_compression`` (true): the ``WebSocketLimits`` of the app's sockets.
 
 Theory of operation
 -------------------
@@ -45,6 +48,15 @@ Theory of operation
    headers are on the wire the connection is reset instead. An app that returns before
    finishing a started response has its connection reset too: a truncated body must not
    look complete.
+7. **WebSockets.** A WebSocket upgrade (``GET`` with ``Upgrade: websocket``) gets a
+   ``websocket`` scope (``_WebSocketExchange``): ``websocket.connect`` first; then
+   ``websocket.accept`` switches the request to the socket (``trioiis.websocket``), and
+   each ``websocket.receive`` is one whole message. A close from the client, or the client
+   vanishing, is ``websocket.disconnect`` with its code (1006 without a close frame), under
+   the same rule 4. ``websocket.close`` before the accept answers 403; the denial-response
+   extension (``websocket.http.response.start``/``body``) answers with the app's own HTTP
+   response. An app that returns with the socket open closes it with 1000 (1011 when it
+   raised). A malformed handshake gets a 400 without the app.
 6. **Lifespan** runs in the server's application nursery (GL_APPLICATION_START/STOP): startup
    before the first accept, shutdown after the last connection ended. ``lifespan.startup.
    failed`` (or a timeout) stops the server from starting with a one-line error. The
@@ -53,9 +65,10 @@ Theory of operation
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Final, Literal, cast
 from urllib.parse import unquote
 
@@ -74,6 +87,15 @@ from trioiis import (
 )
 from trioiis.constants import ERROR_HANDLE_EOF
 from trioiis.origin import request_scheme
+from trioiis.websocket import (
+    WebSocket,
+    WebSocketClosedError,
+    WebSocketLimits,
+    accept,
+    handshake_problem,
+    is_websocket_request,
+    offered_subprotocols,
+)
 
 from . import _options
 from ._apps import get_root_path, get_seconds, load_app, redirect_mount_point
@@ -89,7 +111,21 @@ AsgiApp = Callable[[Message, Receive, Send], Awaitable[None]]
 ASGI_VERSION: Final = {"version": "3.0", "spec_version": "2.4"}
 #: Bytes asked for per ``http.request`` event.
 READ_SIZE: Final = 65536
-_OPTIONS: Final = {"app", "root_path", "lifespan", "lifespan_timeout", "disconnect_grace"}
+_WEBSOCKET_OPTIONS: Final = {
+    "websocket_max_message_size": "max_message_size",
+    "websocket_ping_interval": "ping_interval",
+    "websocket_ping_timeout": "ping_timeout",
+    "websocket_close_timeout": "close_timeout",
+    "websocket_compression": "compression",
+}
+_OPTIONS: Final = {
+    "app",
+    "root_path",
+    "lifespan",
+    "lifespan_timeout",
+    "disconnect_grace",
+    *_WEBSOCKET_OPTIONS,
+}
 
 
 class ClientDisconnectedError(OSError):
@@ -143,8 +179,10 @@ class AsgiApplication:
         lifespan: Literal["auto", "on", "off"] = "auto",
         lifespan_timeout: float = 60.0,
         disconnect_grace: float = 1.0,
+        websocket_limits: WebSocketLimits | None = None,
     ) -> None:
         self.name = name
+        self.websocket_limits = websocket_limits or WebSocketLimits()
         self.app = app
         self.root_path = root_path
         self.lifespan = lifespan
@@ -245,8 +283,21 @@ class AsgiApplication:
             ``http.disconnect`` from ``receive()`` and ``ClientDisconnectedError`` from
             ``send()``.
         """
+        if is_websocket_request(ctx) and ctx.request.method == "GET":
+            await _WebSocketExchange(self, ctx).run()
+            return
         exchange = _Exchange(self, ctx)
         await exchange.run()
+
+    def websocket_scope_for(self, ctx: HttpContext) -> Message:
+        """The ``websocket`` scope of an upgrade request (ASGI 3, WebSocket spec 2.4)."""
+        scope = self.scope_for(ctx)
+        scope["type"] = "websocket"
+        scope["scheme"] = "wss" if ctx.connection.secure else "ws"
+        scope["subprotocols"] = offered_subprotocols(ctx)
+        scope["extensions"] = {"websocket.http.response": {}}
+        del scope["method"]
+        return scope
 
 
 def _decoded_path(raw_path: str) -> str:
@@ -258,16 +309,14 @@ def _decoded_path(raw_path: str) -> str:
     return unquote(protected, errors="surrogateescape")
 
 
-class _Exchange:
-    """One request's receive/send pair."""
+class _AppRun:
+    """Runs the app for one request under rule 4 (shared by the HTTP and WebSocket
+    exchanges): shielded, told of the end at once, cancelled ``disconnect_grace`` later."""
 
     def __init__(self, application: AsgiApplication, ctx: HttpContext) -> None:
         self.application = application
         self.ctx = ctx
-        self.body_done = False
-        self.started = False
-        self.complete = False
-        #: Set when the exchange is over for the app: client gone, cancel_io, response done.
+        #: Set when the exchange is over for the app (client gone, request ending, ...).
         self.ended = trio.Event()
         self.app_done = False
         self.app_scope = trio.CancelScope(shield=True)
@@ -275,18 +324,22 @@ class _Exchange:
     def end(self) -> None:
         self.ended.set()
 
-    async def run(self) -> None:
-        ctx = self.ctx
-        watcher = _DisconnectWatcher.install(ctx, self)
+    async def receive(self) -> Message:
+        raise NotImplementedError
+
+    async def send(self, message: Message) -> None:
+        raise NotImplementedError
+
+    async def run_app(self, scope: Message) -> BaseException | None:
+        """Await the app; returns what it raised (rule 4 around it)."""
+        watcher = _DisconnectWatcher.install(self.ctx, self)
         failure: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_outer_cancel)
                 try:
                     with self.app_scope:
-                        await self.application.app(
-                            self.application.scope_for(ctx), self.receive, self.send
-                        )
+                        await self.application.app(scope, self.receive, self.send)
                 except Exception as exc:
                     failure = exc
                 finally:
@@ -294,6 +347,11 @@ class _Exchange:
                     nursery.cancel_scope.cancel()
         finally:
             watcher.exchange = None
+        return failure
+
+    async def after_app(self, failure: BaseException | None) -> None:
+        """Raise what the app raised (an asyncio-only app named as such); once the grace
+        ran out, let the outer cancel propagate from here."""
         if failure is not None:
             asyncio_error = _asyncio_error(self.application.name, failure)
             if asyncio_error is not None:
@@ -303,16 +361,6 @@ class _Exchange:
             # The grace ran out; the outer cancel (already delivered to the watcher)
             # is what ends the request. Checkpoint so that it propagates from here.
             await trio.lowlevel.checkpoint()
-        if not self.started:
-            raise RuntimeError(f"ASGI app {self.application.name} returned without a response")
-        if not self.complete and not self.ended.is_set():
-            log.error(
-                "ASGI app %s returned before finishing its response to %s %s; resetting",
-                self.application.name,
-                ctx.request.method,
-                ctx.request.url,
-            )
-            ctx.response.reset_connection()
 
     async def _watch_outer_cancel(self) -> None:
         """Rule 4: runs until the app returns; if the request is cancelled first (client
@@ -326,6 +374,31 @@ class _Exchange:
                     self.app_scope.deadline,
                     trio.current_time() + self.application.disconnect_grace,
                 )
+
+
+class _Exchange(_AppRun):
+    """One request's receive/send pair."""
+
+    def __init__(self, application: AsgiApplication, ctx: HttpContext) -> None:
+        super().__init__(application, ctx)
+        self.body_done = False
+        self.started = False
+        self.complete = False
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        failure = await self.run_app(self.application.scope_for(ctx))
+        await self.after_app(failure)
+        if not self.started:
+            raise RuntimeError(f"ASGI app {self.application.name} returned without a response")
+        if not self.complete and not self.ended.is_set():
+            log.error(
+                "ASGI app %s returned before finishing its response to %s %s; resetting",
+                self.application.name,
+                ctx.request.method,
+                ctx.request.url,
+            )
+            ctx.response.reset_connection()
 
     async def receive(self) -> Message:
         """Rule 2."""
@@ -389,15 +462,159 @@ class _Exchange:
         raise RuntimeError(f"unexpected ASGI message type {kind!r} for an http scope")
 
 
+class _WebSocketExchange(_AppRun):
+    """One WebSocket's receive/send pair (rule 7); rule 4 as ``_Exchange``."""
+
+    def __init__(self, application: AsgiApplication, ctx: HttpContext) -> None:
+        super().__init__(application, ctx)
+        self.connected = False  # websocket.connect was received
+        self.ws: WebSocket | None = None
+        self.denied = False  # closed before the accept, or a denial response started
+        self.response_done = False
+        self.disconnected = False  # websocket.disconnect was received
+
+    def end(self) -> None:
+        self.ended.set()
+        if self.ws is not None:
+            self.ws.stop_receiving()  # a receive() waiting for a message returns now
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        problem = handshake_problem(ctx)
+        if problem is not None:
+            ctx.response.set_status(400)
+            ctx.response.write(f"{problem}\n".encode())
+            await trio.lowlevel.checkpoint()
+            return
+        failure = await self.run_app(self.application.websocket_scope_for(ctx))
+        ws = self.ws
+        if ws is not None and not ws.ended.is_set():
+            with trio.CancelScope(shield=True) as closing:
+                closing.deadline = trio.current_time() + ws.limits.close_timeout
+                with contextlib.suppress(ConnectionInvalidError, OperationAbortedError):
+                    await ws.close(1011 if failure is not None else 1000)
+        await self.after_app(failure)
+        if self.ws is None and not self.denied:
+            raise RuntimeError(
+                f"ASGI app {self.application.name} returned without accepting or closing"
+                " the WebSocket"
+            )
+
+    def _disconnect(self) -> Message:
+        self.disconnected = True
+        ws = self.ws
+        code, reason = 1006, ""
+        if ws is not None:
+            code = ws.close_code
+            if ws.received_close is not None:
+                reason = ws.received_close.reason
+            elif ws.sent_close is not None:
+                reason = ws.sent_close.reason
+        return {"type": "websocket.disconnect", "code": code, "reason": reason}
+
+    async def receive(self) -> Message:
+        """``websocket.connect``, then whole messages, then ``websocket.disconnect``."""
+        if not self.connected:
+            self.connected = True
+            await trio.lowlevel.checkpoint()
+            return {"type": "websocket.connect"}
+        ws = self.ws
+        if ws is None or self.disconnected:
+            # Not accepted (or already told): nothing comes but the end.
+            await self.ended.wait()
+            return self._disconnect()
+        data = await ws.receive_message()
+        if data is None:
+            return self._disconnect()
+        if isinstance(data, str):
+            return {"type": "websocket.receive", "text": data}
+        return {"type": "websocket.receive", "bytes": data}
+
+    async def send(self, message: Message) -> None:
+        kind = message.get("type")
+        ws = self.ws
+        if kind == "websocket.accept":
+            if ws is not None or self.denied:
+                raise RuntimeError("websocket.accept after the socket was accepted or closed")
+            headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
+            try:
+                self.ws = await accept(
+                    self.ctx,
+                    subprotocol=message.get("subprotocol"),
+                    headers=headers,
+                    limits=self.application.websocket_limits,
+                )
+            except (ConnectionInvalidError, OperationAbortedError) as exc:
+                self.end()
+                raise ClientDisconnectedError("the client is gone") from exc
+            return
+        if kind == "websocket.send":
+            if ws is None:
+                raise RuntimeError("websocket.send before websocket.accept")
+            text, data = message.get("text"), message.get("bytes")
+            payload: bytes | str = text if text is not None else bytes(data or b"")
+            try:
+                await ws.send(ws.frame_message(payload))
+            except (WebSocketClosedError, ConnectionInvalidError, OperationAbortedError) as exc:
+                raise ClientDisconnectedError("the WebSocket is closed") from exc
+            return
+        if kind == "websocket.close":
+            code = int(message.get("code", 1000))
+            reason = str(message.get("reason") or "")
+            if ws is None:
+                if self.denied:
+                    raise RuntimeError("websocket.close after the handshake was answered")
+                self.denied = True  # before the accept: the handshake gets a 403
+                self.ctx.response.set_status(403)
+                await trio.lowlevel.checkpoint()
+                return
+            try:
+                await ws.send_close(code, reason)
+            except (ConnectionInvalidError, OperationAbortedError) as exc:
+                raise ClientDisconnectedError("the client is gone") from exc
+            return
+        if kind == "websocket.http.response.start":
+            if ws is not None or self.denied:
+                raise RuntimeError("websocket.http.response.start after the handshake")
+            self.denied = True
+            status = message.get("status")
+            if type(status) is not int or not 200 <= status <= 999:
+                raise TypeError(f"websocket.http.response.start status: {status!r}")
+            response = self.ctx.response
+            response.set_status(status)
+            for name, value in message.get("headers", ()):
+                response.headers.add(name.decode("latin-1"), value.decode("latin-1"))
+            await trio.lowlevel.checkpoint()
+            return
+        if kind == "websocket.http.response.body":
+            if not self.denied or ws is not None or self.response_done:
+                raise RuntimeError("websocket.http.response.body out of order")
+            body = bytes(message.get("body", b""))
+            response = self.ctx.response
+            if body:
+                response.write(body)
+            if message.get("more_body", False):
+                try:
+                    await response.flush(more_data=True)
+                except (OperationAbortedError, ConnectionInvalidError) as exc:
+                    self.end()
+                    raise ClientDisconnectedError("the client is gone") from exc
+            else:
+                self.response_done = True
+                await trio.lowlevel.checkpoint()
+            return
+        raise RuntimeError(f"unexpected ASGI message type {kind!r} for a websocket scope")
+
+
 class _DisconnectWatcher:
     """Stored on the connection (one per module and connection): ``notify_disconnect``
     ends the exchange running on it, before the request is cancelled."""
 
     def __init__(self) -> None:
-        self.exchange: _Exchange | None = None
+        self.exchange: _AppRun | None = None
 
     @classmethod
-    def install(cls, ctx: HttpContext, exchange: _Exchange) -> _DisconnectWatcher:
+    def install(cls, ctx: HttpContext, exchange: _AppRun) -> _DisconnectWatcher:
         container = ctx.connection.module_context
         key = exchange.application.module_id
         stored = container.get_module_context(key)
@@ -520,6 +737,27 @@ class _Global(trioiis.GlobalModule):
         return GlobalStatus.CONTINUE
 
 
+def _websocket_limits(name: str, options: Mapping[str, object]) -> WebSocketLimits:
+    """The ``websocket_*`` options as ``WebSocketLimits`` (defaults for the others)."""
+    given: dict[str, Any] = {}
+    for key, field in _WEBSOCKET_OPTIONS.items():
+        if key not in options:
+            continue
+        value = options[key]
+        if field == "compression":
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}: option {key!r} must be true or false")
+            given[field] = value
+        elif field == "max_message_size":
+            if type(value) is not int or value <= 0:
+                raise ValueError(f"{name}: option {key!r} must be a positive integer")
+            given[field] = value
+        else:
+            seconds = get_seconds(name, options, key, 0.0)
+            given[field] = None if field == "ping_interval" and seconds == 0 else seconds
+    return WebSocketLimits(**given)
+
+
 def register_module(
     server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
 ) -> None:
@@ -537,6 +775,7 @@ def register_module(
         lifespan=lifespan,
         lifespan_timeout=get_seconds(name, options, "lifespan_timeout", 60.0),
         disconnect_grace=get_seconds(name, options, "disconnect_grace", 1.0),
+        websocket_limits=_websocket_limits(name, options),
     )
     application.module_id = info.get_id()
     info.set_request_notifications(
