@@ -324,6 +324,20 @@ class _AppRun:
     def end(self) -> None:
         self.ended.set()
 
+    async def _flush_more(self) -> None:
+        """Send what the app wrote so far (``more_body``); a client gone ends the exchange.
+
+        Raises:
+            ClientDisconnectedError: the client is gone, or ``cancel_io()`` aborted it.
+
+        Cancellation: as ``HttpResponse.flush``.
+        """
+        try:
+            await self.ctx.response.flush(more_data=True)
+        except (OperationAbortedError, ConnectionInvalidError) as exc:
+            self.end()
+            raise ClientDisconnectedError("the client is gone") from exc
+
     async def receive(self) -> Message:
         raise NotImplementedError
 
@@ -449,11 +463,7 @@ class _Exchange(_AppRun):
             if body:
                 response.write(bytes(body))
             if message.get("more_body", False):
-                try:
-                    await response.flush(more_data=True)
-                except (OperationAbortedError, ConnectionInvalidError) as exc:
-                    self.end()
-                    raise ClientDisconnectedError("the client is gone") from exc
+                await self._flush_more()
             else:
                 self.complete = True
                 self.end()  # later receive() calls get http.disconnect (as Uvicorn does)
@@ -594,11 +604,7 @@ class _WebSocketExchange(_AppRun):
             if body:
                 response.write(body)
             if message.get("more_body", False):
-                try:
-                    await response.flush(more_data=True)
-                except (OperationAbortedError, ConnectionInvalidError) as exc:
-                    self.end()
-                    raise ClientDisconnectedError("the client is gone") from exc
+                await self._flush_more()
             else:
                 self.response_done = True
                 await trio.lowlevel.checkpoint()
