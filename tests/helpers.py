@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import httpx
 import trio
+import trio.testing
 
 import trioiis
 from tests.memory import LOCAL, MemoryHttpxTransport
@@ -202,3 +203,47 @@ class StatusProbe:
                 return trioiis.Status.CONTINUE
 
         return "probe", register(Probe, Notification.END_REQUEST)
+
+
+async def exchange_in_pieces(
+    server: HttpServer,
+    wire: bytes,
+    cuts: Iterable[int],
+    *,
+    timeout: float,
+    peer_may_break: bool = False,
+) -> bytes:
+    """Serve ``wire`` through ``server.handle_stream`` over a memory stream, sent in pieces
+    cut at ``cuts``, the server let run until it waits after each one, then EOF; returns
+    what the server sent until it closed. Raises if it does not close within ``timeout`` or
+    ``handle_stream`` raises; a stream the server broke raises too, unless
+    ``peer_may_break`` (a protocol whose server may reset mid-exchange)."""
+    client, served = trio.testing.memory_stream_pair()
+    received = bytearray()
+    broken: tuple[type[BaseException], ...] = (
+        (trio.BrokenResourceError, trio.ClosedResourceError) if peer_may_break else ()
+    )
+
+    async def read_all() -> None:
+        try:
+            while chunk := await client.receive_some(65536):
+                received.extend(chunk)
+        except broken:
+            pass
+
+    with trio.fail_after(timeout):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.handle_stream, served)
+            nursery.start_soon(read_all)
+            previous = 0
+            try:
+                for cut in [*sorted({c for c in cuts if c < len(wire)}), len(wire)]:
+                    await client.send_all(wire[previous:cut])
+                    previous = cut
+                    await trio.testing.wait_all_tasks_blocked()
+                # EOF only once the server waits: an EOF during a request is a client gone.
+                await client.send_eof()
+            except (trio.BrokenResourceError, *broken):
+                pass  # the server closed first: what it sent is the answer
+    server.pipeline.terminate()
+    return bytes(received)

@@ -37,7 +37,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import trioiis
-from tests.helpers import raw_request, register, running_server, statuses_in
+from tests.helpers import exchange_in_pieces, raw_request, register, running_server, statuses_in
 from trioiis import HandlerMapping, HResultError, Notification
 from trioiis.constants import ERROR_HANDLE_EOF
 from trioiis.testing.strategies import hostile_requests, requests
@@ -477,29 +477,7 @@ async def _exchange(root: Path, wire: bytes, cuts: list[int]) -> bytes:
         trioiis.ServerConfig(root=root, handlers=(HandlerMapping("*", ("echo",)),))
     )
     server.register_module("echo", register(echo_module(), Notification.EXECUTE_REQUEST_HANDLER))
-    client, served = trio.testing.memory_stream_pair()
-    received = bytearray()
-
-    async def read_all() -> None:
-        while chunk := await client.receive_some(65536):
-            received.extend(chunk)
-
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(server.handle_stream, served)
-            nursery.start_soon(read_all)
-            previous = 0
-            try:
-                for cut in [*sorted(set(cuts)), len(wire)]:
-                    await client.send_all(wire[previous:cut])
-                    previous = cut
-                    await trio.testing.wait_all_tasks_blocked()
-                # EOF only once the server waits: an EOF during a request is a client gone.
-                await client.send_eof()
-            except trio.BrokenResourceError:
-                pass  # the server closed first: what it sent is the answer
-    server.pipeline.terminate()
-    return bytes(received)
+    return await exchange_in_pieces(server, wire, cuts, timeout=5)
 
 
 # TRIOIIS_FUZZ_EXAMPLES raises the count for a long run (see benchmarks/README.md).

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import trioiis
 from trioiis import HandlerMapping, Notification, Status
 
-from ..helpers import register
+from ..helpers import exchange_in_pieces, register
 
 HANDSHAKE = (
     b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -89,32 +89,10 @@ class Echo(trioiis.HttpModule):
 async def _exchange(wire: bytes, cuts: list[int]) -> bytes:
     server = trioiis.HttpServer(trioiis.ServerConfig(handlers=(HandlerMapping("*", ("echo",)),)))
     server.register_module("echo", register(Echo, Notification.EXECUTE_REQUEST_HANDLER))
-    client, served = trio.testing.memory_stream_pair()
-    received = bytearray()
-
-    async def read_all() -> None:
-        try:
-            while chunk := await client.receive_some(65536):
-                received.extend(chunk)
-        except trio.BrokenResourceError:
-            pass
-
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(server.handle_stream, served)
-            nursery.start_soon(read_all)
-            data = HANDSHAKE + wire
-            previous = 0
-            try:
-                for cut in [*sorted({len(HANDSHAKE) + c for c in cuts}), len(data)]:
-                    await client.send_all(data[previous:cut])
-                    previous = cut
-                    await trio.testing.wait_all_tasks_blocked()
-                await client.send_eof()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the server closed first
-    server.pipeline.terminate()
-    return bytes(received)
+    pieces = [len(HANDSHAKE) + c for c in cuts]
+    return await exchange_in_pieces(
+        server, HANDSHAKE + wire, pieces, timeout=10, peer_may_break=True
+    )
 
 
 FUZZ_EXAMPLES = int(os.environ.get("TRIOIIS_FUZZ_EXAMPLES", "100"))
