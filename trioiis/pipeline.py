@@ -29,6 +29,9 @@ Theory of operation
 6. **Tracing hooks** (``trioiis/tracing.py``): with a ``tracer``, each request gets a
    ``ctx.trace`` at its start and hands it back at its end, and ``_call`` records each
    handler's start, end and result. Without one, each hook is a single ``is None`` branch.
+7. **Instances only where a module is called.** A request asks a module's factory for its
+   instance when one of its handlers is first called in that request (never for a module the
+   request does not reach), and that instance gets ``dispose()`` once at the request's end.
 """
 
 from __future__ import annotations
@@ -70,7 +73,6 @@ from .registration import (
     GlobalProvider,
     HttpModule,
     ModuleAllocator,
-    ModuleFactory,
     ModuleRegistrationInfo,
     handler_names,
 )
@@ -95,6 +97,8 @@ _METHOD_NAMES: dict[tuple[Notification, bool], str] = {
     if name is not None
 }
 _TAIL_STAGES = DETERMINISTIC_STAGES[10:]
+#: A module slot whose instance was not made yet (rule 7).
+_UNMADE: Any = object()
 # Read on every request: module constants (enum class attributes are slow to read).
 _ENDED = RequestState.ENDED
 _COMPLETED = Outcome.COMPLETED
@@ -129,6 +133,8 @@ class Pipeline:
         self.tracer = tracer
         self._names = [r.name for r in self.registrations]
         self._factories = tuple(r.factory for r in self.registrations)
+        #: A request's module slots before any is made (rule 7).
+        self._unmade: list[Any] = [_UNMADE] * len(self.registrations)
         self._table: dict[tuple[int, bool], tuple[int, ...]] = {}
         for bit in Notification:
             self._table[(int(bit), False)] = self._order(bit, post=False)
@@ -245,10 +251,8 @@ class Pipeline:
             self.counters.requests_in_flight += 1
         trace = None if self.tracer is None else self.tracer.begin(ctx)  # rule 6
         try:
-            ctx._modules = [
-                None if factory is None else self._new_module(ctx, index, factory)
-                for index, factory in enumerate(self._factories)
-            ]
+            # Rule 7: instances are made when first called.
+            ctx._modules = self._unmade.copy()
             # One cancel scope for the request's work, the nursery's: a timeout or a client
             # that leaves cancels the stages and the tasks together, and the tail below
             # runs shielded.
@@ -284,13 +288,14 @@ class Pipeline:
             outcome = ctx.lifecycle.end(
                 response_complete=root and ctx._wire.transport.response_complete
             )
-            for module in ctx._modules:
-                if module is not None:
-                    try:
-                        module.dispose()
-                    except Exception:
-                        module_log.exception("dispose() failed")
-            ctx._modules = []
+            modules, ctx._modules = ctx._modules, []
+            for module in modules:
+                if module is _UNMADE or module is None:
+                    continue
+                try:
+                    module.dispose()
+                except Exception:
+                    module_log.exception("dispose() failed")
             ctx.module_context._cleanup()
             if root:
                 self.counters.requests_in_flight -= 1
@@ -358,16 +363,19 @@ class Pipeline:
             except HResultError:
                 ctx._wire.failed = True
 
-    def _new_module(
-        self, ctx: HttpContext, index: int, factory: ModuleFactory
-    ) -> HttpModule | None:
-        """The module's instance for this request; a factory that raises fails the
-        request like a handler would (rule 4) and its slot stays empty."""
+    def _new_module(self, ctx: HttpContext, index: int) -> HttpModule | None:
+        """The module's instance for this request, made on its first call (rule 7); a
+        factory that raises fails the request as its handler raising would (rule 4), and
+        the slot stays empty for the rest of the request."""
+        factory = self._factories[index]
+        assert factory is not None  # (only subscribed modules are called)
         try:
-            return factory.get_http_module(_ALLOCATOR)
+            module = factory.get_http_module(_ALLOCATOR)
         except Exception as exc:
             self._failed(ctx, self._names[index], exc)
-            return None
+            module = None
+        ctx._modules[index] = module
+        return module
 
     def _work_stopped(self, ctx: HttpContext) -> None:
         left = ctx.lifecycle.reasons and ctx.lifecycle.when(Event.PEER_GONE)
@@ -513,7 +521,11 @@ class Pipeline:
     ) -> Status:
         module = ctx._modules[index]
         name = self._names[index]
-        if module is None:  # its factory failed for this request (see _new_module)
+        if module is _UNMADE:
+            module = self._new_module(ctx, index)
+            if module is None:  # its factory raised: a failing module (rule 4)
+                return Status.FINISH_REQUEST
+        elif module is None:  # its factory failed earlier in this request
             return Status.CONTINUE
         key = (type(module), index, notification, post)
         slot = self._slots.get(key)
