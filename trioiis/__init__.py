@@ -62,6 +62,7 @@ from .registration import ModuleAllocator as ModuleAllocator
 from .registration import ModuleFactory as ModuleFactory
 from .registration import ModuleRegistrationInfo as ModuleRegistrationInfo
 from .registration import RegisterModule as RegisterModule
+from .registration import SharedFactory as SharedFactory
 from .registration import SimpleFactory as SimpleFactory
 from .request import HttpRequest as HttpRequest
 from .response import HttpResponse as HttpResponse
@@ -132,6 +133,7 @@ __all__ = [
     "SendResponseProvider",
     "ServerConfig",
     "ServerCounters",
+    "SharedFactory",
     "SimpleFactory",
     "Site",
     "SiteConfig",

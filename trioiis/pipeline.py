@@ -32,6 +32,8 @@ Theory of operation
 7. **Instances only where a module is called.** A request asks a module's factory for its
    instance when one of its handlers is first called in that request (never for a module the
    request does not reach), and that instance gets ``dispose()`` once at the request's end.
+   A ``SharedFactory``'s one instance serves every request and is disposed once, in
+   ``terminate``.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ from .registration import (
     HttpModule,
     ModuleAllocator,
     ModuleRegistrationInfo,
+    SharedFactory,
     handler_names,
 )
 from .sending import flush, note_progress
@@ -133,8 +136,12 @@ class Pipeline:
         self.tracer = tracer
         self._names = [r.name for r in self.registrations]
         self._factories = tuple(r.factory for r in self.registrations)
+        #: The one instance of each module whose factory is a ``SharedFactory`` (rule 7).
+        self._shared = tuple(
+            f.module if isinstance(f, SharedFactory) else None for f in self._factories
+        )
         #: A request's module slots before any is made (rule 7).
-        self._unmade: list[Any] = [_UNMADE] * len(self.registrations)
+        self._unmade: list[Any] = [_UNMADE if m is None else m for m in self._shared]
         self._table: dict[tuple[int, bool], tuple[int, ...]] = {}
         for bit in Notification:
             self._table[(int(bit), False)] = self._order(bit, post=False)
@@ -289,8 +296,8 @@ class Pipeline:
                 response_complete=root and ctx._wire.transport.response_complete
             )
             modules, ctx._modules = ctx._modules, []
-            for module in modules:
-                if module is _UNMADE or module is None:
+            for module, shared in zip(modules, self._shared, strict=True):
+                if module is _UNMADE or module is None or module is shared:
                     continue
                 try:
                     module.dispose()
@@ -716,7 +723,12 @@ class Pipeline:
         if self._terminated:
             return
         self._terminated = True
-        for reg in self.registrations:
+        for reg, shared in zip(self.registrations, self._shared, strict=True):
+            if shared is not None:  # rule 7: once, at the end
+                try:
+                    shared.dispose()
+                except Exception:
+                    module_log.exception("dispose() of %r failed", reg.name)
             for obj in (reg.factory, reg.global_module):
                 if obj is None:
                     continue

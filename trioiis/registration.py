@@ -225,6 +225,27 @@ class SimpleFactory:
         pass
 
 
+class SharedFactory:
+    """A factory for a module that keeps no state of its own between handler calls:
+    ``SharedFactory(module)`` hands the one ``module`` to every request.
+
+    The pipeline then never asks for an instance per request (nothing is made or disposed
+    per request: the cheapest module there is), and calls ``module.dispose()`` once, when
+    the server stops (before ``terminate()``). Its handlers may run for several requests at
+    the same time, so per-request state belongs on the context (``ctx.module_context``,
+    ``ctx.response``), never on ``self``.
+    """
+
+    def __init__(self, module: HttpModule) -> None:
+        self.module = module
+
+    def get_http_module(self, allocator: ModuleAllocator) -> HttpModule:
+        return self.module
+
+    def terminate(self) -> None:
+        pass
+
+
 class GlobalProvider:
     """What a global handler gets; for PRE_BEGIN_REQUEST, ``get_http_context`` works."""
 

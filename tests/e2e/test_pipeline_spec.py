@@ -1181,6 +1181,68 @@ async def test_failing_module_gives_500_logs_and_server_keeps_serving(
     assert caplog.text.count("Traceback") == 1
 
 
+async def test_instances_only_for_modules_a_request_reaches_and_shared_ones_once(
+    transport: TransportName,
+) -> None:
+    """A factory is asked only by requests that call one of its module's handlers; a
+    ``SharedFactory``'s one instance serves every request and is disposed once, at stop."""
+    events: list[str] = []
+
+    class Finisher(HttpModule):
+        async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status:
+            if ctx.request.path == "/finish":
+                return Status.FINISH_REQUEST
+            return Status.CONTINUE
+
+    class Handler(HttpModule):
+        async def on_execute_request_handler(self, ctx: HttpContext, provider: Any) -> Status:
+            ctx.response.write(b"handled")
+            return Status.CONTINUE
+
+        def dispose(self) -> None:
+            events.append("handler disposed")
+
+    class Shared(HttpModule):
+        async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status:
+            ctx.response.set_header("X-Shared", str(id(self)))
+            return Status.CONTINUE
+
+        def dispose(self) -> None:
+            events.append("shared disposed")
+
+    made: list[HttpModule] = []
+
+    class HandlerFactory:
+        def get_http_module(self, allocator: Any) -> HttpModule:
+            made.append(Handler())
+            return made[-1]
+
+        def terminate(self) -> None:
+            pass
+
+    handler_factory = HandlerFactory()
+    shared = Shared()
+    async with (
+        running_server(
+            ("shared", register(Shared, N.BEGIN_REQUEST, factory=trioiis.SharedFactory(shared))),
+            ("finisher", register(Finisher, N.BEGIN_REQUEST)),
+            ("handler", register(Handler, N.EXECUTE_REQUEST_HANDLER, factory=handler_factory)),
+            **BARE,
+            **handlers("handler"),
+            transport=transport,
+        ) as srv,
+        srv.client() as client,
+    ):
+        with trio.fail_after(TIMEOUT):
+            finished = [await client.get("/finish") for _ in range(3)]
+            handled = [await client.get("/") for _ in range(2)]
+    assert [r.status_code for r in finished + handled] == [200] * 5
+    assert {r.headers["x-shared"] for r in finished + handled} == {str(id(shared))}
+    assert [r.text for r in handled] == ["handled"] * 2
+    assert len(made) == 2  # none for the requests that finished at BEGIN_REQUEST
+    assert events == ["handler disposed"] * 2 + ["shared disposed"]
+
+
 async def test_factory_get_http_module_failure_gives_500_and_others_are_disposed(
     transport: TransportName,
     caplog: pytest.LogCaptureFixture,

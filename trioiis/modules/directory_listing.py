@@ -104,7 +104,7 @@ def register_module(
     server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
 ) -> None:
     info.set_request_notifications(
-        trioiis.SimpleFactory(DirectoryListingModule), Notification.EXECUTE_REQUEST_HANDLER
+        trioiis.SharedFactory(DirectoryListingModule()), Notification.EXECUTE_REQUEST_HANDLER
     )
 
 

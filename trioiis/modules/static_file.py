@@ -187,11 +187,9 @@ def register_module(
     """Options: ``cache`` and ``fallback`` rules (see ``trioiis.modules._static_rules``)."""
     name = info.get_name()
     check_keys(name, info.options, {"cache", "fallback"})
-    factory = functools.partial(
-        StaticFileModule, cache_rules(name, info.options), fallback_rules(name, info.options)
-    )
+    module = StaticFileModule(cache_rules(name, info.options), fallback_rules(name, info.options))
     info.set_request_notifications(
-        trioiis.SimpleFactory(factory), Notification.EXECUTE_REQUEST_HANDLER
+        trioiis.SharedFactory(module), Notification.EXECUTE_REQUEST_HANDLER
     )
 
 
