@@ -101,6 +101,7 @@ _PRECONDITION_HEADERS = frozenset(
 )
 _DAV_HEADERS = frozenset({"depth", "destination", "overwrite", "lock-token", "timeout", "if"})
 _NO_FLAGS = ExecuteFlags(0)
+_BUFFER_RESPONSE = ExecuteFlags.BUFFER_RESPONSE  # (enum class attributes are slow to read)
 _ENDED = RequestState.ENDED  # (a module constant: enum class attributes are slow to read)
 _CLONE_FLAGS_ALL = int(
     CloneFlags.BASICS
@@ -773,7 +774,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
 
     def _is_buffered(self) -> bool:
         """True if this context's output is kept for an ancestor with BUFFER_RESPONSE."""
-        return self._in_chain(ExecuteFlags.BUFFER_RESPONSE)
+        return self._parent is not None and self._in_chain(_BUFFER_RESPONSE)
 
     def get_response_headers_sent(self) -> bool:
         """True once the status line and headers reached the client (IIS spelling of
@@ -781,7 +782,9 @@ class HttpContext(metaclass=_NoPublicConstructor):
         return self._headers_sent()
 
     def _headers_sent(self) -> bool:
-        return False if self._is_buffered() else self._wire.head_sent
+        if self._parent is not None and self._in_chain(_BUFFER_RESPONSE):
+            return False
+        return self._wire.head_sent
 
     # ------------------------------------------------------------ child requests
 

@@ -27,6 +27,18 @@ class Headers:
     def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
         return cls((n.decode("latin-1"), v.decode("latin-1")) for n, v in raw)
 
+    @classmethod
+    def _from_head(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """The fields of a parsed request head (``RequestHead.headers``: names already
+        lower-case, every field already checked by the parser), taken as they are."""
+        headers = cls.__new__(cls)
+        fields = []
+        for raw_name, raw_value in raw:
+            name = raw_name.decode("latin-1")
+            fields.append((name, name, raw_value.decode("latin-1")))
+        headers._fields = fields
+        return headers
+
     def get(self, name: str) -> str | None:
         """The field's value (repeated fields joined with ", "), or None when absent."""
         key = name.lower()

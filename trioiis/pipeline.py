@@ -418,7 +418,7 @@ class Pipeline:
                     ctx.user = provider.user
             if not finished and post:
                 finished = await self._run_stage(ctx, stage, True, EventProvider())
-        if ctx.response.reset or ctx._wire.failed or not ctx.connection.is_connected():
+        if ctx.response.reset or ctx._wire.failed or not ctx.connection._connected:
             return  # (a module that caught the client's leaving may not have seen a cancel)
         try:
             await flush(ctx, final=True, more_data=False, checkpoint=False)
@@ -549,7 +549,12 @@ class Pipeline:
         event = None if trace is None else trace.call_started(name, notification, post)
         result: object = None  # for the trace: the final status, or what it raised
         try:
-            status = _coerce(await getattr(module, method_name)(ctx, provider), name, method_name)
+            returned = await getattr(module, method_name)(ctx, provider)
+            status: Status = (
+                returned
+                if returned.__class__ is Status  # (else None, an int, or a mistake)
+                else _coerce(returned, name, method_name)
+            )
             while status is Status.PENDING:
                 if notification is Notification.MAP_PATH:
                     # A pending MAP_PATH handler is pending I/O of the mapping call: a

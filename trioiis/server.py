@@ -890,14 +890,14 @@ class HttpServer:
             target = "/" + rest.partition("/")[2]
         has_body = head.chunked or bool(head.content_length)
         ctx: HttpContext = HttpContext._create(
-            pipeline=self.pipeline,
+            pipeline=self._pipeline or self.pipeline,
             connection=connection,
             site=self._site_for(head),
             wire=Wire(transport),
             method=head.method,
             url=target,
             http_version=head.http_version,
-            headers=Headers.from_raw(head.headers),
+            headers=Headers._from_head(head.headers),
             body=ConnectionBody(transport) if has_body else EmptyBody(),
         )
         transport.watch_peer(ctx._peer_gone)
@@ -952,7 +952,7 @@ class HttpServer:
     async def _run(self, ctx: HttpContext) -> None:
         started = time.time()
         try:
-            await self.pipeline.run_request(ctx)
+            await ctx._pipeline.run_request(ctx)
         finally:
             self._write_access_log(ctx, started)
 
