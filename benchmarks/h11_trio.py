@@ -1,11 +1,13 @@
 """A minimal trio + h11 server: the least an h11-based Trio server does per request.
 
-.venv/bin/python benchmarks/h11_trio.py PORT [--design]
+.venv/bin/python benchmarks/h11_trio.py PORT [--design | --scope-only]
 
 With ``--design``, the design floor: each request also gets what trioiis's concurrency
 model promises and nothing else, a request nursery (``async with trio.open_nursery()``: its
 tasks never outlive it) and a cancel scope of its own around its write (the pending I/O
 ``cancel_io`` aborts). What is left between that and trioiis is the pipeline's own cost.
+``--scope-only`` keeps the cancel scope and drops the nursery (for ``batching.py``: what
+the nursery alone costs, at one connection and at fifty).
 """
 
 from __future__ import annotations
@@ -19,10 +21,15 @@ BODY = b"Hello, world!\n"
 
 
 DESIGN = "--design" in sys.argv[2:]
+SCOPE_ONLY = "--scope-only" in sys.argv[2:]
 
 
 async def answer(stream: trio.SocketStream, data: bytes) -> None:
     """Write one response; under ``--design``, in a nursery and a cancel scope of its own."""
+    if SCOPE_ONLY:
+        with trio.CancelScope():
+            await stream.send_all(data)
+        return
     if not DESIGN:
         await stream.send_all(data)
         return

@@ -1,7 +1,8 @@
 """Instructions per request under callgrind: a noise-free A/B for a busy 2-core machine.
 
     .venv/bin/python benchmarks/instructions.py [--requests 300] [--warmup 100]
-        [--only trioiis,raw-trio,...] [--rev REV ...] [--no-static] [--no-write]
+        [--only trioiis,raw-trio,...] [--rev REV ...] [--no-static] [--no-watchdog]
+        [--no-write]
 
 wrk's requests/s move by 10-20 % from one run to the next on a shared machine; the number of
 machine instructions a server executes for a request does not (within about 1 %: CPython's
@@ -17,6 +18,18 @@ trioiis. ``--rev REV`` (repeatable) adds trioiis as of a git revision (a tempora
 worktree), for A/B of a change. Unless ``--no-static``, trioiis (and each ``--rev``) is also
 measured serving a 1 KiB file with its default modules (``GET /kib.bin`` from a temporary
 folder: the static-file path, the small-file cache revalidated by ``stat``).
+
+``--concurrent N`` keeps N connections busy at once: a request is sent on each, then every
+answer is read, and again (``--requests`` in all); a server that batches its wake-ups (one
+``epoll_wait`` returning many ready sockets, one scheduler pass running many tasks) gets
+cheaper per request than at 1.
+
+``--no-watchdog`` runs every trioiis that has the event-loop watchdog with it off
+(``watchdog_threshold = 0``). The watchdog's heartbeat task and thread wake 8 times a second
+of wall time, whatever the load; under callgrind a request takes about a hundred times
+longer than at full speed, so their share per request grows with the run's wall time (how
+busy the machine is) and is not work a request does. Revisions before the watchdog run as
+they are.
 
 What it measures is the cost of one request on a connection that waits for each answer
 (one readiness wake-up per request); wrk with 50 connections lets servers batch wake-ups, so
@@ -75,7 +88,8 @@ def request_bytes(port: int, path: str) -> bytes:
 
 def exchange(sock: socket.socket, request: bytes, expected: bytes) -> None:
     """Send one request and read its whole answer (Content-Length framed)."""
-    sock.sendall(request)
+    if request:
+        sock.sendall(request)
     response = b""
     deadline = time.monotonic() + ANSWER_TIMEOUT
     while True:
@@ -137,12 +151,19 @@ def measure(target: Target, args: argparse.Namespace) -> float:
             with connect(process, port) as warm:
                 for _ in range(args.warmup):
                     exchange(warm, request, expected)
-            with connect(process, port) as sock:
-                exchange(sock, request, expected)  # the connection is set up before counting starts
+            with contextlib.ExitStack() as conns:
+                socks = [
+                    conns.enter_context(connect(process, port)) for _ in range(args.concurrent)
+                ]
+                for sock in socks:  # each connection is set up before counting starts
+                    exchange(sock, request, expected)
                 control = ["callgrind_control"]
                 subprocess.run([*control, "-i", "on", str(process.pid)], **_QUIET)
-                for _ in range(args.requests):
-                    exchange(sock, request, expected)
+                for _ in range(args.requests // len(socks)):
+                    for sock in socks:  # every connection's request is out at once...
+                        sock.sendall(request)
+                    for sock in socks:  # ...before any answer is read
+                        exchange(sock, b"", expected)
                 subprocess.run([*control, "-i", "off", str(process.pid)], **_QUIET)
                 subprocess.run([*control, "-d", str(process.pid)], **_QUIET)
         finally:
@@ -150,7 +171,7 @@ def measure(target: Target, args: argparse.Namespace) -> float:
         total = max((callgrind_total(path) for path in Path(tmp).glob("callgrind.out*")), default=0)
     if not total:
         raise RuntimeError("callgrind counted nothing")
-    return total / args.requests
+    return total / (args.requests // args.concurrent * args.concurrent)
 
 
 _QUIET: dict[str, object] = {
@@ -192,6 +213,14 @@ def static_at(tree: Path, key: str, folder: Path) -> Target:
     return Target(key, argv, {"PYTHONPATH": str(tree)}, tree, f"/{STATIC_NAME}", STATIC_BODY)
 
 
+def without_watchdog(target: Target, config: Path) -> Target:
+    """``target`` with ``--config config`` (watchdog off) if its trioiis has a watchdog."""
+    if "watchdog_threshold" not in (target.cwd / "trioiis" / "config.py").read_text():
+        return target
+    argv = [*target.argv, "--config", str(config)]
+    return Target(target.key, argv, target.env, target.cwd, target.path, target.body)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300, help="counted requests (300)")
@@ -210,8 +239,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip trioiis serving a 1 KiB static file (run with trioiis and each --rev)",
     )
+    parser.add_argument(
+        "--no-watchdog",
+        action="store_true",
+        help="run trioiis with watchdog_threshold = 0 (where it has the watchdog)",
+    )
+    parser.add_argument(
+        "--concurrent",
+        type=int,
+        default=1,
+        help="connections that each have a request in flight at once (1): with more, the "
+        "server can batch its wake-ups",
+    )
     parser.add_argument("--no-write", action="store_true", help="leave RESULTS.md alone")
     args = parser.parse_args(argv)
+    if not 1 <= args.concurrent <= 50:
+        parser.error("--concurrent must be 1 to 50")
     if not 1 <= args.requests <= MAX_REQUESTS or not 0 <= args.warmup <= MAX_REQUESTS:
         parser.error(f"--requests and --warmup must be at most {MAX_REQUESTS}")
     for tool in ("valgrind", "callgrind_control"):
@@ -243,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
                 notes.append(f"{server.key} skipped: {', '.join(missing)} not importable")
                 continue
             targets.append(Target(server.key, server.argv(65535), {}))
+        if args.no_watchdog:
+            config = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "off.toml"
+            config.write_text("watchdog_threshold = 0\n")
+            targets = [
+                without_watchdog(t, config) if t.key.startswith("trioiis") else t for t in targets
+            ]
         for target in targets:
             try:
                 count = measure(target, args)
