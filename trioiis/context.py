@@ -103,6 +103,7 @@ _DAV_HEADERS = frozenset({"depth", "destination", "overwrite", "lock-token", "ti
 _NO_FLAGS = ExecuteFlags(0)
 _BUFFER_RESPONSE = ExecuteFlags.BUFFER_RESPONSE  # (enum class attributes are slow to read)
 _ENDED = RequestState.ENDED  # (a module constant: enum class attributes are slow to read)
+_MAP_PATH = Notification.MAP_PATH
 _CLONE_FLAGS_ALL = int(
     CloneFlags.BASICS
     | CloneFlags.HEADERS
@@ -744,7 +745,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         if physical is None:
             raise HResultError(f"URL {url!r} cannot be mapped", hresult=ERROR_INVALID_PARAMETER)
         provider = MapPathProvider(url, physical)
-        await self._pipeline.notify(self, Notification.MAP_PATH, provider)
+        await self._pipeline.notify(self, _MAP_PATH, provider)
         return provider.physical_path
 
     async def notify_custom_notification(self, provider: CustomNotificationProvider) -> bool:

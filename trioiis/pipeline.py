@@ -102,10 +102,21 @@ _METHOD_NAMES: dict[tuple[Notification, bool], str] = {
 _TAIL_STAGES = DETERMINISTIC_STAGES[10:]
 #: A module slot whose instance was not made yet (rule 7).
 _UNMADE: Any = object()
-# Read on every request: module constants (enum class attributes are slow to read).
+# Read on every request: module constants (an enum class attribute is looked up through
+# ``EnumType.__getattr__``'s slow hook: about ten times a global's cost in Python 3.11).
 _ENDED = RequestState.ENDED
 _COMPLETED = Outcome.COMPLETED
 _FAILED = Outcome.FAILED
+_PEER_GONE = Event.PEER_GONE
+_TIMED_OUT = Event.TIMED_OUT
+_AUTHENTICATE = Notification.AUTHENTICATE_REQUEST
+_MAP_HANDLER = Notification.MAP_REQUEST_HANDLER
+_EXECUTE = Notification.EXECUTE_REQUEST_HANDLER
+_SEND_RESPONSE = Notification.SEND_RESPONSE
+_MAP_PATH = Notification.MAP_PATH
+_CONTINUE = Status.CONTINUE
+_FINISH = Status.FINISH_REQUEST
+_PENDING = Status.PENDING
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +279,7 @@ class Pipeline:
                 work = nursery.cancel_scope
                 if root and self.request_timeout is not None:
                     work.deadline = trio.current_time() + self.request_timeout
-                if ctx.lifecycle.reasons and ctx.lifecycle.has(Event.PEER_GONE):
+                if ctx.lifecycle.reasons and ctx.lifecycle.has(_PEER_GONE):
                     work.cancel()  # the client left before the stages began: only the tail
                 try:
                     await self._run_main(ctx)
@@ -277,7 +288,7 @@ class Pipeline:
                         self._cancelled(ctx, work)
                     raise
                 finally:
-                    if ctx.lifecycle.reasons and ctx.lifecycle.has(Event.TIMED_OUT):
+                    if ctx.lifecycle.reasons and ctx.lifecycle.has(_TIMED_OUT):
                         await self._timed_out(ctx)  # (its answer is shielded and bounded)
                     self._work_stopped(ctx)
                     if self._has_tail:
@@ -385,7 +396,7 @@ class Pipeline:
         return module
 
     def _work_stopped(self, ctx: HttpContext) -> None:
-        left = ctx.lifecycle.reasons and ctx.lifecycle.when(Event.PEER_GONE)
+        left = ctx.lifecycle.reasons and ctx.lifecycle.when(_PEER_GONE)
         if left:
             ctx.stats.time_to_cancel = trio.current_time() - left
 
@@ -403,12 +414,12 @@ class Pipeline:
         for stage, pre, post in self._main_plan:
             if finished:
                 break
-            if stage is Notification.AUTHENTICATE_REQUEST and ctx._skip_authentication:
+            if stage is _AUTHENTICATE and ctx._skip_authentication:
                 continue
-            if stage is Notification.MAP_REQUEST_HANDLER:
+            if stage is _MAP_HANDLER:
                 ctx.handler = self.select_handler(ctx)
             # Stages nobody subscribed to cost nothing (no provider, no call).
-            if pre or stage is Notification.EXECUTE_REQUEST_HANDLER:
+            if pre or stage is _EXECUTE:
                 provider = self._provider_for(ctx, stage)
                 finished = await self._run_stage(ctx, stage, False, provider)
                 if isinstance(provider, MapHandlerProvider):
@@ -430,9 +441,9 @@ class Pipeline:
                 ctx._wire.failed = True
 
     def _provider_for(self, ctx: HttpContext, stage: Notification) -> EventProvider:
-        if stage is Notification.AUTHENTICATE_REQUEST:
+        if stage is _AUTHENTICATE:
             return AuthenticationProvider()
-        if stage is Notification.MAP_REQUEST_HANDLER:
+        if stage is _MAP_HANDLER:
             return MapHandlerProvider(ctx.handler.label)
         return EventProvider()
 
@@ -456,7 +467,7 @@ class Pipeline:
         """Run one deterministic (post-)notification; True when the request must finish.
 
         In the ``tail`` (LOG_REQUEST, END_REQUEST) a FINISH_REQUEST stops nothing."""
-        if stage is Notification.EXECUTE_REQUEST_HANDLER and not post:
+        if stage is _EXECUTE and not post:
             order = self._handler_indexes(ctx.handler)
         else:
             order = self._table[(int(stage), post)]
@@ -471,9 +482,9 @@ class Pipeline:
             status = await self._call(ctx, index, stage, post, provider)
             if tail:
                 continue
-            if status is Status.FINISH_REQUEST or ctx._finish_requested:
+            if status is _FINISH or ctx._finish_requested:
                 return True
-            if ctx._request_handled and stage is Notification.EXECUTE_REQUEST_HANDLER:
+            if ctx._request_handled and stage is _EXECUTE:
                 break
         return False
 
@@ -505,18 +516,18 @@ class Pipeline:
                 break
             failed = len(failures)
             status = await self._call(ctx, index, notification, False, provider)
-            if status is Status.FINISH_REQUEST:
+            if status is _FINISH:
                 ctx._finish_requested = True
                 if len(failures) == failed:
                     return status  # the module's own FINISH_REQUEST
-                if notification is not Notification.SEND_RESPONSE:
+                if notification is not _SEND_RESPONSE:
                     name = self._names[index]
                     raise ModuleFailedError(f"module {name!r} failed in {notification.name}")
                 # The 500 is what is being sent now: the later SEND_RESPONSE handlers (error
                 # pages, compression) see it as they see any other failure's.
         if checkpoint:
             await trio.lowlevel.checkpoint()
-        return Status.CONTINUE
+        return _CONTINUE
 
     async def _call(
         self,
@@ -531,9 +542,9 @@ class Pipeline:
         if module is _UNMADE:
             module = self._new_module(ctx, index)
             if module is None:  # its factory raised: a failing module (rule 4)
-                return Status.FINISH_REQUEST
+                return _FINISH
         elif module is None:  # its factory failed earlier in this request
-            return Status.CONTINUE
+            return _CONTINUE
         key = (type(module), index, notification, post)
         slot = self._slots.get(key)
         if slot is None:  # once per module type and handler slot: it never changes
@@ -541,7 +552,7 @@ class Pipeline:
         current, method_name = slot
         if current is None:
             self._warn_missing(module, method_name, name)
-            return Status.CONTINUE
+            return _CONTINUE
         ctx.stats.module = name
         token = _CURRENT.set((ctx, current))
         aborted: OperationAbortedError | None = None
@@ -555,8 +566,8 @@ class Pipeline:
                 if returned.__class__ is Status  # (else None, an int, or a mistake)
                 else _coerce(returned, name, method_name)
             )
-            while status is Status.PENDING:
-                if notification is Notification.MAP_PATH:
+            while status is _PENDING:
+                if notification is _MAP_PATH:
                     # A pending MAP_PATH handler is pending I/O of the mapping call: a
                     # cancel_io() aborts the map_path() call itself, not the module.
                     try:
@@ -578,7 +589,7 @@ class Pipeline:
         except Exception as exc:
             result = exc
             self._failed(ctx, name, exc)
-            return Status.FINISH_REQUEST
+            return _FINISH
         finally:
             _CURRENT.reset(token)
             if event is not None:
@@ -760,7 +771,7 @@ def _coerce(result: Any, module_name: str, method_name: str) -> Status:
     if result.__class__ is Status:
         return result
     if result is None:
-        return Status.CONTINUE
+        return _CONTINUE
     if isinstance(result, Status):
         return result
     if type(result) is int and result in (0, 1, 2):

@@ -57,7 +57,13 @@ if TYPE_CHECKING:
 #: lookup: no enum arithmetic per response).
 _SEND_FLAGS = tuple(SendResponseFlags(bits) for bits in range(4))
 _DISCONNECT = int(SendResponseFlags.DISCONNECT)
-_HEAD_SENT = Event.HEAD_SENT  # (a module constant: enum class attributes are slow to read)
+# Module constants: an enum class attribute is looked up through EnumType.__getattr__'s slow
+# hook in Python 3.11.
+_HEAD_SENT = Event.HEAD_SENT
+_RESPONSE_DONE = Event.RESPONSE_DONE
+_RESPONSE_STARTED = RequestState.RESPONSE_STARTED
+_SEND_RESPONSE = Notification.SEND_RESPONSE
+_NO_HEADERS = ExecuteFlags.NO_HEADERS
 
 
 @dataclass(slots=True)
@@ -78,8 +84,8 @@ def note_progress(ctx: HttpContext) -> None:
     complete."""
     root = ctx._root
     lifecycle = root.lifecycle
-    if lifecycle.state is RequestState.RESPONSE_STARTED and root._wire.transport.response_complete:
-        lifecycle.fire(Event.RESPONSE_DONE)
+    if lifecycle.state is _RESPONSE_STARTED and root._wire.transport.response_complete:
+        lifecycle.fire(_RESPONSE_DONE)
 
 
 async def flush(ctx: HttpContext, *, final: bool, more_data: bool, checkpoint: bool = True) -> int:
@@ -95,10 +101,10 @@ async def flush(ctx: HttpContext, *, final: bool, more_data: bool, checkpoint: b
         | (1 if response.need_disconnect else 0)
     ]
     being_sent = not ctx._headers_sent() and not response.headers_suppressed
-    if parent is not None and ctx._execute_flags & ExecuteFlags.NO_HEADERS:
+    if parent is not None and ctx._execute_flags & _NO_HEADERS:
         being_sent = False
     provider = SendResponseProvider(flags, being_sent)
-    await ctx._pipeline.notify(ctx, Notification.SEND_RESPONSE, provider, checkpoint=checkpoint)
+    await ctx._pipeline.notify(ctx, _SEND_RESPONSE, provider, checkpoint=checkpoint)
     if int(provider.flags) & _DISCONNECT:  # (int &: no enum arithmetic)
         response.need_disconnect = True  # a SEND_RESPONSE handler asked to close after
     if response.reset or ctx._wire.failed:
@@ -112,7 +118,7 @@ async def flush(ctx: HttpContext, *, final: bool, more_data: bool, checkpoint: b
 
 
 def _head_owner(ctx: HttpContext) -> HttpContext:
-    while ctx._parent is not None and ctx._execute_flags & ExecuteFlags.NO_HEADERS:
+    while ctx._parent is not None and ctx._execute_flags & _NO_HEADERS:
         ctx = ctx._parent
     return ctx
 

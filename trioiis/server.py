@@ -85,6 +85,10 @@ class _Outcome(enum.Enum):
     ABORT = "abort"  # reset the connection
 
 
+# (module constants: an enum class attribute is looked up through a slow hook in Python 3.11)
+_IDLE, _CLOSE, _ABORT = _Outcome.IDLE, _Outcome.CLOSE, _Outcome.ABORT
+
+
 class _Session:
     """One connection's request loop: which request runs, how many were served, how it
     ends, and its idle clock.
@@ -802,13 +806,13 @@ class HttpServer:
             if session.reaper is None:
                 raise  # handle_stream's caller sees it
             log.exception("internal error on a connection")  # never takes the server down
-            outcome = _Outcome.CLOSE
+            outcome = _CLOSE
         finally:
             session.loop_ended()
-        if outcome is _Outcome.IDLE and not self._draining:
+        if outcome is _IDLE and not self._draining:
             session.go_idle(self.config.limits.keep_alive_timeout)
             return
-        session.abort = outcome is _Outcome.ABORT
+        session.abort = outcome is _ABORT
         if not session.abort:
             await http.linger()
         session.stop_reader()  # the connection closes
@@ -819,16 +823,16 @@ class HttpServer:
         limits = self.config.limits
         while True:
             if session.served and self._draining:
-                return _Outcome.CLOSE
+                return _CLOSE
             if http.idle:
-                return _Outcome.IDLE
+                return _IDLE
             try:
                 head = await http.next_request(first=not session.served)
             except HeadError as exc:
                 await self._refuse(http, exc, connection)
-                return _Outcome.CLOSE
+                return _CLOSE
             if head is None:
-                return _Outcome.CLOSE
+                return _CLOSE
             session.served += 1
             if session.served == limits.max_requests_per_connection:
                 http.closing = True  # this response says Connection: close; then we close
@@ -838,12 +842,12 @@ class HttpServer:
             finally:
                 http.watch_peer(None)  # (the callback points at ctx: a cycle)
             if ctx.response.reset or ctx._wire.failed:
-                return _Outcome.ABORT
+                return _ABORT
             if not http.body_complete:
                 with trio.move_on_after(limits.linger_timeout):
                     await http.drain_body(limits.drain_body_bytes)
             if ctx.response.need_disconnect or not http.can_keep_alive:
-                return _Outcome.CLOSE
+                return _CLOSE
             http.next_cycle()
             del ctx  # an idle keep-alive connection does not hold its last request
 

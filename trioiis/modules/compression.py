@@ -59,6 +59,11 @@ from trioiis import HttpContext, HttpModule, Notification, Priority, SendRespons
 from ._options import check_keys, get_bool, get_int, get_str_list
 from .static_file import content_type, lookup
 
+# Returned on every request: module constants (an enum class attribute is looked up
+# through EnumType.__getattr__'s slow hook in Python 3.11).
+_CONTINUE = Status.CONTINUE
+
+
 NAME = "compression"
 MIN_SIZE = 1024
 ENCODINGS = ("br", "gzip")
@@ -193,7 +198,7 @@ class CompressionModule(HttpModule):
                 if name == "if-none-match":
                     self.client_tags = value
                 request.set_header(name, _TAG_SUFFIX.sub('"', value))
-        return Status.CONTINUE
+        return _CONTINUE
 
     async def on_map_path(self, ctx: HttpContext, provider: trioiis.MapPathProvider) -> Status:
         request = ctx.request
@@ -204,10 +209,10 @@ class CompressionModule(HttpModule):
             or request.get_header("range") is not None
             or provider.url != request.raw_path
         ):
-            return Status.CONTINUE
+            return _CONTINUE
         encodings = accepted(request.get_header("accept-encoding"), self.settings.encodings)
         if not encodings:
-            return Status.CONTINUE
+            return _CONTINUE
         original = provider.physical_path
         # One worker-thread hop in the common case (no precompressed sibling); the safety
         # checks of static_file's lookup run only for a sibling that exists.
@@ -223,14 +228,14 @@ class CompressionModule(HttpModule):
                 provider.set_physical_path(sibling)
                 self.precompressed = (encoding, original)
                 break
-        return Status.CONTINUE
+        return _CONTINUE
 
     async def on_send_response(
         self, ctx: HttpContext, provider: trioiis.SendResponseProvider
     ) -> Status:
         response = ctx.response
         if not provider.headers_being_sent or response.headers_sent:
-            return Status.CONTINUE
+            return _CONTINUE
         status = response.status
         etag = response.get_header("etag")
         if self.precompressed is not None and status in (200, 304):
@@ -241,7 +246,7 @@ class CompressionModule(HttpModule):
             if etag is not None:
                 response.set_header("ETag", tagged(etag, encoding))
             add_vary(response)
-            return Status.CONTINUE
+            return _CONTINUE
         if status == 304:
             if etag is not None:
                 for encoding in self.settings.encodings:
@@ -254,13 +259,13 @@ class CompressionModule(HttpModule):
             guessed, _ = mimetypes.guess_type(ctx.request.path)
             if compressible(guessed) or etag != response.get_header("etag"):
                 add_vary(response)
-            return Status.CONTINUE
+            return _CONTINUE
         if not compressible(response.get_header("content-type")):
-            return Status.CONTINUE
+            return _CONTINUE
         if response.get_header("content-encoding") is None:
             add_vary(response)
         if response.buffered_length < self.settings.min_size:
-            return Status.CONTINUE  # too small to gain (checked first: it costs no lookup)
+            return _CONTINUE  # too small to gain (checked first: it costs no lookup)
         if (
             status < 200
             or status in _NO_BODY
@@ -271,16 +276,16 @@ class CompressionModule(HttpModule):
             or response.get_header("transfer-encoding") is not None
             or "no-transform" in (response.get_header("cache-control") or "").lower()
         ):
-            return Status.CONTINUE
+            return _CONTINUE
         body = response.buffered
         length = response.get_header("content-length")
         if len(body) < self.settings.min_size or (
             length is not None and length.strip() != str(len(body))
         ):
-            return Status.CONTINUE
+            return _CONTINUE
         encodings = accepted(ctx.request.get_header("accept-encoding"), self.settings.encodings)
         if not encodings:
-            return Status.CONTINUE
+            return _CONTINUE
         encoding = encodings[0]
         if len(body) > THREAD_THRESHOLD:
             packed = await trio.to_thread.run_sync(compress, body, encoding, self.settings)
@@ -292,7 +297,7 @@ class CompressionModule(HttpModule):
         response.set_header("Content-Length", str(len(packed)))
         if etag is not None:
             response.set_header("ETag", tagged(etag, encoding))
-        return Status.CONTINUE
+        return _CONTINUE
 
 
 class _Factory:

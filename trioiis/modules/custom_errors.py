@@ -40,6 +40,11 @@ from trioiis import HttpContext, HttpModule, Notification, Priority, Status
 
 from ._options import check_keys, get_str
 
+# Returned on every request: module constants (an enum class attribute is looked up
+# through EnumType.__getattr__'s slow hook in Python 3.11).
+_CONTINUE = Status.CONTINUE
+
+
 NAME = "custom_errors"
 MODES = ("custom", "off")
 #: An error page file larger than this is not used (the built-in page is sent instead).
@@ -134,7 +139,7 @@ class CustomErrorsModule(HttpModule):
             or response.get_status().try_skip_custom_errors
             or not made_by_trioiis(response)
         ):
-            return Status.CONTINUE
+            return _CONTINUE
         status = response.status
         folder = ctx.site.root / self.error_pages  # an absolute folder replaces the root
         page = await trio.to_thread.run_sync(_read_page, folder / f"{status}.html")
@@ -146,7 +151,7 @@ class CustomErrorsModule(HttpModule):
         response.set_header("Content-Type", "text/html; charset=utf-8")
         response.set_header("X-Content-Type-Options", "nosniff")
         response.write(page)
-        return Status.CONTINUE
+        return _CONTINUE
 
 
 def register_module(

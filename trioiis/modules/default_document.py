@@ -14,6 +14,12 @@ from trioiis import HttpContext, HttpModule, Notification, Status
 
 from .static_file import find_folder, lookup, send_error, serve_file
 
+# Returned on every request: module constants (an enum class attribute is looked up
+# through EnumType.__getattr__'s slow hook in Python 3.11).
+_CONTINUE = Status.CONTINUE
+_FINISH = Status.FINISH_REQUEST
+
+
 DEFAULT_DOCUMENTS = ("index.html", "index.htm", "default.htm")
 
 
@@ -26,10 +32,10 @@ class DefaultDocumentModule(HttpModule):
     ) -> Status:
         request, response = ctx.request, ctx.response
         if response.headers_sent:
-            return Status.FINISH_REQUEST
+            return _FINISH
         located = await find_folder(ctx)
         if located is None:
-            return Status.CONTINUE
+            return _CONTINUE
         if isinstance(located, Status):
             return located
         folder, _ = located
@@ -40,7 +46,7 @@ class DefaultDocumentModule(HttpModule):
                 return await serve_file(ctx, path, document)
         send_error(ctx, 403)
         response.set_status(403, "Forbidden", 14)
-        return Status.CONTINUE
+        return _CONTINUE
 
 
 def register_module(

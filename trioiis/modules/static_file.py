@@ -61,6 +61,12 @@ from trioiis.origin import absolute_url
 from ._options import check_keys
 from ._static_rules import CacheRule, FallbackRule, cache_rules, fallback_rules, first_match
 
+# Returned on every request: module constants (an enum class attribute is looked up
+# through EnumType.__getattr__'s slow hook in Python 3.11).
+_CONTINUE = Status.CONTINUE
+_FINISH = Status.FINISH_REQUEST
+
+
 CHUNK = 256 * 1024
 #: URL segments refused anywhere in a path (compared case-insensitively), like IIS request
 #: filtering's ``hiddenSegments``. Change it before the server starts serving.
@@ -147,12 +153,12 @@ class StaticFileModule(HttpModule):
         except trioiis.HResultError:
             return send_error(ctx, 400)
         if ctx.response.headers_sent:
-            return Status.FINISH_REQUEST  # a child request (run by MAP_PATH) already answered
+            return _FINISH  # a child request (run by MAP_PATH) already answered
         found = await lookup(ctx, path, read_small=ctx.request.method == "GET")
         if found is None:
             return await self._fall_back(ctx)
         if stat.S_ISDIR(found.info.st_mode):
-            return Status.CONTINUE  # default_document / directory_listing decide
+            return _CONTINUE  # default_document / directory_listing decide
         if ctx.request.raw_path.endswith("/") or not stat.S_ISREG(found.info.st_mode):
             return send_error(ctx, 404)  # /file.txt/ names a folder; FIFOs, devices: never
         return await self._serve(ctx, ctx.request.path, path, found)
@@ -200,14 +206,14 @@ def send_error(ctx: HttpContext, status: int) -> Status:
     response.set_status(status)
     response.set_header("Content-Type", "text/plain; charset=utf-8")
     response.write(f"{status} {response.reason}\n")
-    return Status.FINISH_REQUEST
+    return _FINISH
 
 
 def method_not_allowed(ctx: HttpContext) -> Status:
     """405 with ``Allow: GET, HEAD``; finishes the request."""
     send_error(ctx, 405)
     ctx.response.set_header("Allow", "GET, HEAD")
-    return Status.FINISH_REQUEST
+    return _FINISH
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,11 +559,11 @@ async def _answer(
     status = precondition_status(request, etag, modified)
     if status == 412:
         send_error(ctx, 412)
-        return Status.FINISH_REQUEST
+        return _FINISH
     if status == 304:
         response.set_status(304)
         ctx.set_request_handled()
-        return Status.CONTINUE
+        return _CONTINUE
     response.set_header("Accept-Ranges", "bytes")
     response.set_header("X-Content-Type-Options", "nosniff")
     ranges = None
@@ -569,7 +575,7 @@ async def _answer(
     if ranges is not None and not ranges:
         send_error(ctx, 416)
         response.set_header("Content-Range", f"bytes */{size}")
-        return Status.FINISH_REQUEST
+        return _FINISH
     ctx.set_request_handled()
     # What to send: (bytes written before the piece, first byte, length) each, then a tail.
     pieces: list[tuple[bytes, int, int]]
@@ -599,13 +605,13 @@ async def _answer(
     length = sum(len(head) + n for head, _, n in pieces) + len(tail)
     response.set_header("Content-Length", str(length))
     if request.method == "HEAD" or length == 0:
-        return Status.CONTINUE
+        return _CONTINUE
     if data is not None:  # already in memory: no thread hop at all
         for head, first, n in pieces:
             response.write(head + data[first : first + n])
         if tail:
             response.write(tail)
-        return Status.CONTINUE
+        return _CONTINUE
     assert file is not None
     return await _stream(ctx, file, pieces, tail)
 
@@ -628,15 +634,15 @@ async def _stream(
             response.write(tail)
     except trioiis.OperationAbortedError:
         response.reset_connection()  # cancel_io(): the rest of the body will never come
-        return Status.FINISH_REQUEST
+        return _FINISH
     except trioiis.ConnectionInvalidError:
-        return Status.FINISH_REQUEST  # the client is gone; the request is being cancelled
+        return _FINISH  # the client is gone; the request is being cancelled
     except trioiis.HResultError as exc:
         if exc.hresult != ERROR_HANDLE_EOF:
             raise
         response.reset_connection()  # the file shrank after its length was sent
-        return Status.FINISH_REQUEST
-    return Status.CONTINUE
+        return _FINISH
+    return _CONTINUE
 
 
 async def find_folder(ctx: HttpContext) -> tuple[Path, Found] | Status | None:
@@ -665,5 +671,5 @@ async def find_folder(ctx: HttpContext) -> tuple[Path, Found] | Status | None:
         # Absolute, on the scheme and host the client used (a trusted proxy's word).
         response.redirect(absolute_url(ctx, request.raw_path + "/" + query))
         response.set_status(301)
-        return Status.FINISH_REQUEST
+        return _FINISH
     return folder, found
