@@ -21,7 +21,10 @@ Theory of operation
    with Transfer-Encoding → 400; Content-Length above ``max_body_bytes`` → 413 at once, as is
    a chunk size that would pass it). docs/protocol.md gives every decision and its reason.
 4. **A fresh ``h11.Connection`` per request.** Leftover (pipelined) bytes are taken back from
-   ``trailing_data`` when the exchange ends, so every head goes through step 3.
+   ``trailing_data`` when the exchange ends, so every head goes through step 3. A head without
+   body framing, upgrade or ``Expect: 100-continue`` has nothing more for h11 to read: once
+   h11 parsed and checked it, a ``BodilessRequest`` (h11's state after ``EndOfMessage``,
+   decided from the same head) stands in for the connection.
 5. **Writes never lose bytes.** ``ResponseWriter`` (http1_writer.py: h11's framing decisions
    without h11's second validation of every header) turns the response into bytes that go to
    ``_outbuf``; ``_write_out`` sends from it. A cancelled write leaves the unsent rest in
@@ -479,9 +482,33 @@ def check_framing(headers: Iterable[tuple[bytes, bytes]], limits: Limits) -> int
     return length
 
 
+class BodilessRequest:
+    """The request side of a head without a body (rule 4): the exchange is already done on
+    the client's side. Stands in for the ``h11.Connection`` the driver reads bodies from
+    (the same attributes, the same answers h11 gives after ``EndOfMessage``); the fast path
+    (http1_fast.py) makes one for every head it takes."""
+
+    __slots__ = ("their_state", "trailing_data")
+
+    client_is_waiting_for_100_continue: Final = False
+
+    def __init__(self, trailing: bytes, *, keep_alive: bool) -> None:
+        #: Pipelined bytes after the head, as ``h11.Connection.trailing_data``.
+        self.trailing_data = (trailing, False)
+        #: As h11's after the end of the request: MUST_CLOSE when the client will not
+        #: send another request on this connection.
+        self.their_state: type[h11._util.Sentinel] = h11.DONE if keep_alive else h11.MUST_CLOSE
+
+    def next_event(self) -> type[h11.PAUSED]:
+        return h11.PAUSED
+
+    def receive_data(self, data: bytes) -> None:  # pragma: no cover - never asked: no body
+        raise AssertionError("a bodiless request reads no body")
+
+
 class RequestSide(Protocol):
     """What the driver reads a request's body and leftovers from: an ``h11.Connection``
-    (the reference path) or the fast path's ``BodilessRequest``."""
+    (a request with a body, or an upgrade) or a ``BodilessRequest``."""
 
     @property
     def their_state(self) -> type[h11._util.Sentinel]: ...
@@ -823,11 +850,17 @@ class Http1Connection:
         # (a bodiless request reads nothing: no clock for its body rate)
         self._body_started = trio.current_time() if head.content_length or head.chunked else 0.0
         self._body_base = self.counters.bytes_received - len(data) + (end - start)
-        if isinstance(conn, h11.Connection) and head.content_length is None and not head.chunked:
-            # No body framing: h11 has the end of the request already; take it now so that
-            # a bodiless request needs no drain after its response.
-            event = conn.next_event()
-            assert isinstance(event, h11.EndOfMessage), event
+        if type(conn) is h11.Connection and head.content_length is None and not head.chunked:
+            # No body framing: the request ends with its head, and needs no drain after its
+            # response (rule 4). h11 would only confirm it (its EndOfMessage), except for an
+            # upgrade (its switch proposal) and a client waiting for 100 Continue.
+            if self._expect_continue or any(name == b"upgrade" for name, _ in head.headers):
+                event = conn.next_event()
+                assert isinstance(event, h11.EndOfMessage), event
+            else:
+                # (h11 marks every HTTP/1.0 client MUST_CLOSE: the writer decides)
+                done = head.keep_alive and head.http_version >= "1.1"
+                self._h11 = BodilessRequest(data[end - start :], keep_alive=done)
         return head
 
     @property

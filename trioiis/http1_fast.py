@@ -21,6 +21,7 @@ from typing import Any, Final
 import h11
 
 from .http1 import (
+    BodilessRequest,
     Limits,
     RequestHead,
     check_framing,
@@ -42,29 +43,6 @@ _REFERENCE_ONLY: Final = frozenset((b"content-length", b"transfer-encoding", b"u
 def available() -> bool:
     """True when ``httptools`` is installed (``--http fast`` can run)."""
     return httptools is not None
-
-
-class BodilessRequest:
-    """The request side of a head the fast path took: it has no body, so the exchange is
-    already done on the client's side. Stands in for the ``h11.Connection`` the driver reads
-    bodies from (the same attributes, the same answers h11 gives after ``EndOfMessage``)."""
-
-    __slots__ = ("their_state", "trailing_data")
-
-    client_is_waiting_for_100_continue: Final = False
-
-    def __init__(self, trailing: bytes, *, keep_alive: bool) -> None:
-        #: Pipelined bytes after the head, as ``h11.Connection.trailing_data``.
-        self.trailing_data = (trailing, False)
-        #: As h11's after the end of the request: MUST_CLOSE when the client will not
-        #: send another request on this connection.
-        self.their_state: type[h11._util.Sentinel] = h11.DONE if keep_alive else h11.MUST_CLOSE
-
-    def next_event(self) -> type[h11.PAUSED]:
-        return h11.PAUSED
-
-    def receive_data(self, data: bytes) -> None:  # pragma: no cover - never asked: no body
-        raise AssertionError("a bodiless request reads no body")
 
 
 class _Head:
