@@ -154,7 +154,9 @@ class StaticFileModule(HttpModule):
             return send_error(ctx, 400)
         if ctx.response.headers_sent:
             return _FINISH  # a child request (run by MAP_PATH) already answered
-        found = await lookup(ctx, path, read_small=ctx.request.method == "GET")
+        get = ctx.request.method == "GET"
+        # A file in the small-file cache needs no second checkpoint: map_path was one.
+        found = (get and _cached(ctx, path)) or await lookup(ctx, path, read_small=get)
         if found is None:
             return await self._fall_back(ctx)
         if stat.S_ISDIR(found.info.st_mode):
@@ -294,6 +296,16 @@ async def lookup(ctx: HttpContext, path: Path, *, read_small: bool = False) -> F
     if read_small and found is not None and stat.S_ISREG(found.info.st_mode):
         _CACHE.put(key, found)
     return found
+
+
+def _cached(ctx: HttpContext, path: Path) -> Found | None:
+    """``lookup(ctx, path, read_small=True)``'s answer when it comes from the small-file
+    cache (revalidated by ``stat``), without its checkpoint; else None (then ``lookup``)."""
+    root = ctx.site.root
+    relative = _parts_below(root, path)
+    if relative is not None and _refused(relative):
+        return None
+    return _CACHE.get((str(root), str(path)))
 
 
 @memoize_short  # pathlib's relative_to costs more than a small file's stat
