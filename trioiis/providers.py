@@ -86,7 +86,7 @@ class SendResponseProvider(EventProvider):
     """SEND_RESPONSE: about to send; ``headers_being_sent`` is False after the first send."""
 
     def __init__(self, flags: SendResponseFlags, headers_being_sent: bool) -> None:
-        super().__init__()
+        self.error_status = S_OK  # (EventProvider's, set here: one made per flush)
         self.flags = flags
         self.headers_being_sent = headers_being_sent
 

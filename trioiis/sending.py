@@ -44,7 +44,7 @@ from .constants import (
     SendResponseFlags,
 )
 from .errors import HResultError
-from .http1 import FILE_PIECE
+from .http1 import FILE_PIECE, reason_phrase
 from .http1_writer import FramingError
 from .lifecycle import Event, RequestState
 from .providers import SendResponseProvider
@@ -180,9 +180,10 @@ def _send_head(ctx: HttpContext, owner: HttpContext, body: bytes, *, end: bool) 
     if end and not framed and not bodiless and (body or ctx.request.method != "HEAD"):
         headers.append((b"content-length", str(len(body)).encode()))
     close = ctx._root.response.need_disconnect or response.need_disconnect
-    ctx._wire.transport.send_head(
-        response.status, response.reason.encode("latin-1"), headers, close=close
-    )
+    status = response.status
+    # (``response.reason``, as bytes: the module's own, else the standard phrase)
+    reason = response._reason.encode("latin-1") if response._reason else reason_phrase(status)
+    ctx._wire.transport.send_head(status, reason, headers, close=close)
 
 
 async def transmit_file(ctx: HttpContext, fd: int, offset: int, count: int) -> int:
