@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator
 from .constants import ERROR_INVALID_PARAMETER
 from .errors import HResultError
 
+_NO_ITEMS: tuple[tuple[str, str], ...] = ()
+
 
 class Headers:
     """Header fields in arrival order; names compare case-insensitively.
@@ -20,8 +22,10 @@ class Headers:
     # every lookup (a request looks up about ten fields).
     __slots__ = ("_fields",)
 
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._fields: list[tuple[str, str, str]] = [(n.lower(), n, v) for n, v in items]
+    def __init__(self, items: Iterable[tuple[str, str]] = _NO_ITEMS) -> None:
+        self._fields: list[tuple[str, str, str]] = (
+            [] if items is _NO_ITEMS else [(n.lower(), n, v) for n, v in items]
+        )
 
     @classmethod
     def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:

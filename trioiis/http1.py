@@ -447,7 +447,10 @@ def check_request(
         if method == b"OPTIONS":
             raise HeadError(501, "server-wide OPTIONS not supported")
         raise HeadError(400, "asterisk-form target without OPTIONS")
-    hosts = [value for name, value in headers if name == b"host"]
+    hosts = []
+    for name, value in headers:  # (a loop: no comprehension frame per request)
+        if name == b"host":
+            hosts.append(value)
     if not target.startswith(b"/"):
         absolute = _ABSOLUTE.fullmatch(target)
         if absolute is None:
@@ -579,13 +582,18 @@ def parse_head(data: bytes, end: int, limits: Limits) -> tuple[h11.Connection, R
     )
     length = check_framing(headers, limits)
     http_version = event.http_version.decode("ascii")
+    chunked = False
+    for name, _ in headers:  # (a loop: no generator per request)
+        if name == b"transfer-encoding":
+            chunked = True
+            break
     return conn, RequestHead(
         method=event.method.decode("ascii"),
         target=target.decode("latin-1"),
         http_version=http_version,
         headers=headers,
         content_length=length,
-        chunked=any(n == b"transfer-encoding" for n, _ in headers),
+        chunked=chunked,
         keep_alive=request_keep_alive(http_version, headers),
     )
 
@@ -879,7 +887,12 @@ class Http1Connection:
             # No body framing: the request ends with its head, and needs no drain after its
             # response (rule 4). h11 would only confirm it (its EndOfMessage), except for an
             # upgrade (its switch proposal) and a client waiting for 100 Continue.
-            if self._expect_continue or any(name == b"upgrade" for name, _ in head.headers):
+            for name, _ in head.headers:
+                if name == b"upgrade":
+                    break
+            else:
+                name = b""
+            if self._expect_continue or name == b"upgrade":
                 event = conn.next_event()
                 assert isinstance(event, h11.EndOfMessage), event
             else:

@@ -46,12 +46,10 @@ def request_keep_alive(http_version: str, headers: list[tuple[bytes, bytes]]) ->
     HTTP/1.1 or later without ``Connection: close``, or HTTP/1.0 with
     ``Connection: keep-alive`` (RFC 9112 §9.3; ``ab -k`` relies on it; h11 does not offer
     it). ``headers`` have lower-case names (as parsed)."""
-    options = [
-        option
-        for name, value in headers
-        if name == b"connection"
-        for option in _comma_values(value)
-    ]
+    options: list[bytes] = []
+    for name, value in headers:  # (a loop: no comprehension frame per request)
+        if name == b"connection":
+            options += _comma_values(value)
     if b"close" in options:
         return False
     return http_version >= "1.1" or b"keep-alive" in options
@@ -176,8 +174,11 @@ class ResponseWriter:
 
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
         # Host first, as h11 writes it (a response has none unless a module adds one).
-        lines += [b"%s: %s\r\n" % (raw, value) for raw, name, value in items if name == b"host"]
-        lines += [b"%s: %s\r\n" % (raw, value) for raw, name, value in items if name != b"host"]
+        if b"host" in seen:
+            lines += [b"%s: %s\r\n" % (raw, value) for raw, name, value in items if name == b"host"]
+            items = [item for item in items if item[1] != b"host"]
+        for raw, _, value in items:
+            lines.append(b"%s: %s\r\n" % (raw, value))
         lines.append(b"\r\n")
         data = b"".join(lines)
         if len(data.translate(None, _CONTROLS)) != len(data) - 2 * len(lines):
