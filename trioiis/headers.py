@@ -112,6 +112,22 @@ class Headers:
     def __repr__(self) -> str:
         return f"Headers({[(n, v) for _, n, v in self._fields]!r})"
 
+    def _for_head(self, *, drop_length: bool) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """``raw()`` for the response head (less ``Content-Length`` with ``drop_length``),
+        and whether what is left frames the body (a Content-Length or Transfer-Encoding);
+        one pass."""
+        raw: list[tuple[bytes, bytes]] = []
+        framed = False
+        for key, name, value in self._fields:
+            if key == "content-length":
+                if drop_length:
+                    continue
+                framed = True
+            elif key == "transfer-encoding":
+                framed = True
+            raw.append((name.encode("latin-1"), value.encode("latin-1")))
+        return raw, framed
+
     def raw(self) -> list[tuple[bytes, bytes]]:
         return [(n.encode("latin-1"), v.encode("latin-1")) for _, n, v in self._fields]
 

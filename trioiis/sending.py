@@ -167,13 +167,9 @@ async def _send(ctx: HttpContext, *, end: bool) -> int:
 
 def _send_head(ctx: HttpContext, owner: HttpContext, body: bytes, *, end: bool) -> None:
     response = owner.response
-    headers = response.headers.raw()
-    if ctx._parent is not None:
-        # A child's head goes out while its parent may still write: no length, so whatever
-        # the parent adds keeps the response well-formed.
-        headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
-    names = {n.lower() for n, _ in headers}
-    framed = b"content-length" in names or b"transfer-encoding" in names
+    # A child's head goes out while its parent may still write: no length, so whatever the
+    # parent adds keeps the response well-formed.
+    headers, framed = response.headers._for_head(drop_length=ctx._parent is not None)
     # No length where none may be sent (204, 304) or where it would be a lie (a HEAD
     # answered without a body says nothing about the GET's length).
     bodiless = response.status in (204, 304)

@@ -218,6 +218,7 @@ class HttpServer:
         self.config = config or ServerConfig()
         self._given_sockets = list(sockets) if sockets is not None else None
         self._trusted = TrustedProxies(self.config.trusted_proxies)
+        self._any_trusted = bool(self._trusted)  # (read on every request)
         self.counters = ServerCounters()
         self._registrations: list[ModuleRegistrationInfo] = []
         self._pipeline: Pipeline | None = None
@@ -905,7 +906,7 @@ class HttpServer:
             body=ConnectionBody(transport) if has_body else EmptyBody(),
         )
         transport.watch_peer(ctx._peer_gone)
-        if self._trusted:
+        if self._any_trusted:
             self._apply_forwarded(ctx)
         return ctx
 
