@@ -26,6 +26,7 @@ from trioiis.http1 import (
     error_response_bytes,
     oversized_length,
     parse_head,
+    request_fields,
     valid_host,
 )
 
@@ -488,6 +489,19 @@ def test_chunk_bytes_declared_reads_h11_private_state() -> None:
     assert event.data == b"abc"
     assert chunk_bytes_declared(conn) == 0xFFFFFFFFFFFFFFFFFFFF - 3
     assert chunk_bytes_declared(h11.Connection(h11.SERVER)) == 0
+
+
+def test_request_fields_reads_h11_private_items_and_equals_iteration() -> None:
+    """Pins ``h11._headers.Headers._full_items``: if h11 renames it, this fails (the
+    fallback, ``list(headers)``, still gives the right fields, only slower)."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nX-Two: A b\r\nx-two: c\r\n\r\n")
+    event = conn.next_event()
+    assert isinstance(event, h11.Request)
+    assert hasattr(event.headers, "_full_items")
+    expected = [(b"host", b"x"), (b"x-two", b"A b"), (b"x-two", b"c")]
+    assert request_fields(event.headers) == list(event.headers) == expected
+    assert request_fields([(b"host", b"y")]) == [(b"host", b"y")]  # (no _full_items)
 
 
 # ---------------------------------------------------------------- cross-check with h11

@@ -77,7 +77,7 @@ import socket
 import struct
 import termios
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final, Protocol
@@ -471,6 +471,19 @@ def check_request(
     return target, headers
 
 
+def request_fields(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``list(headers)`` of an h11 event: (lower-case name, value) pairs.
+
+    h11's ``Headers`` iterate in Python (``Sequence.__iter__``, one ``__getitem__`` per
+    field); its ``_full_items`` (raw name, name, value) are read directly when present.
+    tests/test_http1.py pins that they are, and give the same list.
+    """
+    full = getattr(headers, "_full_items", None)
+    if full is None:
+        return list(headers)
+    return [(name, value) for _, name, value in full]
+
+
 def chunk_bytes_declared(conn: RequestSide) -> int:
     """Bytes the chunk being read still declares (0 outside a chunked body).
 
@@ -578,7 +591,7 @@ def parse_head(data: bytes, end: int, limits: Limits) -> tuple[h11.Connection, R
     if not isinstance(event, h11.Request):  # pragma: no cover - the head is complete
         raise HeadError(400, "malformed request head")
     target, headers = check_request(
-        event.method, event.target, event.http_version, list(event.headers)
+        event.method, event.target, event.http_version, request_fields(event.headers)
     )
     length = check_framing(headers, limits)
     http_version = event.http_version.decode("ascii")
