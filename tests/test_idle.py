@@ -13,7 +13,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioiis.idle import IdleReaper
+from trioiis._server.idle import IdleReaper
 
 
 class Conn:

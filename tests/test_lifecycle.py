@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioiis.lifecycle import (
+from trioiis._lifecycle import (
     REASON_EVENTS,
     TRANSITIONS,
     Event,
