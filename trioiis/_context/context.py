@@ -43,7 +43,6 @@ from __future__ import annotations
 import collections
 import contextvars
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +53,6 @@ from urllib.parse import unquote
 import trio
 
 from .._constants import (
-    ERROR_ALREADY_ASSIGNED,
     ERROR_INVALID_INDEX,
     ERROR_INVALID_PARAMETER,
     ERROR_OPERATION_ABORTED,
@@ -79,6 +77,7 @@ from .._memo import memoize_short
 from .._observability import tracing
 from .._observability.counters import ServerCounters
 from .._protocol.transport import PeerGoneError, PeerTooSlowError
+from .connection import HttpConnection, ModuleContextContainer, Site, _NoPublicConstructor
 from .headers import Headers
 from .mapping import DEFAULT_MAPPING, HandlerMapping
 from .providers import (
@@ -91,6 +90,7 @@ from .providers import (
 from .request import BodySource, EmptyBody, HttpRequest
 from .response import HttpResponse
 from .sending import Wire, note_progress
+from .server_variables import builtin_variable
 
 log = logging.getLogger("trioiis")
 
@@ -108,104 +108,6 @@ _CLONE_FLAGS_ALL = int(
     | CloneFlags.NO_DAV
     | CloneFlags.SERVER_VARIABLE
 )
-
-
-class _NoPublicConstructor(type):
-    """Metaclass: ``Cls(...)`` raises; the server builds instances with ``Cls._create``."""
-
-    def __call__(cls, *args: object, **kwargs: object) -> None:
-        raise TypeError(f"{cls.__module__}.{cls.__qualname__} has no public constructor")
-
-    def _create(cls, *args: Any, **kwargs: Any) -> Any:
-        return super().__call__(*args, **kwargs)
-
-
-@dataclass(frozen=True, slots=True)
-class Site:
-    """The site serving a request (IIS ``IHttpSite``)."""
-
-    id: int
-    name: str
-    root: Path
-
-
-class StoredContext(Protocol):
-    """What ``ModuleContextContainer`` stores: cleaned up exactly once by its owner."""
-
-    def cleanup_stored_context(self) -> None: ...
-
-
-class ModuleContextContainer:
-    """Per-module storage owned by a request or a connection (IIS context containers)."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self) -> None:
-        self._items: dict[int, StoredContext] = {}
-
-    def get_module_context(self, module_id: int) -> StoredContext | None:
-        return self._items.get(module_id)
-
-    def set_module_context(self, stored: StoredContext | None, module_id: int) -> None:
-        """Store ``stored`` for ``module_id``.
-
-        Raises:
-            HResultError: ERROR_INVALID_PARAMETER for None; ERROR_ALREADY_ASSIGNED if set.
-        """
-        if stored is None:
-            raise HResultError("stored context is None", hresult=ERROR_INVALID_PARAMETER)
-        if module_id in self._items:
-            raise HResultError("module context already set", hresult=ERROR_ALREADY_ASSIGNED)
-        self._items[module_id] = stored
-
-    def _cleanup(self) -> None:
-        items, self._items = self._items, {}
-        for stored in items.values():
-            try:
-                stored.cleanup_stored_context()
-            except Exception:
-                log.exception("cleanup_stored_context failed")
-
-    def _each(self) -> list[StoredContext]:
-        return list(self._items.values())
-
-
-@final
-class HttpConnection(metaclass=_NoPublicConstructor):
-    """The client connection a request arrived on (IIS ``IHttpConnection``)."""
-
-    __slots__ = ("_connected", "local_address", "module_context", "remote_address", "secure")
-
-    def __init__(
-        self,
-        *,
-        remote_address: tuple[str, int],
-        local_address: tuple[str, int],
-        secure: bool,
-    ) -> None:
-        self.remote_address = remote_address
-        self.local_address = local_address
-        self.secure = secure
-        self.module_context = ModuleContextContainer()
-        self._connected = True
-
-    def is_connected(self) -> bool:
-        """False once the client closed or broke the connection."""
-        return self._connected
-
-    def _mark_gone(self) -> bool:
-        """Record the disconnect; True the first time (notify_disconnect fires once)."""
-        if not self._connected:
-            return False
-        self._connected = False
-        for stored in self.module_context._each():
-            notify = getattr(stored, "notify_disconnect", None)
-            if notify is not None:
-                try:
-                    notify()
-                except Exception:
-                    log.exception("notify_disconnect failed")
-        return True
 
 
 class RequestRunner(Protocol):
@@ -351,10 +253,10 @@ class HttpContext(metaclass=_NoPublicConstructor):
         parent: HttpContext | None = None,
     ) -> None:
         self._pipeline = pipeline
-        self.connection = connection
-        self.site = site
+        self.connection: HttpConnection = connection
+        self.site: Site = site
         self._wire = wire
-        self.request = HttpRequest(
+        self.request: HttpRequest = HttpRequest(
             self,
             method=method,
             url=url,
@@ -477,7 +379,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         key = name.upper()
         if key in self._server_variables:
             return self._server_variables[key]
-        value = self._builtin_variable(key)
+        value = builtin_variable(self, key)
         if value is None:
             raise HResultError(f"no server variable {name!r}", hresult=ERROR_INVALID_INDEX)
         return value
@@ -487,38 +389,6 @@ class HttpContext(metaclass=_NoPublicConstructor):
         if not name:
             raise HResultError("empty variable name", hresult=ERROR_INVALID_PARAMETER)
         self._server_variables[name.upper()] = value
-
-    def _builtin_variable(self, key: str) -> str | None:
-        request = self.request
-        if key.startswith("HTTP_"):
-            return request.get_header(key[5:].replace("_", "-"))
-        simple: dict[str, Callable[[], str]] = {
-            "REMOTE_ADDR": lambda: request.remote_address[0],
-            "REMOTE_HOST": lambda: request.remote_address[0],
-            "REMOTE_PORT": lambda: str(request.remote_address[1]),
-            "LOCAL_ADDR": lambda: request.local_address[0],
-            "SERVER_PORT": lambda: str(request.local_address[1]),
-            "SERVER_NAME": lambda: (
-                (request.get_header("host") or request.local_address[0])
-                .rsplit(":", 1)[0]
-                .strip("[]")
-            ),
-            "SERVER_PROTOCOL": lambda: f"HTTP/{request.http_version}",
-            "SERVER_SOFTWARE": lambda: "trioiis",
-            "REQUEST_METHOD": lambda: request.method,
-            "URL": lambda: request.original_url.partition("?")[0],
-            "SCRIPT_NAME": lambda: request.raw_path,
-            "PATH_INFO": lambda: request.raw_path,
-            "QUERY_STRING": lambda: request.query,
-            "HTTPS": lambda: "on" if self.connection.secure else "off",
-            "CONTENT_LENGTH": lambda: request.get_header("content-length") or "0",
-            "CONTENT_TYPE": lambda: request.get_header("content-type") or "",
-            "APPL_PHYSICAL_PATH": lambda: str(self.site.root) + os.sep,
-            "INSTANCE_ID": lambda: str(self.site.id),
-            "AUTH_USER": lambda: self.user.name if self.user else "",
-        }
-        getter = simple.get(key)
-        return getter() if getter is not None else None
 
     # ------------------------------------------------------------ life and tasks
 
@@ -790,7 +660,9 @@ class HttpContext(metaclass=_NoPublicConstructor):
     # ------------------------------------------------------------ sending
 
     def _scheme(self) -> str:
-        return "https" if self.connection.secure else "http"
+        """The scheme the client used: a trusted proxy's word (it set ``HTTPS``) or the
+        connection's own."""
+        return "https" if self.get_server_variable("HTTPS") == "on" else "http"
 
     def _is_buffered(self) -> bool:
         """True if this context's output is kept for an ancestor with BUFFER_RESPONSE."""

@@ -16,7 +16,7 @@ __all__ = ["absolute_url", "request_scheme"]
 
 def request_scheme(ctx: HttpContext) -> str:
     """``"https"`` when the client used HTTPS (``HTTPS`` server variable ``on``)."""
-    return "https" if ctx.get_server_variable("HTTPS") == "on" else "http"
+    return ctx._scheme()
 
 
 def absolute_url(ctx: HttpContext, path: str) -> str:

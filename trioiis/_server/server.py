@@ -37,7 +37,8 @@ import trio
 
 from .._constants import SERVER_VERSION
 from .._context import websocket
-from .._context.context import HttpConnection, HttpContext, Site
+from .._context.connection import HttpConnection, Site
+from .._context.context import HttpContext
 from .._context.headers import Headers
 from .._context.request import ConnectionBody, EmptyBody
 from .._context.sending import Wire
