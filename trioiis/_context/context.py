@@ -56,7 +56,6 @@ from .._constants import (
     ERROR_INVALID_INDEX,
     ERROR_INVALID_PARAMETER,
     ERROR_OPERATION_ABORTED,
-    MAX_CHILD_DEPTH,
     S_OK,
     CloneFlags,
     ExecuteFlags,
@@ -68,15 +67,14 @@ from .._errors import (
     ConnectionInvalidError,
     HResultError,
     InvalidHandleError,
-    NotSupportedError,
     OperationAbortedError,
-    StackOverflowError,
 )
 from .._lifecycle import Event, RequestLifecycle, RequestState
 from .._memo import memoize_short
 from .._observability import tracing
 from .._observability.counters import ServerCounters
 from .._protocol.transport import PeerGoneError, PeerTooSlowError
+from .children import check_execute, clone, prepare_child, run_child
 from .connection import HttpConnection, ModuleContextContainer, Site, _NoPublicConstructor
 from .headers import Headers
 from .mapping import DEFAULT_MAPPING, HandlerMapping
@@ -87,27 +85,15 @@ from .providers import (
     MapPathProvider,
     ReadEntityProvider,
 )
-from .request import BodySource, EmptyBody, HttpRequest
+from .request import BodySource, HttpRequest
 from .response import HttpResponse
 from .sending import Wire, note_progress
 from .server_variables import builtin_variable
 
 log = logging.getLogger("trioiis")
 
-_PRECONDITION_HEADERS = frozenset(
-    {"range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since"}
-)
-_DAV_HEADERS = frozenset({"depth", "destination", "overwrite", "lock-token", "timeout", "if"})
 _NO_FLAGS = ExecuteFlags(0)
 _ENDED = RequestState.ENDED  # (a module constant: enum class attributes are slow to read)
-_CLONE_FLAGS_ALL = int(
-    CloneFlags.BASICS
-    | CloneFlags.HEADERS
-    | CloneFlags.ENTITY
-    | CloneFlags.NO_PRECONDITION
-    | CloneFlags.NO_DAV
-    | CloneFlags.SERVER_VARIABLE
-)
 
 
 class RequestRunner(Protocol):
@@ -689,61 +675,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
             HResultError: ERROR_INVALID_PARAMETER for unknown flag bits.
             NotSupportedError: ENTITY when over 1 MiB of body was already read.
         """
-        self._check_alive()
-        if int(flags) & ~_CLONE_FLAGS_ALL:
-            raise HResultError(f"unknown clone flags {flags!r}", hresult=ERROR_INVALID_PARAMETER)
-        request = self.request
-        headers = Headers()
-        if flags & CloneFlags.HEADERS:
-            for name, value in request.headers:
-                lower = name.lower()
-                if flags & CloneFlags.NO_PRECONDITION and lower in _PRECONDITION_HEADERS:
-                    continue
-                if flags & CloneFlags.NO_DAV and lower in _DAV_HEADERS:
-                    continue
-                headers.add(name, value)
-        basics = bool(flags & CloneFlags.BASICS)
-        child: HttpContext = HttpContext._create(
-            pipeline=self._pipeline,
-            connection=self.connection,
-            site=self.site,
-            wire=self._wire,
-            method=request.method if basics else "GET",
-            url=request.url if basics else "/",
-            http_version=request.http_version,
-            headers=headers,
-            body=request._copy_entity() if flags & CloneFlags.ENTITY else EmptyBody(),
-            parent=self,
-        )
-        if flags & CloneFlags.SERVER_VARIABLE:
-            child._server_variables.update(self._server_variables)
-        child.user = self.user
-        return child
-
-    def _check_execute(self, child: HttpContext, async_: bool) -> None:
-        self._check_alive()
-        if not async_:
-            raise NotSupportedError("execute_request is asynchronous only (async_=True)")
-        if child._parent is not self:
-            raise NotSupportedError("the child was not cloned from this context")
-        if child.lifecycle.state is not RequestState.CLONED or child._released:
-            raise NotSupportedError("a cloned context runs only once")
-        if child._depth > MAX_CHILD_DEPTH:
-            raise StackOverflowError(f"child requests nest at most {MAX_CHILD_DEPTH} levels")
-
-    def _prepare_child(
-        self, child: HttpContext, flags: ExecuteFlags, user: HttpUser | None
-    ) -> None:
-        child._execute_flags = ExecuteFlags(flags)
-        if flags & ExecuteFlags.SAME_URL:
-            child.request._url = self.request.url
-        if user is not None:
-            child.user = user
-        child._skip_authentication = user is not None
-        child._excluded_handlers = self._excluded_handlers
-        if flags & ExecuteFlags.IGNORE_CURRENT_INTERCEPTOR:
-            child._excluded_handlers |= {self.handler}
-        child.lifecycle.fire(Event.EXECUTE)
+        return clone(self, flags)
 
     def execute_request(
         self,
@@ -769,12 +701,12 @@ class HttpContext(metaclass=_NoPublicConstructor):
         Cancellation: the child is cancelled with this request (client disconnect) and by
             ``child.release_cloned_context()``; ``cancel_io()`` here reaches its pending I/O.
         """
-        self._check_execute(child, async_)
-        self._prepare_child(child, flags, user)
+        check_execute(self, child, async_)
+        prepare_child(self, child, flags, user)
         owner = self._current
 
         async def run() -> None:
-            info = await self._run_child(child)
+            info = await run_child(self, child)
             if not self.lifecycle.ended:
                 self._post(_Resume(completion=info, owner=owner))
 
@@ -797,29 +729,10 @@ class HttpContext(metaclass=_NoPublicConstructor):
             aborts the child's pending I/O, which the child's modules see as
             ``OperationAbortedError``.
         """
-        self._check_execute(child, True)
+        check_execute(self, child, async_=True)
         await trio.lowlevel.checkpoint()  # a checkpoint even when the child does no I/O
-        self._prepare_child(child, flags, user)
-        return await self._run_child(child)
-
-    async def _run_child(self, child: HttpContext) -> CompletionInfo:
-        if child._released:  # released before its task got to run: it never starts
-            await trio.lowlevel.checkpoint()
-            return CompletionInfo(0, ERROR_OPERATION_ABORTED)
-        self._children.append(child)
-        self._pipeline.counters.child_requests_by_depth[child._depth] += 1
-        try:
-            with trio.CancelScope() as scope:
-                child._release_scope = scope
-                info = await self._pipeline.run_request(child)
-            if scope.cancelled_caught:
-                info = CompletionInfo(child._produced, ERROR_OPERATION_ABORTED)
-        finally:
-            self._children.remove(child)
-        if child._execute_flags & ExecuteFlags.BUFFER_RESPONSE and not child._released:
-            # Rule 4: the buffered child's body goes into this context's buffer.
-            self.response._chunks.extend(child.response._take_buffer())
-        return info
+        prepare_child(self, child, flags, user)
+        return await run_child(self, child)
 
     def release_cloned_context(self) -> None:
         """Free this clone; a clone still running is cancelled.
