@@ -142,6 +142,14 @@ def hresult_from_win32(code: int) -> int:
     return code if code <= 0 else (code & 0xFFFF) | 0x80070000
 
 
+def win32_from_hresult(hresult: int, *, otherwise: int | None = None) -> int:
+    """The Win32 code inside a ``0x8007xxxx`` HRESULT; for any other HRESULT, ``otherwise``
+    (None: the HRESULT itself)."""
+    if hresult >> 16 == 0x8007:
+        return hresult & 0xFFFF
+    return hresult if otherwise is None else otherwise
+
+
 S_OK: Final = 0
 E_FAIL: Final = 0x80004005
 ERROR_INVALID_HANDLE: Final = hresult_from_win32(6)

@@ -30,6 +30,7 @@ from ._constants import (
     ERROR_OPERATION_ABORTED,
     ERROR_STACK_OVERFLOW,
     S_OK,
+    win32_from_hresult,
 )
 
 
@@ -67,7 +68,7 @@ class HResultError(Exception):
     @property
     def win32_code(self) -> int:
         """The Win32 error code inside a ``0x8007xxxx`` HRESULT (else the HRESULT itself)."""
-        return self.hresult & 0xFFFF if self.hresult >> 16 == 0x8007 else self.hresult
+        return win32_from_hresult(self.hresult)
 
 
 class NotSupportedError(HResultError):

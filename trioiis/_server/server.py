@@ -44,9 +44,7 @@ from .._context.request import ConnectionBody, EmptyBody
 from .._context.sending import Wire
 from .._errors import ConfigError
 from .._lifecycle import Outcome
-from .._observability.accesslog import Entry, format_entry, header
 from .._observability.counters import ServerCounters
-from .._observability.logfiles import LogFile
 from .._observability.tracing import Tracer, open_trace_writer
 from .._pipeline.pipeline import Pipeline
 from .._pipeline.registration import GlobalServer, ModuleRegistrationInfo, RegisterModule
@@ -74,6 +72,7 @@ from ..config import (
     load_register_function,
     parse_binding,
 )
+from .access_log import AccessLog
 from .https_redirect import serve_https_redirect
 from .idle import IdleReaper
 from .preflight import preflight
@@ -81,7 +80,6 @@ from .tls import answer_plain_http
 from .watchdog import Watchdog
 
 log = logging.getLogger("trioiis")
-access_log = logging.getLogger("trioiis.access")
 
 _ACCEPT_BATCH = 256
 # Task names: one string for every connection, not one made per task.
@@ -240,7 +238,7 @@ class HttpServer:
         self._connections: trio.Nursery | None = None  # where connections and requests run
         self._reaper: IdleReaper | None = None  # idle clocks of the server's own sockets
         self._slots: trio.Semaphore | None = None
-        self._log_file: LogFile | None = None
+        self._access_log = AccessLog(self.config.access_log, self.config.access_log_format)
         #: ``(host, port)`` of each ``https_redirect`` binding, once ``serve`` listens.
         self.redirect_bound: list[tuple[str, int]] = []
         self.site = Site(1, "default", self.config.root)
@@ -347,6 +345,14 @@ class HttpServer:
         async with open_trace_writer(self.pipeline.tracer):
             await self._serve(task_status=task_status)
 
+    def reopen_access_log(self) -> None:
+        """Open ``access_log`` again (SIGUSR1, after a log rotator renamed it).
+
+        Raises:
+            ConfigError: the new file cannot be opened; lines keep going to the old one.
+        """
+        self._access_log.reopen()
+
     async def _serve(self, *, task_status: trio.TaskStatus[list[tuple[str, int]]]) -> None:
         pipeline = self.pipeline
         self._slots = trio.Semaphore(self.config.max_connections)
@@ -354,7 +360,7 @@ class HttpServer:
         try:
             self._ssl_context = preflight(self.config)  # what check-config checks, too
             sockets = self._open_sockets() if self._given_sockets is None else self._adopt()
-            self._open_access_log()
+            self._access_log.open()
             # The applications' nursery (GL_APPLICATION_START/STOP) outlives every
             # connection: an app is started before the first accept and stopped after the
             # last connection ended.
@@ -372,8 +378,7 @@ class HttpServer:
             for sock in sockets:
                 sock.close()
             pipeline.terminate()
-            if self._log_file is not None:
-                self._log_file.close()
+            self._access_log.close()
             self._done.set()
 
     async def _serve_listeners(
@@ -864,29 +869,7 @@ class HttpServer:
         self, http: Http1Connection, exc: HeadError, connection: HttpConnection
     ) -> None:
         """Answer a head we refuse, and log it like any request (no request is missing)."""
-        if self._log_file is not None or access_log.hasHandlers():
-            remote, local = connection.remote_address, connection.local_address
-            self._log_line(
-                Entry(
-                    started=time.time(),
-                    taken=0.0,
-                    remote=remote[0],
-                    local=local[0],
-                    port=local[1],
-                    user=None,
-                    method="-",
-                    url="-",
-                    http_version="1.1",
-                    status=exc.status,
-                    sub_status=0,
-                    win32_status=0,
-                    bytes_sent=0,
-                    referer=None,
-                    user_agent=None,
-                    outcome="refused",
-                    site="-",
-                )
-            )
+        self._access_log.write_refused(connection, exc.status)
         try:
             with trio.move_on_after(self.config.limits.linger_timeout):
                 await http.write_raw(error_response_bytes(exc.status))
@@ -967,82 +950,7 @@ class HttpServer:
         try:
             await self.pipeline.run_request(ctx)
         finally:
-            self._write_access_log(ctx, started)
-
-    # ------------------------------------------------------------ access log
-
-    def _open_access_log(self) -> None:
-        target = self.config.access_log
-        if target is None:
-            return
-        self._log_file = LogFile(target, "access log")  # its folder is made when missing
-        self._write_log_header()
-
-    def _write_log_header(self) -> None:
-        top = header(self.config.access_log_format)
-        if top is not None and self._log_file is not None and self._log_file.is_new:
-            self._log_file.write_line(top)  # W3C: the #Fields line comes first
-
-    def reopen_access_log(self) -> None:
-        """Open ``access_log`` again (SIGUSR1, after a log rotator renamed it).
-
-        Raises:
-            ConfigError: the new file cannot be opened; lines keep going to the old one.
-        """
-        if self._log_file is not None:
-            self._log_file.reopen()
-            self._write_log_header()
-
-    def _write_access_log(self, ctx: HttpContext, started: float) -> None:
-        """One line per request, in ``access_log_format`` (see ``_observability.accesslog``)."""
-        if self._log_file is None and not access_log.hasHandlers():
-            return  # nobody reads it: do not pay for formatting
-        request, response = ctx.request, ctx.response
-        outcome = ctx.lifecycle.outcome
-        hresult = response.get_status().hresult
-        transport = ctx._wire.transport
-        ws = transport if isinstance(transport, websocket.WebSocketTransport) else None
-        self._log_line(
-            Entry(
-                started=started,
-                taken=time.time() - started,
-                remote=request.remote_address[0],
-                local=request.local_address[0],
-                port=request.local_address[1],
-                user=ctx.user.name if ctx.user else None,
-                method=request.method,
-                url=request.url,
-                http_version=request.http_version,
-                status=_logged_status(ctx, outcome),
-                sub_status=response.sub_status,
-                win32_status=hresult & 0xFFFF if hresult >> 16 == 0x8007 else 0,
-                bytes_sent=ctx._wire.transport.body_bytes_sent,
-                referer=request.get_header("referer"),
-                user_agent=request.get_header("user-agent"),
-                outcome=outcome,
-                site=ctx.site.name,
-                bytes_received=None if ws is None else ws.bytes_received,
-                close_code=None if ws is None else ws.websocket.close_code,
-            )
-        )
-
-    def _log_line(self, entry: Entry) -> None:
-        line = format_entry(entry, self.config.access_log_format)
-        access_log.info(line)
-        if self._log_file is not None:
-            self._log_file.write_line(line)
-
-
-def _logged_status(ctx: HttpContext, outcome: Outcome) -> int:
-    """The status the client got; with no status line sent, nginx's words for why: 499
-    (the client left first) or 444 (the server closed without a response)."""
-    if ctx._wire.head_sent:
-        return ctx.response.status
-    if outcome is Outcome.CANCELLED_BY_CLIENT:
-        return 499
-    if outcome in (Outcome.ABORTED_BY_SERVER, Outcome.TIMED_OUT, Outcome.FAILED):
-        return 444
-    return ctx.response.status
+            self._access_log.write(ctx, started)
 
 
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
