@@ -879,11 +879,8 @@ class HttpServer:
     def _new_context(
         self, transport: Transport, connection: HttpConnection, head: RequestHead
     ) -> HttpContext:
-        target = head.target
-        if not target.startswith("/") and "://" in target:
-            # absolute-form (RFC 9112 §3.2.2): keep the path and query.
-            rest = target.split("://", 1)[1]
-            target = "/" + rest.partition("/")[2]
+        # (every driver gives an origin-form target: HTTP/1.1's check_request rewrites an
+        # absolute-form one, moving its authority to Host; HTTP/2 refuses any other :path)
         has_body = head.chunked or bool(head.content_length)
         ctx: HttpContext = HttpContext._create(
             pipeline=self.pipeline,
@@ -891,7 +888,7 @@ class HttpServer:
             site=self._site_for(head),
             wire=Wire(transport),
             method=head.method,
-            url=target,
+            url=head.target,
             http_version=head.http_version,
             headers=Headers.from_raw(head.headers),
             body=ConnectionBody(transport) if has_body else EmptyBody(),
@@ -936,13 +933,10 @@ class HttpServer:
         if not self._sites_by_host:
             return self._default_site
         host = ""
-        if "://" in head.target and not head.target.startswith("/"):
-            host = head.target.split("://", 1)[1].partition("/")[0]  # absolute-form wins
-        else:
-            for name, value in head.headers:
-                if name.lower() == b"host":
-                    host = value.decode("latin-1")
-                    break
+        for name, value in head.headers:
+            if name == b"host":  # (an absolute-form target's authority is Host by now)
+                host = value.decode("latin-1")
+                break
         return self._sites_by_host.get(_host_name(host), self._default_site)
 
     async def _run(self, ctx: HttpContext) -> None:
