@@ -175,7 +175,7 @@ class _PendingIo:
     def __enter__(self) -> Self:
         self._ctx._io_scopes.add(self._scope)
         trace = self._ctx.trace
-        if trace is not None:  # tracing hook (trioiis/tracing.py): one branch when off
+        if trace is not None:  # tracing hook (_observability/tracing.py): one branch when off
             self._trace_event = trace.io_started(self._kind)
         self._scope.__enter__()
         return self
