@@ -37,9 +37,10 @@ import trio
 
 from .._constants import SERVER_VERSION
 from .._context import websocket
-from .._context.connection import HttpConnection, Site
+from .._context.connection import HttpConnection
 from .._context.context import HttpContext
 from .._context.headers import Headers
+from .._context.origin import apply_forwarded
 from .._context.request import ConnectionBody, EmptyBody
 from .._context.sending import Wire
 from .._errors import ConfigError
@@ -48,7 +49,7 @@ from .._observability.counters import ServerCounters
 from .._observability.tracing import Tracer, open_trace_writer
 from .._pipeline.pipeline import Pipeline
 from .._pipeline.registration import GlobalServer, ModuleRegistrationInfo, RegisterModule
-from .._protocol.forwarded import TrustedProxies, client_address, forwarded_origin
+from .._protocol.forwarded import TrustedProxies
 from .._protocol.http1 import (
     HeadError,
     HeadParser,
@@ -76,6 +77,7 @@ from .access_log import AccessLog
 from .https_redirect import serve_https_redirect
 from .idle import IdleReaper
 from .preflight import preflight
+from .sites import SiteTable
 from .tls import answer_plain_http
 from .watchdog import Watchdog
 
@@ -241,15 +243,9 @@ class HttpServer:
         self._access_log = AccessLog(self.config.access_log, self.config.access_log_format)
         #: ``(host, port)`` of each ``https_redirect`` binding, once ``serve`` listens.
         self.redirect_bound: list[tuple[str, int]] = []
-        self.site = Site(1, "default", self.config.root)
-        # Virtual hosts: [[sites]] are numbered from 2 (the top-level root is site 1).
-        self._sites_by_host: dict[str, Site] = {}
-        self._default_site = self.site
-        for number, site_config in enumerate(self.config.sites, 2):
-            site = Site(number, site_config.name, site_config.root)
-            self._sites_by_host.update(dict.fromkeys(site_config.hosts, site))
-            if site_config.default and self._default_site is self.site:
-                self._default_site = site
+        self._sites = SiteTable(self.config.root, self.config.sites)
+        #: The top-level root's site (site 1).
+        self.site = self._sites.top
         self._ssl_context: ssl.SSLContext | None = None
         self._head_parser: HeadParser | None = None
         if self.config.http == "fast":
@@ -885,7 +881,7 @@ class HttpServer:
         ctx: HttpContext = HttpContext._create(
             pipeline=self.pipeline,
             connection=connection,
-            site=self._site_for(head),
+            site=self._sites.site_for(head.headers),
             wire=Wire(transport),
             method=head.method,
             url=head.target,
@@ -895,49 +891,8 @@ class HttpServer:
         )
         transport.watch_peer(ctx._peer_gone)
         if self._trusted:
-            self._apply_forwarded(ctx)
+            apply_forwarded(ctx, self._trusted)
         return ctx
-
-    def _apply_forwarded(self, ctx: HttpContext) -> None:
-        """From a trusted proxy, ``Forwarded`` / ``X-Forwarded-For`` name the client, and
-        ``Forwarded`` / ``X-Forwarded-Proto`` / ``X-Forwarded-Host`` the scheme and host it
-        used: they become the ``HTTPS`` and ``SERVER_PORT`` server variables and the
-        ``Host`` header (so redirects and apps see them; see ``trioiis._context.origin``)."""
-        request = ctx.request
-        peer = request.remote_address[0]
-        forwarded = request.headers.get_all("forwarded")
-        found = client_address(
-            peer, self._trusted, forwarded, request.headers.get_all("x-forwarded-for")
-        )
-        if found is not None:
-            request.remote_address = found
-        origin = forwarded_origin(
-            peer,
-            self._trusted,
-            forwarded,
-            request.headers.get_all("x-forwarded-proto"),
-            request.headers.get_all("x-forwarded-host"),
-        )
-        if origin.scheme is not None:
-            ctx.set_server_variable("HTTPS", "on" if origin.scheme == "https" else "off")
-            ctx.set_server_variable("SERVER_PORT", "443" if origin.scheme == "https" else "80")
-        if origin.host is not None:
-            request.set_header("Host", origin.host)
-            port = origin.host.rpartition("]")[2].rpartition(":")[2]
-            if port.isdigit():
-                ctx.set_server_variable("SERVER_PORT", port)
-
-    def _site_for(self, head: RequestHead) -> Site:
-        """The site whose hosts hold the request's host (any case, port stripped), else
-        the default site."""
-        if not self._sites_by_host:
-            return self._default_site
-        host = ""
-        for name, value in head.headers:
-            if name == b"host":  # (an absolute-form target's authority is Host by now)
-                host = value.decode("latin-1")
-                break
-        return self._sites_by_host.get(_host_name(host), self._default_site)
 
     async def _run(self, ctx: HttpContext) -> None:
         started = time.time()
@@ -954,15 +909,6 @@ def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
     while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
         leaf = leaf.exceptions[0]
     return leaf
-
-
-def _host_name(authority: str) -> str:
-    """``"Example.test:8443"`` → ``"example.test"``; ``"[::1]:80"`` → ``"[::1]"``."""
-    authority = authority.strip().lower()
-    if authority.startswith("["):
-        end = authority.find("]")
-        return authority[: end + 1] if end > 0 else authority
-    return authority.partition(":")[0].rstrip(".")
 
 
 async def _close_tls(stream: trio.SSLStream[trio.abc.Stream]) -> None:
