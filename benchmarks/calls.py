@@ -27,7 +27,7 @@ from pathlib import Path
 import trio
 
 from trioiis import cli
-from trioiis.server import HttpServer
+from trioiis import HttpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"  # loopback only
