@@ -26,8 +26,7 @@ from pathlib import Path
 
 import trio
 
-from trioiis import cli
-from trioiis import HttpServer
+from trioiis import HttpServer, cli
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"  # loopback only
