@@ -1507,6 +1507,11 @@ class UpgradedStream:
         self.bytes_received = 0
 
     @property
+    def connection(self) -> Http1Connection:
+        """The connection the stream is (server shutdown closes its WebSocket)."""
+        return self._http
+
+    @property
     def bytes_sent(self) -> int:
         """Bytes after the 101 head handed to the kernel (or TLS)."""
         return max(0, self._http.counters.bytes_sent - self._start)
@@ -1565,6 +1570,10 @@ class UpgradedStream:
         http._response_base = http.counters.bytes_sent
         with _seam_errors():
             await http.write_queued()
+
+    def finish(self) -> None:
+        """Our side ends: nothing to do here (the connection closes when the request ends,
+        with a FIN after what is queued)."""
 
     def reset(self) -> None:
         """Abort the connection now (an RST on sockets)."""

@@ -76,6 +76,7 @@ class Http2Transport:
         "_reset",
         "_too_slow",
         "_waiter",
+        "connect_protocol",
         "on_server_abort",
         "request_length",
         "stream_id",
@@ -88,11 +89,14 @@ class Http2Transport:
         *,
         head_only: bool,
         request_length: int | None,
+        connect_protocol: bytes | None = None,
     ) -> None:
         self._conn = conn
         self.stream_id = stream_id
         #: The request's Content-Length, if it sent one.
         self.request_length = request_length
+        #: An extended CONNECT's ``:protocol`` (RFC 8441: ``b"websocket"``), else None.
+        self.connect_protocol = connect_protocol
         self._on_peer_gone: Callable[[], None] | None = None
         #: Called once when the server cuts the connection (set by the server per request).
         self.on_server_abort: Callable[[], None] | None = None
@@ -466,6 +470,20 @@ class Http2Transport:
             return None
         return max(0, self._content_length - self._body_read)
 
+    # -- a tunnel (extended CONNECT)
+
+    def accept_connect(self, headers: list[tuple[bytes, bytes]]) -> Http2ConnectStream:
+        """Queue the ``200`` that accepts an extended CONNECT (RFC 8441) and hand the stream's
+        DATA over to another protocol, both ways (``Http2ConnectStream``). Nothing is sent
+        yet (``Http2ConnectStream.flush`` sends it).
+
+        Raises:
+            FramingError: a control byte in a header; nothing is queued.
+        """
+        self.send_head(200, b"OK", headers, close=False)
+        self._length = None  # the stream's bytes are the tunnel's: no Content-Length
+        return Http2ConnectStream(self)
+
     # -- the peer
 
     def watch_peer(self, callback: Callable[[], None] | None) -> None:
@@ -493,3 +511,106 @@ class Http2Transport:
         callback, self._on_peer_gone = self._on_peer_gone, None
         if callback is not None:
             callback()
+
+
+@final
+class Http2ConnectStream:
+    """One HTTP/2 stream's DATA, both ways, once an extended CONNECT was accepted: what a
+    WebSocket sits on over HTTP/2 (``websocket.UpgradedByteStream``). Flow control both
+    ways: what is sent waits for the stream's window (``Http2Transport.write``, with its
+    zero-window stall); what arrives reopens the window only as it is read. The client's
+    END_STREAM is the tunnel's EOF; its RST_STREAM (or the connection's loss) the peer gone.
+    ``receive_some`` and ``flush`` may run in different tasks at once."""
+
+    __slots__ = ("_stream", "bytes_received")
+
+    def __init__(self, stream: Http2Transport) -> None:
+        self._stream = stream
+        #: Bytes handed to the caller by ``receive_some``.
+        self.bytes_received = 0
+
+    @property
+    def connection(self) -> Http2Connection:
+        """The connection the stream lives on (server shutdown closes its tunnels)."""
+        return self._stream._conn
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes after the 200 handed to the kernel (or TLS)."""
+        return self._stream._body_bytes_sent
+
+    @property
+    def bytes_queued(self) -> int:
+        """Bytes after the 200 queued so far (sent or not)."""
+        return self._stream._queued_body
+
+    def _take(self, max_bytes: int) -> bytes:
+        stream = self._stream
+        body = stream._body
+        chunk = body[0]
+        if len(chunk) > max_bytes:
+            body[0] = chunk[max_bytes:]
+            chunk = chunk[:max_bytes]
+        else:
+            body.popleft()
+        stream._body_read += len(chunk)
+        self.bytes_received += len(chunk)
+        stream._conn.consumed(stream, len(chunk))
+        return chunk
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` bytes; ``b""`` once the peer ended (END_STREAM) or reset the
+        stream. An END_STREAM before the tunnel's own end is the peer leaving: the watcher
+        hears it as from an RST.
+
+        Cancellation: loses no byte."""
+        stream = self._stream
+        while not stream._body:
+            if stream._gone or stream._reset or stream._too_slow or stream._conn.lost:
+                await trio.lowlevel.checkpoint()
+                return b""
+            if stream._body_ended:
+                await trio.lowlevel.checkpoint()
+                callback, stream._on_peer_gone = stream._on_peer_gone, None
+                if callback is not None:
+                    callback()
+                return b""
+            await stream._wait()
+        return self._take(max_bytes)
+
+    def receive_nowait(self) -> bytes:
+        """Whatever has arrived and was not read yet, without waiting (no checkpoint)."""
+        stream = self._stream
+        if not stream._body:
+            return b""
+        return self._take(sum(len(chunk) for chunk in stream._body))
+
+    def queue(self, data: bytes | bytearray) -> None:
+        """Queue bytes to send after everything queued before (no I/O)."""
+        self._stream.send_body(bytes(data))
+
+    def try_flush(self) -> bool:
+        """Send what is queued without waiting; True when nothing is left."""
+        return self._stream.try_write()
+
+    async def flush(self) -> None:
+        """Send everything queued (within the stream's flow-control window).
+
+        Raises:
+            transport.PeerTooSlowError: the window stayed closed for ``send_timeout``.
+            transport.PeerGoneError: the peer reset the stream or left.
+
+        Cancellation: exactly the unsent bytes stay queued, sent by the next flush."""
+        await self._stream.write()
+
+    def finish(self) -> None:
+        """Our side ends (END_STREAM after what is queued): the orderly close after the
+        tunnel's own close (RFC 8441 §5, TCP's FIN over HTTP/1.1)."""
+        stream = self._stream
+        if not stream.was_reset:
+            stream.send_end()
+            stream.try_write()
+
+    def reset(self) -> None:
+        """Abort the stream now (RST_STREAM CANCEL); other streams go on."""
+        self._stream.reset()

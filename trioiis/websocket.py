@@ -4,9 +4,11 @@ Theory of operation
 -------------------
 1. **The socket is the request.** A handler (a native module through ``accept_websocket``,
    or the asgi module for a ``websocket`` scope) accepts the upgrade of the request it
-   runs: ``101 Switching Protocols`` goes out through the request's transport, which hands
-   over its byte stream (``UpgradedByteStream``: HTTP/1.1 today, an HTTP/2 extended-CONNECT
-   stream later) and is replaced on the wire by a ``WebSocketTransport``. The request
+   runs: ``101 Switching Protocols`` (HTTP/1.1) or ``200`` (an HTTP/2 extended CONNECT,
+   RFC 8441) goes out through the request's transport, which hands over its byte stream
+   (``UpgradedByteStream``: the HTTP/1.1 connection's bytes, or one HTTP/2 stream's DATA
+   with its flow control) and is replaced on the wire by a ``WebSocketTransport``. Above
+   that seam nothing knows which protocol carries the socket. The request
    nursery lives until the socket ends; the access log gets the request's one line then,
    with the bytes each way after the 101 and the close code.
 2. **Two tasks of the request** run beside the handler: the reader (bytes → wsproto →
@@ -22,7 +24,8 @@ Theory of operation
    response complete: ``completed``, also when the peer leaves right after it, before our
    answer went out (the bytes it sent before leaving are parsed when the transport reports
    it gone, so neither its last messages nor its close frame are lost). A peer that
-   vanishes without a close frame (EOF/RST) is ``cancelled_by_client``: the request nursery
+   vanishes without a close frame (EOF/RST; over HTTP/2 its END_STREAM or RST_STREAM, or
+   the connection's loss) is ``cancelled_by_client``: the request nursery
    is cancelled at once, as for any request. The server failing the
    connection (a protocol error, an oversized message, the pong or close-handshake timeout,
    ``close_tcp_connection``, shutdown past its grace) is ``aborted_by_server``.
@@ -60,7 +63,6 @@ from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError, generate_accept_token
 
 from .constants import ERROR_INVALID_PARAMETER, ERROR_OPERATION_ABORTED
-from .context import HttpConnection
 from .errors import CompletionInfo, ConnectionInvalidError, HResultError, OperationAbortedError
 from .lifecycle import Event
 from .sending import note_progress
@@ -134,7 +136,7 @@ class WebSocketClosedError(HResultError):
 
 class WebSocketHandshakeError(HResultError):
     """The request is not a WebSocket upgrade this server can accept (the handler should
-    answer it with a 400 or 426, or the protocol cannot switch: HTTP/2 until RFC 8441)."""
+    answer it with a 400 or 426), or its transport cannot switch protocols."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, hresult=ERROR_INVALID_PARAMETER)
@@ -145,7 +147,13 @@ class WebSocketHandshakeError(HResultError):
 
 @runtime_checkable
 class UpgradedByteStream(Protocol):
-    """The bytes of an upgraded connection, both ways (``http1.UpgradedStream``)."""
+    """The bytes of an upgraded connection, both ways: ``http1.UpgradedStream`` (the
+    socket after the 101) or ``http2_transport.Http2ConnectStream`` (one stream's DATA)."""
+
+    @property
+    def connection(self) -> object:
+        """The connection the stream lives on (what the server's shutdown names)."""
+        ...
 
     @property
     def bytes_sent(self) -> int: ...
@@ -168,26 +176,52 @@ class UpgradedByteStream(Protocol):
     async def flush(self) -> None:
         """Send what is queued; a cancel leaves exactly the unsent bytes queued."""
 
-    def reset(self) -> None: ...
+    def finish(self) -> None:
+        """Our side ends in order, after what is queued (the close handshake is done)."""
+
+    def reset(self) -> None:
+        """Abort the stream now (the peer sees a reset)."""
 
 
 @runtime_checkable
 class Upgradable(Protocol):
-    """A transport that can switch protocols (HTTP/1.1's)."""
+    """A transport that can switch protocols with a 101 (HTTP/1.1's)."""
 
     def upgrade(self, headers: list[tuple[bytes, bytes]]) -> UpgradedByteStream: ...
+
+
+@runtime_checkable
+class Tunnelable(Protocol):
+    """A transport whose request may be an extended CONNECT (HTTP/2's, RFC 8441)."""
+
+    @property
+    def connect_protocol(self) -> bytes | None: ...
+
+    def accept_connect(self, headers: list[tuple[bytes, bytes]]) -> UpgradedByteStream: ...
 
 
 # ---------------------------------------------------------------- the handshake
 
 
 def is_websocket_request(ctx: HttpContext) -> bool:
-    """True when the request asks to upgrade to a WebSocket (``Upgrade: websocket`` with
-    ``Connection: upgrade``); ``accept_websocket`` then checks the rest."""
+    """True when the request asks to become a WebSocket: over HTTP/1.1 ``Upgrade:
+    websocket`` with ``Connection: upgrade``, over HTTP/2 an extended CONNECT with
+    ``:protocol websocket`` (RFC 8441); ``accept_websocket`` then checks the rest."""
+    if _is_extended_connect(ctx):
+        return True
     request = ctx.request
     upgrade = request.get_header("upgrade") or ""
     connection = request.get_header("connection") or ""
     return "websocket" in _tokens(upgrade) and "upgrade" in _tokens(connection)
+
+
+def _is_extended_connect(ctx: HttpContext) -> bool:
+    transport = ctx._wire.transport
+    return (
+        ctx.request.method == "CONNECT"
+        and isinstance(transport, Tunnelable)
+        and transport.connect_protocol == b"websocket"
+    )
 
 
 def _tokens(value: str) -> list[str]:
@@ -257,22 +291,26 @@ def _handshake_headers(
         WebSocketHandshakeError: not a valid version-13 upgrade, or a subprotocol not offered.
     """
     request = ctx.request
-    if request.method != "GET" or not is_websocket_request(ctx):
-        raise WebSocketHandshakeError("not a WebSocket upgrade request")
-    if request.http_version != "1.1":
-        raise WebSocketHandshakeError("a WebSocket upgrade needs HTTP/1.1")
+    tunnel = _is_extended_connect(ctx)  # RFC 8441 §5: no key, no accept, a 200
+    if not tunnel:
+        if request.method != "GET" or not is_websocket_request(ctx):
+            raise WebSocketHandshakeError("not a WebSocket upgrade request")
+        if request.http_version != "1.1":
+            raise WebSocketHandshakeError("a WebSocket upgrade needs HTTP/1.1")
     if (request.get_header("sec-websocket-version") or "").strip() != "13":
         raise WebSocketHandshakeError("Sec-WebSocket-Version must be 13")
-    key = (request.get_header("sec-websocket-key") or "").strip()
-    if not key:
-        raise WebSocketHandshakeError("Sec-WebSocket-Key is missing")
+    out: list[tuple[bytes, bytes]] = []
+    if not tunnel:
+        key = (request.get_header("sec-websocket-key") or "").strip()
+        if not key:
+            raise WebSocketHandshakeError("Sec-WebSocket-Key is missing")
+        out += [
+            (b"upgrade", b"websocket"),
+            (b"connection", b"Upgrade"),
+            (b"sec-websocket-accept", generate_accept_token(key.encode("latin-1"))),
+        ]
     if subprotocol is not None and subprotocol not in offered_subprotocols(ctx):
         raise WebSocketHandshakeError(f"subprotocol {subprotocol!r} was not offered")
-    out = [
-        (b"upgrade", b"websocket"),
-        (b"connection", b"Upgrade"),
-        (b"sec-websocket-accept", generate_accept_token(key.encode("latin-1"))),
-    ]
     if subprotocol is not None:
         out.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
     extensions: list[Extension] = []
@@ -408,12 +446,16 @@ class WebSocket:
 
         Cancellation: a request task; cancelled with the request (the peer gone, the end).
         """
-        _OPEN[self.ctx.connection] = self
+        connection = self.stream.connection
+        _OPEN.setdefault(connection, set()).add(self)
         try:
             await self._read_frames()
         finally:
-            if _OPEN.get(self.ctx.connection) is self:
-                del _OPEN[self.ctx.connection]
+            sockets = _OPEN.get(connection)
+            if sockets is not None:
+                sockets.discard(self)
+                if not sockets:
+                    del _OPEN[connection]
 
     async def _read_frames(self) -> None:
         conn, stream, limits = self._conn, self.stream, self.limits
@@ -475,6 +517,7 @@ class WebSocket:
         self._closed_cleanly()
         if frame:
             await self._send_frame(frame)
+        self.stream.finish()
 
     def _closed_cleanly(self) -> None:
         """Both close frames went (rule 4): the response is complete."""
@@ -602,6 +645,7 @@ class WebSocket:
         await self.send(frame)
         if self._handshake_done():
             self._closed_cleanly()
+            self.stream.finish()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close: send the close frame if not yet sent, then wait for the handshake to end
@@ -752,16 +796,16 @@ def _framing_error(what: str) -> Exception:
     return FramingError(f"{what}: the connection is a WebSocket")
 
 
-#: The WebSocket open on each connection (for the server's shutdown close 1001); an entry
-#: lives as long as its reader task.
-_OPEN: dict[HttpConnection, WebSocket] = {}
+#: The WebSockets open on each connection (``UpgradedByteStream.connection``: one on an
+#: HTTP/1.1 connection, any number on an HTTP/2 one), for the server's shutdown close
+#: 1001; an entry lives as long as its reader task.
+_OPEN: dict[object, set[WebSocket]] = {}
 
 
-def going_away(connection: HttpConnection) -> None:
-    """Server shutdown: the connection's WebSocket, if any, closes with 1001 (its keeper
+def going_away(connection: object) -> None:
+    """Server shutdown: the connection's WebSockets close with 1001 (each one's keeper
     sends the close and waits for the answer within the server's grace)."""
-    websocket = _OPEN.get(connection)
-    if websocket is not None:
+    for websocket in list(_OPEN.get(connection, ())):
         websocket.going_away()
 
 
@@ -772,8 +816,9 @@ async def accept(
     headers: Iterable[tuple[bytes, bytes]] = (),
     limits: WebSocketLimits | None = None,
 ) -> WebSocket:
-    """Switch the request to a WebSocket (rule 1): send the 101, start the reader and the
-    keeper. The handler must close it (``WebSocket.close``) before it returns.
+    """Switch the request to a WebSocket (rule 1): send the 101 (the 200 of an HTTP/2
+    extended CONNECT), start the reader and the keeper. The handler must close it
+    (``WebSocket.close``) before it returns.
 
     Raises:
         WebSocketHandshakeError: not a valid upgrade; the response was already started; or the
@@ -787,19 +832,26 @@ async def accept(
     if ctx._parent is not None or ctx._wire.head_sent:
         raise WebSocketHandshakeError("a WebSocket needs the root request, before any response")
     transport: Transport = ctx._wire.transport
-    if not isinstance(transport, Upgradable):
+    tunnel = _is_extended_connect(ctx)
+    if not tunnel and not isinstance(transport, Upgradable):
         raise WebSocketHandshakeError("this protocol cannot switch to a WebSocket")
     out, extensions = _handshake_headers(ctx, subprotocol, headers, limits)
     ctx._check_alive()
     if not ctx.connection.is_connected():
         raise ConnectionInvalidError("the client is gone")
-    stream = transport.upgrade(out)
+    response = ctx.response
+    stream: UpgradedByteStream
+    if isinstance(transport, Tunnelable) and tunnel:
+        stream = transport.accept_connect(out)
+        response._status, response._reason = 200, "OK"
+    else:
+        assert isinstance(transport, Upgradable)
+        stream = transport.upgrade(out)
+        response._status, response._reason = 101, "Switching Protocols"
     websocket = WebSocket(ctx, stream, limits, extensions, subprotocol)
     wire = ctx._wire
     wire.transport = WebSocketTransport(transport, websocket)
     wire.head_sent = True
-    response = ctx.response
-    response._status, response._reason = 101, "Switching Protocols"
     ctx.lifecycle.fire(Event.HEAD_SENT)
     nursery = ctx.nursery
     nursery.cancel_scope.deadline = math.inf  # request_timeout is for HTTP exchanges
