@@ -77,6 +77,7 @@ class Http2Transport:
         "_too_slow",
         "_waiter",
         "connect_protocol",
+        "on_data",
         "on_server_abort",
         "request_length",
         "stream_id",
@@ -100,6 +101,8 @@ class Http2Transport:
         self._on_peer_gone: Callable[[], None] | None = None
         #: Called once when the server cuts the connection (set by the server per request).
         self.on_server_abort: Callable[[], None] | None = None
+        #: Called after DATA or END_STREAM arrived (an extended CONNECT's tunnel listens).
+        self.on_data: Callable[[], None] | None = None
         self._waiter: trio.Event | None = None  # a read or write waiting for something
         # -- the response
         self._head: list[tuple[bytes, bytes]] | None = None  # queued, not yet pushed
@@ -382,6 +385,8 @@ class Http2Transport:
             self._body_error = MalformedBodyError("more DATA than the Content-Length")
         self._body.append(data)
         self._wake()
+        if self.on_data is not None:
+            self.on_data()
 
     def body_ended(self) -> None:
         """END_STREAM from the client."""
@@ -389,6 +394,8 @@ class Http2Transport:
         if self._content_length is not None and self._body_received != self._content_length:
             self._body_error = MalformedBodyError("DATA length differs from the Content-Length")
         self._wake()
+        if self.on_data is not None:
+            self.on_data()
 
     def unread_body(self) -> int:
         """Bytes received but not consumed (the connection returns them to its window)."""
@@ -519,14 +526,15 @@ class Http2ConnectStream:
     WebSocket sits on over HTTP/2 (``websocket.UpgradedByteStream``). Flow control both
     ways: what is sent waits for the stream's window (``Http2Transport.write``, with its
     zero-window stall); what arrives reopens the window only as it is read. The client's
-    END_STREAM is the tunnel's EOF; its RST_STREAM (or the connection's loss) the peer gone.
-    ``receive_some`` and ``flush`` may run in different tasks at once."""
+    END_STREAM is the tunnel's EOF, and like its RST_STREAM (or the connection's loss) the
+    peer gone. Arrivals are announced to the listener; ``flush`` runs in a task."""
 
-    __slots__ = ("_stream", "bytes_received")
+    __slots__ = ("_listener", "_stream", "bytes_received")
 
     def __init__(self, stream: Http2Transport) -> None:
         self._stream = stream
-        #: Bytes handed to the caller by ``receive_some``.
+        self._listener: Callable[[], None] | None = None
+        #: Bytes handed to the caller by ``receive_nowait``.
         self.bytes_received = 0
 
     @property
@@ -544,46 +552,48 @@ class Http2ConnectStream:
         """Bytes after the 200 queued so far (sent or not)."""
         return self._stream._queued_body
 
-    def _take(self, max_bytes: int) -> bytes:
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` now and each time DATA arrives (in the connection's reading
+        task, no checkpoint). The client's END_STREAM is the tunnel's EOF: it reaches the
+        peer watcher, as its RST_STREAM does."""
+        self._listener = callback
+        self._stream.on_data = self._arrived
+        self._arrived()
+
+    def _arrived(self) -> None:
+        stream = self._stream
+        if self._listener is not None:
+            self._listener()
+        if stream._body_ended:
+            stream.on_data = None
+            callback, stream._on_peer_gone = stream._on_peer_gone, None
+            if callback is not None:
+                callback()
+
+    def receive_nowait(self, max_bytes: int | None = None) -> bytes:
+        """What has arrived and was not read yet, at most ``max_bytes``, without waiting
+        (no checkpoint). Only what is read reopens the stream's window (back-pressure)."""
         stream = self._stream
         body = stream._body
-        chunk = body[0]
-        if len(chunk) > max_bytes:
-            body[0] = chunk[max_bytes:]
-            chunk = chunk[:max_bytes]
+        if not body:
+            return b""
+        if len(body) == 1:
+            chunk = body[0]
+            if max_bytes is None or len(chunk) <= max_bytes:
+                body.clear()
+            else:
+                body[0] = chunk[max_bytes:]
+                chunk = chunk[:max_bytes]
         else:
-            body.popleft()
+            joined = b"".join(body)
+            body.clear()
+            chunk = joined if max_bytes is None else joined[:max_bytes]
+            if len(chunk) < len(joined):
+                body.append(joined[len(chunk) :])
         stream._body_read += len(chunk)
         self.bytes_received += len(chunk)
         stream._conn.consumed(stream, len(chunk))
         return chunk
-
-    async def receive_some(self, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` bytes; ``b""`` once the peer ended (END_STREAM) or reset the
-        stream. An END_STREAM before the tunnel's own end is the peer leaving: the watcher
-        hears it as from an RST.
-
-        Cancellation: loses no byte."""
-        stream = self._stream
-        while not stream._body:
-            if stream._gone or stream._reset or stream._too_slow or stream._conn.lost:
-                await trio.lowlevel.checkpoint()
-                return b""
-            if stream._body_ended:
-                await trio.lowlevel.checkpoint()
-                callback, stream._on_peer_gone = stream._on_peer_gone, None
-                if callback is not None:
-                    callback()
-                return b""
-            await stream._wait()
-        return self._take(max_bytes)
-
-    def receive_nowait(self) -> bytes:
-        """Whatever has arrived and was not read yet, without waiting (no checkpoint)."""
-        stream = self._stream
-        if not stream._body:
-            return b""
-        return self._take(sum(len(chunk) for chunk in stream._body))
 
     def queue(self, data: bytes | bytearray) -> None:
         """Queue bytes to send after everything queued before (no I/O)."""
