@@ -345,6 +345,14 @@ class WebSocket:
     Created by ``accept``; handlers use ``WebSocketContext`` (native) or the asgi module.
     """
 
+    # Slots: an idle socket holds one for as long as it is open.
+    __slots__ = (
+        "_arrived", "_conn", "_failing", "_going_away", "_incoming", "_incoming_bytes",
+        "_keeper", "_message_size", "_must_flush", "_paused", "_pings", "_pong_due", "clean",
+        "ctx", "ended", "limits", "read_closed", "received_close", "sent_close", "stream",
+        "subprotocol",
+    )  # fmt: skip
+
     def __init__(
         self,
         ctx: HttpContext,
@@ -766,6 +774,8 @@ class WebSocketTransport:
     """The transport of a request once it became a WebSocket (``transport.py`` rules):
     no HTTP response any more; its body bytes are the bytes sent after the 101, and it is
     complete once the close handshake is (rule 4)."""
+
+    __slots__ = ("_inner", "websocket")
 
     def __init__(self, inner: Transport, websocket: WebSocket) -> None:
         self._inner = inner
