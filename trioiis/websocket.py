@@ -476,7 +476,8 @@ class WebSocket:
         never raises: what the socket does not take at once, and the end of a failed
         connection, are the keeper's."""
         conn, stream, limits = self._conn, self.stream, self.limits
-        while not self.ended.is_set() and not self._failing:
+        more = True
+        while more and not self.ended.is_set() and not self._failing:
             if self._incoming_bytes >= limits.receive_queue:
                 self._paused = True  # ``take`` feeds again once there is room
                 return
@@ -487,6 +488,7 @@ class WebSocket:
             data = stream.receive_nowait(_RECEIVE_SIZE)
             if not data:
                 return
+            more = len(data) == _RECEIVE_SIZE  # (a shorter read emptied the stream)
             if conn.state is ConnectionState.CLOSED:
                 continue  # bytes after the close handshake: dropped
             conn.receive_data(data)
