@@ -237,3 +237,19 @@ async def test_graceful_shutdown_closes_h2_sockets_with_1001(site: Path) -> None
     assert codes == [1001, 1001]
     assert client.goaway is not None
     assert EVENTS.count(("disconnect", "/ws/wait", 1001)) == 2
+
+
+async def test_client_goaway_ends_every_websocket_of_the_connection(site: Path) -> None:
+    config = config_from_mapping(
+        {"handlers": [{"path": "/ws/*", "asgi": "tests.e2e.ws_apps:conformance"}]}
+    )
+    async with h2_server(root=site, modules=config.modules, handlers=config.handlers) as served:
+        client = served.client
+        await H2WebSocket.open(client, "/ws/wait")
+        with trio.fail_after(10):
+            await reached("/ws/wait").wait()
+        client.conn.close_connection()
+        await client.flush()
+        with trio.fail_after(10):
+            await reached("/ws/wait disconnect").wait()
+    assert ("disconnect", "/ws/wait", 1006) in EVENTS
