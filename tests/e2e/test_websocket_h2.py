@@ -5,6 +5,7 @@ flow control for messages larger than the window, and shutdown's 1001."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,18 @@ from trioiis.config import config_from_mapping
 
 from . import ws_apps
 from .ws_apps import EVENTS, reached
-from .ws_h2 import H2WebSocket, h2_server
+from .ws_h2 import H2WebSocket, Served, h2_server
 from .ws_helpers import NATIVE_HANDLERS, Seen, access_lines, echo, native_module
 
 E = h2.errors.ErrorCodes
+
+
+def asgi_server(site: Path, app: str) -> contextlib.AbstractAsyncContextManager[Served]:
+    """``app`` of tests/e2e/ws_apps.py at ``/ws/*``, beside ``site``'s static files."""
+    config = config_from_mapping(
+        {"handlers": [{"path": "/ws/*", "asgi": f"tests.e2e.ws_apps:{app}"}]}
+    )
+    return h2_server(root=site, modules=config.modules, handlers=config.handlers)
 
 
 @pytest.fixture(autouse=True)
@@ -173,10 +182,7 @@ async def test_a_module_that_does_not_read_pushes_back_through_flow_control() ->
 
 
 async def test_fastapi_websocket_route_over_h2(site: Path) -> None:
-    config = config_from_mapping(
-        {"handlers": [{"path": "/ws/*", "asgi": "tests.e2e.ws_apps:fastapi_app"}]}
-    )
-    async with h2_server(root=site, modules=config.modules, handlers=config.handlers) as served:
+    async with asgi_server(site, "fastapi_app") as served:
         client = served.client
         ws = await H2WebSocket.open(
             client, "/ws/json", extra=[(b"sec-websocket-protocol", b"chat")]
@@ -196,10 +202,7 @@ async def test_fastapi_websocket_route_over_h2(site: Path) -> None:
 
 
 async def test_app_denial_and_malformed_handshake_over_h2(site: Path) -> None:
-    config = config_from_mapping(
-        {"handlers": [{"path": "/ws/*", "asgi": "tests.e2e.ws_apps:conformance"}]}
-    )
-    async with h2_server(root=site, modules=config.modules, handlers=config.handlers) as served:
+    async with asgi_server(site, "conformance") as served:
         client = served.client
         denied = await H2WebSocket.open(client, "/ws/deny")
         await client.until(lambda: denied.result.done)
@@ -216,10 +219,7 @@ async def test_app_denial_and_malformed_handshake_over_h2(site: Path) -> None:
 
 
 async def test_graceful_shutdown_closes_h2_sockets_with_1001(site: Path) -> None:
-    config = config_from_mapping(
-        {"handlers": [{"path": "/ws/*", "asgi": "tests.e2e.ws_apps:conformance"}]}
-    )
-    async with h2_server(root=site, modules=config.modules, handlers=config.handlers) as served:
+    async with asgi_server(site, "conformance") as served:
         client = served.client
         first = await H2WebSocket.open(client, "/ws/wait")
         second = await H2WebSocket.open(client, "/ws/wait")
@@ -240,10 +240,7 @@ async def test_graceful_shutdown_closes_h2_sockets_with_1001(site: Path) -> None
 
 
 async def test_client_goaway_ends_every_websocket_of_the_connection(site: Path) -> None:
-    config = config_from_mapping(
-        {"handlers": [{"path": "/ws/*", "asgi": "tests.e2e.ws_apps:conformance"}]}
-    )
-    async with h2_server(root=site, modules=config.modules, handlers=config.handlers) as served:
+    async with asgi_server(site, "conformance") as served:
         client = served.client
         await H2WebSocket.open(client, "/ws/wait")
         with trio.fail_after(10):
