@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
+from .config import Binding as Binding
 from .config import ModuleSpec as ModuleSpec
 from .config import ServerConfig as ServerConfig
 from .config import SiteConfig as SiteConfig
@@ -83,6 +84,7 @@ __all__ = [
     "SERVER_VERSION",
     "ApplicationProvider",
     "AuthenticationProvider",
+    "Binding",
     "BodyTooLargeError",
     "CloneFlags",
     "CloseStatus",

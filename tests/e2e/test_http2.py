@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import shutil
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from tests.helpers import Running, all_tasks, raw_request, register, running_ser
 from trioiis import HttpContext, HttpModule, Notification, OperationAbortedError, Status
 
 E = h2.errors.ErrorCodes
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # the client connection preface
 
 
 class Tail(HttpModule):
@@ -406,8 +408,79 @@ async def test_a_goaway_from_the_client_cancels_every_stream(site: Path) -> None
 
 async def test_http2_off_serves_http11_only(site: Path) -> None:
     async with running_server(root=site, http2=False) as srv:
-        raw = await raw_request(srv.port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        raw = await raw_request(srv.port, PREFACE)
     assert raw.startswith(b"HTTP/1.1 505 ")  # h11 read PRI * HTTP/2.0 as HTTP/1
+
+
+async def test_http2_off_on_one_binding_while_another_speaks_it(site: Path) -> None:
+    h1_only = trioiis.Binding("127.0.0.1:0", http2=False)
+    async with running_server(root=site, bindings=(h1_only, "127.0.0.1:0")) as srv:
+        [(_, off), (_, on)] = srv.bound
+        refused = await raw_request(off, PREFACE)
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            answer = await client.get(f"http://127.0.0.1:{on}/hello.txt")
+        async with httpx.AsyncClient() as client:
+            plain = await client.get(f"http://127.0.0.1:{off}/hello.txt")
+    assert refused.startswith(b"HTTP/1.1 505 ")  # as with HTTP/2 off everywhere
+    assert (answer.http_version, answer.text) == ("HTTP/2", "hello\n")
+    assert (plain.http_version, plain.text) == ("HTTP/1.1", "hello\n")
+    assert srv.server.counters.http2["connections"] == 1
+
+
+async def test_a_binding_turns_http2_on_where_the_server_default_is_off(site: Path) -> None:
+    h2_on = trioiis.Binding("127.0.0.1:0", http2=True)
+    async with running_server(root=site, http2=False, bindings=("127.0.0.1:0", h2_on)) as srv:
+        [(_, off), (_, on)] = srv.bound
+        refused = await raw_request(off, PREFACE)
+        client = await H2Client.connect(on)
+        async with client:
+            answer = await client.get("/hello.txt")
+    assert refused.startswith(b"HTTP/1.1 505 ")
+    assert (answer.status, bytes(answer.body)) == (200, b"hello\n")
+
+
+async def test_inherited_sockets_take_the_http2_setting_of_the_binding_on_their_port(
+    site: Path,
+) -> None:
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = trioiis.ServerConfig(
+        root=site, bindings=(trioiis.Binding(f"127.0.0.1:{port}", http2=False),)
+    )
+    server = trioiis.HttpServer(config, sockets=[sock])  # as a worker or systemd gets them
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        refused = await raw_request(port, PREFACE)
+        await server.shutdown(grace=1)
+    assert refused.startswith(b"HTTP/1.1 505 ")
+
+
+async def _alpn(port: int, ca: trustme.CA) -> str | None:
+    context = client_context(ca)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    tcp = await trio.open_tcp_stream("127.0.0.1", port)
+    tls = trio.SSLStream(tcp, context, server_hostname="127.0.0.1")
+    async with tls:
+        await tls.do_handshake()
+        return tls.selected_alpn_protocol()
+
+
+async def test_alpn_offers_only_http11_on_a_binding_with_http2_off(
+    site: Path, tls_files: dict[str, Path], ca: trustme.CA
+) -> None:
+    h1_only = trioiis.Binding("127.0.0.1:0", http2=False)
+    bindings = (h1_only, "127.0.0.1:0")
+    async with running_server(root=site, bindings=bindings, **tls_files) as srv:
+        [(_, off), (_, on)] = srv.bound
+        chosen = [await _alpn(off, ca), await _alpn(on, ca)]
+        context = client_context(ca)
+        async with httpx.AsyncClient(http2=True, verify=context) as client:
+            answers = [await client.get(f"https://127.0.0.1:{p}/hello.txt") for p in (off, on)]
+    assert chosen == ["http/1.1", "h2"]
+    assert [(a.http_version, a.text) for a in answers] == [
+        ("HTTP/1.1", "hello\n"),
+        ("HTTP/2", "hello\n"),
+    ]
 
 
 async def test_alpn_h2_over_tls_with_httpx(
