@@ -504,6 +504,11 @@ class Http2Connection:
             self.limits.send_timeout,
         )
 
+    def stream_too_slow(self, transport: Http2Transport, counter: str, what: str) -> None:
+        """The server gives up on one stream's client (a minimum rate, ``body_timeout``)."""
+        self.counters.http2[counter] += 1
+        log.warning("HTTP/2 client %s %s on stream %d", self._peer, what, transport.stream_id)
+
     def consumed(self, transport: Http2Transport, n: int) -> None:
         """The request read ``n`` body bytes: reopen that much window (rule 3 of the
         transport)."""

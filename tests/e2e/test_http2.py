@@ -225,6 +225,108 @@ async def test_a_window_left_closed_resets_the_stream_after_send_timeout(
     assert any("window closed" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize(
+    "limits",
+    [
+        trioiis.Limits(min_body_rate=1_000_000, rate_grace=0.2, body_timeout=60),
+        trioiis.Limits(body_timeout=0.3, min_body_rate=0),
+    ],
+    ids=["min_body_rate", "body_timeout"],
+)
+@pytest.mark.parametrize("head_first", [False, True], ids=["before_the_head", "after_it"])
+async def test_a_stream_uploading_too_slowly_is_aborted_and_ends_alone(
+    site: Path, limits: trioiis.Limits, head_first: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[str] = []
+
+    async def upload(ctx: HttpContext) -> Status:
+        if head_first:
+            ctx.response.write(b"started ")
+            await ctx.response.flush(more_data=True)
+        try:
+            await ctx.request.read_all()
+        except trioiis.ConnectionInvalidError as exc:
+            seen.append(str(exc))
+        return Status.FINISH_REQUEST
+
+    async with h2_server(script(upload=upload), tail_module(), root=site, limits=limits) as (
+        srv,
+        client,
+    ):
+        sid = client.request(
+            "/upload", method="POST", body=b"x" * 10, end=False,
+            extra=[(b"content-length", b"100000")],
+        )  # fmt: skip
+        await client.flush()
+        await client.until(lambda: client.results[sid].reset is not None)
+        await wait_outcomes(1)
+        after = await client.get("/hello.txt")  # the connection goes on
+    result = client.results[sid]
+    if head_first:  # too late for a 408: the stream is reset
+        assert (result.status, bytes(result.body)) == (200, b"started ")
+        assert result.reset in (E.NO_ERROR, E.CANCEL)
+    else:  # a 408, then RST_STREAM NO_ERROR: the client may stop sending its body
+        assert (result.status, result.ended, result.reset) == (408, True, E.NO_ERROR)
+    assert len(seen) == 1
+    assert Tail.outcomes[0] == ("/upload", "aborted_by_server")
+    assert (after.status, client.goaway) == (200, None)  # one stream's client, not all
+    assert srv.server.counters.http2["slow_bodies"] == 1
+    assert any("sent its request body" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_stream_read_below_min_send_rate_is_reset(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def big(ctx: HttpContext) -> Status:
+        ctx.response.write(b"x" * 1000)
+        return Status.FINISH_REQUEST
+
+    # send_timeout long: only the minimum rate can end it before the test's bound
+    limits = trioiis.Limits(min_send_rate=1_000_000, rate_grace=0.2, send_timeout=60)
+    window = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 100}
+    modules = (script(big=big), tail_module())
+    async with h2_server(*modules, root=site, limits=limits, settings=window) as (srv, client):
+        client.auto_window = False  # reads 100 bytes, then takes nothing more
+        await client.until(lambda: client.conn.local_settings.initial_window_size == 100)
+        result = await client.get("/big")
+        await wait_outcomes(1)
+        after = await client.get("/hello.txt")  # the connection's other streams go on
+    assert (result.status, result.reset, bytes(result.body)) == (200, E.CANCEL, b"x" * 100)
+    assert Tail.outcomes[0] == ("/big", "aborted_by_server")
+    assert (after.status, bytes(after.body)) == (200, b"hello\n")
+    assert srv.server.counters.http2["slow_reads"] == 1
+    assert srv.server.counters.http2["window_stalls"] == 0
+    assert any("slower than 1e+06 bytes/s" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_response_that_idles_between_writes_is_not_held_to_the_idle_time(
+    site: Path, tls_files: dict[str, Path], ca: trustme.CA
+) -> None:
+    """Over TLS every write waits for the connection's writer: the minimum rate counts
+    those waits, not the time the request spent between writes."""
+
+    async def ticks(ctx: HttpContext) -> Status:
+        for _ in range(2):
+            ctx.response.write(b"tick ")
+            await ctx.response.flush(more_data=True)
+            await trio.sleep(0.5)  # sleep-ok: an app with nothing to say for a while
+        return Status.FINISH_REQUEST
+
+    limits = trioiis.Limits(min_send_rate=1_000_000, rate_grace=0.2)
+    async with running_server(
+        script(ticks=ticks), tail_module(), root=site, limits=limits, **tls_files
+    ) as srv:
+        context = client_context(ca)
+        context.set_alpn_protocols(["h2"])
+        tcp = await trio.open_tcp_stream("127.0.0.1", srv.port)
+        async with H2Client(trio.SSLStream(tcp, context, server_hostname="127.0.0.1")) as client:
+            await client.flush()
+            result = await client.get("/ticks")
+            await wait_outcomes(1)
+    assert (result.status, bytes(result.body), result.reset) == (200, b"tick tick ", None)
+    assert Tail.outcomes == [("/ticks", "completed")]
+
+
 async def test_cancel_io_on_a_write_waiting_for_window_reports_the_bytes_sent(
     site: Path,
 ) -> None:
