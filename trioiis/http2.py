@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import socket as stdlib_socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, cast, final
@@ -146,7 +147,12 @@ class Http2Connection:
         self._raw = raw_socket
         self._peer = peer
         config = h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=True
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            # Http2Transport.send_head checks and normalizes a response's fields itself.
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         self.machine = h2.connection.H2Connection(config=config)
         _compact_settings(self.machine.remote_settings)
@@ -364,7 +370,8 @@ class Http2Connection:
             self.counters.http2["max_requests_goaway"] += 1
             self.goaway()  # this is the last stream it answers
         assert self._nursery is not None
-        self._idle_clock()
+        if len(self._streams) == 1:
+            self._idle_clock()  # (moving a deadline costs: only when the connection turns busy)
         self._nursery.start_soon(self._stream_task, transport, head, name="trioiis h2 stream")
 
     def _refuse(self, sid: int, code: _E = _E.REFUSED_STREAM) -> None:
@@ -417,8 +424,8 @@ class Http2Connection:
             self.goaway()
         self._pull()
         self.send_now()
-        self._idle_clock()
         if not self._streams:
+            self._idle_clock()
             # h2 keeps a closed stream's state until it counts open streams (~1 KiB)
             self.machine.open_inbound_streams  # noqa: B018 - the count drops closed streams
             self._wake_writer()  # (a writer waiting with nothing to send ends)
@@ -442,7 +449,7 @@ class Http2Connection:
         if scope is None:
             return
         if self._streams:
-            scope.deadline = trio.current_time() + 10**9
+            scope.deadline = math.inf
         else:
             scope.deadline = trio.current_time() + self.limits.keep_alive_timeout
 

@@ -34,12 +34,14 @@ from __future__ import annotations
 import collections
 import math
 import os
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, NoReturn, final
 
 import h2.errors
 import h2.exceptions
 import trio
+from hpack import NeverIndexedHeaderTuple
 
 from .errors import BodyTooLargeError, MalformedBodyError, NotSupportedError
 from .http1 import FILE_PIECE, rate_deadline
@@ -50,10 +52,14 @@ if TYPE_CHECKING:
     from .http2 import Http2Connection
 
 #: Headers that mean something only to one HTTP/1.1 connection; HTTP/2 forbids them
-#: (RFC 9113 §8.2.2), so a response's copies are dropped.
+#: (RFC 9113 §8.2.2; ``te`` in a response too), so a response's copies are dropped.
 CONNECTION_HEADERS: Final = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+    (b"connection", b"keep-alive", b"proxy-connection", b"te", b"transfer-encoding", b"upgrade")
 )
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+#: Fields kept out of the HPACK dynamic table (never indexed), as h2 and nghttp2 do: a
+#: compression context shared with an attacker must not hold credentials.
+NEVER_INDEXED: Final = frozenset((b"authorization", b"proxy-authorization"))
 
 
 @final
@@ -148,7 +154,10 @@ class Http2Transport:
         Raises:
             FramingError: a malformed Content-Length, or a control byte in a header.
         """
-        fields = [(b":status", str(status).encode())]
+        # What h2 would check and normalize again is done here, once (the connection's h2
+        # is configured not to): lower-case names, no connection-specific field, no control
+        # byte, values without surrounding whitespace, credentials never indexed.
+        fields: list[tuple[bytes, bytes]] = [(b":status", str(status).encode())]
         length: int | None = None
         for name, value in headers:
             lower = name.lower()
@@ -156,11 +165,17 @@ class Http2Transport:
                 continue
             if any(byte in value for byte in b"\r\n\x00"):
                 raise FramingError(f"header {name!r} holds a control byte")
+            if not lower or lower[0] == 58 or not _TOKEN.fullmatch(lower):  # 58: ":"
+                raise FramingError(f"header name {name!r} is not a token")
+            value = value.strip(b" \t")
             if lower == b"content-length":
                 if not value.isdigit() or (length is not None and int(value) != length):
                     raise FramingError(f"bad Content-Length {value!r}")
                 length = int(value)
-            fields.append((lower, value))
+            if lower in NEVER_INDEXED:
+                fields.append(NeverIndexedHeaderTuple(lower, value))
+            else:
+                fields.append((lower, value))
         if status in (204, 304) or 100 <= status < 200:
             self._bodiless = True
         self._length = length

@@ -20,6 +20,7 @@ import pytest
 import trio
 import trio.testing
 import trustme
+from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import ContinuationFrame, HeadersFrame
 
 import trioiis
@@ -326,6 +327,23 @@ async def test_a_response_that_idles_between_writes_is_not_held_to_the_idle_time
             await wait_outcomes(1)
     assert (result.status, bytes(result.body), result.reset) == (200, b"tick tick ", None)
     assert Tail.outcomes == [("/ticks", "completed")]
+
+
+async def test_response_fields_are_normalized_and_credentials_never_indexed(site: Path) -> None:
+    async def fields(ctx: HttpContext) -> Status:
+        ctx.response.set_header("X-Padded", "  value\t")
+        ctx.response.set_header("Authorization", "Bearer secret")
+        ctx.response.set_header("TE", "trailers")
+        ctx.response.write(b"ok")
+        return Status.FINISH_REQUEST
+
+    async with h2_server(script(fields=fields), root=site) as (_, client):
+        result = await client.get("/fields")
+    assert result.headers[b"x-padded"] == b"value"
+    assert b"te" not in result.headers  # connection-specific (RFC 9113 8.2.2)
+    [auth] = [f for f in result.fields if f[0] == b"authorization"]
+    assert isinstance(auth, NeverIndexedHeaderTuple)  # kept out of the HPACK table
+    assert auth[1] == b"Bearer secret"
 
 
 async def test_cancel_io_on_a_write_waiting_for_window_reports_the_bytes_sent(
