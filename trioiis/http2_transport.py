@@ -31,7 +31,6 @@ It is the stream's state as well as the request's transport:
 
 from __future__ import annotations
 
-import collections
 import math
 import os
 import re
@@ -116,7 +115,8 @@ class Http2Transport:
         self._waiter: trio.Event | None = None  # a read or write waiting for something
         # -- the response
         self._head: list[tuple[bytes, bytes]] | None = None  # queued, not yet pushed
-        self._out: collections.deque[bytes] = collections.deque()  # body queued, not pushed
+        # (lists, not deques: a few items at most, and a deque's first block is ~700 bytes)
+        self._out: list[bytes] = []  # body queued, not pushed
         self._queued_body = 0  # body bytes ever queued (Content-Length checks)
         self._length: int | None = None  # the response's Content-Length
         self._bodiless = head_only  # HEAD, 204, 304: no DATA
@@ -132,7 +132,7 @@ class Http2Transport:
         self._send_waited = 0.0  # seconds writes waited for the client (min_send_rate)
         # -- the request body
         self._content_length = request_length
-        self._body: collections.deque[bytes] = collections.deque()
+        self._body: list[bytes] = []
         self._body_received = 0  # DATA bytes received
         self._body_read = 0  # bytes handed to the request
         self._body_ended = False  # END_STREAM received
@@ -305,33 +305,40 @@ class Http2Transport:
         machine = conn.machine
         sid = self.stream_id
         try:
+            unrecorded = False  # HEADERS pushed, not recorded yet
             if self._head is not None:
                 end = self._end_queued and not self._out
                 machine.send_headers(sid, self._head, end_stream=end)
                 self._head = None
                 if end:
                     self._end_pushed = True
-                self._last_end = conn.record(self, 0, end=end)
+                    self._last_end = conn.record(self, 0, end=True)
+                else:
+                    unrecorded = True  # the next frame's record covers it (no body in it)
             out = self._out
             while out:
                 room = min(machine.local_flow_control_window(sid), machine.max_outbound_frame_size)
                 if room <= 0:
-                    return
+                    break
                 chunk = out[0]
                 if len(chunk) > room:
                     out[0] = chunk[room:]
                     chunk = chunk[:room]
                 else:
-                    out.popleft()
+                    del out[0]
                 end = self._end_queued and not out
                 machine.send_data(sid, chunk, end_stream=end)
                 if end:
                     self._end_pushed = True
                 self._last_end = conn.record(self, len(chunk), end=end)
-            if self._end_queued and not self._end_pushed:
+                unrecorded = False
+            if self._end_queued and not self._end_pushed and not out:
                 machine.end_stream(sid)
                 self._end_pushed = True
                 self._last_end = conn.record(self, 0, end=True)
+                unrecorded = False
+            if unrecorded:
+                self._last_end = conn.record(self, 0, end=False)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             self._gone = True  # the stream closed under us (a reset raced the push)
 
@@ -487,7 +494,7 @@ class Http2Transport:
                     body[0] = chunk[max_bytes:]
                     chunk = chunk[:max_bytes]
                 else:
-                    body.popleft()
+                    del body[0]
                 self._body_read += len(chunk)
                 self._conn.consumed(self, len(chunk))
                 return chunk
