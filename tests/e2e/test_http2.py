@@ -28,7 +28,7 @@ from tests.e2e.conftest import client_context
 from tests.h2_client import ZERO_WINDOW, H2Client
 from tests.helpers import Running, all_tasks, raw_request, register, running_server
 from trioiis import HttpContext, HttpModule, Notification, OperationAbortedError, Status
-from trioiis.http2 import _compact_settings, _SettingValues
+from trioiis._protocol.http2 import _compact_settings, _SettingValues
 
 E = h2.errors.ErrorCodes
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # the client connection preface
@@ -452,6 +452,17 @@ async def test_floods_get_goaway_enhance_your_calm(
     assert srv.server.counters.http2[counter] == 1
     assert any("ENHANCE_YOUR_CALM" in r.getMessage() for r in caplog.records)
     assert Tail.outcomes[0] == ("/forever", "aborted_by_server")  # the server cut it
+
+
+async def test_a_path_not_in_origin_form_is_refused_and_the_connection_goes_on(
+    site: Path,
+) -> None:
+    """RFC 9113 §8.3.1: ``:path`` is origin-form; an absolute URI or ``*`` resets that stream."""
+    async with h2_server(root=site) as (_, client):
+        for path in ("http://127.0.0.1/hello.txt", "*"):
+            result = await client.get(path, method="OPTIONS" if path == "*" else "GET")
+            assert result.reset == E.PROTOCOL_ERROR, path
+        assert (await client.get("/hello.txt")).status == 200
 
 
 async def test_max_requests_per_connection_sends_goaway(site: Path) -> None:
