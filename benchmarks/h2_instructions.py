@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,13 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ab
 import hello
-from instructions import callgrind_total
+from instructions import callgrind_total, connect
 
 ROOT = hello.ROOT
 HOST = "127.0.0.1"
 SECTION = "## HTTP/2 instructions per request (issue 21)"
 H2LOAD_TIMEOUT = 600.0
-START_TIMEOUT = 180.0
 CONFIG = """\
 [limits]
 max_requests_per_connection = 0
@@ -76,19 +74,6 @@ def _h2load(port: int, count: int) -> None:
         raise RuntimeError(f"h2load: {done.stdout[-600:]} {done.stderr[-300:]}")
 
 
-def _wait_accepting(process: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with status {process.returncode}")
-        try:
-            with socket.create_connection((HOST, port), timeout=1.0):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"the server did not accept connections within {START_TIMEOUT:g} s")
-
-
 def _control(*options: str | subprocess.Popen[bytes]) -> None:
     *flags, process = options
     assert isinstance(process, subprocess.Popen)
@@ -107,7 +92,7 @@ def measure(argv: list[str], cwd: Path, port: int, args: argparse.Namespace) -> 
             command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
-            _wait_accepting(process, port)
+            connect(process, port).close()  # (accepting, within START_TIMEOUT)
             _h2load(port, args.warmup)
             _control("-i", "on", process)
             _h2load(port, args.requests)
