@@ -68,7 +68,9 @@ from .._protocol.transport import Transport
 from ..config import (
     BUILTIN_MODULES,
     DEFAULT_MODULES,
+    Binding,
     ServerConfig,
+    binding_address,
     describe_exception,
     load_register_function,
     parse_binding,
@@ -76,7 +78,7 @@ from ..config import (
 from .access_log import AccessLog
 from .https_redirect import serve_https_redirect
 from .idle import IdleReaper
-from .preflight import preflight
+from .preflight import preflight, tls_context
 from .sites import SiteTable
 from .tls import answer_plain_http
 from .watchdog import Watchdog
@@ -252,6 +254,9 @@ class HttpServer:
         #: The top-level root's site (site 1).
         self.site = self._sites.top
         self._ssl_context: ssl.SSLContext | None = None
+        # The TLS context of each HTTP/2 setting some binding has (ALPN differs).
+        self._ssl_contexts: dict[bool, ssl.SSLContext] = {}
+        self._http2_by_socket: dict[int, bool] = {}  # listening socket's fd → HTTP/2 on
         self._head_parser: HeadParser | None = None
         if self.config.http == "fast":
             if not fast_parser_available():
@@ -361,6 +366,7 @@ class HttpServer:
         try:
             self._ssl_context = preflight(self.config)  # what check-config checks, too
             sockets = self._open_sockets() if self._given_sockets is None else self._adopt()
+            self._tls_per_binding()
             self._access_log.open()
             # The applications' nursery (GL_APPLICATION_START/STOP) outlives every
             # connection: an app is started before the first accept and stopped after the
@@ -445,21 +451,48 @@ class HttpServer:
         await self._done.wait()
 
     def _open_sockets(self) -> list[stdlib_socket.socket]:
-        return open_listeners(self.config.bindings)
+        """A listening socket per address of each binding, each with that binding's
+        HTTP/2 setting."""
+        sockets: list[stdlib_socket.socket] = []
+        try:
+            for binding in self.config.bindings:
+                http2 = self.config.binding_http2(binding)
+                for sock in open_listeners([binding_address(binding)]):
+                    sockets.append(sock)
+                    self._http2_by_socket[sock.fileno()] = http2
+        except ConfigError:
+            for sock in sockets:
+                sock.close()
+            raise
+        return sockets
 
     def _adopt(self) -> list[stdlib_socket.socket]:
         """The sockets given to the constructor, made non-blocking (once: a second serve()
-        would find them closed)."""
+        would find them closed); each gets the HTTP/2 setting of the binding on its port."""
         sockets, self._given_sockets = self._given_sockets or [], []
         for sock in sockets:
             sock.setblocking(False)
+            binding = binding_listening_on(self.config.bindings, _sockname(sock))
+            http2 = self.config.http2 if binding is None else self.config.binding_http2(binding)
+            self._http2_by_socket[sock.fileno()] = http2
         return sockets
+
+    def _tls_per_binding(self) -> None:
+        """With TLS, a context for each HTTP/2 setting the listening sockets have."""
+        if self._ssl_context is None:
+            return
+        self._ssl_contexts = {self.config.http2: self._ssl_context}
+        for http2 in set(self._http2_by_socket.values()) - {self.config.http2}:
+            context = tls_context(self.config, http2=http2)
+            assert context is not None
+            self._ssl_contexts[http2] = context
 
     async def _accept_loop(self, sock: stdlib_socket.socket, nursery: trio.Nursery) -> None:
         # Accept in batches until the socket would block: trio.serve_listeners takes one
         # connection per scheduler turn, which starves the accept loop under a burst.
         assert self._slots is not None
         refuse_when_full = self.config.when_full == "refuse"
+        http2 = self._http2_by_socket.get(sock.fileno(), self.config.http2)
         while True:
             await trio.lowlevel.wait_readable(sock)
             for _ in range(_ACCEPT_BATCH):
@@ -491,9 +524,10 @@ class HttpServer:
                     conn.close()  # reset before we could set it up
                     self._slots.release()
                     continue
-                nursery.start_soon(self._connection_task, conn, name=_CONNECTION_TASK)
+                nursery.start_soon(self._connection_task, conn, http2, name=_CONNECTION_TASK)
 
-    async def _connection_task(self, raw: stdlib_socket.socket) -> None:
+    async def _connection_task(self, raw: stdlib_socket.socket, http2: bool) -> None:
+        """One accepted connection; ``http2``: its binding serves HTTP/2 too."""
         assert self._slots is not None
         self.counters.connections_accepted += 1
         self.counters.connections_open += 1
@@ -507,25 +541,25 @@ class HttpServer:
                     return
                 remote, local = addresses
             if self._ssl_context is None:
-                if self.config.http2:
+                if http2:
                     with trio.CancelScope() as sniffing:
                         self._sniffing.add(sniffing)
                         sniffing.deadline = trio.current_time() + self.config.limits.head_timeout
                         if self._draining:
                             self._drain_sniff(sniffing)
                         try:
-                            http2 = await sniff_preface(raw)
+                            preface = await sniff_preface(raw)
                         finally:
                             self._sniffing.discard(sniffing)
                     if sniffing.cancelled_caught:  # silent past head_timeout (or the drain)
                         await trio.aclose_forcefully(stream)
                         return
-                    if http2:
+                    if preface:
                         await self._serve_http2(stream, remote, local, secure=False, raw=raw)
                         return
                 await self._serve_socket(stream, raw, remote, local)
             else:
-                await self._serve_tls(stream, self._ssl_context, remote, local)
+                await self._serve_tls(stream, self._ssl_contexts[http2], remote, local)
         except Exception:
             log.exception("internal error on a connection")  # never takes the server down
         finally:
@@ -944,6 +978,19 @@ def _refuse_one(sock: stdlib_socket.socket) -> bool:
             conn.send(error_response_bytes(503))
             conn.shutdown(stdlib_socket.SHUT_WR)
     return True
+
+
+def binding_listening_on(
+    bindings: Sequence[str | Binding], local: tuple[str, int]
+) -> str | Binding | None:
+    """The binding an inherited listening socket bound to ``local`` was opened for: one on
+    its port, the one naming its address first; None when no binding has that port (port
+    0, or sockets from systemd for other addresses)."""
+    host, port = local
+    on_port = [b for b in bindings if parse_binding(binding_address(b))[1] == port]
+    named = [b for b in on_port if parse_binding(binding_address(b))[0] == host]
+    chosen = named or on_port
+    return chosen[0] if chosen else None
 
 
 def open_listeners(bindings: Sequence[str]) -> list[stdlib_socket.socket]:
