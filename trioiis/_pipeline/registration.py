@@ -213,7 +213,12 @@ class ModuleFactory(Protocol):
 
 
 class SimpleFactory:
-    """A factory for a module class that takes no arguments: ``SimpleFactory(MyModule)``."""
+    """A factory that calls ``module_class()`` for each request and holds nothing to release.
+
+    ``SimpleFactory(MyModule)``, or ``SimpleFactory(functools.partial(MyModule, settings))``
+    for a module whose settings were read once at registration and are shared, read-only, by
+    every request's instance.
+    """
 
     def __init__(self, module_class: Callable[[], HttpModule]) -> None:
         self.module_class = module_class

@@ -295,17 +295,6 @@ class CompressionModule(HttpModule):
         return Status.CONTINUE
 
 
-class _Factory:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def get_http_module(self, allocator: trioiis.ModuleAllocator) -> HttpModule:
-        return CompressionModule(self.settings)
-
-    def terminate(self) -> None:
-        pass
-
-
 def register_module(
     server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
 ) -> None:
@@ -315,6 +304,8 @@ def register_module(
     notifications = Notification.BEGIN_REQUEST | Notification.SEND_RESPONSE
     if settings.precompressed:
         notifications |= Notification.MAP_PATH
-    info.set_request_notifications(_Factory(settings), notifications)
+    info.set_request_notifications(
+        trioiis.SimpleFactory(functools.partial(CompressionModule, settings)), notifications
+    )
     info.set_priority_for_request_notification(Notification.SEND_RESPONSE, Priority.FIRST)
     info.set_priority_for_request_notification(Notification.MAP_PATH, Priority.LAST)

@@ -7,6 +7,7 @@ directory_listing may replace later in the same mapping.
 
 from __future__ import annotations
 
+import functools
 import stat
 
 import trioiis
@@ -43,19 +44,11 @@ class DefaultDocumentModule(HttpModule):
         return Status.CONTINUE
 
 
-class _Factory:
-    def __init__(self, documents: tuple[str, ...]) -> None:
-        self.documents = documents
-
-    def get_http_module(self, allocator: trioiis.ModuleAllocator) -> HttpModule:
-        return DefaultDocumentModule(self.documents)
-
-    def terminate(self) -> None:
-        pass
-
-
 def register_module(
     server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
 ) -> None:
     documents = server.default_documents or DEFAULT_DOCUMENTS
-    info.set_request_notifications(_Factory(documents), Notification.EXECUTE_REQUEST_HANDLER)
+    info.set_request_notifications(
+        trioiis.SimpleFactory(functools.partial(DefaultDocumentModule, documents)),
+        Notification.EXECUTE_REQUEST_HANDLER,
+    )

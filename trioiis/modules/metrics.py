@@ -171,7 +171,7 @@ class _CountersCollector:
 
 
 class MetricsModule(HttpModule):
-    def __init__(self, factory: _Factory) -> None:
+    def __init__(self, factory: _MetricsFactory) -> None:
         self.factory = factory
 
     async def on_begin_request(self, ctx: HttpContext, provider: trioiis.EventProvider) -> Status:
@@ -187,7 +187,7 @@ class MetricsModule(HttpModule):
         return Status.FINISH_REQUEST
 
 
-class _Factory:
+class _MetricsFactory:
     """One per server (``register_module`` runs once per server): its own registry."""
 
     def __init__(self, path: str, allow_remote: bool) -> None:
@@ -212,5 +212,5 @@ def register_module(
     allow_remote = get_bool("metrics", info.options, "allow_remote", False)
     if not path.startswith("/"):
         raise ValueError("metrics: option 'path' must start with /")
-    info.set_request_notifications(_Factory(path, allow_remote), Notification.BEGIN_REQUEST)
+    info.set_request_notifications(_MetricsFactory(path, allow_remote), Notification.BEGIN_REQUEST)
     info.set_priority_for_request_notification(Notification.BEGIN_REQUEST, Priority.FIRST)

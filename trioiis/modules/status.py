@@ -27,6 +27,7 @@ Only GET and HEAD are answered (else 405 with ``Allow``).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import math
@@ -180,18 +181,6 @@ def _last_parameter(url: str) -> int | None:
         return None
 
 
-class _Factory:
-    def __init__(self, path: str, allow_remote: bool) -> None:
-        self.path = path
-        self.allow_remote = allow_remote
-
-    def get_http_module(self, allocator: Any) -> HttpModule:
-        return StatusModule(self.path, self.allow_remote)
-
-    def terminate(self) -> None:
-        pass
-
-
 def register_module(
     server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
 ) -> None:
@@ -201,5 +190,8 @@ def register_module(
         raise ValueError("status: option path must be a string starting with /")
     if not isinstance(allow_remote, bool):
         raise ValueError("status: option allow_remote must be true or false")
-    info.set_request_notifications(_Factory(path, allow_remote), Notification.BEGIN_REQUEST)
+    info.set_request_notifications(
+        trioiis.SimpleFactory(functools.partial(StatusModule, path, allow_remote)),
+        Notification.BEGIN_REQUEST,
+    )
     info.set_priority_for_request_notification(Notification.BEGIN_REQUEST, Priority.FIRST)
