@@ -30,7 +30,14 @@ from ._constants import (
     ERROR_OPERATION_ABORTED,
     ERROR_STACK_OVERFLOW,
     S_OK,
+    win32_from_hresult,
 )
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``"ValueError: bad"`` (``"ValueError"`` when it has no message), on one line."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +74,8 @@ class HResultError(Exception):
     @property
     def win32_code(self) -> int:
         """The Win32 error code inside a ``0x8007xxxx`` HRESULT (else the HRESULT itself)."""
-        return self.hresult & 0xFFFF if self.hresult >> 16 == 0x8007 else self.hresult
+        code = win32_from_hresult(self.hresult)
+        return self.hresult if code is None else code
 
 
 class NotSupportedError(HResultError):

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Final, Literal, cast
 
 from ._context.mapping import HandlerMapping
-from ._errors import ConfigError
+from ._errors import ConfigError, describe_exception
 from ._observability.accesslog import FORMATS
 from ._observability.trace_rules import parse_rule
 from ._observability.tracing import DEFAULT_RULE
@@ -762,12 +762,6 @@ def load_register_function(target: str) -> RegisterModule:
     if not callable(func):
         raise ConfigError(f"{module_path} has no function {func_name!r}")
     return cast("RegisterModule", func)
-
-
-def describe_exception(exc: BaseException) -> str:
-    """``"ValueError: bad"`` (``"ValueError"`` when it has no message), on one line."""
-    message = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def merge_cli(

@@ -63,6 +63,7 @@ from .._errors import (
     ModuleFailedError,
     OperationAbortedError,
     RequestBodyError,
+    describe_exception,
 )
 from .._lifecycle import Event, Outcome, RequestState
 from .._observability.counters import ServerCounters
@@ -686,7 +687,9 @@ class Pipeline:
             try:
                 status = await reg.global_module.on_global_application_start(provider)
             except Exception as exc:
-                raise ConfigError(f"module {reg.name!r} failed to start: {_one_line(exc)}") from exc
+                raise ConfigError(
+                    f"module {reg.name!r} failed to start: {describe_exception(exc)}"
+                ) from exc
             if status == GlobalStatus.HANDLED:
                 break
         await trio.lowlevel.checkpoint()
@@ -751,11 +754,6 @@ def _is_cancel(exc: BaseException) -> bool:
         rest = exc.split(trio.Cancelled)[1]
         return rest is None
     return isinstance(exc, trio.Cancelled)
-
-
-def _one_line(exc: BaseException) -> str:
-    message = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _coerce(result: Any, module_name: str, method_name: str) -> Status:

@@ -35,13 +35,13 @@ from types import MappingProxyType
 
 import trio
 
-from .._constants import SERVER_VERSION
+from .._constants import SERVER_VERSION, win32_from_hresult
 from .._context import websocket
 from .._context.context import HttpConnection, HttpContext, Site
 from .._context.headers import Headers
 from .._context.request import ConnectionBody, EmptyBody
 from .._context.sending import Wire
-from .._errors import ConfigError
+from .._errors import ConfigError, describe_exception
 from .._lifecycle import Outcome
 from .._observability.accesslog import Entry, format_entry, header
 from .._observability.counters import ServerCounters
@@ -69,7 +69,6 @@ from ..config import (
     BUILTIN_MODULES,
     DEFAULT_MODULES,
     ServerConfig,
-    describe_exception,
     load_register_function,
     parse_binding,
 )
@@ -1014,7 +1013,7 @@ class HttpServer:
                 http_version=request.http_version,
                 status=_logged_status(ctx, outcome),
                 sub_status=response.sub_status,
-                win32_status=hresult & 0xFFFF if hresult >> 16 == 0x8007 else 0,
+                win32_status=win32_from_hresult(hresult) or 0,
                 bytes_sent=ctx._wire.transport.body_bytes_sent,
                 referer=request.get_header("referer"),
                 user_agent=request.get_header("user-agent"),
