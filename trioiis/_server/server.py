@@ -75,6 +75,7 @@ from ..config import (
 from .https_redirect import serve_https_redirect
 from .idle import IdleReaper
 from .preflight import preflight
+from .sockets import peername, sockname
 from .tls import answer_plain_http
 from .watchdog import Watchdog
 
@@ -380,7 +381,7 @@ class HttpServer:
         task_status: trio.TaskStatus[list[tuple[str, int]]],
     ) -> None:
         """Accept on ``sockets`` until ``shutdown``, then drain the connections (grace)."""
-        bound = [_sockname(s) for s in sockets]
+        bound = [sockname(s) for s in sockets]
         async with trio.open_nursery() as housekeeping:
             self._reaper = IdleReaper()
             housekeeping.start_soon(self._reaper.run, name="trioiis idle reaper")
@@ -489,7 +490,7 @@ class HttpServer:
         self.counters.connections_accepted += 1
         self.counters.connections_open += 1
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
-        remote, local = _peername(raw), _sockname(raw)
+        remote, local = peername(raw), sockname(raw)
         try:
             if self.config.proxy_protocol:
                 addresses = await self._proxy_header(raw, remote, local)
@@ -1131,19 +1132,6 @@ def _listen(host: str, port: int) -> list[stdlib_socket.socket]:
             raise
         sockets.append(sock)
     return sockets
-
-
-def _sockname(sock: stdlib_socket.socket) -> tuple[str, int]:
-    name = sock.getsockname()
-    return (str(name[0]), int(name[1])) if isinstance(name, tuple) else (str(name), 0)
-
-
-def _peername(sock: stdlib_socket.socket) -> tuple[str, int]:
-    try:
-        name = sock.getpeername()
-    except OSError:
-        return ("", 0)
-    return (str(name[0]), int(name[1])) if isinstance(name, tuple) else (str(name), 0)
 
 
 def _fmt(host: str, port: int) -> str:
