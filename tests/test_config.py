@@ -699,3 +699,36 @@ def test_fast_parser_needs_httptools(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("trioiis._server.server.fast_parser_available", lambda: False)
     with pytest.raises(ConfigError, match=r"needs httptools: pip install 'trioiis\[fast\]'"):
         trioiis.HttpServer(ServerConfig(http="fast"))
+
+
+def test_a_module_file_is_imported_once_per_process(tmp_path: Path) -> None:
+    # Module registrations and hosted apps come through one importer: a file is a module
+    # like any package module, run once however many servers or handlers name it.
+    file = tmp_path / "counted.py"
+    file.write_text(
+        "import builtins\n"
+        "builtins.trioiis_counted_runs = getattr(builtins, 'trioiis_counted_runs', 0) + 1\n"
+        "def register_module(server_version, info, server): pass\n"
+        "def app(environ, start_response): return []\n"
+    )
+    import builtins
+
+    try:
+        first = load_register_function(f"{file}:register_module")
+        second = load_register_function(f"{file}:register_module")
+        module, module_path, attr = trioiis.config.import_target(f"{file}:app")
+        assert first is second
+        assert module.app is not None
+        assert (module_path, attr) == (str(file), "app")
+        assert builtins.trioiis_counted_runs == 1  # type: ignore[attr-defined]
+    finally:
+        del builtins.trioiis_counted_runs  # type: ignore[attr-defined]
+
+
+def test_a_module_file_that_fails_to_import_is_tried_again(tmp_path: Path) -> None:
+    file = tmp_path / "broken.py"
+    file.write_text("raise RuntimeError('not yet')\n")
+    with pytest.raises(ConfigError, match=r"cannot import .*broken.py: RuntimeError: not yet"):
+        load_register_function(f"{file}:register_module")
+    file.write_text("def register_module(server_version, info, server): pass\n")
+    assert callable(load_register_function(f"{file}:register_module"))

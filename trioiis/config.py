@@ -43,12 +43,14 @@ import importlib
 import importlib.util
 import ipaddress
 import math
+import os
 import re
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Final, Literal, cast
 
 from ._context.mapping import HandlerMapping
@@ -561,12 +563,9 @@ def _module_spec(data: object, index: int, base: Path) -> ModuleSpec:
         raise ConfigError(f"{where}: {unknown_module(name)}, or give a target string")
     if not isinstance(target, str):
         raise ConfigError(f"{where} needs a target string (package.module:function)")
-    module_path, sep, func = target.rpartition(":")
-    if not sep or not module_path or not func:
+    if split_target(target) is None:
         raise ConfigError(f"{where}: module target {target!r} must be package.module:function")
-    if module_path.endswith(".py") and not Path(module_path).is_absolute():
-        target = f"{base / module_path}:{func}"
-    return ModuleSpec(name=name, target=target, options=options)
+    return ModuleSpec(name=name, target=_relative_to(base, target), options=options)
 
 
 def _site(data: object, index: int, base: Path) -> SiteConfig:
@@ -656,12 +655,12 @@ def app_module_spec(
     path relative to ``base``) for the handler pattern ``pattern``: named ``name`` or
     ``"asgi /app/*"``, mounted at ``root_path`` or where the pattern says (``/app/*`` →
     ``/app``)."""
-    module_path, sep, attr = app.rpartition(":")
-    if not sep or not module_path or not attr:
+    if split_target(app) is None:
         raise ConfigError(f"{kind} app {app!r} must be pkg.module:attribute")
-    if module_path.endswith(".py") and not Path(module_path).is_absolute():
-        app = f"{base / module_path}:{attr}"
-    options = {"app": app, "root_path": root_path_for(pattern) if root_path is None else root_path}
+    options = {
+        "app": _relative_to(base, app),
+        "root_path": root_path_for(pattern) if root_path is None else root_path,
+    }
     return ModuleSpec(
         name=name or f"{kind} {pattern}", target=BUILTIN_MODULES[kind], options=options
     )
@@ -708,13 +707,14 @@ def parse_module_option(text: str) -> ModuleSpec:
         return ModuleSpec(name=text, target=BUILTIN_MODULES[text])
     name, sep, target = text.partition("=")
     if not sep:
-        target = text
-    module_path, colon, func = target.rpartition(":")
-    if not sep:
-        name = Path(module_path).stem if module_path.endswith(".py") else module_path.split(".")[-1]
-    if not sep and not colon and _HOSTNAME.fullmatch(text) and "." not in text:
+        name, target = "", text
+    split = split_target(target)
+    if split is None and not sep and _HOSTNAME.fullmatch(text) and "." not in text:
         raise ConfigError(f"--module: {unknown_module(text)}")
-    if not colon or not module_path or not func or not name:
+    if split is not None and not sep:
+        module_path = split[0]
+        name = Path(module_path).stem if module_path.endswith(".py") else module_path.split(".")[-1]
+    if split is None or not name:
         raise ConfigError(f"module {text!r} must be [NAME=]package.module:function")
     return ModuleSpec(name=name, target=target)
 
@@ -728,36 +728,85 @@ def parse_handler_option(text: str) -> HandlerMapping:
     return HandlerMapping(pattern, modules)
 
 
-def load_register_function(target: str) -> RegisterModule:
-    """Import ``pkg.mod:function`` or ``path/to/file.py:function``.
+def split_target(target: str) -> tuple[str, str] | None:
+    """``pkg.mod:attr`` or ``path/to/file.py:attr`` → ``(module_path, attr)``; None unless
+    both sides are there. The last colon splits, so a Windows path keeps its drive."""
+    module_path, sep, attr = target.rpartition(":")
+    return (module_path, attr) if sep and module_path and attr else None
+
+
+def _relative_to(base: Path, target: str) -> str:
+    """A target naming a relative ``.py`` file, made relative to ``base`` (the folder of the
+    configuration file); any other target as it is."""
+    split = split_target(target)
+    if split is None or not split[0].endswith(".py") or Path(split[0]).is_absolute():
+        return target
+    return f"{base / split[0]}:{split[1]}"
+
+
+def import_target(target: str) -> tuple[ModuleType, str, str]:
+    """Import the module of ``pkg.mod:attr`` or ``path/to/file.py:attr``; return it, the
+    module part of ``target`` (for messages) and ``attr``. The one place where the server
+    runs user code at start-up: module registrations and hosted apps both come through it.
+
+    A file is imported once per process and path, like a package module. A dotted module
+    that cannot be found is tried once more with the current folder on ``sys.path`` (where
+    ``trioiis serve`` was started), as Uvicorn and Gunicorn do.
 
     Raises:
-        ConfigError: the module cannot be imported or has no such callable.
+        ConfigError: a one-line message: a malformed target, a missing file, or the
+            import raised (``SystemExit`` too: a module calling ``sys.exit()`` fails).
     """
-    module_path, sep, func_name = target.rpartition(":")
-    if not sep or not module_path or not func_name:
+    split = split_target(target)
+    if split is None:
         raise ConfigError(f"module target {target!r} must be package.module:function")
-    name = ""
+    module_path, attr = split
     try:
         if module_path.endswith(".py"):
-            file = Path(module_path)
-            if not file.is_file():
-                problem = "is not a file" if file.exists() else "does not exist"
-                raise ConfigError(f"module file {file} {problem}")
-            name = f"trioiis_loaded_{file.stem}_{abs(hash(str(file.resolve())))}"
-            spec = importlib.util.spec_from_file_location(name, file)
-            assert spec is not None
-            assert spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_path)
+            return _import_file(Path(module_path)), module_path, attr
+        try:
+            return importlib.import_module(module_path), module_path, attr
+        except ModuleNotFoundError as exc:
+            if exc.name != module_path.partition(".")[0] or os.getcwd() in sys.path:
+                raise
+            sys.path.append(os.getcwd())
+            return importlib.import_module(module_path), module_path, attr
     except ConfigError:
         raise
-    except (Exception, SystemExit) as exc:  # a module calling sys.exit() is a failure too
-        sys.modules.pop(name, None)
+    except (Exception, SystemExit) as exc:
         raise ConfigError(f"cannot import {module_path}: {describe_exception(exc)}") from exc
+
+
+def _import_file(file: Path) -> ModuleType:
+    if not file.is_file():
+        problem = "is not a file" if file.exists() else "does not exist"
+        raise ConfigError(f"module file {file} {problem}")
+    name = f"trioiis_loaded_{file.stem}_{abs(hash(str(file.resolve())))}"
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def load_register_function(target: str) -> RegisterModule:
+    """The ``register_module`` function ``target`` names (``pkg.mod:function``,
+    ``path/to/file.py:function``).
+
+    Raises:
+        ConfigError: the module cannot be imported (see ``import_target``) or has no such
+            callable.
+    """
+    module, module_path, func_name = import_target(target)
     func = getattr(module, func_name, None)
     if not callable(func):
         raise ConfigError(f"{module_path} has no function {func_name!r}")
