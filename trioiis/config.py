@@ -47,11 +47,11 @@ import os
 import re
 import sys
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Final, Literal, cast
+from typing import Any, Final, Literal, cast
 
 from ._context.mapping import HandlerMapping
 from ._errors import ConfigError, describe_exception
@@ -237,99 +237,133 @@ class ServerConfig:
     watchdog_threshold: float = 0.5
 
     def __post_init__(self) -> None:
-        self._check_forwarding()
-        self._check_operations()
-        object.__setattr__(self, "root", Path(self.root))
-        if self.trace_dir is not None:
-            trace_dir: object = self.trace_dir
-            if not isinstance(trace_dir, (str, Path)) or not str(trace_dir):
-                raise ConfigError("trace_dir must be a folder path")
-            object.__setattr__(self, "trace_dir", Path(self.trace_dir))
-        parse_rule(self.trace_when)  # a bad rule is a ConfigError now, not at the first request
-        for name in ("trace_max_files", "trace_max_events"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ConfigError(f"{name} must be at least 1")
-        for name in ("tls_cert", "tls_key"):
-            value = getattr(self, name)
-            if value is not None:
-                if not isinstance(value, (str, Path)) or not str(value):
-                    raise ConfigError(f"{name} must be a file path")
-                object.__setattr__(self, name, Path(value))
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ConfigError("tls_cert and tls_key go together: give both or neither")
-        sites = tuple(cast("Sequence[SiteConfig]", self.sites))
-        object.__setattr__(self, "sites", sites)
-        names: set[str] = set()
-        hosts: dict[str, str] = {}
-        for site in sites:
-            if not isinstance(site, SiteConfig):
-                raise ConfigError(f"sites must be SiteConfig objects, not {type(site).__name__}")
-            if site.name in names:
-                raise ConfigError(f"two sites are named {site.name!r}")
-            names.add(site.name)
-            for host in site.hosts:
-                if host in hosts:
-                    raise ConfigError(
-                        f"host {host!r} is in both site {hosts[host]!r} and site {site.name!r}"
-                    )
-                hosts[host] = site.name
-        bindings: object = self.bindings
-        # One binding given as a plain string is one binding, not one per character.
-        object.__setattr__(
-            self,
-            "bindings",
-            (bindings,) if isinstance(bindings, str) else tuple(cast("Sequence[str]", bindings)),
-        )
+        # Each field on its own (the table below), then what fields say about each other.
+        for name, coerce in _FIELDS.items():
+            object.__setattr__(self, name, coerce(name, getattr(self, name)))
         if not self.bindings:
             raise ConfigError("bindings must not be empty")
-        check_bindings((*self.bindings, *self.https_redirect))
-        if not _is_int(self.max_connections) or self.max_connections < 1:
-            raise ConfigError("max_connections must be at least 1")
-        if self.access_log_format not in FORMATS:
-            raise ConfigError(
-                f"access_log_format must be one of {', '.join(FORMATS)},"
-                f" not {self.access_log_format!r}"
-            )
-        if self.http not in ("h11", "fast"):
-            raise ConfigError(f'http must be "h11" or "fast", not {self.http!r}')
-        if self.when_full not in ("wait", "refuse"):
-            raise ConfigError(f'when_full must be "wait" or "refuse", not {self.when_full!r}')
-        grace = self.shutdown_grace
-        if not _is_number(grace) or math.isnan(grace) or grace < 0:
-            raise ConfigError("shutdown_grace must be a non-negative number of seconds")
-
-    def _check_operations(self) -> None:
-        """``https_redirect``, ``error_log``, ``watchdog_threshold`` and bindings that
-        would collide when they are opened."""
-        redirect: object = self.https_redirect
-        redirect = (
-            (redirect,) if isinstance(redirect, str) else tuple(cast("Sequence[str]", redirect))
-        )
-        object.__setattr__(self, "https_redirect", redirect)
-        if redirect and self.tls_cert is None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key go together: give both or neither")
+        if self.https_redirect and self.tls_cert is None:
             raise ConfigError(
                 "https_redirect needs tls_cert and tls_key (something to redirect to)"
             )
-        if self.error_log is not None:
-            object.__setattr__(self, "error_log", Path(self.error_log))
-        threshold = self.watchdog_threshold
-        if not _is_number(threshold) or math.isnan(threshold) or threshold < 0:
-            raise ConfigError("watchdog_threshold must be a non-negative number of seconds")
+        check_bindings((*self.bindings, *self.https_redirect))
+        _check_sites_apart(self.sites)
 
-    def _check_forwarding(self) -> None:
-        """``proxy_protocol`` and ``trusted_proxies`` (addresses or networks, strictly)."""
-        if not isinstance(self.proxy_protocol, bool):
-            raise ConfigError("proxy_protocol must be true or false")
-        proxies: object = self.trusted_proxies
-        if isinstance(proxies, str):
-            proxies = (proxies,)
-        proxies = tuple(cast("Sequence[str]", proxies))
-        try:
-            TrustedProxies(proxies)
-        except ValueError as exc:
-            raise ConfigError(f"trusted_proxies: {exc}") from None
-        object.__setattr__(self, "trusted_proxies", proxies)
+
+# What ServerConfig makes of each field it checks or converts: a function of the field's
+# name and the value given (from TOML, the command line or code), returning the value kept
+# or raising a one-line ConfigError that names the field.
+_Coerce = Callable[[str, Any], object]
+
+
+def _strings(name: str, value: object) -> tuple[str, ...]:
+    """A sequence of strings as a tuple; one plain string is one item, not its characters."""
+    return (value,) if isinstance(value, str) else tuple(cast("Sequence[str]", value))
+
+
+def _path(kind: str) -> _Coerce:
+    def coerce(name: str, value: object) -> Path | None:
+        if value is None:
+            return None
+        if not isinstance(value, (str, Path)) or not str(value):
+            raise ConfigError(f"{name} must be a {kind} path")
+        return Path(value)
+
+    return coerce
+
+
+def _at_least_one(name: str, value: object) -> object:
+    if not _is_int(value) or cast("int", value) < 1:
+        raise ConfigError(f"{name} must be at least 1")
+    return value
+
+
+def _seconds(name: str, value: object) -> object:
+    if not _is_number(value) or math.isnan(cast("float", value)) or cast("float", value) < 0:
+        raise ConfigError(f"{name} must be a non-negative number of seconds")
+    return value
+
+
+def _boolean(name: str, value: object) -> object:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false")
+    return value
+
+
+def _one_of(*choices: str) -> _Coerce:
+    said = (
+        f'"{choices[0]}" or "{choices[1]}"' if len(choices) == 2 else f"one of {', '.join(choices)}"
+    )
+
+    def coerce(name: str, value: object) -> object:
+        if value not in choices:
+            raise ConfigError(f"{name} must be {said}, not {value!r}")
+        return value
+
+    return coerce
+
+
+def _trusted_proxies(name: str, value: object) -> tuple[str, ...]:
+    proxies = _strings(name, value)
+    try:
+        TrustedProxies(proxies)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    return proxies
+
+
+def _trace_rule(name: str, value: object) -> object:
+    parse_rule(cast("str", value))  # a bad rule is a ConfigError now, not at the first request
+    return value
+
+
+def _sites(name: str, value: object) -> tuple[SiteConfig, ...]:
+    sites = tuple(cast("Sequence[object]", value))
+    for site in sites:
+        if not isinstance(site, SiteConfig):
+            raise ConfigError(f"sites must be SiteConfig objects, not {type(site).__name__}")
+    return cast("tuple[SiteConfig, ...]", sites)
+
+
+def _check_sites_apart(sites: Sequence[SiteConfig]) -> None:
+    """No two sites share a name or a host."""
+    names: set[str] = set()
+    hosts: dict[str, str] = {}
+    for site in sites:
+        if site.name in names:
+            raise ConfigError(f"two sites are named {site.name!r}")
+        names.add(site.name)
+        for host in site.hosts:
+            if host in hosts:
+                raise ConfigError(
+                    f"host {host!r} is in both site {hosts[host]!r} and site {site.name!r}"
+                )
+            hosts[host] = site.name
+
+
+_FIELDS: Final[dict[str, _Coerce]] = {
+    "proxy_protocol": _boolean,
+    "trusted_proxies": _trusted_proxies,
+    "https_redirect": _strings,
+    "error_log": _path("file"),
+    "watchdog_threshold": _seconds,
+    "root": lambda name, value: Path(value),
+    "trace_dir": _path("folder"),
+    "trace_when": _trace_rule,
+    "trace_max_files": _at_least_one,
+    "trace_max_events": _at_least_one,
+    "tls_cert": _path("file"),
+    "tls_key": _path("file"),
+    "sites": _sites,
+    "bindings": _strings,
+    "max_connections": _at_least_one,
+    "access_log_format": _one_of(*FORMATS),
+    "http": _one_of("h11", "fast"),
+    "when_full": _one_of("wait", "refuse"),
+    "shutdown_grace": _seconds,
+}
 
 
 _HOSTNAME = re.compile(r"[A-Za-z0-9._-]+")
