@@ -213,6 +213,13 @@ def test_limits_accept_infinite_timeouts() -> None:
         ({"shutdown_grace": math.nan}, "shutdown_grace must be a non-negative number"),
         ({"http": "llhttp"}, 'http must be "h11" or "fast", not \'llhttp\''),
         ({"http": 1}, "config key 'http' must be a string, not an integer"),
+        ({"denied_segments": ".git"}, "config key 'denied_segments' must be an array"),
+        ({"denied_segments": ["a/b"]}, "denied_segments must be path segments"),
+        ({"denied_segments": [""]}, "denied_segments must be path segments"),
+        (
+            {"allow_symlinks_outside_root": "yes"},
+            "config key 'allow_symlinks_outside_root' must be a boolean",
+        ),
     ],
 )
 def test_mistakes_are_one_specific_line(data: dict[str, Any], expected: str) -> None:
@@ -732,3 +739,15 @@ def test_a_module_file_that_fails_to_import_is_tried_again(tmp_path: Path) -> No
         load_register_function(f"{file}:register_module")
     file.write_text("def register_module(server_version, info, server): pass\n")
     assert callable(load_register_function(f"{file}:register_module"))
+
+
+def test_file_settings_reach_each_module_as_its_server_settings(tmp_path: Path) -> None:
+    config = config_from_mapping(
+        {"root": "site", "denied_segments": ["Private"], "allow_symlinks_outside_root": True},
+        base=tmp_path,
+    )
+    server = config.global_server()
+    assert server.denied_segments == ("Private",)
+    assert server.allow_symlinks_outside_root is True
+    assert server.site_roots == (str(tmp_path / "site"),)
+    assert ServerConfig().global_server().denied_segments == (".git", ".env", "__pycache__")

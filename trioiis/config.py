@@ -53,12 +53,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final, Literal, cast
 
+from ._constants import SERVER_VERSION
 from ._context.mapping import HandlerMapping
 from ._errors import ConfigError, describe_exception
 from ._observability.accesslog import FORMATS
 from ._observability.trace_rules import parse_rule
 from ._observability.tracing import DEFAULT_RULE
-from ._pipeline.registration import RegisterModule
+from ._pipeline.registration import DEFAULT_DENIED_SEGMENTS, GlobalServer, RegisterModule
 from ._protocol.forwarded import TrustedProxies
 from ._protocol.http1 import Limits
 
@@ -207,6 +208,12 @@ class ServerConfig:
         watchdog_threshold: seconds the event loop may stay blocked (a module calling
             ``time.sleep``, say) before a warning names the module and stage; 0 turns the
             watchdog off.
+        denied_segments: URL path segments the built-in file modules (static_file,
+            default_document, directory_listing, compression) never serve, compared
+            case-insensitively (404), like IIS request filtering's ``hiddenSegments``.
+            Segments starting with "." are refused anyway (except ``.well-known``).
+        allow_symlinks_outside_root: serve files that symlinks inside a site's root point
+            to outside it (off: they are 404, and left out of directory listings).
     """
 
     root: Path = Path(".")
@@ -235,6 +242,8 @@ class ServerConfig:
     https_redirect: tuple[str, ...] = ()
     error_log: Path | None = None
     watchdog_threshold: float = 0.5
+    denied_segments: tuple[str, ...] = DEFAULT_DENIED_SEGMENTS
+    allow_symlinks_outside_root: bool = False
 
     def __post_init__(self) -> None:
         # Each field on its own (the table below), then what fields say about each other.
@@ -250,6 +259,17 @@ class ServerConfig:
             )
         check_bindings((*self.bindings, *self.https_redirect))
         _check_sites_apart(self.sites)
+
+    def global_server(self) -> GlobalServer:
+        """What each module's ``register_module`` gets as its server: these sites' roots and
+        the settings of the built-in modules, so that each server's modules have its own."""
+        return GlobalServer(
+            server_version=SERVER_VERSION,
+            site_roots=(str(self.root), *(str(site.root) for site in self.sites)),
+            default_documents=self.default_documents,
+            denied_segments=self.denied_segments,
+            allow_symlinks_outside_root=self.allow_symlinks_outside_root,
+        )
 
 
 # What ServerConfig makes of each field it checks or converts: a function of the field's
@@ -303,6 +323,15 @@ def _one_of(*choices: str) -> _Coerce:
         return value
 
     return coerce
+
+
+def _segments(name: str, value: object) -> tuple[str, ...]:
+    segments = _strings(name, value)
+    if not all(
+        isinstance(s, str) and s and "/" not in s for s in cast("Sequence[object]", segments)
+    ):
+        raise ConfigError(f"{name} must be path segments: non-empty strings without '/'")
+    return segments
 
 
 def _trusted_proxies(name: str, value: object) -> tuple[str, ...]:
@@ -363,6 +392,8 @@ _FIELDS: Final[dict[str, _Coerce]] = {
     "http": _one_of("h11", "fast"),
     "when_full": _one_of("wait", "refuse"),
     "shutdown_grace": _seconds,
+    "denied_segments": _segments,
+    "allow_symlinks_outside_root": _boolean,
 }
 
 
@@ -482,6 +513,8 @@ def config_from_mapping(
         kwargs["default_documents"] = tuple(_expect_list(data, "default_documents", str))
     if "trusted_proxies" in data:
         kwargs["trusted_proxies"] = tuple(_expect_list(data, "trusted_proxies", str))
+    if "denied_segments" in data:
+        kwargs["denied_segments"] = tuple(_expect_list(data, "denied_segments", str))
     if "sites" in data:
         tables = _expect_list(data, "sites", dict)
         kwargs["sites"] = tuple(_site(t, i, base) for i, t in enumerate(tables, 1))
@@ -496,6 +529,7 @@ def config_from_mapping(
     for name, kind in (
         ("builtin_modules", bool),
         ("proxy_protocol", bool),
+        ("allow_symlinks_outside_root", bool),
         ("watchdog_threshold", (int, float)),
         ("http2", bool),
         ("max_connections", int),

@@ -48,7 +48,7 @@ from .._observability.counters import ServerCounters
 from .._observability.logfiles import LogFile
 from .._observability.tracing import Tracer, open_trace_writer
 from .._pipeline.pipeline import Pipeline
-from .._pipeline.registration import GlobalServer, ModuleRegistrationInfo, RegisterModule
+from .._pipeline.registration import ModuleRegistrationInfo, RegisterModule
 from .._protocol.forwarded import TrustedProxies, client_address, forwarded_origin
 from .._protocol.http1 import (
     HeadError,
@@ -285,8 +285,7 @@ class HttpServer:
         if any(r.name == name for r in self._registrations):
             raise ConfigError(f"a module named {name!r} is already loaded")
         info = ModuleRegistrationInfo(name, options=MappingProxyType(dict(options or {})))
-        roots = (str(self.config.root), *(str(s.root) for s in self.config.sites))
-        server = GlobalServer(SERVER_VERSION, roots, self.config.default_documents)
+        server = self.config.global_server()
         try:
             register(SERVER_VERSION, info, server)
         except Exception as exc:

@@ -57,7 +57,7 @@ import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Priority, SendResponseFlags, Status
 
 from ._options import check_keys, get_bool, get_int, get_str_list
-from .static_file import content_type, lookup
+from .static_file import FileAccess, content_type
 
 NAME = "compression"
 MIN_SIZE = 1024
@@ -180,8 +180,9 @@ def _siblings(original: Path, encodings: list[str]) -> list[tuple[str, Path]]:
 
 
 class CompressionModule(HttpModule):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, access: FileAccess) -> None:
         self.settings = settings
+        self.access = access
         self.client_tags = ""  # If-None-Match as the client sent it
         self.precompressed: tuple[str, Path] | None = None  # (encoding, original path)
 
@@ -212,8 +213,8 @@ class CompressionModule(HttpModule):
         # One worker-thread hop in the common case (no precompressed sibling); the safety
         # checks of static_file's lookup run only for a sibling that exists.
         for encoding, sibling in await trio.to_thread.run_sync(_siblings, original, encodings):
-            found = await lookup(ctx, original)
-            variant = await lookup(ctx, sibling)
+            found = await self.access.lookup(ctx, original)
+            variant = await self.access.lookup(ctx, sibling)
             if (
                 found is not None
                 and variant is not None
@@ -305,7 +306,8 @@ def register_module(
     if settings.precompressed:
         notifications |= Notification.MAP_PATH
     info.set_request_notifications(
-        trioiis.SimpleFactory(functools.partial(CompressionModule, settings)), notifications
+        trioiis.SimpleFactory(functools.partial(CompressionModule, settings, FileAccess(server))),
+        notifications,
     )
     info.set_priority_for_request_notification(Notification.SEND_RESPONSE, Priority.FIRST)
     info.set_priority_for_request_notification(Notification.MAP_PATH, Priority.LAST)

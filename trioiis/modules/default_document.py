@@ -13,14 +13,15 @@ import stat
 import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Status
 
-from .static_file import find_folder, lookup, send_error, serve_file
+from .static_file import FileAccess, find_folder, send_error, serve_file
 
 DEFAULT_DOCUMENTS = ("index.html", "index.htm", "default.htm")
 
 
 class DefaultDocumentModule(HttpModule):
-    def __init__(self, documents: tuple[str, ...]) -> None:
+    def __init__(self, documents: tuple[str, ...], access: FileAccess) -> None:
         self.documents = documents
+        self.access = access
 
     async def on_execute_request_handler(
         self, ctx: HttpContext, provider: trioiis.EventProvider
@@ -28,7 +29,7 @@ class DefaultDocumentModule(HttpModule):
         request, response = ctx.request, ctx.response
         if response.headers_sent:
             return Status.FINISH_REQUEST
-        located = await find_folder(ctx)
+        located = await find_folder(ctx, self.access)
         if located is None:
             return Status.CONTINUE
         if isinstance(located, Status):
@@ -36,7 +37,7 @@ class DefaultDocumentModule(HttpModule):
         folder, _ = located
         for name in self.documents:
             path = folder / name
-            document = await lookup(ctx, path, read_small=request.method == "GET")
+            document = await self.access.lookup(ctx, path, read_small=request.method == "GET")
             if document is not None and stat.S_ISREG(document.info.st_mode):
                 return await serve_file(ctx, path, document)
         send_error(ctx, 403)
@@ -49,6 +50,8 @@ def register_module(
 ) -> None:
     documents = server.default_documents or DEFAULT_DOCUMENTS
     info.set_request_notifications(
-        trioiis.SimpleFactory(functools.partial(DefaultDocumentModule, documents)),
+        trioiis.SimpleFactory(
+            functools.partial(DefaultDocumentModule, documents, FileAccess(server))
+        ),
         Notification.EXECUTE_REQUEST_HANDLER,
     )
