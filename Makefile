@@ -44,7 +44,7 @@ $(STAMP_BENCH): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test,bench,peers]'
 	touch $@ $(STAMP_TEST) $(STAMP_RUN)
 
-# Peers side by side (issue 10): trioiis, the floors, Hypercorn-trio, Uvicorn (h11, httptools).
+# Peers side by side: trioiis, the floors, Hypercorn-trio, Uvicorn (h11, httptools).
 bench: $(STAMP_BENCH)
 	$(BIN)/python benchmarks/compare.py
 
