@@ -484,7 +484,7 @@ class RequestSide(Protocol):
     (the reference path) or the fast path's ``BodilessRequest``."""
 
     @property
-    def their_state(self) -> type[h11._util.Sentinel]: ...
+    def their_state(self) -> type: ...  # h11.DONE, h11.MUST_CLOSE, ...: its states are classes
 
     @property
     def trailing_data(self) -> tuple[bytes, bool]: ...
