@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -751,3 +752,18 @@ def test_file_settings_reach_each_module_as_its_server_settings(tmp_path: Path) 
     assert server.allow_symlinks_outside_root is True
     assert server.site_roots == (str(tmp_path / "site"),)
     assert ServerConfig().global_server().denied_segments == (".git", ".env", "__pycache__")
+
+
+def test_a_module_whose_extra_is_missing_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """prometheus-client comes with ``trioiis[metrics]``: without it, loading the metrics
+    module is a one-line ConfigError that says what to install."""
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "trioiis.modules.metrics", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        load_register_function(BUILTIN_MODULES["metrics"])
+    message = str(caught.value)
+    assert "cannot import trioiis.modules.metrics" in message
+    assert "pip install 'trioiis[metrics]'" in message
+    assert "\n" not in message

@@ -37,6 +37,10 @@ tag the client sent with a suffix carries that tagged ETag back.
 Options: ``min_size`` (default 1024), ``encodings`` (default ``["br", "gzip"]``, in order
 of preference), ``precompressed`` (default true), ``gzip_level`` (1 to 9, default 6),
 ``brotli_quality`` (0 to 11, default 4).
+
+Brotli needs the ``brotli`` package, ``pip install 'trioiis[compression]'``. Without it the
+default ``encodings`` is ``["gzip"]``, and listing ``"br"`` is a configuration error that
+names the extra.
 """
 
 from __future__ import annotations
@@ -50,8 +54,12 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
-import brotli  # type: ignore[import-untyped]
 import trio
+
+try:
+    import brotli  # type: ignore[import-untyped]
+except ModuleNotFoundError:  # the `compression` extra: without it, gzip only
+    brotli = None
 
 import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Priority, SendResponseFlags, Status
@@ -62,6 +70,10 @@ from .static_file import FileAccess, content_type
 NAME = "compression"
 MIN_SIZE = 1024
 ENCODINGS = ("br", "gzip")
+#: The configuration error for ``"br"`` without the ``brotli`` package.
+BROTLI_MISSING = (
+    f"{NAME}: encoding 'br' needs the brotli package: pip install 'trioiis[compression]'"
+)
 SUFFIX = {"br": "-br", "gzip": "-gz"}
 EXTENSION = {"br": ".br", "gzip": ".gz"}
 #: Bodies larger than this are compressed in a worker thread.
@@ -145,9 +157,12 @@ class Settings:
             {"min_size", "encodings", "precompressed", "gzip_level", "brotli_quality"},
         )
         self.min_size = get_int(NAME, options, "min_size", MIN_SIZE)
-        encodings = get_str_list(NAME, options, "encodings", list(ENCODINGS)) or []
+        default = ENCODINGS if brotli is not None else ("gzip",)
+        encodings = get_str_list(NAME, options, "encodings", list(default)) or []
         if any(e not in ENCODINGS for e in encodings) or len(set(encodings)) != len(encodings):
             raise ValueError(f'{NAME}: option \'encodings\' may list only "br" and "gzip"')
+        if "br" in encodings and brotli is None:
+            raise ValueError(BROTLI_MISSING)
         self.encodings = tuple(encodings)
         self.precompressed = get_bool(NAME, options, "precompressed", True)
         self.gzip_level = get_int(NAME, options, "gzip_level", 6)
