@@ -16,7 +16,7 @@ def test_win32_code_round_trips_through_its_hresult(code: int) -> None:
 
 
 def test_hresults_without_a_win32_code() -> None:
-    assert win32_from_hresult(S_OK) is None
-    assert win32_from_hresult(E_FAIL) is None
-    # HResultError.win32_code is then the HRESULT itself (its documented fallback).
+    assert win32_from_hresult(S_OK) == S_OK
+    assert win32_from_hresult(E_FAIL) == E_FAIL  # HResultError.win32_code's fallback
+    assert win32_from_hresult(E_FAIL, otherwise=0) == 0  # the access log's
     assert trioiis.HResultError(hresult=E_FAIL).win32_code == E_FAIL

@@ -1,4 +1,4 @@
-"""``IdleReaper``: the idle clocks of the server's own connections (trioiis/idle.py).
+"""``IdleReaper``: the idle clocks of the server's own connections (trioiis/_server/idle.py).
 
 Run on Trio's MockClock, so deadlines are exact: a connection expires exactly when its
 earliest running clock runs out, never before, and never after ``forget``."""

@@ -1,4 +1,4 @@
-"""The request lifecycle table (trioiis/lifecycle.py): random event sequences against it.
+"""The request lifecycle table (trioiis/_lifecycle.py): random event sequences against it.
 
 Illegal events raise ``LifecycleError`` and change nothing; a legal sequence that ends with
 END has exactly one outcome, and that outcome follows the precedence the module documents.

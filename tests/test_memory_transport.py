@@ -1,4 +1,4 @@
-"""``MemoryTransport`` keeps the seam's rules (trioiis/transport.py, rules 1-4) on its own,
+"""``MemoryTransport`` keeps the seam's rules (_protocol/transport.py, rules 1-4) on its own,
 without a server: what the pipeline's in-memory tests rely on."""
 
 from __future__ import annotations

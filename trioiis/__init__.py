@@ -60,11 +60,11 @@ from ._constants import Priority as Priority
 from ._constants import SendResponseFlags as SendResponseFlags
 from ._constants import Status as Status
 from ._constants import hresult_from_win32 as hresult_from_win32
-from ._context.context import HttpConnection as HttpConnection
+from ._context.connection import HttpConnection as HttpConnection
+from ._context.connection import ModuleContextContainer as ModuleContextContainer
+from ._context.connection import Site as Site
+from ._context.connection import StoredContext as StoredContext
 from ._context.context import HttpContext as HttpContext
-from ._context.context import ModuleContextContainer as ModuleContextContainer
-from ._context.context import Site as Site
-from ._context.context import StoredContext as StoredContext
 from ._context.headers import Headers as Headers
 from ._context.mapping import HandlerMapping as HandlerMapping
 from ._context.origin import absolute_url as absolute_url

@@ -142,10 +142,12 @@ def hresult_from_win32(code: int) -> int:
     return code if code <= 0 else (code & 0xFFFF) | 0x80070000
 
 
-def win32_from_hresult(hresult: int) -> int | None:
-    """The Win32 code inside a ``0x8007xxxx`` HRESULT (``HRESULT_CODE``); None for any other
-    HRESULT (S_OK, E_FAIL, ...), which carries no Win32 code."""
-    return hresult & 0xFFFF if hresult >> 16 == 0x8007 else None
+def win32_from_hresult(hresult: int, *, otherwise: int | None = None) -> int:
+    """The Win32 code inside a ``0x8007xxxx`` HRESULT; for any other HRESULT, ``otherwise``
+    (None: the HRESULT itself)."""
+    if hresult >> 16 == 0x8007:
+        return hresult & 0xFFFF
+    return hresult if otherwise is None else otherwise
 
 
 S_OK: Final = 0

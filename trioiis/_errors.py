@@ -74,8 +74,7 @@ class HResultError(Exception):
     @property
     def win32_code(self) -> int:
         """The Win32 error code inside a ``0x8007xxxx`` HRESULT (else the HRESULT itself)."""
-        code = win32_from_hresult(self.hresult)
-        return self.hresult if code is None else code
+        return win32_from_hresult(self.hresult)
 
 
 class NotSupportedError(HResultError):

@@ -43,7 +43,6 @@ from __future__ import annotations
 import collections
 import contextvars
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,11 +53,9 @@ from urllib.parse import unquote
 import trio
 
 from .._constants import (
-    ERROR_ALREADY_ASSIGNED,
     ERROR_INVALID_INDEX,
     ERROR_INVALID_PARAMETER,
     ERROR_OPERATION_ABORTED,
-    MAX_CHILD_DEPTH,
     S_OK,
     CloneFlags,
     ExecuteFlags,
@@ -70,15 +67,15 @@ from .._errors import (
     ConnectionInvalidError,
     HResultError,
     InvalidHandleError,
-    NotSupportedError,
     OperationAbortedError,
-    StackOverflowError,
 )
 from .._lifecycle import Event, RequestLifecycle, RequestState
 from .._memo import memoize_short
 from .._observability import tracing
 from .._observability.counters import ServerCounters
 from .._protocol.transport import PeerGoneError, PeerTooSlowError
+from .children import check_execute, clone, prepare_child, run_child
+from .connection import HttpConnection, ModuleContextContainer, Site, _NoPublicConstructor
 from .headers import Headers
 from .mapping import DEFAULT_MAPPING, HandlerMapping
 from .providers import (
@@ -88,124 +85,15 @@ from .providers import (
     MapPathProvider,
     ReadEntityProvider,
 )
-from .request import BodySource, EmptyBody, HttpRequest
+from .request import BodySource, HttpRequest
 from .response import HttpResponse
 from .sending import Wire, note_progress
+from .server_variables import builtin_variable
 
 log = logging.getLogger("trioiis")
 
-_PRECONDITION_HEADERS = frozenset(
-    {"range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since"}
-)
-_DAV_HEADERS = frozenset({"depth", "destination", "overwrite", "lock-token", "timeout", "if"})
 _NO_FLAGS = ExecuteFlags(0)
 _ENDED = RequestState.ENDED  # (a module constant: enum class attributes are slow to read)
-_CLONE_FLAGS_ALL = int(
-    CloneFlags.BASICS
-    | CloneFlags.HEADERS
-    | CloneFlags.ENTITY
-    | CloneFlags.NO_PRECONDITION
-    | CloneFlags.NO_DAV
-    | CloneFlags.SERVER_VARIABLE
-)
-
-
-class _NoPublicConstructor(type):
-    """Metaclass: ``Cls(...)`` raises; the server builds instances with ``Cls._create``."""
-
-    def __call__(cls, *args: object, **kwargs: object) -> None:
-        raise TypeError(f"{cls.__module__}.{cls.__qualname__} has no public constructor")
-
-    def _create(cls, *args: Any, **kwargs: Any) -> Any:
-        return super().__call__(*args, **kwargs)
-
-
-@dataclass(frozen=True, slots=True)
-class Site:
-    """The site serving a request (IIS ``IHttpSite``)."""
-
-    id: int
-    name: str
-    root: Path
-
-
-class StoredContext(Protocol):
-    """What ``ModuleContextContainer`` stores: cleaned up exactly once by its owner."""
-
-    def cleanup_stored_context(self) -> None: ...
-
-
-class ModuleContextContainer:
-    """Per-module storage owned by a request or a connection (IIS context containers)."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self) -> None:
-        self._items: dict[int, StoredContext] = {}
-
-    def get_module_context(self, module_id: int) -> StoredContext | None:
-        return self._items.get(module_id)
-
-    def set_module_context(self, stored: StoredContext | None, module_id: int) -> None:
-        """Store ``stored`` for ``module_id``.
-
-        Raises:
-            HResultError: ERROR_INVALID_PARAMETER for None; ERROR_ALREADY_ASSIGNED if set.
-        """
-        if stored is None:
-            raise HResultError("stored context is None", hresult=ERROR_INVALID_PARAMETER)
-        if module_id in self._items:
-            raise HResultError("module context already set", hresult=ERROR_ALREADY_ASSIGNED)
-        self._items[module_id] = stored
-
-    def _cleanup(self) -> None:
-        items, self._items = self._items, {}
-        for stored in items.values():
-            try:
-                stored.cleanup_stored_context()
-            except Exception:
-                log.exception("cleanup_stored_context failed")
-
-    def _each(self) -> list[StoredContext]:
-        return list(self._items.values())
-
-
-@final
-class HttpConnection(metaclass=_NoPublicConstructor):
-    """The client connection a request arrived on (IIS ``IHttpConnection``)."""
-
-    __slots__ = ("_connected", "local_address", "module_context", "remote_address", "secure")
-
-    def __init__(
-        self,
-        *,
-        remote_address: tuple[str, int],
-        local_address: tuple[str, int],
-        secure: bool,
-    ) -> None:
-        self.remote_address = remote_address
-        self.local_address = local_address
-        self.secure = secure
-        self.module_context = ModuleContextContainer()
-        self._connected = True
-
-    def is_connected(self) -> bool:
-        """False once the client closed or broke the connection."""
-        return self._connected
-
-    def _mark_gone(self) -> bool:
-        """Record the disconnect; True the first time (notify_disconnect fires once)."""
-        if not self._connected:
-            return False
-        self._connected = False
-        for stored in self.module_context._each():
-            notify = getattr(stored, "notify_disconnect", None)
-            if notify is not None:
-                try:
-                    notify()
-                except Exception:
-                    log.exception("notify_disconnect failed")
-        return True
 
 
 class RequestRunner(Protocol):
@@ -287,7 +175,7 @@ class _PendingIo:
     def __enter__(self) -> Self:
         self._ctx._io_scopes.add(self._scope)
         trace = self._ctx.trace
-        if trace is not None:  # tracing hook (trioiis/tracing.py): one branch when off
+        if trace is not None:  # tracing hook (_observability/tracing.py): one branch when off
             self._trace_event = trace.io_started(self._kind)
         self._scope.__enter__()
         return self
@@ -351,10 +239,10 @@ class HttpContext(metaclass=_NoPublicConstructor):
         parent: HttpContext | None = None,
     ) -> None:
         self._pipeline = pipeline
-        self.connection = connection
-        self.site = site
+        self.connection: HttpConnection = connection
+        self.site: Site = site
         self._wire = wire
-        self.request = HttpRequest(
+        self.request: HttpRequest = HttpRequest(
             self,
             method=method,
             url=url,
@@ -477,7 +365,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         key = name.upper()
         if key in self._server_variables:
             return self._server_variables[key]
-        value = self._builtin_variable(key)
+        value = builtin_variable(self, key)
         if value is None:
             raise HResultError(f"no server variable {name!r}", hresult=ERROR_INVALID_INDEX)
         return value
@@ -487,38 +375,6 @@ class HttpContext(metaclass=_NoPublicConstructor):
         if not name:
             raise HResultError("empty variable name", hresult=ERROR_INVALID_PARAMETER)
         self._server_variables[name.upper()] = value
-
-    def _builtin_variable(self, key: str) -> str | None:
-        request = self.request
-        if key.startswith("HTTP_"):
-            return request.get_header(key[5:].replace("_", "-"))
-        simple: dict[str, Callable[[], str]] = {
-            "REMOTE_ADDR": lambda: request.remote_address[0],
-            "REMOTE_HOST": lambda: request.remote_address[0],
-            "REMOTE_PORT": lambda: str(request.remote_address[1]),
-            "LOCAL_ADDR": lambda: request.local_address[0],
-            "SERVER_PORT": lambda: str(request.local_address[1]),
-            "SERVER_NAME": lambda: (
-                (request.get_header("host") or request.local_address[0])
-                .rsplit(":", 1)[0]
-                .strip("[]")
-            ),
-            "SERVER_PROTOCOL": lambda: f"HTTP/{request.http_version}",
-            "SERVER_SOFTWARE": lambda: "trioiis",
-            "REQUEST_METHOD": lambda: request.method,
-            "URL": lambda: request.original_url.partition("?")[0],
-            "SCRIPT_NAME": lambda: request.raw_path,
-            "PATH_INFO": lambda: request.raw_path,
-            "QUERY_STRING": lambda: request.query,
-            "HTTPS": lambda: "on" if self.connection.secure else "off",
-            "CONTENT_LENGTH": lambda: request.get_header("content-length") or "0",
-            "CONTENT_TYPE": lambda: request.get_header("content-type") or "",
-            "APPL_PHYSICAL_PATH": lambda: str(self.site.root) + os.sep,
-            "INSTANCE_ID": lambda: str(self.site.id),
-            "AUTH_USER": lambda: self.user.name if self.user else "",
-        }
-        getter = simple.get(key)
-        return getter() if getter is not None else None
 
     # ------------------------------------------------------------ life and tasks
 
@@ -790,7 +646,9 @@ class HttpContext(metaclass=_NoPublicConstructor):
     # ------------------------------------------------------------ sending
 
     def _scheme(self) -> str:
-        return "https" if self.connection.secure else "http"
+        """The scheme the client used: a trusted proxy's word (it set ``HTTPS``) or the
+        connection's own."""
+        return "https" if self.get_server_variable("HTTPS") == "on" else "http"
 
     def _is_buffered(self) -> bool:
         """True if this context's output is kept for an ancestor with BUFFER_RESPONSE."""
@@ -817,61 +675,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
             HResultError: ERROR_INVALID_PARAMETER for unknown flag bits.
             NotSupportedError: ENTITY when over 1 MiB of body was already read.
         """
-        self._check_alive()
-        if int(flags) & ~_CLONE_FLAGS_ALL:
-            raise HResultError(f"unknown clone flags {flags!r}", hresult=ERROR_INVALID_PARAMETER)
-        request = self.request
-        headers = Headers()
-        if flags & CloneFlags.HEADERS:
-            for name, value in request.headers:
-                lower = name.lower()
-                if flags & CloneFlags.NO_PRECONDITION and lower in _PRECONDITION_HEADERS:
-                    continue
-                if flags & CloneFlags.NO_DAV and lower in _DAV_HEADERS:
-                    continue
-                headers.add(name, value)
-        basics = bool(flags & CloneFlags.BASICS)
-        child: HttpContext = HttpContext._create(
-            pipeline=self._pipeline,
-            connection=self.connection,
-            site=self.site,
-            wire=self._wire,
-            method=request.method if basics else "GET",
-            url=request.url if basics else "/",
-            http_version=request.http_version,
-            headers=headers,
-            body=request._copy_entity() if flags & CloneFlags.ENTITY else EmptyBody(),
-            parent=self,
-        )
-        if flags & CloneFlags.SERVER_VARIABLE:
-            child._server_variables.update(self._server_variables)
-        child.user = self.user
-        return child
-
-    def _check_execute(self, child: HttpContext, async_: bool) -> None:
-        self._check_alive()
-        if not async_:
-            raise NotSupportedError("execute_request is asynchronous only (async_=True)")
-        if child._parent is not self:
-            raise NotSupportedError("the child was not cloned from this context")
-        if child.lifecycle.state is not RequestState.CLONED or child._released:
-            raise NotSupportedError("a cloned context runs only once")
-        if child._depth > MAX_CHILD_DEPTH:
-            raise StackOverflowError(f"child requests nest at most {MAX_CHILD_DEPTH} levels")
-
-    def _prepare_child(
-        self, child: HttpContext, flags: ExecuteFlags, user: HttpUser | None
-    ) -> None:
-        child._execute_flags = ExecuteFlags(flags)
-        if flags & ExecuteFlags.SAME_URL:
-            child.request._url = self.request.url
-        if user is not None:
-            child.user = user
-        child._skip_authentication = user is not None
-        child._excluded_handlers = self._excluded_handlers
-        if flags & ExecuteFlags.IGNORE_CURRENT_INTERCEPTOR:
-            child._excluded_handlers |= {self.handler}
-        child.lifecycle.fire(Event.EXECUTE)
+        return clone(self, flags)
 
     def execute_request(
         self,
@@ -897,12 +701,12 @@ class HttpContext(metaclass=_NoPublicConstructor):
         Cancellation: the child is cancelled with this request (client disconnect) and by
             ``child.release_cloned_context()``; ``cancel_io()`` here reaches its pending I/O.
         """
-        self._check_execute(child, async_)
-        self._prepare_child(child, flags, user)
+        check_execute(self, child, async_)
+        prepare_child(self, child, flags, user)
         owner = self._current
 
         async def run() -> None:
-            info = await self._run_child(child)
+            info = await run_child(self, child)
             if not self.lifecycle.ended:
                 self._post(_Resume(completion=info, owner=owner))
 
@@ -925,29 +729,10 @@ class HttpContext(metaclass=_NoPublicConstructor):
             aborts the child's pending I/O, which the child's modules see as
             ``OperationAbortedError``.
         """
-        self._check_execute(child, True)
+        check_execute(self, child, async_=True)
         await trio.lowlevel.checkpoint()  # a checkpoint even when the child does no I/O
-        self._prepare_child(child, flags, user)
-        return await self._run_child(child)
-
-    async def _run_child(self, child: HttpContext) -> CompletionInfo:
-        if child._released:  # released before its task got to run: it never starts
-            await trio.lowlevel.checkpoint()
-            return CompletionInfo(0, ERROR_OPERATION_ABORTED)
-        self._children.append(child)
-        self._pipeline.counters.child_requests_by_depth[child._depth] += 1
-        try:
-            with trio.CancelScope() as scope:
-                child._release_scope = scope
-                info = await self._pipeline.run_request(child)
-            if scope.cancelled_caught:
-                info = CompletionInfo(child._produced, ERROR_OPERATION_ABORTED)
-        finally:
-            self._children.remove(child)
-        if child._execute_flags & ExecuteFlags.BUFFER_RESPONSE and not child._released:
-            # Rule 4: the buffered child's body goes into this context's buffer.
-            self.response._chunks.extend(child.response._take_buffer())
-        return info
+        prepare_child(self, child, flags, user)
+        return await run_child(self, child)
 
     def release_cloned_context(self) -> None:
         """Free this clone; a clone still running is cancelled.

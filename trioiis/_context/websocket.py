@@ -63,7 +63,7 @@ from .._constants import ERROR_INVALID_PARAMETER, ERROR_OPERATION_ABORTED
 from .._errors import CompletionInfo, ConnectionInvalidError, HResultError, OperationAbortedError
 from .._lifecycle import Event
 from .._protocol.transport import PeerGoneError, PeerTooSlowError, Transport
-from .context import HttpConnection
+from .connection import HttpConnection
 from .sending import note_progress
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ Every format ends with (or, in W3C's ``s-sitename`` and JSON's ``site``, names) 
 that served the request: its ``[[sites]]`` name, ``default`` for the top-level root, ``-``
 for a refused head.
 
-The outcome is the request's ``Outcome`` (``trioiis/lifecycle.py``): ``completed``,
+The outcome is the request's ``Outcome`` (``trioiis/_lifecycle.py``): ``completed``,
 ``cancelled_by_client``, ``timed_out``, ``aborted_by_server`` or ``failed``; or ``refused``
 for a head the server refused before any module ran (method and URL are then ``-``). The
 status is the one the client got; when no status line was sent it is 499 (the client left

@@ -26,7 +26,7 @@ Theory of operation
 5. **The tail always runs.** LOG_REQUEST and END_REQUEST run shielded, with a deadline, even
    when the client disconnected or the server is shutting down; then every module instance
    gets ``dispose()`` and stored contexts are cleaned up, exactly once.
-6. **Tracing hooks** (``trioiis/tracing.py``): with a ``tracer``, each request gets a
+6. **Tracing hooks** (``trioiis/_observability/tracing.py``): with a ``tracer``, each request gets a
    ``ctx.trace`` at its start and hands it back at its end, and ``_call`` records each
    handler's start, end and result. Without one, each hook is a single ``is None`` branch.
 """

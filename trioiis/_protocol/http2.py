@@ -667,8 +667,8 @@ def _request_head(headers: list[tuple[bytes, bytes]], *, ended: bool) -> Request
                 return None
             content_length = int(value)
         fields.append((name, value))
-    if method is None or path is None:
-        return None
+    if method is None or path is None or not path.startswith("/"):
+        return None  # (RFC 9113 §8.3.1: origin-form; CONNECT and ``*`` are not served)
     if authority is not None and not any(n == b"host" for n, _ in fields):
         fields.insert(0, (b"host", authority))
     if cookies:

@@ -35,21 +35,21 @@ from types import MappingProxyType
 
 import trio
 
-from .._constants import SERVER_VERSION, win32_from_hresult
+from .._constants import SERVER_VERSION
 from .._context import websocket
-from .._context.context import HttpConnection, HttpContext, Site
+from .._context.connection import HttpConnection
+from .._context.context import HttpContext
 from .._context.headers import Headers
+from .._context.origin import apply_forwarded
 from .._context.request import ConnectionBody, EmptyBody
 from .._context.sending import Wire
 from .._errors import ConfigError, describe_exception
 from .._lifecycle import Outcome
-from .._observability.accesslog import Entry, format_entry, header
 from .._observability.counters import ServerCounters
-from .._observability.logfiles import LogFile
 from .._observability.tracing import Tracer, open_trace_writer
 from .._pipeline.pipeline import Pipeline
 from .._pipeline.registration import ModuleRegistrationInfo, RegisterModule
-from .._protocol.forwarded import TrustedProxies, client_address, forwarded_origin
+from .._protocol.forwarded import TrustedProxies
 from .._protocol.http1 import (
     HeadError,
     HeadParser,
@@ -72,15 +72,16 @@ from ..config import (
     load_register_function,
     parse_binding,
 )
+from .access_log import AccessLog
 from .https_redirect import serve_https_redirect
 from .idle import IdleReaper
 from .preflight import preflight
+from .sites import SiteTable
 from .sockets import peername, sockname
 from .tls import answer_plain_http
 from .watchdog import Watchdog
 
 log = logging.getLogger("trioiis")
-access_log = logging.getLogger("trioiis.access")
 
 _ACCEPT_BATCH = 256
 # Task names: one string for every connection, not one made per task.
@@ -239,18 +240,12 @@ class HttpServer:
         self._connections: trio.Nursery | None = None  # where connections and requests run
         self._reaper: IdleReaper | None = None  # idle clocks of the server's own sockets
         self._slots: trio.Semaphore | None = None
-        self._log_file: LogFile | None = None
+        self._access_log = AccessLog(self.config.access_log, self.config.access_log_format)
         #: ``(host, port)`` of each ``https_redirect`` binding, once ``serve`` listens.
         self.redirect_bound: list[tuple[str, int]] = []
-        self.site = Site(1, "default", self.config.root)
-        # Virtual hosts: [[sites]] are numbered from 2 (the top-level root is site 1).
-        self._sites_by_host: dict[str, Site] = {}
-        self._default_site = self.site
-        for number, site_config in enumerate(self.config.sites, 2):
-            site = Site(number, site_config.name, site_config.root)
-            self._sites_by_host.update(dict.fromkeys(site_config.hosts, site))
-            if site_config.default and self._default_site is self.site:
-                self._default_site = site
+        self._sites = SiteTable(self.config.root, self.config.sites)
+        #: The top-level root's site (site 1).
+        self.site = self._sites.top
         self._ssl_context: ssl.SSLContext | None = None
         self._head_parser: HeadParser | None = None
         if self.config.http == "fast":
@@ -345,6 +340,14 @@ class HttpServer:
         async with open_trace_writer(self.pipeline.tracer):
             await self._serve(task_status=task_status)
 
+    def reopen_access_log(self) -> None:
+        """Open ``access_log`` again (SIGUSR1, after a log rotator renamed it).
+
+        Raises:
+            ConfigError: the new file cannot be opened; lines keep going to the old one.
+        """
+        self._access_log.reopen()
+
     async def _serve(self, *, task_status: trio.TaskStatus[list[tuple[str, int]]]) -> None:
         pipeline = self.pipeline
         self._slots = trio.Semaphore(self.config.max_connections)
@@ -352,7 +355,7 @@ class HttpServer:
         try:
             self._ssl_context = preflight(self.config)  # what check-config checks, too
             sockets = self._open_sockets() if self._given_sockets is None else self._adopt()
-            self._open_access_log()
+            self._access_log.open()
             # The applications' nursery (GL_APPLICATION_START/STOP) outlives every
             # connection: an app is started before the first accept and stopped after the
             # last connection ended.
@@ -370,8 +373,7 @@ class HttpServer:
             for sock in sockets:
                 sock.close()
             pipeline.terminate()
-            if self._log_file is not None:
-                self._log_file.close()
+            self._access_log.close()
             self._done.set()
 
     async def _serve_listeners(
@@ -862,29 +864,7 @@ class HttpServer:
         self, http: Http1Connection, exc: HeadError, connection: HttpConnection
     ) -> None:
         """Answer a head we refuse, and log it like any request (no request is missing)."""
-        if self._log_file is not None or access_log.hasHandlers():
-            remote, local = connection.remote_address, connection.local_address
-            self._log_line(
-                Entry(
-                    started=time.time(),
-                    taken=0.0,
-                    remote=remote[0],
-                    local=local[0],
-                    port=local[1],
-                    user=None,
-                    method="-",
-                    url="-",
-                    http_version="1.1",
-                    status=exc.status,
-                    sub_status=0,
-                    win32_status=0,
-                    bytes_sent=0,
-                    referer=None,
-                    user_agent=None,
-                    outcome="refused",
-                    site="-",
-                )
-            )
+        self._access_log.write_refused(connection, exc.status)
         try:
             with trio.move_on_after(self.config.limits.linger_timeout):
                 await http.write_raw(error_response_bytes(exc.status))
@@ -894,153 +874,31 @@ class HttpServer:
     def _new_context(
         self, transport: Transport, connection: HttpConnection, head: RequestHead
     ) -> HttpContext:
-        target = head.target
-        if not target.startswith("/") and "://" in target:
-            # absolute-form (RFC 9112 §3.2.2): keep the path and query.
-            rest = target.split("://", 1)[1]
-            target = "/" + rest.partition("/")[2]
+        # (every driver gives an origin-form target: HTTP/1.1's check_request rewrites an
+        # absolute-form one, moving its authority to Host; HTTP/2 refuses any other :path)
         has_body = head.chunked or bool(head.content_length)
         ctx: HttpContext = HttpContext._create(
             pipeline=self.pipeline,
             connection=connection,
-            site=self._site_for(head),
+            site=self._sites.site_for(head.headers),
             wire=Wire(transport),
             method=head.method,
-            url=target,
+            url=head.target,
             http_version=head.http_version,
             headers=Headers.from_raw(head.headers),
             body=ConnectionBody(transport) if has_body else EmptyBody(),
         )
         transport.watch_peer(ctx._peer_gone)
         if self._trusted:
-            self._apply_forwarded(ctx)
+            apply_forwarded(ctx, self._trusted)
         return ctx
-
-    def _apply_forwarded(self, ctx: HttpContext) -> None:
-        """From a trusted proxy, ``Forwarded`` / ``X-Forwarded-For`` name the client, and
-        ``Forwarded`` / ``X-Forwarded-Proto`` / ``X-Forwarded-Host`` the scheme and host it
-        used: they become the ``HTTPS`` and ``SERVER_PORT`` server variables and the
-        ``Host`` header (so redirects and apps see them; see ``trioiis._context.origin``)."""
-        request = ctx.request
-        peer = request.remote_address[0]
-        forwarded = request.headers.get_all("forwarded")
-        found = client_address(
-            peer, self._trusted, forwarded, request.headers.get_all("x-forwarded-for")
-        )
-        if found is not None:
-            request.remote_address = found
-        origin = forwarded_origin(
-            peer,
-            self._trusted,
-            forwarded,
-            request.headers.get_all("x-forwarded-proto"),
-            request.headers.get_all("x-forwarded-host"),
-        )
-        if origin.scheme is not None:
-            ctx.set_server_variable("HTTPS", "on" if origin.scheme == "https" else "off")
-            ctx.set_server_variable("SERVER_PORT", "443" if origin.scheme == "https" else "80")
-        if origin.host is not None:
-            request.set_header("Host", origin.host)
-            port = origin.host.rpartition("]")[2].rpartition(":")[2]
-            if port.isdigit():
-                ctx.set_server_variable("SERVER_PORT", port)
-
-    def _site_for(self, head: RequestHead) -> Site:
-        """The site whose hosts hold the request's host (any case, port stripped), else
-        the default site."""
-        if not self._sites_by_host:
-            return self._default_site
-        host = ""
-        if "://" in head.target and not head.target.startswith("/"):
-            host = head.target.split("://", 1)[1].partition("/")[0]  # absolute-form wins
-        else:
-            for name, value in head.headers:
-                if name.lower() == b"host":
-                    host = value.decode("latin-1")
-                    break
-        return self._sites_by_host.get(_host_name(host), self._default_site)
 
     async def _run(self, ctx: HttpContext) -> None:
         started = time.time()
         try:
             await self.pipeline.run_request(ctx)
         finally:
-            self._write_access_log(ctx, started)
-
-    # ------------------------------------------------------------ access log
-
-    def _open_access_log(self) -> None:
-        target = self.config.access_log
-        if target is None:
-            return
-        self._log_file = LogFile(target, "access log")  # its folder is made when missing
-        self._write_log_header()
-
-    def _write_log_header(self) -> None:
-        top = header(self.config.access_log_format)
-        if top is not None and self._log_file is not None and self._log_file.is_new:
-            self._log_file.write_line(top)  # W3C: the #Fields line comes first
-
-    def reopen_access_log(self) -> None:
-        """Open ``access_log`` again (SIGUSR1, after a log rotator renamed it).
-
-        Raises:
-            ConfigError: the new file cannot be opened; lines keep going to the old one.
-        """
-        if self._log_file is not None:
-            self._log_file.reopen()
-            self._write_log_header()
-
-    def _write_access_log(self, ctx: HttpContext, started: float) -> None:
-        """One line per request, in ``access_log_format`` (see ``_observability.accesslog``)."""
-        if self._log_file is None and not access_log.hasHandlers():
-            return  # nobody reads it: do not pay for formatting
-        request, response = ctx.request, ctx.response
-        outcome = ctx.lifecycle.outcome
-        hresult = response.get_status().hresult
-        transport = ctx._wire.transport
-        ws = transport if isinstance(transport, websocket.WebSocketTransport) else None
-        self._log_line(
-            Entry(
-                started=started,
-                taken=time.time() - started,
-                remote=request.remote_address[0],
-                local=request.local_address[0],
-                port=request.local_address[1],
-                user=ctx.user.name if ctx.user else None,
-                method=request.method,
-                url=request.url,
-                http_version=request.http_version,
-                status=_logged_status(ctx, outcome),
-                sub_status=response.sub_status,
-                win32_status=win32_from_hresult(hresult) or 0,
-                bytes_sent=ctx._wire.transport.body_bytes_sent,
-                referer=request.get_header("referer"),
-                user_agent=request.get_header("user-agent"),
-                outcome=outcome,
-                site=ctx.site.name,
-                bytes_received=None if ws is None else ws.bytes_received,
-                close_code=None if ws is None else ws.websocket.close_code,
-            )
-        )
-
-    def _log_line(self, entry: Entry) -> None:
-        line = format_entry(entry, self.config.access_log_format)
-        access_log.info(line)
-        if self._log_file is not None:
-            self._log_file.write_line(line)
-
-
-def _logged_status(ctx: HttpContext, outcome: Outcome) -> int:
-    """The status the client got; with no status line sent, nginx's words for why: 499
-    (the client left first) or 444 (the server closed without a response)."""
-    if ctx._wire.head_sent:
-        return ctx.response.status
-    if outcome is Outcome.CANCELLED_BY_CLIENT:
-        return 499
-    if outcome in (Outcome.ABORTED_BY_SERVER, Outcome.TIMED_OUT, Outcome.FAILED):
-        return 444
-    return ctx.response.status
+            self._access_log.write(ctx, started)
 
 
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -1050,15 +908,6 @@ def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
     while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
         leaf = leaf.exceptions[0]
     return leaf
-
-
-def _host_name(authority: str) -> str:
-    """``"Example.test:8443"`` → ``"example.test"``; ``"[::1]:80"`` → ``"[::1]"``."""
-    authority = authority.strip().lower()
-    if authority.startswith("["):
-        end = authority.find("]")
-        return authority[: end + 1] if end > 0 else authority
-    return authority.partition(":")[0].rstrip(".")
 
 
 async def _close_tls(stream: trio.SSLStream[trio.abc.Stream]) -> None:
