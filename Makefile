@@ -43,11 +43,18 @@ docs: $(STAMP_TEST)
 
 # The suite runs under coverage (branch = true in pyproject.toml); the figure is the share
 # of trioiis/'s lines and branches the in-process tests reach (servers the tests start as
-# subprocesses are not measured).
+# subprocesses are not measured). Coverage's tracer costs the suite CPU (about +60 % on
+# Python 3.11, see benchmarks/RESULTS.md): `make test COVERAGE=0` runs it without.
+COVERAGE ?= 1
+
 test: lint types $(STAMP_TEST)
+ifeq ($(COVERAGE),0)
+	$(BIN)/python -m pytest -q
+else
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest -q
 	@echo "coverage of trioiis/ (lines and branches): $$($(BIN)/coverage report --format=total)%"
+endif
 	$(BIN)/mkdocs build --strict --site-dir .site
 
 $(STAMP_BENCH): pyproject.toml | $(BIN)/python
