@@ -40,11 +40,6 @@ from trioiis import HttpContext, HttpModule, Notification, Priority, Status
 
 from ._options import check_keys, get_str
 
-# Returned on every request: module constants (an enum class attribute is looked up
-# through EnumType.__getattr__'s slow hook in Python 3.11).
-_CONTINUE = Status.CONTINUE
-
-
 NAME = "custom_errors"
 MODES = ("custom", "off")
 #: An error page file larger than this is not used (the built-in page is sent instead).
@@ -139,7 +134,7 @@ class CustomErrorsModule(HttpModule):
             or response.get_status().try_skip_custom_errors
             or not made_by_trioiis(response)
         ):
-            return _CONTINUE
+            return Status.CONTINUE
         status = response.status
         folder = ctx.site.root / self.error_pages  # an absolute folder replaces the root
         page = await trio.to_thread.run_sync(_read_page, folder / f"{status}.html")
@@ -151,7 +146,7 @@ class CustomErrorsModule(HttpModule):
         response.set_header("Content-Type", "text/html; charset=utf-8")
         response.set_header("X-Content-Type-Options", "nosniff")
         response.write(page)
-        return _CONTINUE
+        return Status.CONTINUE
 
 
 def register_module(
@@ -168,6 +163,7 @@ def register_module(
     if mode == "off":
         return
     info.set_request_notifications(
-        trioiis.SharedFactory(CustomErrorsModule(error_pages)), Notification.SEND_RESPONSE
+        trioiis.SharedFactory(CustomErrorsModule(error_pages)),
+        Notification.SEND_RESPONSE,
     )
     info.set_priority_for_request_notification(Notification.SEND_RESPONSE, Priority.HIGH)

@@ -12,41 +12,36 @@ import stat
 import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Status
 
-from .static_file import find_folder, lookup, send_error, serve_file
-
-# Returned on every request: module constants (an enum class attribute is looked up
-# through EnumType.__getattr__'s slow hook in Python 3.11).
-_CONTINUE = Status.CONTINUE
-_FINISH = Status.FINISH_REQUEST
-
+from .static_file import FileAccess, find_folder, send_error, serve_file
 
 DEFAULT_DOCUMENTS = ("index.html", "index.htm", "default.htm")
 
 
 class DefaultDocumentModule(HttpModule):
-    def __init__(self, documents: tuple[str, ...]) -> None:
+    def __init__(self, documents: tuple[str, ...], access: FileAccess) -> None:
         self.documents = documents
+        self.access = access
 
     async def on_execute_request_handler(
         self, ctx: HttpContext, provider: trioiis.EventProvider
     ) -> Status:
         request, response = ctx.request, ctx.response
         if response.headers_sent:
-            return _FINISH
-        located = await find_folder(ctx)
+            return Status.FINISH_REQUEST
+        located = await find_folder(ctx, self.access)
         if located is None:
-            return _CONTINUE
+            return Status.CONTINUE
         if isinstance(located, Status):
             return located
         folder, _ = located
         for name in self.documents:
             path = folder / name
-            document = await lookup(ctx, path, read_small=request.method == "GET")
+            document = await self.access.lookup(ctx, path, read_small=request.method == "GET")
             if document is not None and stat.S_ISREG(document.info.st_mode):
                 return await serve_file(ctx, path, document)
         send_error(ctx, 403)
         response.set_status(403, "Forbidden", 14)
-        return _CONTINUE
+        return Status.CONTINUE
 
 
 def register_module(
@@ -54,6 +49,6 @@ def register_module(
 ) -> None:
     documents = server.default_documents or DEFAULT_DOCUMENTS
     info.set_request_notifications(
-        trioiis.SharedFactory(DefaultDocumentModule(documents)),
+        trioiis.SharedFactory(DefaultDocumentModule(documents, FileAccess(server))),
         Notification.EXECUTE_REQUEST_HANDLER,
     )

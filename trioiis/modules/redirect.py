@@ -110,5 +110,6 @@ def register_module(
     rules = parse_rules(info.options)
     if rules:
         info.set_request_notifications(
-            trioiis.SharedFactory(RedirectModule(rules)), Notification.BEGIN_REQUEST
+            trioiis.SharedFactory(RedirectModule(rules)),
+            Notification.BEGIN_REQUEST,
         )

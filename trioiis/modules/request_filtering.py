@@ -31,12 +31,6 @@ from trioiis import HttpContext, HttpModule, Notification, Priority, Status
 
 from ._options import check_keys, get_int, get_str_list
 
-# Returned on every request: module constants (an enum class attribute is looked up
-# through EnumType.__getattr__'s slow hook in Python 3.11).
-_CONTINUE = Status.CONTINUE
-_FINISH = Status.FINISH_REQUEST
-
-
 NAME = "request_filtering"
 OPTIONS = {"max_body", "max_url", "max_query", "verbs", "deny_extensions", "deny_segments"}
 MAX_BODY = 30_000_000
@@ -61,9 +55,9 @@ class RequestFilteringModule(HttpModule):
         if settings.verbs is not None and request.method not in settings.verbs:
             refuse(ctx, 405, 6)
             ctx.response.set_header("Allow", ", ".join(settings.verbs))
-            return _FINISH
+            return Status.FINISH_REQUEST
         if not settings.deny_extensions and not settings.deny_segments:
-            return _CONTINUE  # (the default: no path to split)
+            return Status.CONTINUE  # (the default: no path to split)
         segments = [s.casefold() for s in request.path.split("/") if s]
         if segments and settings.deny_extensions:
             extension = os.path.splitext(segments[-1])[1]
@@ -71,7 +65,7 @@ class RequestFilteringModule(HttpModule):
                 return refuse(ctx, 404, 7)
         if settings.deny_segments and any(s in settings.deny_segments for s in segments):
             return refuse(ctx, 404, 8)
-        return _CONTINUE
+        return Status.CONTINUE
 
 
 def refuse(ctx: HttpContext, status: int, sub_status: int) -> Status:
@@ -81,7 +75,7 @@ def refuse(ctx: HttpContext, status: int, sub_status: int) -> Status:
     response.set_status(status, "", sub_status)
     response.set_header("Content-Type", "text/plain; charset=utf-8")
     response.write(f"{status} {response.reason}\n")
-    return _FINISH
+    return Status.FINISH_REQUEST
 
 
 class Settings:
@@ -111,6 +105,7 @@ def register_module(
 ) -> None:
     settings = Settings(info.options)
     info.set_request_notifications(
-        trioiis.SharedFactory(RequestFilteringModule(settings)), Notification.BEGIN_REQUEST
+        trioiis.SharedFactory(RequestFilteringModule(settings)),
+        Notification.BEGIN_REQUEST,
     )
     info.set_priority_for_request_notification(Notification.BEGIN_REQUEST, Priority.FIRST)

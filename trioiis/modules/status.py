@@ -27,7 +27,6 @@ Only GET and HEAD are answered (else 405 with ``Allow``).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import os
@@ -54,17 +53,6 @@ def percentile(sorted_samples: Sequence[float], share: float) -> float:
     return sorted_samples[min(rank, len(sorted_samples)) - 1]
 
 
-def is_loopback(address: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback (``::ffff:127.0.0.1``)."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
-
-
 def operator_gate(ctx: HttpContext, path: str, allow_remote: bool) -> Status | None:
     """The checks every operator endpoint (status, metrics) makes before answering.
 
@@ -77,7 +65,7 @@ def operator_gate(ctx: HttpContext, path: str, allow_remote: bool) -> Status | N
     request = ctx.request
     if request.path != path or ctx.get_parent_context() is not None:
         return Status.CONTINUE
-    if not allow_remote and not is_loopback(ctx.get_server_variable("REMOTE_ADDR")):
+    if not allow_remote and not trioiis.is_local_request(ctx):
         return Status.CONTINUE  # not there for remote clients: whatever follows says 404
     response = ctx.response
     response.set_header("Cache-Control", "no-store")
@@ -190,6 +178,7 @@ def register_module(
     if not isinstance(allow_remote, bool):
         raise ValueError("status: option allow_remote must be true or false")
     info.set_request_notifications(
-        trioiis.SharedFactory(StatusModule(path, allow_remote)), Notification.BEGIN_REQUEST
+        trioiis.SharedFactory(StatusModule(path, allow_remote)),
+        Notification.BEGIN_REQUEST,
     )
     info.set_priority_for_request_notification(Notification.BEGIN_REQUEST, Priority.FIRST)
