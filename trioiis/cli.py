@@ -132,6 +132,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
     serve.add_argument(
+        "--tls-bind",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a binding that serves HTTPS while --bind ones stay cleartext, repeatable"
+        " (needs --tls-cert or ACME; default: none)",
+    )
+    serve.add_argument(
+        "--acme-domain",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="get a certificate for NAME from an ACME CA, repeatable (default: none)",
+    )
+    serve.add_argument("--acme-email", metavar="ADDRESS", help="the ACME account's contact")
+    serve.add_argument(
+        "--acme-directory",
+        metavar="URL",
+        help="the ACME CA's directory (default: Let's Encrypt's production)",
+    )
+    serve.add_argument(
+        "--acme-ca-bundle", metavar="PEM", help="CAs to trust for the ACME directory's HTTPS"
+    )
+    serve.add_argument(
         "--http",
         choices=["h11", "fast"],
         help="request-head parser: h11 (default) or fast (httptools; same behaviour)",
@@ -210,6 +234,11 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         trace_dir=args.trace_dir,
         trace_when=args.trace_when,
         http2=args.http2,
+        tls_bindings=args.tls_bind,
+        acme_domains=args.acme_domain,
+        acme_email=args.acme_email,
+        acme_directory=args.acme_directory,
+        acme_ca_bundle=args.acme_ca_bundle,
     )
     check_root(config)
     return config
@@ -323,7 +352,7 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> None:
     """``serve --workers N``: the supervisor runs the same command line N times (see
     ``trioiis.workers``), on systemd's sockets if it passed some, else on the bindings."""
     config = _checked_config(args)
-    sockets = systemd_sockets() or open_listeners(config.bindings)
+    sockets = systemd_sockets() or open_listeners((*config.bindings, *config.tls_bindings))
     bound = [_sockname(s) for s in sockets]
     supervisor = Supervisor(
         command=[sys.executable, "-m", "trioiis.cli", *argv],

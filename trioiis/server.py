@@ -32,6 +32,7 @@ import ssl
 import time
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -66,6 +67,9 @@ from .tls import answer_plain_http
 from .tracing import Tracer, open_trace_writer
 from .transport import Transport
 from .watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from .autohttps import AutoHttps
 
 log = logging.getLogger("trioiis")
 access_log = logging.getLogger("trioiis.access")
@@ -240,12 +244,23 @@ class HttpServer:
             if site_config.default and self._default_site is self.site:
                 self._default_site = site
         self._ssl_context: ssl.SSLContext | None = None
+        #: The listening sockets that serve TLS (their file descriptors).
+        self._tls_fds: set[int] = set()
+        #: ``(host, port)`` of each TLS socket of ``tls_bindings``, once ``serve`` listens.
+        self.tls_bound: list[tuple[str, int]] = []
+        #: Certificates from an ACME CA (``acme``), or None.
+        self.auto_https: AutoHttps | None = None
         self._head_parser: HeadParser | None = None
         if self.config.http == "fast":
             if not fast_parser_available():
                 raise ConfigError("http = \"fast\" needs httptools: pip install 'trioiis[fast]'")
             self._head_parser = parse_head_fast
         configured = {spec.name for spec in self.config.modules}
+        if self.config.acme_enabled:  # its module first: challenges and redirects come first
+            from .autohttps import AutoHttps
+
+            self.auto_https = AutoHttps(self.config)
+            self.register_module("acme_challenge", self.auto_https.register_module)
         if self.config.builtin_modules:
             for name in DEFAULT_MODULES:
                 if name not in configured:  # a [[modules]] entry of that name replaces it
@@ -340,6 +355,8 @@ class HttpServer:
         sockets: list[stdlib_socket.socket] = []
         try:
             self._ssl_context = preflight(self.config)  # what check-config checks, too
+            if self.auto_https is not None:
+                self._ssl_context = self.auto_https.tls_context(self._ssl_context)
             sockets = self._open_sockets() if self._given_sockets is None else self._adopt()
             self._open_access_log()
             # The applications' nursery (GL_APPLICATION_START/STOP) outlives every
@@ -376,6 +393,10 @@ class HttpServer:
             if self.config.watchdog_threshold > 0:
                 watchdog = Watchdog(self.config.watchdog_threshold, self.counters)
                 await housekeeping.start(watchdog.run, name="trioiis watchdog")
+            self.tls_bound = [_sockname(s) for s in sockets if s.fileno() in self._tls_fds]
+            if self.auto_https is not None:
+                self.auto_https.https_port = self.tls_bound[0][1] if self.tls_bound else None
+                await housekeeping.start(self.auto_https.run, name="trioiis acme")
             if self.config.https_redirect:
                 self.redirect_bound = await housekeeping.start(
                     serve_https_redirect, self.config.https_redirect, bound[0][1]
@@ -395,7 +416,10 @@ class HttpServer:
             self._connections = connections
             async with trio.open_nursery() as acceptors:
                 for sock in sockets:
-                    acceptors.start_soon(self._accept_loop, sock, connections)
+                    context = self._ssl_context
+                    if self.config.tls_bindings and sock.fileno() not in self._tls_fds:
+                        context = None  # with tls_bindings, `bindings` stay cleartext
+                    acceptors.start_soon(self._accept_loop, sock, connections, context)
                 log.debug("serving %s", ", ".join(f"{scheme}://{_fmt(h, p)}/" for h, p in bound))
                 task_status.started(bound)
                 await self._stop.wait()
@@ -425,7 +449,15 @@ class HttpServer:
         await self._done.wait()
 
     def _open_sockets(self) -> list[stdlib_socket.socket]:
-        return open_listeners(self.config.bindings)
+        sockets = open_listeners(self.config.bindings)
+        try:
+            tls = open_listeners(self.config.tls_bindings)
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        self._tls_fds = {s.fileno() for s in tls}
+        return sockets + tls
 
     def _adopt(self) -> list[stdlib_socket.socket]:
         """The sockets given to the constructor, made non-blocking (once: a second serve()
@@ -433,9 +465,17 @@ class HttpServer:
         sockets, self._given_sockets = self._given_sockets or [], []
         for sock in sockets:
             sock.setblocking(False)
+        # A given socket serves TLS when its port is a tls_bindings port.
+        tls_ports = {parse_binding(b)[1] for b in self.config.tls_bindings}
+        self._tls_fds = {s.fileno() for s in sockets if _sockname(s)[1] in tls_ports}
         return sockets
 
-    async def _accept_loop(self, sock: stdlib_socket.socket, nursery: trio.Nursery) -> None:
+    async def _accept_loop(
+        self,
+        sock: stdlib_socket.socket,
+        nursery: trio.Nursery,
+        context: ssl.SSLContext | None,
+    ) -> None:
         # Accept in batches until the socket would block: trio.serve_listeners takes one
         # connection per scheduler turn, which starves the accept loop under a burst.
         assert self._slots is not None
@@ -471,9 +511,11 @@ class HttpServer:
                     conn.close()  # reset before we could set it up
                     self._slots.release()
                     continue
-                nursery.start_soon(self._connection_task, conn, name=_CONNECTION_TASK)
+                nursery.start_soon(self._connection_task, conn, context, name=_CONNECTION_TASK)
 
-    async def _connection_task(self, raw: stdlib_socket.socket) -> None:
+    async def _connection_task(
+        self, raw: stdlib_socket.socket, context: ssl.SSLContext | None
+    ) -> None:
         assert self._slots is not None
         self.counters.connections_accepted += 1
         self.counters.connections_open += 1
@@ -486,7 +528,7 @@ class HttpServer:
                     await trio.aclose_forcefully(stream)
                     return
                 remote, local = addresses
-            if self._ssl_context is None:
+            if context is None:
                 if self.config.http2:
                     with trio.CancelScope() as sniffing:
                         self._sniffing.add(sniffing)
@@ -505,7 +547,7 @@ class HttpServer:
                         return
                 await self._serve_socket(stream, raw, remote, local)
             else:
-                await self._serve_tls(stream, self._ssl_context, remote, local)
+                await self._serve_tls(stream, context, remote, local)
         except Exception:
             log.exception("internal error on a connection")  # never takes the server down
         finally:
@@ -539,6 +581,9 @@ class HttpServer:
         if await answer_plain_http(stream, self.config.limits.head_timeout):
             await trio.aclose_forcefully(stream)  # a plain-HTTP request got a clear-text 400
             return
+        timeout = self.config.limits.head_timeout
+        if self.auto_https is not None and await self.auto_https.answer_tls_alpn(stream, timeout):
+            return  # an ACME TLS-ALPN-01 validation, answered
         tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
         try:
             with trio.fail_after(self.config.limits.head_timeout):
