@@ -8,6 +8,7 @@ signal cancels the requests still in flight instead of waiting for them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import logging
 import signal
@@ -22,7 +23,7 @@ from .activation import inherited_sockets, systemd_sockets
 from .banner import banner_lines
 from .bench import add_arguments as add_bench_arguments
 from .bench import missing_bench_extra
-from .config import ServerConfig, load_config, merge_cli
+from .config import DEFAULT_ACME_STATE_DIR, ServerConfig, load_config, merge_cli
 from .errors import ConfigError
 from .logfiles import LogFile, ReopeningHandler
 from .preflight import preflight
@@ -240,6 +241,9 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         acme_directory=args.acme_directory,
         acme_ca_bundle=args.acme_ca_bundle,
     )
+    if config.acme_enabled and config.acme_state_dir is None and args.config:
+        state = Path(args.config).parent / DEFAULT_ACME_STATE_DIR  # beside the file
+        config = dataclasses.replace(config, acme_state_dir=state)
     check_root(config)
     return config
 

@@ -535,7 +535,11 @@ def config_from_mapping(
     ):
         if name in data:
             kwargs[name] = _expect(data, name, kind)
-    if "acme_state_dir" not in kwargs:
+    wants_acme = any(key.startswith("acme") for key in data) or any(
+        isinstance(site, dict) and site.get("acme")
+        for site in cast("list[object]", data.get("sites", []))
+    )
+    if wants_acme and "acme_state_dir" not in kwargs:  # beside the file, not the cwd
         kwargs["acme_state_dir"] = base / DEFAULT_ACME_STATE_DIR
     kwargs.update(overrides)
     try:
