@@ -24,8 +24,10 @@ from trioiis.autohttps.store import (
     challenge_certificate,
     renewal_time,
 )
+from trioiis.banner import banner_lines
 from trioiis.cli import _parser, build_config
 from trioiis.config import LETS_ENCRYPT_DIRECTORY, SiteConfig
+from trioiis.preflight import preflight
 
 
 def client_hello(server_name: str | None, alpn: list[str] | None) -> bytes:
@@ -234,3 +236,27 @@ def test_without_the_acme_library_the_server_says_what_to_install(
     )  # fmt: skip
     with pytest.raises(ConfigError, match=r"pip install 'trioiis\[acme\]'"):
         HttpServer(config)
+
+
+def test_the_banner_tells_cleartext_and_tls_bindings_apart_and_names_acme_hosts(
+    tmp_path: Path,
+) -> None:
+    config = ServerConfig(
+        root=tmp_path, bindings=("127.0.0.1:8080",), tls_bindings=("127.0.0.1:8443",),
+        acme_domains=("a.test",),
+    )  # fmt: skip
+    lines = banner_lines(config, [("127.0.0.1", 8080), ("127.0.0.1", 8443)], ["acme_challenge"])
+    assert lines[0].endswith("on http://127.0.0.1:8080/")
+    assert lines[1].endswith("on https://127.0.0.1:8443/")
+    assert f"  acme: certificates for a.test from {LETS_ENCRYPT_DIRECTORY}" in lines
+
+
+def test_check_config_refuses_a_state_folder_it_cannot_write(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    config = ServerConfig(
+        root=tmp_path, tls_bindings=("127.0.0.1:0",), acme_domains=("a.test",),
+        acme_state_dir=blocker / "state",
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="acme_state_dir"):
+        preflight(config)

@@ -269,7 +269,13 @@ async def _serve(server: HttpServer, link: SupervisorLink | None = None) -> None
 
             bound = await nursery.start(server.serve)
             if link is None:
-                _print_serving(server.config, bound, server.module_names, server.redirect_bound)
+                _print_serving(
+                    server.config,
+                    bound,
+                    server.module_names,
+                    server.redirect_bound,
+                    server.tls_bound,
+                )
             else:
                 link.ready()
                 nursery.start_soon(_orphaned, link, shutdown)
@@ -292,9 +298,11 @@ def _print_serving(
     bound: Sequence[tuple[str, int]],
     modules: Sequence[str],
     redirect_bound: Sequence[tuple[str, int]] = (),
+    tls_bound: Sequence[tuple[str, int]] | None = None,
 ) -> None:
     """The start-up banner, on stdout (see ``trioiis.banner``)."""
-    print("\n".join(banner_lines(config, bound, modules, redirect_bound)), flush=True)
+    lines = banner_lines(config, bound, modules, redirect_bound, tls_bound)
+    print("\n".join(lines), flush=True)
 
 
 def _reopen_logs(server: HttpServer) -> None:
