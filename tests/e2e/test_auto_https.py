@@ -159,6 +159,22 @@ def served_certificate(port: int, name: str) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
+def acme_tls_handshake(port: int, name: str) -> bool:
+    """Whether a handshake offering only ALPN acme-tls/1 for ``name`` completes."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["acme-tls/1"])
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname=name),
+        ):
+            return True
+    except (ssl.SSLError, OSError):
+        return False
+
+
 async def curl(root_pem: Path, port: int, name: str, path: str = "/") -> str:
     """curl, trusting only pebble's root, fetching ``https://NAME:PORT/PATH`` (SNI NAME)."""
     binary = shutil.which("curl")
@@ -345,6 +361,10 @@ async def test_a_refused_order_is_logged_and_the_site_is_still_served(
             )
             assert server.auto_https is not None
             assert "blocked.test" not in server.auto_https.issued
+            # Only a pending validation gets an acme-tls/1 handshake.
+            assert not await trio.to_thread.run_sync(
+                acme_tls_handshake, ports.tls_port, "blocked.test"
+            )
     assert pebble.directory in line
     assert "rejectedIdentifier" in line or "blocked" in line.split(pebble.directory, 1)[1]
     assert "next try in 60 s" in line

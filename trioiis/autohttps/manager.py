@@ -33,7 +33,7 @@ from pathlib import Path
 import trio
 
 from ..config import DEFAULT_ACME_STATE_DIR, ServerConfig
-from ..constants import Notification, Status
+from ..constants import Notification, Priority, Status
 from ..context import HttpContext
 from ..errors import ConfigError
 from ..providers import EventProvider
@@ -224,6 +224,9 @@ class AutoHttps:
         ``/.well-known/acme-challenge/``, and a redirect to ``https://`` for the other
         cleartext requests to a host that has its certificate."""
         info.set_request_notifications(_ChallengeFactory(self), Notification.BEGIN_REQUEST)
+        # Registered before request_filtering and at its priority: it runs first, so a
+        # filtering rule can never block a CA's validation.
+        info.set_priority_for_request_notification(Notification.BEGIN_REQUEST, Priority.FIRST)
 
     def redirect_port(self, host: str) -> int | None:
         """The HTTPS port to send a cleartext request for ``host`` to, or None to serve it."""
