@@ -46,6 +46,11 @@ def make_site(tmp_path: Path, name: str) -> Path:
     return root
 
 
+def site_a(tmp_path: Path) -> list[SiteConfig]:
+    """One site, a.test, certified through HTTP-01."""
+    return [SiteConfig(name="a", root=make_site(tmp_path, "a"), hosts=("a.test",), acme=True)]
+
+
 @dataclass
 class Ports:
     plain: socket.socket
@@ -252,7 +257,7 @@ async def test_http01_and_tls_alpn01_sites_get_certificates_curl_fetches_both_by
 async def test_renewal_swaps_the_certificate_under_an_open_connection(
     tmp_path: Path, ports: Ports, acme_log: Records
 ) -> None:
-    sites = [SiteConfig(name="a", root=make_site(tmp_path, "a"), hosts=("a.test",), acme=True)]
+    sites = site_a(tmp_path)
     # Certificates valid 4 s: renewed at two thirds, 2.7 s after they start.
     async with running_pebble(
         tmp_path, http_port=ports.http_port, tls_port=ports.tls_port, validity=4
@@ -302,11 +307,10 @@ async def _get(tls: trio.SSLStream[trio.SocketStream]) -> bytes:
 async def test_restart_uses_the_stored_certificate_without_a_new_order(
     tmp_path: Path, ports: Ports, acme_log: Records
 ) -> None:
-    sites = [SiteConfig(name="a", root=make_site(tmp_path, "a"), hosts=("a.test",), acme=True)]
     async with running_pebble(
         tmp_path, http_port=ports.http_port, tls_port=ports.tls_port
     ) as pebble:
-        config = acme_config(tmp_path, pebble, ports, sites)
+        config = acme_config(tmp_path, pebble, ports, site_a(tmp_path))
         async with serving(config, ports) as server:
             await certified(server, "a.test")
             assert server.auto_https is not None
@@ -324,11 +328,10 @@ async def test_restart_uses_the_stored_certificate_without_a_new_order(
 async def test_two_workers_sharing_a_state_dir_order_once(
     tmp_path: Path, ports: Ports, acme_log: Records
 ) -> None:
-    sites = [SiteConfig(name="a", root=make_site(tmp_path, "a"), hosts=("a.test",), acme=True)]
     async with running_pebble(
         tmp_path, http_port=ports.http_port, tls_port=ports.tls_port
     ) as pebble:
-        config = acme_config(tmp_path, pebble, ports, sites)
+        config = acme_config(tmp_path, pebble, ports, site_a(tmp_path))
         # Two servers on the same sockets and state folder, as two workers are.
         async with serving(config, ports) as one, serving(config, ports) as two:
             await certified(one, "a.test")

@@ -131,6 +131,17 @@ def _write(path: Path, data: bytes) -> None:
         raise
 
 
+@contextlib.contextmanager
+def _published(path: Path, data: bytes) -> Iterator[None]:
+    """``path`` holds ``data`` while the block runs, and is gone after it."""
+    _write(path, data)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
 class StateDir:
     """The files of one ``acme_state_dir`` (see the module docstring)."""
 
@@ -193,29 +204,19 @@ class StateDir:
     def tls_alpn01_path(self, name: str) -> Path:
         return self.root / "challenges" / "tls-alpn-01" / f"{name}.pem"
 
-    @contextlib.contextmanager
-    def http01(self, token: str, key_authorization: str) -> Iterator[None]:
+    def http01(self, token: str, key_authorization: str) -> contextlib.AbstractContextManager[None]:
         """The HTTP-01 answer published for as long as the block runs."""
         path = self.http01_path(token)
         if path is None:
             raise ValueError(f"the CA sent a token that is not base64url: {token!r}")
-        _write(path, key_authorization.encode("ascii"))
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                path.unlink()
+        return _published(path, key_authorization.encode("ascii"))
 
-    @contextlib.contextmanager
-    def tls_alpn01(self, name: str, key_authorization: str) -> Iterator[None]:
+    def tls_alpn01(
+        self, name: str, key_authorization: str
+    ) -> contextlib.AbstractContextManager[None]:
         """The TLS-ALPN-01 certificate published for as long as the block runs."""
-        path = self.tls_alpn01_path(name)
-        _write(path, challenge_certificate(name, key_authorization))
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                path.unlink()
+        pem = challenge_certificate(name, key_authorization)
+        return _published(self.tls_alpn01_path(name), pem)
 
     # ---------------------------------------------------------------- locks
     @contextlib.contextmanager
