@@ -260,3 +260,30 @@ def test_check_config_refuses_a_state_folder_it_cannot_write(tmp_path: Path) -> 
     )  # fmt: skip
     with pytest.raises(ConfigError, match="acme_state_dir"):
         preflight(config)
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (
+            "HTTPSConnectionPool(host='127.0.0.1', port=9): Max retries exceeded with url: /dir"
+            " (Caused by NewConnectionError(\"HTTPSConnection(host='127.0.0.1', port=9):"
+            ' Failed to establish a new connection: [Errno 111] Connection refused"))',
+            "cannot reach the CA: [Errno 111] Connection refused",
+        ),
+        (
+            "HTTPSConnectionPool(host='127.0.0.1', port=14000): Max retries exceeded with url:"
+            " /dir (Caused by SSLError(SSLCertVerificationError(1, '[SSL:"
+            " CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate"
+            " (_ssl.c:1006)')))",
+            "cannot reach the CA: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed:"
+            " self-signed certificate",
+        ),
+    ],
+)
+def test_an_unreachable_ca_is_said_in_the_sockets_words(error: str, said: str) -> None:
+    import requests
+
+    from trioiis.autohttps.order import _describe
+
+    assert _describe(requests.exceptions.ConnectionError(error)) == said

@@ -63,6 +63,8 @@ CHALLENGE_PATH = "/.well-known/acme-challenge/"
 #: The ALPN protocol of a TLS-ALPN-01 validation (RFC 8737).
 ACME_TLS_ALPN = b"acme-tls/1"
 _PEEK = 16384
+#: The longest a renewal task sleeps before it looks at the wall clock again (seconds).
+_RECHECK = 3600.0
 _NAME = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*")
 
 
@@ -251,7 +253,10 @@ class AutoHttps:
         while True:
             current = self.issued.get(domain.name)
             if current is not None and not current.due(_utcnow()):
-                await trio.sleep((current.renew_at - _utcnow()).total_seconds())
+                # At most an hour at a time: Trio's clock stops while the machine sleeps,
+                # the wall clock that dates certificates does not.
+                wait = (current.renew_at - _utcnow()).total_seconds()
+                await trio.sleep(min(wait, _RECHECK))
                 continue
             what = "renewing" if current is not None else "ordering"
             log.info(

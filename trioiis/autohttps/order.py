@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import requests
 from acme import challenges, client, crypto_util, messages
 from acme import errors as acme_errors
 from cryptography.hazmat.primitives import serialization
@@ -54,6 +56,10 @@ class _TlsAlpn01Response(challenges.KeyAuthorizationChallengeResponse):
     typ = "tls-alpn-01"
 
 
+_SOCKET_ERROR = re.compile(r"\[Errno -?\d+\][^'\"()]+")
+_TLS_ERROR = re.compile(r"\[SSL[^\]]*\][^'\"()]+")
+
+
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
@@ -69,6 +75,11 @@ def _describe(exc: BaseException) -> str:
         return _one_line("; ".join(problems) or "the CA could not validate the challenge")
     if isinstance(exc, acme_errors.TimeoutError):
         return "the CA did not finish the order in time"
+    if isinstance(exc, requests.exceptions.RequestException):
+        # requests wraps urllib3's wrapping of the socket's error: keep the socket's words.
+        text = str(exc)
+        found = _SOCKET_ERROR.search(text) or _TLS_ERROR.search(text)
+        return f"cannot reach the CA: {found.group(0).strip() if found else _one_line(text)}"
     return _one_line(exc) or type(exc).__name__
 
 
