@@ -307,8 +307,11 @@ async def _get(tls: trio.SSLStream[trio.SocketStream]) -> bytes:
 async def test_restart_uses_the_stored_certificate_without_a_new_order(
     tmp_path: Path, ports: Ports, acme_log: Records
 ) -> None:
+    # This CA rejects 5% of good nonces (pebble's default), as real ones may: the client
+    # must retry.
+    nonces = {"PEBBLE_WFE_NONCEREJECT": "5"}
     async with running_pebble(
-        tmp_path, http_port=ports.http_port, tls_port=ports.tls_port
+        tmp_path, http_port=ports.http_port, tls_port=ports.tls_port, env=nonces
     ) as pebble:
         config = acme_config(tmp_path, pebble, ports, site_a(tmp_path))
         async with serving(config, ports) as server:

@@ -154,6 +154,30 @@ def _answer(
     acme.answer_challenge(challb, response)
 
 
+def _order(
+    settings: AcmeSettings, store: StateDir, name: str, kind: str, stop: threading.Event
+) -> StoredCertificate:
+    """One order, from the account to the stored certificate."""
+    _checkpoint(stop)
+    acme = _account(settings, store)
+    _checkpoint(stop)
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    order = acme.new_order(crypto_util.make_csr(key_pem, [name]))
+    with contextlib.ExitStack() as published:
+        for authzr in order.authorizations:
+            if authzr.body.status != messages.STATUS_VALID:
+                _answer(acme, store, name, _challenge(authzr, kind), published)
+        _checkpoint(stop)
+        deadline = datetime.datetime.now() + datetime.timedelta(seconds=ORDER_DEADLINE)
+        order = acme.poll_and_finalize(order, deadline)
+    return store.store(name, key_pem, order.fullchain_pem.encode("ascii"))
+
+
 def obtain(
     settings: AcmeSettings, store: StateDir, name: str, kind: str, stop: threading.Event
 ) -> tuple[StoredCertificate, bool]:
@@ -161,6 +185,9 @@ def obtain(
 
     Holds NAME's lock throughout, so two processes never order it at once; the second one
     finds the first one's certificate stored and returns it with ``ordered`` False.
+
+    A CA may refuse any request's nonce (``badNonce``, RFC 8555 §6.5): the library sends
+    such a request again once, and an order that still meets one starts over once.
 
     Raises:
         OrderError: the CA refused the order or the validation failed, or it cannot be
@@ -172,24 +199,12 @@ def obtain(
             current = store.stored(name)
             if current is not None and not current.due(datetime.datetime.now(datetime.UTC)):
                 return current, False
-            _checkpoint(stop)
-            acme = _account(settings, store)
-            _checkpoint(stop)
-            key = ec.generate_private_key(ec.SECP256R1())
-            key_pem = key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-            order = acme.new_order(crypto_util.make_csr(key_pem, [name]))
-            with contextlib.ExitStack() as published:
-                for authzr in order.authorizations:
-                    if authzr.body.status != messages.STATUS_VALID:
-                        _answer(acme, store, name, _challenge(authzr, kind), published)
-                _checkpoint(stop)
-                deadline = datetime.datetime.now() + datetime.timedelta(seconds=ORDER_DEADLINE)
-                order = acme.poll_and_finalize(order, deadline)
-            return store.store(name, key_pem, order.fullchain_pem.encode("ascii")), True
+            try:
+                return _order(settings, store, name, kind, stop), True
+            except messages.Error as exc:
+                if exc.code != "badNonce":
+                    raise
+            return _order(settings, store, name, kind, stop), True
     except InterruptedError:
         raise OrderStopped from None
     except (OrderError, OrderStopped):
