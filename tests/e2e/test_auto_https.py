@@ -150,8 +150,9 @@ async def certified(server: HttpServer, *names: str) -> None:
             await auto.wait_changed()
 
 
-def served_certificate(port: int, name: str) -> x509.Certificate:
-    """The certificate the server presents to a client naming ``name`` (not verified)."""
+def served_certificate(port: int, name: str | None) -> x509.Certificate:
+    """The certificate the server presents to a client naming ``name`` (not verified;
+    None: a client that sends no server name)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -232,6 +233,10 @@ async def test_http01_and_tls_alpn01_sites_get_certificates_curl_fetches_both_by
             root.write_bytes(await trio.to_thread.run_sync(pebble.root_pem))
             assert await curl(root, ports.tls_port, "a.test") == "this is a\n"
             assert await curl(root, ports.tls_port, "b.test") == "this is b\n"
+            assert server.auto_https is not None
+            nameless = await trio.to_thread.run_sync(served_certificate, ports.tls_port, None)
+            # A client naming no host gets the first ACME host's current certificate.
+            assert nameless.serial_number == server.auto_https.issued["a.test"].serial
             async with httpx.AsyncClient(timeout=10) as client:
                 base = f"http://127.0.0.1:{ports.http_port}"
                 moved = await client.get(f"{base}/x?y=1", headers={"host": "a.test"})

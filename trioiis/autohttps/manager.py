@@ -163,16 +163,19 @@ class AutoHttps:
         front = fallback or self._contexts[self.domains[0].name]
         previous = front.sni_callback
         contexts = self._contexts
+        # Without tls_cert, a client naming no ACME host gets the first one's current
+        # certificate (its placeholder, then whatever the CA issued last).
+        default = None if fallback is not None else self.domains[0].name
 
         def choose(
             obj: ssl.SSLObject | ssl.SSLSocket, name: str | None, ctx: ssl.SSLContext
         ) -> None:
-            if name is not None:
-                chosen = contexts.get(name.lower().rstrip("."))
-                if chosen is not None:
-                    obj.context = chosen
-                    return
-            if previous is not None:
+            chosen = contexts.get(name.lower().rstrip(".")) if name is not None else None
+            if chosen is None and default is not None:
+                chosen = contexts[default]
+            if chosen is not None:
+                obj.context = chosen
+            elif previous is not None:
                 previous(obj, name, ctx)  # type: ignore[arg-type]  # as ssl calls it
 
         front.sni_callback = choose
@@ -199,13 +202,12 @@ class AutoHttps:
             return False
         name = hello.server_name
         try:
-            if name not in self._names:
+            if name is None or name not in self._names:
                 raise FileNotFoundError(name)
-            assert name is not None
             path = self.store.tls_alpn01_path(name)
             context = await trio.to_thread.run_sync(_challenge_context, path)
         except (OSError, ssl.SSLError):
-            log.info("acme: a TLS-ALPN-01 validation for %s, but no challenge is pending", name)
+            log.debug("acme: a TLS-ALPN-01 handshake for %s, but no challenge is pending", name)
             await trio.aclose_forcefully(stream)
             return True
         tls = trio.SSLStream(stream, context, server_side=True)
