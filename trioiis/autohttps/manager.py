@@ -240,14 +240,20 @@ class AutoHttps:
 
     # ------------------------------------------------------------ obtaining
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep every host certified until cancelled (see the module docstring)."""
+        """Keep every host certified until cancelled (see the module docstring).
+
+        Cancellation: every host's task stops at once; an order in flight is abandoned
+        (its thread told to stop at its next step, its lock released when it ends).
+        """
         async with trio.open_nursery() as nursery:
             for domain in self.domains:
                 nursery.start_soon(self._keep, domain, name=f"trioiis acme {domain.name}")
             task_status.started()
 
     async def wait_changed(self) -> None:
-        """Return at the next certificate installed (for tests and tools)."""
+        """Return at the next certificate installed (for tests and tools).
+
+        Cancellation: just stops waiting."""
         await self._changed.wait()
 
     async def _keep(self, domain: Domain) -> None:
