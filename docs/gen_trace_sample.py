@@ -35,7 +35,7 @@ from trioiis import (
     OperationAbortedError,
     Status,
 )
-from trioiis.tracing import VIEWER
+from trioiis._observability.tracing import VIEWER
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -114,7 +114,7 @@ class Recorder:
         return [m for n, m in self.calls if module is None or n == module]
 
 
-ALL_DETERMINISTIC = Notification(sum(int(n) for n in trioiis.constants.DETERMINISTIC_STAGES))
+ALL_DETERMINISTIC = Notification(sum(int(n) for n in trioiis._constants.DETERMINISTIC_STAGES))
 
 
 def recording_module(
@@ -136,7 +136,7 @@ def recording_module(
 
     methods: dict[str, Any] = {}
     for bit in Notification:
-        event, post = trioiis.registration.handler_names(bit)
+        event, post = trioiis._pipeline.registration.handler_names(bit)
         methods[event] = make(event)
         if post:
             methods[post] = make(post)

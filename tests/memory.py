@@ -13,7 +13,7 @@ from __future__ import annotations
 import httpx
 
 from trioiis import HttpServer
-from trioiis.memory_transport import MemoryTransport
+from trioiis._protocol.memory_transport import MemoryTransport
 
 #: The address the in-memory client says it comes from and the one it reached.
 REMOTE = ("127.0.0.1", 40000)

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trioiis.accesslog import FORMATS, W3C_FIELDS, Entry, Format, format_entry, header
+from trioiis._observability.accesslog import (
+    FORMATS,
+    W3C_FIELDS,
+    Entry,
+    Format,
+    format_entry,
+    header,
+)
 
 ENTRY = Entry(
     started=1_790_000_000.0,

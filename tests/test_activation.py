@@ -1,4 +1,4 @@
-"""``trioiis.activation``: systemd's LISTEN_FDS / LISTEN_PID and a supervisor's inherited
+"""``trioiis._server.activation``: systemd's LISTEN_FDS / LISTEN_PID and a supervisor's inherited
 descriptors, read strictly."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import socket
 
 import pytest
 
-from trioiis.activation import ActivationError, inherited_sockets, systemd_sockets
+from trioiis._errors import ConfigError
+from trioiis._server.activation import ActivationError, inherited_sockets, systemd_sockets
 from trioiis.config import config_from_mapping
-from trioiis.errors import ConfigError
 
 
 def test_no_variables_no_sockets() -> None:

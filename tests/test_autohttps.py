@@ -16,18 +16,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trioiis import ConfigError, HttpServer, ServerConfig, load_config
-from trioiis.autohttps import plan
-from trioiis.autohttps.client_hello import parse_client_hello
-from trioiis.autohttps.store import (
+from trioiis._server.autohttps import plan
+from trioiis._server.autohttps.client_hello import parse_client_hello
+from trioiis._server.autohttps.store import (
     ACME_IDENTIFIER_OID,
     StateDir,
     challenge_certificate,
     renewal_time,
 )
-from trioiis.banner import banner_lines
+from trioiis._server.banner import banner_lines
+from trioiis._server.preflight import preflight
 from trioiis.cli import _parser, build_config
 from trioiis.config import LETS_ENCRYPT_DIRECTORY, SiteConfig
-from trioiis.preflight import preflight
 
 
 def client_hello(server_name: str | None, alpn: list[str] | None) -> bytes:
@@ -284,6 +284,6 @@ def test_check_config_refuses_a_state_folder_it_cannot_write(tmp_path: Path) -> 
 def test_an_unreachable_ca_is_said_in_the_sockets_words(error: str, said: str) -> None:
     import requests
 
-    from trioiis.autohttps.order import _describe
+    from trioiis._server.autohttps.order import _describe
 
     assert _describe(requests.exceptions.ConnectionError(error)) == said

@@ -17,6 +17,7 @@ import trioiis
 import trioiis.config
 import trioiis.modules
 from trioiis import ConfigError, HttpServer, Limits, ServerConfig, load_config
+from trioiis._context.mapping import HandlerMapping
 from trioiis.config import (
     ModuleSpec,
     app_module_spec,
@@ -27,7 +28,6 @@ from trioiis.config import (
     parse_handler_option,
     parse_module_option,
 )
-from trioiis.mapping import HandlerMapping
 from trioiis.modules import BUILTIN_MODULES
 
 FULL = """
@@ -696,6 +696,6 @@ def test_wsgi_module_needs_at_least_one_thread() -> None:
 
 def test_fast_parser_needs_httptools(monkeypatch: pytest.MonkeyPatch) -> None:
     assert trioiis.HttpServer(ServerConfig(http="fast"))  # installed with the test extra
-    monkeypatch.setattr("trioiis.server.fast_parser_available", lambda: False)
+    monkeypatch.setattr("trioiis._server.server.fast_parser_available", lambda: False)
     with pytest.raises(ConfigError, match=r"needs httptools: pip install 'trioiis\[fast\]'"):
         trioiis.HttpServer(ServerConfig(http="fast"))

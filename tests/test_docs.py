@@ -127,24 +127,31 @@ def run_examples(
     env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Outcome]:
-    """Run ``blocks`` with ``python`` all at once, each in its own process and empty
-    folder; every one gets at most EXAMPLE_TIMEOUT seconds (then it is killed)."""
-    processes = {}
-    for block in blocks:
-        folder = tmp_path_factory.mktemp("example")
-        script = folder / "example.py"
-        script.write_text(block.code, encoding="utf-8")
-        processes[block.id] = subprocess.Popen(
-            [str(python), "-W", "error", str(script)],
-            cwd=folder,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    deadline = time.monotonic() + EXAMPLE_TIMEOUT
-    outcomes = {}
-    for block_id, process in processes.items():
+    """Run ``blocks`` with ``python``, each in its own process and empty folder, as many at
+    once as there are cores (more only compete for them); each one gets EXAMPLE_TIMEOUT
+    seconds from its own start (then it is killed), however busy the machine is."""
+    waiting = list(blocks)
+    running: dict[str, tuple[subprocess.Popen[str], float]] = {}
+    outcomes: dict[str, Outcome] = {}
+    at_once = max(2, os.cpu_count() or 2)
+    while waiting or running:
+        while waiting and len(running) < at_once:
+            block = waiting.pop(0)
+            folder = tmp_path_factory.mktemp("example")
+            script = folder / "example.py"
+            script.write_text(block.code, encoding="utf-8")
+            process = subprocess.Popen(
+                [str(python), "-W", "error", str(script)],
+                cwd=folder,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            running[block.id] = (process, time.monotonic() + EXAMPLE_TIMEOUT)
+        # Wait for the one started first (the others keep running meanwhile).
+        block_id, (process, deadline) = next(iter(running.items()))
+        del running[block_id]
         try:
             output, _ = process.communicate(timeout=max(0.1, deadline - time.monotonic()))
             outcomes[block_id] = Outcome(process.returncode, output)

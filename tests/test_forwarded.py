@@ -1,4 +1,4 @@
-"""``trioiis.forwarded``: Forwarded / X-Forwarded-For parsing and the trusted-proxy walk."""
+"""``trioiis._protocol.forwarded``: Forwarded / X-Forwarded-For parsing, trusted-proxy walk."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trioiis.forwarded import (
+from trioiis._protocol.forwarded import (
     TrustedProxies,
     client_address,
     parse_forwarded,

@@ -1,4 +1,4 @@
-"""Unit tests for ``trioiis.headers.Headers`` (IIS header semantics, injection refused)."""
+"""Unit tests for ``trioiis._context.headers.Headers`` (IIS header semantics, injection refused)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trioiis.constants import ERROR_INVALID_PARAMETER
-from trioiis.errors import HResultError
-from trioiis.headers import Headers
+from trioiis._constants import ERROR_INVALID_PARAMETER
+from trioiis._context.headers import Headers
+from trioiis._errors import HResultError
 
 # A few base names, drawn in random letter case: every operation must ignore case.
 BASE_NAMES = ("x-a", "x-b", "content-type", "set-cookie")

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioiis.http1 import (
+from trioiis._protocol.http1 import (
     HeadError,
     HeadScanner,
     Limits,
@@ -581,7 +581,7 @@ def test_random_heads_never_accepted_when_h11_refuses(
     [(200, b"OK"), (418, b"I'm a Teapot"), (299, b"Success"), (599, b"Server Error")],
 )
 def test_reason_phrase_is_never_empty(status: int, reason: bytes) -> None:
-    from trioiis.http1 import reason_phrase
+    from trioiis._protocol.http1 import reason_phrase
 
     assert reason_phrase(status) == reason
 
@@ -592,7 +592,7 @@ def test_unacknowledged_is_what_the_peer_has_not_acknowledged() -> None:
     ``_unacknowledged`` says how much of what was sent is still waiting in our queue."""
     import socket as stdlib_socket
 
-    from trioiis.http1 import _unacknowledged
+    from trioiis._protocol.http1 import _unacknowledged
 
     listener = stdlib_socket.socket()
     listener.bind(("127.0.0.1", 0))

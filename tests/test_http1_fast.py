@@ -12,8 +12,8 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from trioiis.http1 import HeadError, HeadScanner, Limits, parse_head
-from trioiis.http1_fast import BodilessRequest, parse_head_fast
+from trioiis._protocol.http1 import HeadError, HeadScanner, Limits, parse_head
+from trioiis._protocol.http1_fast import BodilessRequest, parse_head_fast
 
 LIMITS = Limits(max_body_bytes=1000)
 FOLLOWER = b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioiis.http1_writer import FramingError, ResponseWriter, request_keep_alive
+from trioiis._protocol.http1_writer import FramingError, ResponseWriter, request_keep_alive
 
 _NAMES = st.sampled_from(
     [b"Content-Type", b"X-A", b"x-b", b"Set-Cookie", b"Connection", b"connection"]

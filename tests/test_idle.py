@@ -1,4 +1,4 @@
-"""``IdleReaper``: the idle clocks of the server's own connections (trioiis/idle.py).
+"""``IdleReaper``: the idle clocks of the server's own connections (trioiis/_server/idle.py).
 
 Run on Trio's MockClock, so deadlines are exact: a connection expires exactly when its
 earliest running clock runs out, never before, and never after ``forget``."""
@@ -13,7 +13,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioiis.idle import IdleReaper
+from trioiis._server.idle import IdleReaper
 
 
 class Conn:

@@ -1,4 +1,4 @@
-"""The request lifecycle table (trioiis/lifecycle.py): random event sequences against it.
+"""The request lifecycle table (trioiis/_lifecycle.py): random event sequences against it.
 
 Illegal events raise ``LifecycleError`` and change nothing; a legal sequence that ends with
 END has exactly one outcome, and that outcome follows the precedence the module documents.
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioiis.lifecycle import (
+from trioiis._lifecycle import (
     REASON_EVENTS,
     TRANSITIONS,
     Event,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trioiis.memo import LONGEST_KEY, memoize_short
+from trioiis._memo import LONGEST_KEY, memoize_short
 
 
 def counting() -> tuple[list[str], Callable[[str, str], str]]:

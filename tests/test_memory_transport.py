@@ -1,4 +1,4 @@
-"""``MemoryTransport`` keeps the seam's rules (trioiis/transport.py, rules 1-4) on its own,
+"""``MemoryTransport`` keeps the seam's rules (_protocol/transport.py, rules 1-4) on its own,
 without a server: what the pipeline's in-memory tests rely on."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioiis.errors import BodyTooLargeError
-from trioiis.http1_writer import FramingError
-from trioiis.memory_transport import MemoryTransport
-from trioiis.transport import PeerGoneError, PeerTooSlowError
+from trioiis._errors import BodyTooLargeError
+from trioiis._protocol.http1_writer import FramingError
+from trioiis._protocol.memory_transport import MemoryTransport
+from trioiis._protocol.transport import PeerGoneError, PeerTooSlowError
 
 OK = (200, b"OK")
 

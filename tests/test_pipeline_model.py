@@ -40,9 +40,9 @@ from trioiis import (
     Status,
 )
 from trioiis import Notification as N
-from trioiis.constants import DETERMINISTIC_STAGES
-from trioiis.lifecycle import Outcome
-from trioiis.memory_transport import MemoryResponse, MemoryTransport
+from trioiis._constants import DETERMINISTIC_STAGES
+from trioiis._lifecycle import Outcome
+from trioiis._protocol.memory_transport import MemoryResponse, MemoryTransport
 
 PRIORITY_ORDER = (Priority.FIRST, Priority.HIGH, Priority.MEDIUM, Priority.LOW, Priority.LAST)
 EVENT_BITS = (*DETERMINISTIC_STAGES, N.SEND_RESPONSE)

@@ -1,5 +1,6 @@
-"""``trioiis.proxy_protocol.parse``: PROXY v1 and v2 headers, written here by an independent
-encoder (struct, the spec's layout), round-trip; any split works; garbage is a clear error."""
+"""``trioiis._protocol.proxy_protocol.parse``: PROXY v1 and v2 headers, written here by an
+independent encoder (struct, the spec's layout), round-trip; any split works;
+garbage is a clear error."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trioiis.proxy_protocol import (
+from trioiis._protocol.proxy_protocol import (
     MAX_V1_LENGTH,
     MAX_V2_LENGTH,
     V2_SIGNATURE,

@@ -26,8 +26,8 @@ from trioiis import (
     Status,
 )
 from trioiis import Notification as N
-from trioiis.lifecycle import Outcome
-from trioiis.memory_transport import MemoryTransport
+from trioiis._lifecycle import Outcome
+from trioiis._protocol.memory_transport import MemoryTransport
 
 TIMEOUT = 10
 HOST = [(b"Host", b"memory.test")]

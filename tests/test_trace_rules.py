@@ -11,9 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trioiis._errors import ConfigError
+from trioiis._observability.trace_rules import (
+    FIELDS,
+    FLAGS,
+    RequestFacts,
+    TraceRuleError,
+    parse_rule,
+)
 from trioiis.config import ServerConfig
-from trioiis.errors import ConfigError
-from trioiis.trace_rules import FIELDS, FLAGS, RequestFacts, TraceRuleError, parse_rule
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq,

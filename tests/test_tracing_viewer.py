@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import trioiis.tracing
+import trioiis._observability.tracing
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -33,8 +33,9 @@ def _generator() -> ModuleType:
 
 
 def test_viewer_is_in_the_package_and_needs_no_network() -> None:
-    html = trioiis.tracing.VIEWER.read_text(encoding="utf-8")
-    assert trioiis.tracing.VIEWER.parent == Path(trioiis.__file__).parent
+    viewer = trioiis._observability.tracing.VIEWER
+    html = viewer.read_text(encoding="utf-8")
+    assert Path(trioiis.__file__).parent in viewer.parents  # shipped inside the package
     assert "<script" in html
     assert "<style>" in html
     # No external resource: no src/href attribute, no @import, no module import.
@@ -47,14 +48,14 @@ def test_viewer_is_in_the_package_and_needs_no_network() -> None:
 def test_docs_viewer_is_the_package_viewer_with_the_sample_embedded() -> None:
     gen = _generator()
     sample = (DOCS / "trace-sample.json").read_text(encoding="utf-8")
-    expected = gen.embed(trioiis.tracing.VIEWER.read_text(encoding="utf-8"), sample)
+    expected = gen.embed(trioiis._observability.tracing.VIEWER.read_text(encoding="utf-8"), sample)
     current = (DOCS / "trace-viewer.html").read_text(encoding="utf-8")
     assert current == expected, f"docs/trace-viewer.html is stale; refresh it with: {REFRESH}"
 
 
 def test_the_sample_shows_children_and_a_cancel_io() -> None:
     document = json.loads((DOCS / "trace-sample.json").read_text(encoding="utf-8"))
-    assert document["format"] == trioiis.tracing.FORMAT
+    assert document["format"] == trioiis._observability.tracing.FORMAT
     request: dict[str, Any] = document["request"]
     assert (request["url"], request["status"]) == ("/upload-page", 408)
     assert [child["url"] for child in request["children"]] == [

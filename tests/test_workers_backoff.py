@@ -1,4 +1,4 @@
-"""``trioiis.workers.backoff``: restarts of a dying worker slow down, are capped, and start
+"""``trioiis._server.workers.backoff``: restarts of a dying worker slow down, are capped, and start
 over once a worker has run long enough."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trioiis.workers import BACKOFF_CAP, BACKOFF_START, STABLE_AFTER, backoff
+from trioiis._server.workers import BACKOFF_CAP, BACKOFF_START, STABLE_AFTER, backoff
 
 
 def test_doubles_from_the_start_to_the_cap() -> None:

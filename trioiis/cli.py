@@ -19,16 +19,16 @@ from pathlib import Path
 
 import trio
 
-from .activation import inherited_sockets, systemd_sockets
-from .banner import banner_lines
+from ._errors import ConfigError
+from ._observability.logfiles import LogFile, ReopeningHandler
+from ._server.activation import inherited_sockets, systemd_sockets
+from ._server.banner import banner_lines
+from ._server.preflight import preflight
+from ._server.server import HttpServer, open_listeners
+from ._server.workers import Supervisor, SupervisorLink
 from .bench import add_arguments as add_bench_arguments
 from .bench import missing_bench_extra
 from .config import DEFAULT_ACME_STATE_DIR, ServerConfig, load_config, merge_cli
-from .errors import ConfigError
-from .logfiles import LogFile, ReopeningHandler
-from .preflight import preflight
-from .server import HttpServer, open_listeners
-from .workers import Supervisor, SupervisorLink
 
 log = logging.getLogger("trioiis")
 
@@ -300,7 +300,7 @@ def _print_serving(
     redirect_bound: Sequence[tuple[str, int]] = (),
     tls_bound: Sequence[tuple[str, int]] | None = None,
 ) -> None:
-    """The start-up banner, on stdout (see ``trioiis.banner``)."""
+    """The start-up banner, on stdout (see ``trioiis._server.banner``)."""
     lines = banner_lines(config, bound, modules, redirect_bound, tls_bound)
     print("\n".join(lines), flush=True)
 
@@ -348,7 +348,7 @@ def _checked_config(args: argparse.Namespace) -> ServerConfig:
 
 def check_config(config: ServerConfig) -> HttpServer:
     """Every check ``serve`` runs short of binding: the root, modules and apps' code
-    (loaded, mappings compiled), certificates, log files (``trioiis.preflight``).
+    (loaded, mappings compiled), certificates, log files (``trioiis._server.preflight``).
 
     Raises:
         ConfigError: the first problem.
@@ -362,7 +362,7 @@ def check_config(config: ServerConfig) -> HttpServer:
 
 def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> None:
     """``serve --workers N``: the supervisor runs the same command line N times (see
-    ``trioiis.workers``), on systemd's sockets if it passed some, else on the bindings."""
+    ``trioiis._server.workers``), on systemd's sockets if it passed some, else on the bindings."""
     config = _checked_config(args)
     sockets = systemd_sockets() or open_listeners((*config.bindings, *config.tls_bindings))
     bound = [_sockname(s) for s in sockets]

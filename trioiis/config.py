@@ -35,8 +35,8 @@ default = true                    # optional: unknown hosts get this site, not `
 acme = true                       # optional: certificates for its hosts from an ACME CA
 ```
 
-Automatic HTTPS (``trioiis.autohttps``, docs/automatic-https.md): ``acme = true`` (top level:
-every site's hosts and ``acme_domains``; on a ``[[sites]]`` entry: that site's hosts),
+Automatic HTTPS (``trioiis._server.autohttps``, docs/automatic-https.md): ``acme = true``
+(top level: every site's hosts and ``acme_domains``; on a ``[[sites]]`` entry: its hosts),
 ``acme_email``, ``acme_directory``, ``acme_ca_bundle``, ``acme_state_dir``,
 ``acme_challenge`` and ``tls_bindings`` (the HTTPS bindings; ``bindings`` stay cleartext).
 """
@@ -55,18 +55,51 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import Final, Literal, cast
 
-from .accesslog import FORMATS
-from .errors import ConfigError
-from .forwarded import TrustedProxies
-from .http1 import Limits
-from .mapping import HandlerMapping
-from .modules import BUILTIN_MODULES
-from .modules._apps import root_path_for
-from .registration import RegisterModule
-from .trace_rules import parse_rule
-from .tracing import DEFAULT_RULE
+from ._context.mapping import HandlerMapping
+from ._errors import ConfigError
+from ._observability.accesslog import FORMATS
+from ._observability.trace_rules import parse_rule
+from ._observability.tracing import DEFAULT_RULE
+from ._pipeline.registration import RegisterModule
+from ._protocol.forwarded import TrustedProxies
+from ._protocol.http1 import Limits
+
+#: Every built-in module's ``register_module``, by the name a config gives it.
+BUILTIN_MODULES: Final[dict[str, str]] = {
+    "static_file": "trioiis.modules.static_file:register_module",
+    "default_document": "trioiis.modules.default_document:register_module",
+    "directory_listing": "trioiis.modules.directory_listing:register_module",
+    "status": "trioiis.modules.status:register_module",
+    "metrics": "trioiis.modules.metrics:register_module",
+    "custom_errors": "trioiis.modules.custom_errors:register_module",
+    "redirect": "trioiis.modules.redirect:register_module",
+    "request_filtering": "trioiis.modules.request_filtering:register_module",
+    "compression": "trioiis.modules.compression:register_module",
+    "asgi": "trioiis.modules.asgi:register_module",
+    "wsgi": "trioiis.modules.wsgi:register_module",
+}
+
+DEFAULT_MODULES: Final[tuple[str, ...]] = (
+    "request_filtering",
+    "static_file",
+    "default_document",
+    "custom_errors",
+    "compression",
+)
+
+
+def root_path_for(pattern: str) -> str:
+    """The mount point a handler pattern implies: ``/app/*`` → ``/app``; ``*`` → ``""``.
+
+    Only a pattern that is a plain prefix followed by ``/*`` mounts an app; any other
+    pattern (``*.py``, ``/a*/b``) mounts it at the root."""
+    if pattern.endswith("/*"):
+        prefix = pattern[:-2]
+        if prefix.startswith("/") and not any(c in prefix for c in "*?["):
+            return prefix
+    return ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,11 +208,11 @@ class ServerConfig:
         tls_cert: PEM certificate chain file; with ``tls_key``, every binding serves HTTPS.
         tls_key: PEM private key file (both or neither).
         proxy_protocol: every binding expects a PROXY protocol header (v1 or v2) first on
-            each connection (see ``trioiis.proxy_protocol``): the client's address from it
+            each connection (see ``trioiis._protocol.proxy_protocol``): the client's address from it
             becomes the connection's remote address. Only behind a balancer that sends it.
         trusted_proxies: IP addresses and networks (``"10.0.0.0/8"``) whose
             ``X-Forwarded-For`` / ``Forwarded`` headers are believed (see
-            ``trioiis.forwarded``); from any other peer they are ignored.
+            ``trioiis._protocol.forwarded``); from any other peer they are ignored.
         http: the request-head parser: ``"h11"`` (the reference, default) or ``"fast"``
             (llhttp through ``httptools`` for bodiless heads, h11 for the rest; needs
             ``pip install 'trioiis[fast]'``). Both accept, refuse and frame the same requests.
@@ -188,7 +221,7 @@ class ServerConfig:
             False serves HTTP/1.1 only.
         trace_dir: folder for failed-request traces (JSON files); None: tracing is off.
         trace_when: the rule a finished request must match to be written
-            (``trioiis.trace_rules``), e.g. ``"status>=500 or cancelled or time>1s"``.
+            (``_observability.trace_rules``), e.g. ``"status>=500 or cancelled or time>1s"``.
         trace_max_files: trace files kept in ``trace_dir``; the oldest are deleted.
         trace_max_events: events recorded per request (with its children); more are
             only counted, so a trace's memory is bounded.
@@ -198,7 +231,7 @@ class ServerConfig:
             cleartext (needs ``tls_cert`` or ACME). Without it, ``tls_cert`` makes every
             binding HTTPS.
         acme: certificates from an ACME CA for every site's hosts and ``acme_domains``
-            (``trioiis.autohttps``); a ``[[sites]]`` entry can say ``acme`` for itself.
+            (``trioiis._server.autohttps``); a ``[[sites]]`` entry can say ``acme`` for itself.
         acme_email: the ACME account's contact address (optional).
         acme_directory: the CA's directory URL (Let's Encrypt's production by default).
         acme_ca_bundle: a PEM file of CAs to trust for the directory's own HTTPS.

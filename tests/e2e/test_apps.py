@@ -22,8 +22,8 @@ from tests.helpers import (
     statuses_in,
 )
 from trioiis import ConfigError, HttpContext, HttpModule, HttpServer, Notification, ServerConfig
+from trioiis._context.mapping import HandlerMapping
 from trioiis.config import config_from_mapping, load_config
-from trioiis.mapping import HandlerMapping
 
 SAMPLES = "tests.e2e.app_samples"
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "apps" / "trioiis.toml"

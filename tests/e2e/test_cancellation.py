@@ -16,7 +16,7 @@ import trioiis
 from examples.modules import cancel_io_sample
 from tests.helpers import raw_request, register, running_server, statuses_in
 from trioiis import HttpContext, HttpModule, Notification, OperationAbortedError, Status
-from trioiis.constants import ERROR_OPERATION_ABORTED
+from trioiis._constants import ERROR_OPERATION_ABORTED
 
 Handler = Callable[[HttpContext], Awaitable[Status | None]]
 FAST = trioiis.Limits(linger_timeout=0.5)

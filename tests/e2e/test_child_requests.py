@@ -22,7 +22,7 @@ from trioiis import (
     Notification,
     Status,
 )
-from trioiis.constants import (
+from trioiis._constants import (
     E_FAIL,
     ERROR_INVALID_PARAMETER,
     ERROR_OPERATION_ABORTED,

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import trioiis
 from tests.helpers import all_tasks, register, running_server
 from trioiis import CloneFlags, ExecuteFlags, HttpContext, HttpModule, Notification, Status
-from trioiis.constants import E_FAIL, ERROR_OPERATION_ABORTED, MAX_CHILD_DEPTH, S_OK
+from trioiis._constants import E_FAIL, ERROR_OPERATION_ABORTED, MAX_CHILD_DEPTH, S_OK
 
 
 @dataclass

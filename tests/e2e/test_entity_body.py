@@ -12,7 +12,7 @@ import trio
 import trioiis
 from tests.helpers import raw_request, register, running_server, statuses_in
 from trioiis import CompletionInfo, HttpContext, HttpModule, Notification, Status
-from trioiis.constants import ERROR_HANDLE_EOF, S_OK
+from trioiis._constants import ERROR_HANDLE_EOF, S_OK
 
 
 async def test_item26_async_read_completion_bytes_and_remaining(site: Path) -> None:
@@ -172,4 +172,4 @@ async def test_read_entity_body_async_after_cancel_io_completes_aborted(site: Pa
         )
     assert statuses_in(raw) == [200]
     assert raw.endswith(b"gave up")
-    assert seen == [CompletionInfo(0, trioiis.constants.ERROR_OPERATION_ABORTED)]
+    assert seen == [CompletionInfo(0, trioiis._constants.ERROR_OPERATION_ABORTED)]

@@ -17,7 +17,7 @@ import trio.testing
 import trioiis
 from tests.helpers import raw_request, register, running_server, statuses_in
 from trioiis import HttpContext, HttpModule, Notification, Status
-from trioiis.constants import DETERMINISTIC_STAGES
+from trioiis._constants import DETERMINISTIC_STAGES
 
 N = Notification
 FAULT_POINTS = [(stage, False) for stage in DETERMINISTIC_STAGES] + [
@@ -45,7 +45,7 @@ async def settle(server: trioiis.HttpServer) -> None:
 async def test_a_module_raising_in_any_notification_is_contained(
     site: Path, notification: Notification, post: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    event, post_name = trioiis.registration.handler_names(notification)
+    event, post_name = trioiis._pipeline.registration.handler_names(notification)
     method = post_name if post else event
     assert method is not None
 
@@ -260,7 +260,7 @@ async def test_a_module_raising_in_any_stage_gets_the_same_answer(
 ) -> None:
     """The client of a failed request gets the same 500 page whichever stage failed: never
     a 500 with the normal body, nor a 404 in its place."""
-    method = trioiis.registration.handler_names(notification)[0]
+    method = trioiis._pipeline.registration.handler_names(notification)[0]
     assert method is not None
 
     async def boom(self: Any, ctx: HttpContext, provider: Any) -> None:

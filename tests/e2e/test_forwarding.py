@@ -16,8 +16,8 @@ import trustme
 from tests.e2e.conftest import client_context
 from tests.helpers import raw_request, running_server
 from trioiis import Limits
+from trioiis._protocol.proxy_protocol import V2_SIGNATURE
 from trioiis.config import config_from_mapping, load_register_function
-from trioiis.proxy_protocol import V2_SIGNATURE
 
 WHOAMI = load_register_function(
     str(Path(__file__).resolve().parents[2] / "examples/modules/whoami.py:register_module")

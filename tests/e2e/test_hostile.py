@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 import trioiis
 from tests.helpers import exchange_in_pieces, raw_request, register, running_server, statuses_in
 from trioiis import HandlerMapping, HResultError, Notification
-from trioiis.constants import ERROR_HANDLE_EOF
+from trioiis._constants import ERROR_HANDLE_EOF
 from trioiis.testing.strategies import hostile_requests, requests
 
 CASE_TIMEOUT = 8
@@ -464,7 +464,7 @@ class _Errors(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, trioiis.request.RequestBodyError):
+        if not isinstance(exc, trioiis._context.request.RequestBodyError):
             self.records.append(record)
 
 

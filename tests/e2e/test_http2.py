@@ -331,6 +331,17 @@ async def test_floods_get_goaway_enhance_your_calm(
     assert Tail.outcomes[0] == ("/forever", "aborted_by_server")  # the server cut it
 
 
+async def test_a_path_not_in_origin_form_is_refused_and_the_connection_goes_on(
+    site: Path,
+) -> None:
+    """RFC 9113 §8.3.1: ``:path`` is origin-form; an absolute URI or ``*`` resets that stream."""
+    async with h2_server(root=site) as (_, client):
+        for path in ("http://127.0.0.1/hello.txt", "*"):
+            result = await client.get(path, method="OPTIONS" if path == "*" else "GET")
+            assert result.reset == E.PROTOCOL_ERROR, path
+        assert (await client.get("/hello.txt")).status == 200
+
+
 async def test_max_requests_per_connection_sends_goaway(site: Path) -> None:
     limits = trioiis.Limits(max_requests_per_connection=3)
     async with h2_server(root=site, limits=limits) as (srv, client):

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from tests.h2_client import H2Client
 from tests.helpers import all_tasks, register, running_server
 from trioiis import HResultError, HttpContext, HttpModule, Limits, Notification, Status
-from trioiis.constants import ERROR_HANDLE_EOF
+from trioiis._constants import ERROR_HANDLE_EOF
 
 E = h2.errors.ErrorCodes
 

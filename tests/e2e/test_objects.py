@@ -24,7 +24,7 @@ from trioiis import (
     SendResponseProvider,
     Status,
 )
-from trioiis.constants import (
+from trioiis._constants import (
     ERROR_ALREADY_ASSIGNED,
     ERROR_ARITHMETIC_OVERFLOW,
     ERROR_INVALID_INDEX,

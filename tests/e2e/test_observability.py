@@ -209,7 +209,9 @@ async def test_trace_folder_is_bounded_and_shutdown_loses_no_trace(tmp_path: Pat
     documents = traces(folder)
     assert [d["request"]["url"] for d in documents] == ["/leaf?n=2", "/leaf?n=3", "/leaf?n=4"]
     assert srv.server.counters.traces_written == 5
-    assert (folder / "viewer.html").read_bytes() == trioiis.tracing.VIEWER.read_bytes()
+    assert (
+        folder / "viewer.html"
+    ).read_bytes() == trioiis._observability.tracing.VIEWER.read_bytes()
     assert not list(folder.glob(".tmp-*"))
 
 

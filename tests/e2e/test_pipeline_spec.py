@@ -44,14 +44,14 @@ from trioiis import (
     Status,
 )
 from trioiis import Notification as N
-from trioiis.constants import (
+from trioiis._constants import (
     DETERMINISTIC_STAGES,
     ERROR_ALREADY_EXISTS,
     ERROR_INVALID_PARAMETER,
     NON_DETERMINISTIC,
     S_OK,
 )
-from trioiis.registration import handler_names
+from trioiis._pipeline.registration import handler_names
 
 TIMEOUT = 10
 #: Only the modules a test loads (no static_file / default_document).

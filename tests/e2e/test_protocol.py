@@ -26,7 +26,7 @@ import trio.testing
 import trioiis
 from tests.helpers import raw_request, register, running_server, statuses_in
 from trioiis import HandlerMapping, HResultError, Notification
-from trioiis.constants import ERROR_HANDLE_EOF
+from trioiis._constants import ERROR_HANDLE_EOF
 
 TEST_TIMEOUT = 10
 

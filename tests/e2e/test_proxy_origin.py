@@ -139,3 +139,22 @@ async def test_asgi_scheme_and_wsgi_url_scheme_follow_the_proxy(site: Path, tmp_
     assert asgi == "https"
     assert wsgi == "https www.example.test 443"
     assert asgi_direct == "http"
+
+
+class Redirector(trioiis.HttpModule):
+    """``/go``: a module's relative ``response.redirect("/there")``."""
+
+    async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status:
+        if ctx.request.path != "/go":
+            return Status.CONTINUE
+        ctx.response.redirect("/there")
+        return Status.FINISH_REQUEST
+
+
+async def test_a_modules_relative_redirect_uses_the_trusted_scheme(site: Path) -> None:
+    redirector = ("redirector", register(Redirector, Notification.BEGIN_REQUEST))
+    async with running_server(redirector, root=site, trusted_proxies=("127.0.0.1",)) as srv:
+        _, proxied, _ = answer(await raw_request(srv.port, head("/go", "X-Forwarded-Proto: https")))
+        _, direct, _ = answer(await raw_request(srv.port, head("/go")))
+    assert proxied["location"] == "https://backend:8000/there"
+    assert direct["location"] == "http://backend:8000/there"

@@ -17,7 +17,7 @@ import trio.testing
 
 from tests.helpers import raw_request, register, running_server, statuses_in
 from trioiis import HttpContext, HttpModule, HttpResponse, Notification, Status
-from trioiis.errors import InvalidHandleError
+from trioiis._errors import InvalidHandleError
 
 OURS = {
     "HttpContext", "HttpRequest", "HttpResponse", "Headers", "ModuleContextContainer",

@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 import trioiis
-import trioiis.accesslog
+import trioiis._observability.accesslog
 from tests.helpers import raw_request, register, running_server, statuses_in
 from trioiis import CloneFlags, HttpContext, HttpModule, Notification, Status
 
@@ -205,7 +205,7 @@ async def test_release_right_after_execute_request_means_the_child_never_runs(
         response = await client.get("/")
     assert response.status_code == 200
     assert ran == [0]
-    assert completions == [trioiis.CompletionInfo(0, trioiis.constants.ERROR_OPERATION_ABORTED)]
+    assert completions == [trioiis.CompletionInfo(0, trioiis._constants.ERROR_OPERATION_ABORTED)]
 
 
 @pytest.mark.parametrize("status", [204, 304])
@@ -263,7 +263,7 @@ async def test_informational_status_from_a_module_is_refused(site: Path) -> None
     async with running_server(on_begin(handler), root=site) as srv, srv.client() as client:
         response = await client.get("/")
     assert response.status_code == 200
-    assert errors == [trioiis.constants.ERROR_INVALID_DATA]
+    assert errors == [trioiis._constants.ERROR_INVALID_DATA]
 
 
 async def test_a_file_url_with_a_trailing_slash_is_404(site: Path) -> None:
@@ -313,7 +313,7 @@ async def test_cancel_io_aborts_a_pending_map_path_call_not_the_module(site: Pat
         failures = dict(srv.server.counters.module_exceptions)
     assert response.status_code == 200
     assert response.text == "gave up mapping"
-    assert seen == {"cancelled": 1, "status": trioiis.constants.ERROR_OPERATION_ABORTED}
+    assert seen == {"cancelled": 1, "status": trioiis._constants.ERROR_OPERATION_ABORTED}
     assert failures == {}
 
 
@@ -472,7 +472,7 @@ async def test_access_log_file_in_each_format_has_every_request(site: Path, fmt:
     assert "refused" in refused
     if fmt == "w3c":
         assert log.read_text().splitlines()[0] == "#Software: trioiis"
-        assert len(ok.split(" ")) == len(trioiis.accesslog.W3C_FIELDS.split(" "))
+        assert len(ok.split(" ")) == len(trioiis._observability.accesslog.W3C_FIELDS.split(" "))
     if fmt == "combined":
         assert '"tester/1"' in ok
     if fmt == "json":

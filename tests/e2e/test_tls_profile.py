@@ -14,7 +14,7 @@ import trustme
 from tests.e2e.conftest import client_context
 from tests.helpers import raw_request, running_server
 from trioiis import ConfigError, ServerConfig, SiteConfig
-from trioiis.tls import INTERMEDIATE_CIPHERS
+from trioiis._server.tls import INTERMEDIATE_CIPHERS
 
 
 async def handshake(

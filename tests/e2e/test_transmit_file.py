@@ -101,7 +101,7 @@ async def test_longer_than_the_content_length_fails_before_sending(site: Path, b
 
     async with running_server(transmitting(big, handler), root=site) as srv:
         raw = await raw_request(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert seen == [trioiis.constants.E_FAIL]
+    assert seen == [trioiis._constants.E_FAIL]
     assert statuses_in(raw) == [200]  # the head had gone out; then the connection was cut
     assert len(raw.partition(b"\r\n\r\n")[2]) == 0
 

@@ -17,7 +17,7 @@ from websockets.sync.client import ClientConnection, connect
 
 import trioiis
 from trioiis import HandlerMapping, Notification, Status
-from trioiis.websocket import WebSocketLimits
+from trioiis._context.websocket import WebSocketLimits
 
 from ..helpers import register
 

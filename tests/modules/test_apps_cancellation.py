@@ -11,10 +11,10 @@ from types import MappingProxyType
 import pytest
 
 import trioiis
+from trioiis._context.mapping import HandlerMapping
+from trioiis._pipeline.registration import RegisterModule
 from trioiis.config import load_register_function
-from trioiis.mapping import HandlerMapping
 from trioiis.modules import BUILTIN_MODULES
-from trioiis.registration import RegisterModule
 from trioiis.testing import check_cancellation_safety
 
 SAMPLES = "tests.e2e.app_samples"

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trioiis.origin import absolute_url
+from trioiis import absolute_url
 
 if TYPE_CHECKING:  # (config imports this module; trioiis itself imports the server)
     from trioiis import HttpContext
@@ -95,18 +95,6 @@ def get_root_path(module: str, options: Mapping[str, object]) -> str:
     if not isinstance(value, str) or (value and (not value.startswith("/") or value == "/")):
         raise ValueError(f"{module}: option 'root_path' must be '' or like '/app', not {value!r}")
     return value.rstrip("/")
-
-
-def root_path_for(pattern: str) -> str:
-    """The mount point a handler pattern implies: ``/app/*`` → ``/app``; ``*`` → ``""``.
-
-    Only a pattern that is a plain prefix followed by ``/*`` mounts an app; any other
-    pattern (``*.py``, ``/a*/b``) mounts it at the root."""
-    if pattern.endswith("/*"):
-        prefix = pattern[:-2]
-        if prefix.startswith("/") and not any(c in prefix for c in "*?["):
-            return prefix
-    return ""
 
 
 def redirect_mount_point(ctx: HttpContext, root_path: str) -> bool:

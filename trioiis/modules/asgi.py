@@ -50,7 +50,7 @@ Theory of operation
    look complete.
 7. **WebSockets.** A WebSocket upgrade (``GET`` with ``Upgrade: websocket``) gets a
    ``websocket`` scope (``_WebSocketExchange``): ``websocket.connect`` first; then
-   ``websocket.accept`` switches the request to the socket (``trioiis.websocket``), and
+   ``websocket.accept`` switches the request to the socket (``trioiis._context.websocket``), and
    each ``websocket.receive`` is one whole message. A close from the client, or the client
    vanishing, is ``websocket.disconnect`` with its code (1006 without a close frame), under
    the same rule 4. ``websocket.close`` before the accept answers 403; the denial-response
@@ -76,6 +76,7 @@ import trio
 
 import trioiis
 from trioiis import (
+    ERROR_HANDLE_EOF,
     ConnectionInvalidError,
     GlobalStatus,
     HResultError,
@@ -84,10 +85,9 @@ from trioiis import (
     Notification,
     OperationAbortedError,
     Status,
+    request_scheme,
 )
-from trioiis.constants import ERROR_HANDLE_EOF
-from trioiis.origin import request_scheme
-from trioiis.websocket import (
+from trioiis._context.websocket import (
     WebSocket,
     WebSocketClosedError,
     WebSocketLimits,

@@ -32,8 +32,15 @@ from prometheus_client.core import (
 )
 
 import trioiis
-from trioiis import HttpContext, HttpModule, Notification, Priority, Status
-from trioiis.counters import Histogram, ServerCounters
+from trioiis import (
+    Histogram,
+    HttpContext,
+    HttpModule,
+    Notification,
+    Priority,
+    ServerCounters,
+    Status,
+)
 from trioiis.modules._options import check_keys, get_bool, get_str
 from trioiis.modules.status import OUTCOMES, operator_gate
 

@@ -53,10 +53,15 @@ from typing import Protocol
 import trio
 
 import trioiis
-from trioiis import HttpContext, HttpModule, Notification, Status
-from trioiis.constants import ERROR_HANDLE_EOF
-from trioiis.memo import memoize_short
-from trioiis.origin import absolute_url
+from trioiis import (
+    ERROR_HANDLE_EOF,
+    HttpContext,
+    HttpModule,
+    Notification,
+    Status,
+    absolute_url,
+    memoize_short,
+)
 
 from ._options import check_keys
 from ._static_rules import CacheRule, FallbackRule, cache_rules, fallback_rules, first_match

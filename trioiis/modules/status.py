@@ -15,7 +15,7 @@ its connection), ``connections_refused``, ``outcomes`` (finished requests by out
 ``cancel_io_calls``, ``io_cancelled``, ``child_requests`` (and ``child_requests_by_depth``),
 ``responses_by_status`` (finished requests by final status, the status request not yet among
 them), ``connections_accepted``, ``traces_written``, ``traces_dropped``,
-``event_loop_blocked`` (``trioiis.watchdog``), ``module_exceptions``,
+``event_loop_blocked`` (``trioiis._server.watchdog``), ``module_exceptions``,
 ``time_to_cancel`` (``count``, ``p50_ms``, ``p99_ms``, ``max_ms`` over the samples the server
 keeps — its last 10 000 requests cancelled by their client; ``?last=N`` restricts them to
 the last N samples, so a benchmark can ask for exactly its own), ``open_fds`` (entries of

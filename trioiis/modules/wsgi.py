@@ -50,6 +50,7 @@ import trio
 
 import trioiis
 from trioiis import (
+    ERROR_HANDLE_EOF,
     ConnectionInvalidError,
     HResultError,
     HttpContext,
@@ -57,9 +58,8 @@ from trioiis import (
     Notification,
     OperationAbortedError,
     Status,
+    request_scheme,
 )
-from trioiis.constants import ERROR_HANDLE_EOF
-from trioiis.origin import request_scheme
 
 from . import _options
 from ._apps import get_root_path, load_app, redirect_mount_point

@@ -5,6 +5,8 @@
   and checks that nothing leaks: tasks (system tasks too), threads, file descriptors, a
   swallowed ``trio.Cancelled``, pending I/O, undisposed modules, a missing log entry.
 * ``MemoryServer``: the server over in-memory streams, for fast tests without sockets.
+* ``MemoryTransport``: one request's transport seam in memory, for
+  ``HttpServer.serve_in_memory`` (back-pressure, a client that leaves, no HTTP at all).
 * The pytest plugin (``trioiis.testing.plugin``, registered through the ``pytest11`` entry
   point; needs pytest, pytest-trio and httpx: ``pip install 'trioiis[testing]'``):
   fixtures ``trioiis_server``, ``trioiis_client`` and ``trioiis_memory``, configured with
@@ -17,6 +19,7 @@ This package itself needs nothing beyond trioiis's own dependencies.
 
 from __future__ import annotations
 
+from .._protocol.memory_transport import MemoryTransport as MemoryTransport
 from ._harness import MODES as MODES
 from ._harness import CancellationSafetyError as CancellationSafetyError
 from ._harness import Injection as Injection
@@ -33,6 +36,7 @@ __all__ = [
     "Injection",
     "MemoryResponse",
     "MemoryServer",
+    "MemoryTransport",
     "Mode",
     "Outcome",
     "RunningServer",

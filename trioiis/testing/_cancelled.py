@@ -46,7 +46,7 @@ from typing import Any
 import outcome
 import trio
 
-from ..registration import HttpModule
+from .._pipeline.registration import HttpModule
 from ._patches import InstancePatches
 from ._where import await_frames, format_frames
 

@@ -42,10 +42,9 @@ from typing import Any, Literal
 import trio
 import trio.testing
 
-from ..config import ServerConfig
-from ..constants import Notification, Priority
-from ..context import HttpContext
-from ..registration import (
+from .._constants import Notification, Priority
+from .._context.context import HttpContext
+from .._pipeline.registration import (
     GlobalServer,
     HttpModule,
     ModuleAllocator,
@@ -53,7 +52,8 @@ from ..registration import (
     ModuleRegistrationInfo,
     RegisterModule,
 )
-from ..server import HttpServer
+from .._server.server import HttpServer
+from ..config import ServerConfig
 from ._cancelled import CancelWatch
 from ._client import complete_response, method_of
 from ._leaks import Resources

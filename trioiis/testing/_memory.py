@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import trio
 import trio.testing
 
-from ..server import HttpServer
+from .._server.server import HttpServer
 from ._client import complete_response, method_of
 
 

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 import trio
 
+from .._pipeline.registration import RegisterModule
+from .._server.server import HttpServer
 from ..config import ServerConfig
-from ..registration import RegisterModule
-from ..server import HttpServer
 from ._memory import MemoryServer, RunningServer
 
 if TYPE_CHECKING:

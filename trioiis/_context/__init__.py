@@ -1,0 +1,1 @@
+"""A request's context: request, response, the send path, WebSockets; what modules touch."""

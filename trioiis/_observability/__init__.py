@@ -1,0 +1,1 @@
+"""Observability: counters, failed-request traces, access-log lines, log files."""

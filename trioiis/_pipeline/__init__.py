@@ -1,0 +1,1 @@
+"""The IIS integrated pipeline: notifications, module registration, child requests."""

@@ -1,0 +1,685 @@
+"""The HTTP/2 driver: one connection, many streams, each stream a request in its own nursery.
+
+Theory of operation
+-------------------
+1. **Tasks.** The connection task reads frames (``serve``) and feeds them to the ``h2``
+   state machine; a writer task is the only one that waits on the socket to send; every
+   stream's request runs in the connection's nursery, through the same pipeline run as an
+   HTTP/1.1 request (the ``run_stream`` callback: ``_new_context`` and ``_run``), so each
+   has its own request nursery. Nothing outlives the connection: the nursery waits for
+   every stream's tail before the socket closes.
+2. **Output.** Streams push frames into ``h2`` (never awaiting); the connection moves
+   ``h2``'s bytes to its own output buffer and records, per DATA frame, the output offset
+   it ends at. The writer hands the buffer to the kernel (on plain sockets a request first
+   tries a non-blocking send itself: no task switch for a small response) and, as offsets
+   pass, credits each stream's ``body_bytes_sent`` and completion (``http2_transport``
+   rule 2). A cancelled stream write never cuts a frame: only the writer touches the wire.
+3. **Cancellation.** The client's RST_STREAM is that stream's disconnect: its transport's
+   ``peer_gone`` cancels its request nursery (``HttpContext._peer_gone``); other streams
+   go on. The client's GOAWAY or the connection's loss cancel every stream the same way.
+   When the server cuts the connection (a flood, a protocol error, a client that reads
+   nothing for ``send_timeout``) every stream's ``server_aborted`` cancels its request
+   instead, and the outcome is ``aborted_by_server``.
+4. **Ending.** A graceful GOAWAY (the server draining, ``set_need_disconnect``,
+   ``max_requests_per_connection``) carries the last stream id the server will answer;
+   streams above it are refused (REFUSED_STREAM), the ones below it finish, then the
+   connection closes. It is written by hand (``hyperframe``): ``h2`` would refuse to send
+   anything more after its own GOAWAY.
+5. **Limits** (``Limits.h2_*``, each refusal counted in ``ServerCounters`` and logged once
+   per connection): concurrent streams (REFUSED_STREAM beyond it), the header list size
+   (``h2``/``hpack`` refuse more, also across CONTINUATION frames: GOAWAY), and per
+   ``h2_flood_window`` seconds the client's RST_STREAM (rapid reset, CVE-2023-44487),
+   PING, SETTINGS and WINDOW_UPDATE frames: past a limit, GOAWAY ENHANCE_YOUR_CALM. A
+   window left closed past ``send_timeout`` resets that stream; a connection with no
+   stream for ``keep_alive_timeout`` gets GOAWAY and is closed.
+
+Stream priorities (PRIORITY frames, the priority fields of HEADERS) are ignored: streams
+are served in the order their frames arrive.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import socket as stdlib_socket
+from collections.abc import Awaitable, Callable
+from typing import Final, final
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import trio
+import trio.lowlevel
+from hyperframe.frame import GoAwayFrame
+
+from .._observability.counters import ServerCounters
+from .http1 import Limits, RequestHead
+from .http2_transport import Http2Transport
+
+log = logging.getLogger("trioiis.http2")
+
+#: The client connection preface (RFC 9113 §3.4): how prior-knowledge h2c is detected.
+PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_RECEIVE_SIZE: Final = 65536
+#: The connection-level receive window the server opens at once (streams have their own).
+_CONNECTION_WINDOW: Final = 1 << 24
+_E = h2.errors.ErrorCodes
+#: Seconds between looks at a preface that arrived in parts (readable stays true).
+_PREFACE_PAUSE: Final = 0.005
+
+RunStream = Callable[[Http2Transport, RequestHead], Awaitable[None]]
+
+
+class _Flood:
+    """Frames of one kind counted per window; ``hit`` says when the limit is passed."""
+
+    __slots__ = ("count", "limit", "start")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.start = 0.0
+
+    def hit(self, now: float, window: float) -> bool:
+        if now - self.start > window:
+            self.start, self.count = now, 0
+        self.count += 1
+        return self.limit > 0 and self.count > self.limit
+
+
+@final
+class Http2Connection:
+    """One HTTP/2 connection (theory of operation in this module's docstring)."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        limits: Limits,
+        counters: ServerCounters,
+        run_stream: RunStream,
+        *,
+        raw_socket: stdlib_socket.socket | None = None,
+        peer: str = "",
+    ) -> None:
+        self.stream = stream
+        self.limits = limits
+        self.counters = counters
+        self._run_stream = run_stream
+        self._raw = raw_socket
+        self._peer = peer
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=True
+        )
+        self.machine = h2.connection.H2Connection(config=config)
+        self._streams: dict[int, Http2Transport] = {}
+        self._out = bytearray()
+        self._queued = 0  # output bytes ever buffered: the offset the next one goes at
+        self._written = 0  # output bytes ever handed to the kernel (or TLS)
+        # (offset its last byte ends at, stream, body bytes, END_STREAM) per frame, in order.
+        self._frames: collections.deque[tuple[int, Http2Transport, int, bool]] = collections.deque()
+        self._writer_waiting: trio.Event | None = None
+        self._writing = False  # the writer is inside a send
+        self._drained: trio.Event | None = None
+        self._flushed: trio.Event | None = None  # set by the writer when the output is empty
+        self._nursery: trio.Nursery | None = None
+        self._reading: trio.CancelScope | None = None
+        #: The client left, reset the connection or broke the protocol.
+        self.lost = False
+        #: The writer gave up on a client that stopped reading (``send_timeout``).
+        self.too_slow = False
+        #: A connection error: GOAWAY with an error code is on its way, streams are cancelled.
+        self.failed = False
+        #: GOAWAY went out: no new stream is served; the connection closes when the last ends.
+        self.closing = False
+        self._last_stream = 0  # the highest stream id received
+        self._last_served = 0  # the highest stream id served (not refused)
+        self._served = 0
+        self._resets = _Flood(limits.h2_max_resets)
+        self._pings = _Flood(limits.h2_max_pings)
+        self._settings = _Flood(limits.h2_max_settings)
+        self._window_updates = _Flood(limits.h2_max_window_updates)
+        self._refusal_logged = False
+        self._drain_asked = False
+
+    # ------------------------------------------------------------ serving
+
+    async def serve(self, already_read: bytes = b"") -> None:
+        """Serve the connection until it ends; ``already_read``: bytes the detector took.
+
+        Cancellation: every stream's request is cancelled (its tail still runs, shielded),
+            then the socket closes.
+        """
+        limits = self.limits
+        machine = self.machine
+        advertised = {
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.h2_max_concurrent_streams,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.h2_max_header_list_size,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: min(limits.receive_buffer, 2**31 - 1),
+        }
+        machine.local_settings = h2.settings.Settings(client=False, initial_values=advertised)
+        machine.initiate_connection()
+        # h2 would answer one stream too many by failing the whole batch of frames it came
+        # in; the connection refuses that stream alone (REFUSED_STREAM) instead.
+        advertised[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 2**31 - 1
+        machine.local_settings = h2.settings.Settings(client=False, initial_values=advertised)
+        machine.decoder.max_header_list_size = limits.h2_max_header_list_size
+        machine.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
+        self._pull()
+        self.counters.http2["connections"] += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._writer, name="trioiis h2 writer")
+                try:
+                    with trio.CancelScope() as self._reading:
+                        if self._drain_asked:
+                            self.goaway()
+                        self._idle_clock()
+                        if already_read:
+                            self._feed(already_read)
+                        await self._read_loop()
+                    if self._reading.cancelled_caught and not self.closing:
+                        self.counters.http2["idle_closed"] += 1  # keep_alive_timeout
+                        self.goaway()
+                finally:
+                    self._reading = None
+                    if self.lost or not self.closing:
+                        self._lose()  # every stream still running is cancelled
+                    await self._wait_streams()
+                    await self._flush()
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._nursery = None
+            for transport in list(self._streams.values()):
+                transport.peer_gone()
+            self._streams.clear()
+            self._frames.clear()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
+
+    async def _read_loop(self) -> None:
+        stream = self.stream
+        while not (self.closing and not self._streams):
+            try:
+                data = await stream.receive_some(_RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                data = b""
+            if not data:
+                self.lost = True
+                return
+            self._feed(bytes(data))
+            if self.lost or self.failed:
+                return
+
+    def _feed(self, data: bytes) -> None:
+        """Bytes from the client into ``h2``; act on its events."""
+        try:
+            events = self.machine.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        for event in events:
+            self._event(event)
+            if self.lost or self.failed:
+                break
+        self._pull()
+        self.send_now()
+
+    def _event(self, event: h2.events.Event) -> None:
+        now = trio.current_time()
+        window = self.limits.h2_flood_window
+        if isinstance(event, h2.events.RequestReceived):
+            self._request(event)
+        elif isinstance(event, h2.events.DataReceived):
+            self._data(event)
+        elif isinstance(event, h2.events.StreamEnded):
+            transport = self._streams.get(event.stream_id)
+            if transport is not None:
+                transport.body_ended()
+        elif isinstance(event, h2.events.StreamReset):
+            transport = self._streams.get(event.stream_id)
+            if transport is not None:
+                self.counters.http2["streams_reset_by_client"] += 1
+                transport.peer_gone()  # that request's nursery is cancelled (rule 3)
+            if self._resets.hit(now, window):
+                self._calm("rapid reset", "rapid_reset")
+        elif isinstance(event, h2.events.WindowUpdated):
+            if self._window_updates.hit(now, window):
+                self._calm("WINDOW_UPDATE flood", "window_update_flood")
+                return
+            if event.stream_id == 0:
+                for transport in self._streams.values():
+                    transport.window_opened()
+            else:
+                transport = self._streams.get(event.stream_id)
+                if transport is not None:
+                    transport.window_opened()
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            if self._settings.hit(now, window):
+                self._calm("SETTINGS flood", "settings_flood")
+                return
+            for transport in self._streams.values():
+                transport.window_opened()  # INITIAL_WINDOW_SIZE may have grown
+        elif isinstance(event, h2.events.PingReceived):
+            if self._pings.hit(now, window):
+                self._calm("PING flood", "ping_flood")
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.lost = True  # the client's GOAWAY: every stream is cancelled (rule 3)
+            self._lose()
+
+    def _request(self, event: h2.events.RequestReceived) -> None:
+        sid = event.stream_id
+        self._last_stream = max(self._last_stream, sid)
+        limits = self.limits
+        if self.closing:
+            self._refuse(sid)  # above the GOAWAY's last stream id
+            return
+        if len(self._streams) >= limits.h2_max_concurrent_streams:
+            self.counters.http2["streams_refused"] += 1
+            if not self._refusal_logged:
+                self._refusal_logged = True
+                log.warning(
+                    "HTTP/2 client %s opened more than %d concurrent streams: refused",
+                    self._peer,
+                    limits.h2_max_concurrent_streams,
+                )
+            self._refuse(sid)
+            return
+        head = _request_head(event.headers or [], ended=event.stream_ended is not None)
+        if head is None:
+            self._refuse(sid, _E.PROTOCOL_ERROR)
+            return
+        transport = Http2Transport(
+            self, sid, head_only=head.method == "HEAD", request_length=head.content_length
+        )
+        self._streams[sid] = transport
+        self._last_served = sid
+        if event.stream_ended is not None:
+            transport.body_ended()
+        self._served += 1
+        self.counters.http2["streams"] += 1
+        if limits.max_requests_per_connection and (
+            self._served >= limits.max_requests_per_connection
+        ):
+            self.counters.http2["max_requests_goaway"] += 1
+            self.goaway()  # this is the last stream it answers
+        assert self._nursery is not None
+        self._idle_clock()
+        self._nursery.start_soon(self._stream_task, transport, head, name="trioiis h2 stream")
+
+    def _refuse(self, sid: int, code: _E = _E.REFUSED_STREAM) -> None:
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self.machine.reset_stream(sid, code)
+
+    def _data(self, event: h2.events.DataReceived) -> None:
+        data = event.data or b""
+        flow = event.flow_controlled_length or 0
+        sid = event.stream_id
+        transport = self._streams.get(sid)
+        if transport is None or transport.was_reset:
+            self._return_window(flow, sid)
+            return
+        if flow > len(data):
+            self._return_window(flow - len(data), sid)  # padding counts, but is not body
+        transport.data_received(data)
+
+    def _return_window(self, n: int, sid: int) -> None:
+        if n <= 0:
+            return
+        try:
+            self.machine.acknowledge_received_data(n, sid)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
+            self.machine.increment_flow_control_window(n)  # the stream is gone: the connection's
+
+    async def _stream_task(self, transport: Http2Transport, head: RequestHead) -> None:
+        """One stream's request (its own nursery inside ``run_stream``)."""
+        try:
+            await self._run_stream(transport, head)
+        except Exception:
+            log.exception("internal error on HTTP/2 stream %d", transport.stream_id)
+        finally:
+            self._stream_ended(transport)
+
+    def _stream_ended(self, transport: Http2Transport) -> None:
+        sid = transport.stream_id
+        self._streams.pop(sid, None)
+        if not transport.was_reset and not self.lost:
+            if not transport.response_complete and not transport.end_sent:
+                # The request ended without a whole response: the client must not wait.
+                transport.reset()
+            elif not transport.body_complete:
+                # Answered before the body was read: the client may stop sending.
+                self._refuse(sid, _E.NO_ERROR)
+        unread = transport.unread_body()
+        if unread:
+            self._return_window(unread, sid)
+        if transport.close_after and not self.closing:
+            self.goaway()
+        self._pull()
+        self.send_now()
+        self._idle_clock()
+        if self.closing and not self._streams and not (self.lost or self.failed):
+            self._send_goaway()
+        if self._drained is not None and not self._streams:
+            self._drained.set()
+
+    async def _wait_streams(self) -> None:
+        """Wait until every stream's request ended (their tails are bounded)."""
+        if self._streams:
+            self._drained = trio.Event()
+            with trio.CancelScope(shield=True):
+                await self._drained.wait()
+
+    # ------------------------------------------------------------ the idle clock, ending
+
+    def _idle_clock(self) -> None:
+        """No stream: the connection may idle ``keep_alive_timeout``; a stream: no limit."""
+        scope = self._reading
+        if scope is None:
+            return
+        if self._streams:
+            scope.deadline = trio.current_time() + 10**9
+        else:
+            scope.deadline = trio.current_time() + self.limits.keep_alive_timeout
+
+    def _stop_reading(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+
+    def goaway(self) -> None:
+        """Stop taking streams: new ones are refused (REFUSED_STREAM, safe to retry), the
+        ones in flight finish, then GOAWAY with the last stream id served goes out and the
+        connection closes (rule 4). The GOAWAY waits for the streams in flight because
+        clients built on ``h2`` (httpx among them) drop every frame after one."""
+        if self.closing:
+            return
+        self.closing = True
+        if not self._streams:
+            self._send_goaway()
+
+    def _send_goaway(self) -> None:
+        self._pull()
+        frame = GoAwayFrame(stream_id=0, last_stream_id=self._last_served, error_code=0)
+        self._append(frame.serialize())
+        self.send_now()
+        self._stop_reading()
+
+    def drain(self) -> None:
+        """The server is shutting down: GOAWAY; streams in flight finish (the server's grace
+        bounds them)."""
+        if self._reading is None:
+            self._drain_asked = True  # not serving yet: GOAWAY as soon as it does
+            return
+        self.goaway()
+
+    def _calm(self, what: str, counter: str) -> None:
+        """A flood limit passed: GOAWAY ENHANCE_YOUR_CALM, and the connection is dropped."""
+        self.counters.http2[counter] += 1
+        log.warning("HTTP/2 client %s: %s; GOAWAY ENHANCE_YOUR_CALM", self._peer, what)
+        self._fail(_E.ENHANCE_YOUR_CALM)
+
+    def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
+        code = _E.PROTOCOL_ERROR
+        if (
+            isinstance(exc, h2.exceptions.DenialOfServiceError)
+            or "CONTINUATION" in str(exc).upper()
+        ):
+            code = _E.ENHANCE_YOUR_CALM
+            self.counters.http2["header_flood"] += 1
+            log.warning("HTTP/2 client %s: %s; GOAWAY ENHANCE_YOUR_CALM", self._peer, exc)
+        elif isinstance(exc, h2.exceptions.FlowControlError):
+            code = _E.FLOW_CONTROL_ERROR
+        else:
+            log.debug("HTTP/2 client %s broke the protocol: %s", self._peer, exc)
+        self.counters.http2["protocol_errors"] += 1
+        self._fail(code)
+
+    def _fail(self, code: _E) -> None:
+        """A connection error: GOAWAY with ``code`` now, every stream cancelled, then the
+        connection closes (after the GOAWAY went out)."""
+        self._pull()
+        if not self.failed:
+            self.failed = True
+            self.closing = True
+            try:
+                self.machine.close_connection(error_code=code, last_stream_id=self._last_stream)
+            except h2.exceptions.ProtocolError:
+                frame = GoAwayFrame(
+                    stream_id=0, last_stream_id=self._last_stream, error_code=int(code)
+                )
+                self._append(frame.serialize())
+            self._pull()
+        for transport in list(self._streams.values()):
+            transport.server_aborted()  # the server cut the client: aborted_by_server
+        self.send_now()
+        self._stop_reading()
+
+    def _lose(self) -> None:
+        """The connection is gone (for the streams): every request hears it (rule 3)."""
+        self.lost = True
+        if self._flushed is not None:
+            self._flushed.set()
+        for transport in list(self._streams.values()):
+            transport.peer_gone()
+        self._wake_writer()
+
+    # ------------------------------------------------------------ output
+
+    def _append(self, data: bytes) -> None:
+        self._out += data
+        self._queued += len(data)
+
+    def _pull(self) -> int:
+        """Move what ``h2`` queued to the output buffer; the offset its end is at."""
+        data = self.machine.data_to_send()
+        if data:
+            self._append(data)
+        return self._queued
+
+    def record(self, transport: Http2Transport, body: int, *, end: bool) -> int:
+        """A frame of ``transport`` was pushed into ``h2``: the offset its end will be at."""
+        offset = self._pull()
+        self._frames.append((offset, transport, body, end))
+        return offset
+
+    def written_through(self, offset: int) -> bool:
+        return self._written >= offset
+
+    def reset_stream(self, transport: Http2Transport, code: _E) -> None:
+        """RST_STREAM for ``transport`` (a module's ``reset_connection``, a stall)."""
+        self._refuse(transport.stream_id, code)
+        self._pull()
+        self.send_now()
+
+    def window_stalled(self, transport: Http2Transport) -> None:
+        self.counters.http2["window_stalls"] += 1
+        log.warning(
+            "HTTP/2 client %s left stream %d's window closed for %g s: reset",
+            self._peer,
+            transport.stream_id,
+            self.limits.send_timeout,
+        )
+
+    def consumed(self, transport: Http2Transport, n: int) -> None:
+        """The request read ``n`` body bytes: reopen that much window (rule 3 of the
+        transport)."""
+        self._return_window(n, transport.stream_id)
+        self._pull()
+        self.send_now()
+
+    def send_now(self) -> None:
+        """Hand the output to the kernel without waiting, when the writer is not inside a
+        send (plain sockets only); wake the writer for the rest."""
+        if not self._out:
+            return
+        raw = self._raw
+        if raw is not None and not self._writing and not self.lost:
+            try:
+                sent = raw.send(self._out)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._lose()
+                return
+            self._advance(sent)
+        if self._out:
+            self._wake_writer()
+
+    def _advance(self, sent: int) -> None:
+        if not sent:
+            return
+        del self._out[:sent]
+        if not self._out and self._flushed is not None:
+            self._flushed.set()
+        self._written += sent
+        frames = self._frames
+        written = self._written
+        while frames and frames[0][0] <= written:
+            _, transport, body, end = frames.popleft()
+            transport.frames_written(body, end)
+            transport.progress()
+
+    def _wake_writer(self) -> None:
+        waiting, self._writer_waiting = self._writer_waiting, None
+        if waiting is not None:
+            waiting.set()
+
+    async def _writer(self) -> None:
+        """The only task that waits on the socket to send (rule 2)."""
+        raw, stream = self._raw, self.stream
+        limits = self.limits
+        while True:
+            if not self._out or (self.lost and self._nursery is None):
+                self._writer_waiting = trio.Event()
+                await self._writer_waiting.wait()
+                continue
+            self._writing = True
+            waited = trio.move_on_after(limits.send_timeout)
+            try:
+                with waited:
+                    if raw is not None:
+                        await trio.lowlevel.wait_writable(raw)
+                        sent = raw.send(self._out)
+                    else:
+                        data = bytes(self._out)
+                        await stream.send_all(data)
+                        sent = len(data)
+            except BlockingIOError:
+                sent = 0
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                self._writing = False
+                self._out.clear()
+                self._lose()
+                self._stop_reading()
+                return
+            finally:
+                self._writing = False
+            if waited.cancelled_caught:
+                self.too_slow = True
+                self.counters.http2["write_timeouts"] += 1
+                log.warning(
+                    "HTTP/2 client %s read nothing for %g s: closed",
+                    self._peer,
+                    limits.send_timeout,
+                )
+                self._out.clear()
+                for transport in list(self._streams.values()):
+                    transport.server_aborted()
+                self._lose()
+                self._stop_reading()
+                return
+            self._advance(sent)
+
+    async def _flush(self) -> None:
+        """Before the close: let the writer send what is left, then close our side and
+        drop what the client still sends until its EOF (a lingering close: unread bytes
+        at close would make an RST that destroys the GOAWAY in flight). Bounded by
+        ``linger_timeout``.
+
+        Cancellation: shielded (bounded).
+        """
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self.limits.linger_timeout
+            while self._out and not self.lost and not self.too_slow:
+                self._flushed = trio.Event()
+                self._wake_writer()
+                await self._flushed.wait()
+            raw = self._raw
+            if raw is None or self.too_slow:
+                return
+            try:
+                raw.shutdown(stdlib_socket.SHUT_WR)
+                while await self.stream.receive_some(_RECEIVE_SIZE):
+                    pass
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+
+async def sniff_preface(raw: stdlib_socket.socket) -> bool:
+    """True when the client's first bytes on ``raw`` are the HTTP/2 connection preface
+    (prior-knowledge h2c); nothing is consumed (``MSG_PEEK``). False for anything else and
+    for EOF. Waits for the bytes: the caller bounds it.
+
+    Cancellation: safe; nothing was read.
+    """
+    while True:
+        await trio.lowlevel.wait_readable(raw)
+        try:
+            data = raw.recv(len(PREFACE), stdlib_socket.MSG_PEEK)
+        except BlockingIOError:
+            continue
+        except OSError:
+            return False
+        if not data or not PREFACE.startswith(data):
+            return False
+        if len(data) == len(PREFACE):
+            return True
+        await trio.sleep(_PREFACE_PAUSE)  # a part of the preface: wait for the rest
+
+
+def _request_head(headers: list[tuple[bytes, bytes]], *, ended: bool) -> RequestHead | None:
+    """The pseudo-headers and fields of a HEADERS block as a ``RequestHead``; None when a
+    required pseudo-header is missing (h2 already refused malformed ones). ``ended``: the
+    HEADERS carried END_STREAM (no body). A body of unknown length (DATA frames without a
+    Content-Length) is marked ``chunked``: HTTP/1.1's word for "delimited by its end"."""
+    method = path = authority = None
+    fields: list[tuple[bytes, bytes]] = []
+    cookies: list[bytes] = []
+    content_length: int | None = None
+    for name, value in headers:
+        if name.startswith(b":"):
+            if name == b":method":
+                method = value.decode("latin-1")
+            elif name == b":path":
+                path = value.decode("latin-1")
+            elif name == b":authority":
+                authority = value
+            continue
+        if name == b"cookie":
+            cookies.append(value)  # joined into one field for HTTP/1.1 code (RFC 9113 §8.2.3)
+            continue
+        if name == b"content-length":
+            if not value.isdigit():
+                return None
+            content_length = int(value)
+        fields.append((name, value))
+    if method is None or path is None or not path.startswith("/"):
+        return None  # (RFC 9113 §8.3.1: origin-form; CONNECT and ``*`` are not served)
+    if authority is not None and not any(n == b"host" for n, _ in fields):
+        fields.insert(0, (b"host", authority))
+    if cookies:
+        fields.append((b"cookie", b"; ".join(cookies)))
+    if ended and content_length is None:
+        content_length = 0
+    return RequestHead(
+        method=method,
+        target=path,
+        http_version="2.0",
+        headers=fields,
+        content_length=content_length,
+        chunked=content_length is None,
+    )

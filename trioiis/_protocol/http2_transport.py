@@ -1,0 +1,495 @@
+"""HTTP/2's implementation of the transport seam (``transport.py``): one stream's view of
+an ``Http2Connection`` (``http2.py``).
+
+One ``Http2Transport`` per stream, made by the connection when a request's HEADERS arrive.
+It is the stream's state as well as the request's transport:
+
+1. **Queue, then push.** ``send_head``/``send_body``/``send_end`` only queue; ``try_write``
+   and ``write`` push what the stream's and the connection's flow-control windows allow
+   into the connection's ``h2`` state machine (HEADERS, DATA, END_STREAM) and hand the
+   frames to the connection's output. Bytes the window does not admit stay queued here in
+   order, so a cancelled ``write`` leaves a well-formed response behind.
+2. **Counts are what moved.** Each DATA frame is recorded with the connection-output offset
+   its last byte ends at; ``body_bytes_sent`` grows only once the connection wrote past it
+   (handed to the kernel, or to TLS). The response is complete once END_STREAM was.
+3. **Waits.** ``write`` waits for window (a WINDOW_UPDATE) and for the connection's writer;
+   a window that stays closed for ``send_timeout`` is a zero-window stall: the stream is
+   reset and the write raises ``PeerTooSlowError``. ``receive_body`` waits for DATA, at most
+   ``body_timeout``; the stream's and the connection's receive windows are reopened as the
+   request consumes the body, never before (backpressure).
+4. **The peer.** The connection calls ``peer_gone`` on the client's RST_STREAM, on its
+   GOAWAY and on the connection's loss; the watcher (the request's context) is called once,
+   and waiting reads and writes raise ``PeerGoneError``.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, final
+
+import h2.errors
+import h2.exceptions
+import trio
+
+from .._errors import BodyTooLargeError, MalformedBodyError, NotSupportedError
+from .http1 import FILE_PIECE
+from .http1_writer import FramingError
+from .transport import PeerGoneError, PeerTooSlowError
+
+if TYPE_CHECKING:
+    from .http2 import Http2Connection
+
+#: Headers that mean something only to one HTTP/1.1 connection; HTTP/2 forbids them
+#: (RFC 9113 §8.2.2), so a response's copies are dropped.
+CONNECTION_HEADERS: Final = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+
+
+@final
+class Http2Transport:
+    """``Transport`` over one HTTP/2 stream (rules 1-4 in this module's docstring)."""
+
+    __slots__ = (
+        "_bodiless",
+        "_body",
+        "_body_bytes_sent",
+        "_body_ended",
+        "_body_error",
+        "_body_read",
+        "_body_received",
+        "_close_after",
+        "_complete",
+        "_conn",
+        "_content_length",
+        "_end_pushed",
+        "_end_queued",
+        "_gone",
+        "_head",
+        "_last_end",
+        "_length",
+        "_on_peer_gone",
+        "_out",
+        "_queued_body",
+        "_reset",
+        "_too_slow",
+        "_waiter",
+        "on_server_abort",
+        "request_length",
+        "stream_id",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        conn: Http2Connection,
+        stream_id: int,
+        *,
+        head_only: bool,
+        request_length: int | None,
+    ) -> None:
+        self._conn = conn
+        self.stream_id = stream_id
+        #: The request's Content-Length, if it sent one.
+        self.request_length = request_length
+        self._on_peer_gone: Callable[[], None] | None = None
+        #: Called once when the server cuts the connection (set by the server per request).
+        self.on_server_abort: Callable[[], None] | None = None
+        self._waiter: trio.Event | None = None  # a read or write waiting for something
+        # -- the response
+        self._head: list[tuple[bytes, bytes]] | None = None  # queued, not yet pushed
+        self._out: collections.deque[bytes] = collections.deque()  # body queued, not pushed
+        self._queued_body = 0  # body bytes ever queued (Content-Length checks)
+        self._length: int | None = None  # the response's Content-Length
+        self._bodiless = head_only  # HEAD, 204, 304: no DATA
+        self._end_queued = False
+        self._end_pushed = False
+        self._complete = False
+        self._body_bytes_sent = 0
+        self._close_after = False
+        self._last_end = 0  # connection-output offset of this stream's last frame
+        self._reset = False  # we reset the stream: nothing more goes out
+        self._gone = False  # the client reset it, or the connection is gone
+        self._too_slow = False  # we reset it for a stalled window
+        # -- the request body
+        self._content_length = request_length
+        self._body: collections.deque[bytes] = collections.deque()
+        self._body_received = 0  # DATA bytes received
+        self._body_read = 0  # bytes handed to the request
+        self._body_ended = False  # END_STREAM received
+        self._body_error: Exception | None = None
+
+    def __repr__(self) -> str:
+        return f"<Http2Transport stream {self.stream_id}>"
+
+    # -- the response
+
+    def send_head(
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], *, close: bool
+    ) -> None:
+        """Queue HEADERS (``reason`` has no place in HTTP/2); ``close``: the connection
+        sends GOAWAY after this stream.
+
+        Raises:
+            FramingError: a malformed Content-Length, or a control byte in a header.
+        """
+        fields = [(b":status", str(status).encode())]
+        length: int | None = None
+        for name, value in headers:
+            lower = name.lower()
+            if lower in CONNECTION_HEADERS:
+                continue
+            if any(byte in value for byte in b"\r\n\x00"):
+                raise FramingError(f"header {name!r} holds a control byte")
+            if lower == b"content-length":
+                if not value.isdigit() or (length is not None and int(value) != length):
+                    raise FramingError(f"bad Content-Length {value!r}")
+                length = int(value)
+            fields.append((lower, value))
+        if status in (204, 304) or 100 <= status < 200:
+            self._bodiless = True
+        self._length = length
+        self._head = fields
+        if close:
+            self._close_after = True
+
+    def send_body(self, data: bytes) -> int:
+        """Queue body bytes (dropped for HEAD, 204 and 304); returns how many were queued.
+
+        Raises:
+            FramingError: more bytes than the Content-Length.
+        """
+        if self._bodiless or not data:
+            return 0
+        if self._length is not None and self._queued_body + len(data) > self._length:
+            raise FramingError("more body bytes than the Content-Length")
+        self._queued_body += len(data)
+        self._out.append(data)
+        if self._length is not None and self._queued_body == self._length:
+            self._end_queued = True  # END_STREAM rides on the last DATA frame (rule 3)
+        return len(data)
+
+    def send_end(self) -> None:
+        """Queue END_STREAM.
+
+        Raises:
+            FramingError: fewer bytes than the Content-Length.
+        """
+        if not self._bodiless and self._length is not None and self._queued_body != self._length:
+            raise FramingError("fewer body bytes than the Content-Length")
+        self._end_queued = True
+
+    def send_raw(self, data: bytes) -> int:
+        """HTTP/2 has no raw byte stream.
+
+        Raises:
+            NotSupportedError: always.
+        """
+        raise NotSupportedError("suppressed headers (raw bytes) are not possible over HTTP/2")
+
+    def try_write(self) -> bool:
+        """Push what the windows admit and try to write it now; True when nothing is left
+        queued or unwritten (no checkpoint)."""
+        if self._reset or self._gone:
+            return False  # write() raises what the request must hear
+        self._push()
+        conn = self._conn
+        conn.send_now()
+        return not self._pending() and conn.written_through(self._last_offset())
+
+    async def write(self) -> None:
+        """Send everything queued, waiting for window and for the connection's writer.
+
+        Raises:
+            PeerGoneError: the client reset the stream, sent GOAWAY or left.
+            PeerTooSlowError: the window stayed closed for ``send_timeout`` (the stream is
+                reset), or the connection's writer gave up on the client.
+
+        Cancellation: what the windows did not admit stays queued in order; frames already
+            handed to the connection go out.
+        """
+        conn = self._conn
+        limits = conn.limits
+        while True:
+            self._check_writable()
+            self._push()
+            conn.send_now()
+            if self._pending():
+                # The window is closed: wait for WINDOW_UPDATE (or SETTINGS).
+                with trio.move_on_after(limits.send_timeout) as stall:
+                    await self._wait()
+                if stall.cancelled_caught:
+                    conn.window_stalled(self)
+                    self._too_slow = True
+                    self.reset()
+                    raise PeerTooSlowError(
+                        f"stream {self.stream_id}: the flow-control window stayed closed "
+                        f"for {limits.send_timeout:g} s"
+                    )
+                continue
+            last = self._last_offset()
+            if conn.written_through(last):
+                return
+            await self._wait()
+
+    def _check_writable(self) -> None:
+        conn = self._conn
+        if self._too_slow or conn.too_slow:
+            raise PeerTooSlowError("the client stopped reading")
+        if self._gone or conn.lost:
+            raise PeerGoneError(f"stream {self.stream_id}: the client is gone")
+        if self._reset:
+            raise PeerGoneError(f"stream {self.stream_id} was reset")
+
+    def _pending(self) -> bool:
+        """Something queued here that the windows have not admitted yet."""
+        return (
+            self._head is not None or bool(self._out) or (self._end_queued and not self._end_pushed)
+        )
+
+    def _last_offset(self) -> int:
+        return self._last_end
+
+    def _push(self) -> None:
+        """Rule 1: hand the h2 state machine what the windows admit."""
+        conn = self._conn
+        machine = conn.machine
+        sid = self.stream_id
+        try:
+            if self._head is not None:
+                end = self._end_queued and not self._out
+                machine.send_headers(sid, self._head, end_stream=end)
+                self._head = None
+                if end:
+                    self._end_pushed = True
+                self._last_end = conn.record(self, 0, end=end)
+            out = self._out
+            while out:
+                room = min(machine.local_flow_control_window(sid), machine.max_outbound_frame_size)
+                if room <= 0:
+                    return
+                chunk = out[0]
+                if len(chunk) > room:
+                    out[0] = chunk[room:]
+                    chunk = chunk[:room]
+                else:
+                    out.popleft()
+                end = self._end_queued and not out
+                machine.send_data(sid, chunk, end_stream=end)
+                if end:
+                    self._end_pushed = True
+                self._last_end = conn.record(self, len(chunk), end=end)
+            if self._end_queued and not self._end_pushed:
+                machine.end_stream(sid)
+                self._end_pushed = True
+                self._last_end = conn.record(self, 0, end=True)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self._gone = True  # the stream closed under us (a reset raced the push)
+
+    async def transmit_file(self, fd: int, offset: int, count: int) -> int:
+        """Read the file in a worker thread, piece by piece, each sent within flow control
+        (no sendfile: HTTP/2 frames every byte). Returns the file bytes sent.
+
+        Raises:
+            PeerGoneError, PeerTooSlowError: as ``write``.
+            EOFError: the file ended before ``count`` bytes.
+            FramingError: more bytes than the Content-Length.
+            OSError: reading the file failed.
+
+        Cancellation: stops between pieces; what was queued stays queued in order.
+        """
+        sent = 0
+        piece = min(FILE_PIECE, 65536)
+        while sent < count:
+            self._check_writable()
+            data = await trio.to_thread.run_sync(
+                os.pread, fd, min(piece, count - sent), offset + sent
+            )
+            if not data:
+                raise EOFError(f"{count - sent} bytes short")
+            self.send_body(data)
+            sent += len(data)
+            await self.write()
+        return sent
+
+    def reset(self) -> None:
+        """RST_STREAM (CANCEL) now; nothing more is sent on this stream."""
+        if self._reset or self._gone:
+            return
+        self._reset = True
+        self._out.clear()
+        self._head = None
+        self._conn.reset_stream(self, h2.errors.ErrorCodes.CANCEL)
+        self._wake()
+
+    @property
+    def body_bytes_sent(self) -> int:
+        return self._body_bytes_sent
+
+    @property
+    def body_bytes_queued(self) -> int:
+        return self._queued_body
+
+    @property
+    def response_complete(self) -> bool:
+        return self._complete
+
+    @property
+    def keep_alive(self) -> bool:
+        return not self._close_after and not self._conn.closing
+
+    @property
+    def close_after(self) -> bool:
+        """``send_head(close=True)`` was asked: GOAWAY after this stream."""
+        return self._close_after
+
+    @property
+    def end_sent(self) -> bool:
+        """END_STREAM was handed to the connection (it may not be written yet)."""
+        return self._end_pushed
+
+    @property
+    def was_reset(self) -> bool:
+        """The stream ended by a reset, ours or the client's."""
+        return self._reset or self._gone
+
+    # -- called by the connection
+
+    def frames_written(self, body: int, end: bool) -> None:
+        """The connection wrote a frame of this stream (rule 2)."""
+        self._body_bytes_sent += body
+        if end:
+            self._complete = True
+
+    def window_opened(self) -> None:
+        self._wake()
+
+    def progress(self) -> None:
+        self._wake()
+
+    def data_received(self, data: bytes) -> None:
+        """A DATA frame's payload (padding already acknowledged by the connection)."""
+        limit = self._conn.limits.max_body_bytes
+        self._body_received += len(data)
+        if self._body_received > limit:
+            self._body_error = BodyTooLargeError(f"request body over {limit} bytes")
+        elif self._content_length is not None and self._body_received > self._content_length:
+            self._body_error = MalformedBodyError("more DATA than the Content-Length")
+        self._body.append(data)
+        self._wake()
+
+    def body_ended(self) -> None:
+        """END_STREAM from the client."""
+        self._body_ended = True
+        if self._content_length is not None and self._body_received != self._content_length:
+            self._body_error = MalformedBodyError("DATA length differs from the Content-Length")
+        self._wake()
+
+    def unread_body(self) -> int:
+        """Bytes received but not consumed (the connection returns them to its window)."""
+        n = sum(len(b) for b in self._body)
+        self._body.clear()
+        return n
+
+    @property
+    def body_complete(self) -> bool:
+        return self._body_ended
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.set()
+
+    async def _wait(self) -> None:
+        if self._waiter is None:
+            self._waiter = trio.Event()
+        await self._waiter.wait()
+
+    # -- the request body
+
+    async def receive_body(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of the request body from DATA frames; ``b""`` at END_STREAM.
+        What is consumed reopens the stream's and the connection's windows.
+
+        Raises:
+            BodyTooLargeError: past ``max_body_bytes`` (or a Content-Length above it).
+            MalformedBodyError: DATA that contradicts the Content-Length.
+            PeerGoneError: the client reset the stream or left.
+            PeerTooSlowError: no DATA for ``body_timeout``.
+
+        Cancellation: loses no byte; unread bytes stay buffered for the next call.
+        """
+        limits = self._conn.limits
+        if self._content_length is not None and self._content_length > limits.max_body_bytes:
+            await trio.lowlevel.checkpoint()
+            raise BodyTooLargeError(f"request body over {limits.max_body_bytes} bytes")
+        while True:
+            if self._body_error is not None:
+                await trio.lowlevel.checkpoint()
+                raise self._body_error
+            body = self._body
+            if body:
+                await trio.lowlevel.checkpoint()
+                if not body:
+                    continue  # (a reset cleared it meanwhile)
+                chunk = body[0]
+                if len(chunk) > max_bytes:
+                    body[0] = chunk[max_bytes:]
+                    chunk = chunk[:max_bytes]
+                else:
+                    body.popleft()
+                self._body_read += len(chunk)
+                self._conn.consumed(self, len(chunk))
+                return chunk
+            if self._body_ended:
+                await trio.lowlevel.checkpoint()
+                return b""
+            if self._too_slow:
+                await trio.lowlevel.checkpoint()
+                raise PeerTooSlowError(f"stream {self.stream_id}: the server cut the client")
+            if self._gone or self._conn.lost:
+                await trio.lowlevel.checkpoint()
+                raise PeerGoneError(f"stream {self.stream_id}: the client left mid-body")
+            with trio.move_on_after(limits.body_timeout) as waited:
+                await self._wait()
+            if waited.cancelled_caught:
+                raise PeerTooSlowError(
+                    f"stream {self.stream_id}: no request body for {limits.body_timeout:g} s"
+                )
+
+    @property
+    def body_remaining(self) -> int | None:
+        if self._body_ended:
+            return self._body_received - self._body_read
+        if self._content_length is None:
+            return None
+        return max(0, self._content_length - self._body_read)
+
+    # -- the peer
+
+    def watch_peer(self, callback: Callable[[], None] | None) -> None:
+        """As ``Transport.watch_peer``; ``None`` stops watching (the request ended)."""
+        self._on_peer_gone = callback
+        if callback is not None and self._gone:
+            self.peer_gone()
+
+    def server_aborted(self) -> None:
+        """The server cut the connection (a flood, a protocol error, a client reading
+        nothing): reads and writes raise ``PeerTooSlowError``, the request is told through
+        ``on_server_abort`` (once) and the peer watcher is not called (rule 4 of the seam)."""
+        self._too_slow = True
+        self._on_peer_gone = None
+        self._wake()
+        callback, self.on_server_abort = self.on_server_abort, None
+        if callback is not None:
+            callback()
+
+    def peer_gone(self) -> None:
+        """The client reset the stream, or the connection went away: wake waiters, tell the
+        watcher (once)."""
+        self._gone = True
+        self._wake()
+        callback, self._on_peer_gone = self._on_peer_gone, None
+        if callback is not None:
+            callback()

@@ -1,0 +1,1 @@
+"""The server: bindings, connections, TLS, workers, shutdown."""

@@ -1,0 +1,124 @@
+"""The HTTP→HTTPS redirect binding (``https_redirect``): a plain-HTTP listener that
+answers every request with ``301 Moved Permanently`` to the same path and query on
+``https://`` (the request's host, the TLS binding's port), then closes the connection.
+
+It runs no modules: it is a doorman, not a site. h11 parses each request head, within
+``timeout`` seconds; a head h11 refuses gets a 400.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import h11
+import trio
+
+from .._errors import ConfigError
+from ..config import parse_binding
+
+__all__ = ["redirect_location", "serve_https_redirect"]
+
+#: Seconds a client has to send its request head.
+_HEAD_TIMEOUT = 10.0
+_MAX_HEAD = 16 * 1024
+
+
+def redirect_location(host: str, target: str, https_port: int) -> str:
+    """``https://HOST[:PORT]TARGET``: ``host`` without its port, ``https_port`` written
+    unless it is 443. A target that is not a path (``*``, absolute-form) becomes ``/``."""
+    host = host.strip()
+    if host.startswith("["):
+        name = host[: host.find("]") + 1] if "]" in host else host
+    else:
+        name = host.partition(":")[0]
+    port = "" if https_port == 443 else f":{https_port}"
+    path = target if target.startswith("/") else "/"
+    return f"https://{name}{port}{path}"
+
+
+async def _answer(stream: trio.SocketStream, https_port: int, fallback_host: str) -> None:
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+    response: h11.Response
+    try:
+        with trio.fail_after(_HEAD_TIMEOUT):
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await stream.receive_some(65536))
+                    continue
+                break
+        if not isinstance(event, h11.Request):
+            return
+        host = dict(event.headers).get(b"host", b"").decode("latin-1") or fallback_host
+        location = redirect_location(host, event.target.decode("latin-1"), https_port)
+        response = h11.Response(
+            status_code=301,
+            headers=[
+                ("Location", location),
+                ("Content-Length", "0"),
+                ("Connection", "close"),
+            ],
+        )
+    except h11.RemoteProtocolError:
+        conn = h11.Connection(h11.SERVER)
+        conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # to be allowed an answer
+        conn.next_event()
+        response = h11.Response(
+            status_code=400, headers=[("Content-Length", "0"), ("Connection", "close")]
+        )
+    except (trio.TooSlowError, trio.BrokenResourceError):
+        return
+    await stream.send_all(conn.send(response) + conn.send(h11.EndOfMessage()))
+
+
+async def _connection(stream: trio.SocketStream, https_port: int, fallback_host: str) -> None:
+    async with stream:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await _answer(stream, https_port, fallback_host)
+            with trio.move_on_after(1.0):  # let the answer arrive before the close
+                await stream.send_eof()
+                while await stream.receive_some(65536):
+                    pass
+
+
+async def serve_https_redirect(
+    bindings: Sequence[str],
+    https_port: int,
+    *,
+    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on ``bindings`` and redirect every request to ``https_port``; the
+    ``(host, port)`` pairs bound go to ``task_status.started``.
+
+    Raises:
+        ConfigError: a binding cannot be opened.
+
+    Cancellation: stops listening and closes every connection at once.
+    """
+    listeners: list[trio.SocketListener] = []
+    try:
+        for binding in bindings:
+            host, port = parse_binding(binding)
+            try:
+                listeners += await trio.open_tcp_listeners(port, host=host or None)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot listen on https_redirect {binding}: {exc.strerror or exc}"
+                ) from exc
+    except BaseException:
+        for listener in listeners:
+            await trio.aclose_forcefully(listener)
+        raise
+    bound = []
+    for listener in listeners:
+        name = listener.socket.getsockname()
+        bound.append((str(name[0]), int(name[1])))
+    fallback = bound[0][0] if bound else "localhost"
+
+    async def handle(stream: trio.SocketStream) -> None:
+        await _connection(stream, https_port, fallback)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handle, listeners)
+        task_status.started(bound)
