@@ -1,7 +1,8 @@
 """WebSocket echo under trioiis, Hypercorn (trio worker) and Uvicorn, side by side (issue 22).
 
     .venv/bin/python benchmarks/ws_echo.py [--duration 3] [--rounds 3] [--connections 10]
-        [--size 64] [--idle 300] [--rst 200] [--only trioiis,hypercorn-trio,...] [--no-write]
+        [--size 64] [--idle 300] [--rst 200] [--only trioiis,hypercorn-trio,...]
+        [--rev REV ...] [--no-write]
 
 The same ASGI app (``benchmarks/ws_echo_app.py``: echo every message) is served by:
 
@@ -9,7 +10,9 @@ The same ASGI app (``benchmarks/ws_echo_app.py``: echo every message) is served 
   (the full pipeline, default modules loaded);
 * ``hypercorn-trio``: Hypercorn ``--worker-class trio --workers 0`` (wsproto);
 * ``uvicorn-websockets`` and ``uvicorn-wsproto``: Uvicorn ``--loop asyncio --http h11``
-  with ``--ws websockets`` / ``--ws wsproto``.
+  with ``--ws websockets`` / ``--ws wsproto``;
+* ``trioiis@REV`` for each ``--rev REV`` (repeatable): trioiis as of a git revision (a
+  temporary worktree, ``benchmarks/ab.py``), for a before/after of a change in one run.
 
 1. **Echo.** Each server is a subprocess on 127.0.0.1 and a free port. The client is this
    process (Trio + wsproto, no compression offered): ``--connections`` sockets, each doing
@@ -36,6 +39,7 @@ import argparse
 import contextlib
 import importlib.metadata
 import importlib.util
+import os
 import shlex
 import socket
 import statistics
@@ -54,6 +58,7 @@ from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import ab  # --rev: a temporary worktree
 import compare  # /proc helpers
 import hello
 
@@ -84,6 +89,17 @@ class Server:
     key: str
     argv: Callable[[int], list[str]]
     needs: tuple[str, ...] = ()
+    tree: Path | None = None  # run from this tree (``--rev``), else ROOT
+
+
+def _trioiis_at(tree: Path, key: str) -> Server:
+    def argv(port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "trioiis.cli", "serve", str(tree / "examples" / "site"),
+            "--bind", f"{HOST}:{port}", "--asgi", "/*=benchmarks/ws_echo_app.py:app",
+        ]  # fmt: skip
+
+    return Server(key, argv, ("trioiis",), tree)
 
 
 SERVERS = (
@@ -115,9 +131,11 @@ SERVERS = (
 def started(server: Server) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = hello.free_port()
     with tempfile.TemporaryFile() as log:
+        env = None if server.tree is None else {**os.environ, "PYTHONPATH": str(server.tree)}
         process = subprocess.Popen(
             server.argv(port),
-            cwd=ROOT,
+            cwd=server.tree or ROOT,
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
             stdin=subprocess.DEVNULL,
@@ -334,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=int, default=300)
     parser.add_argument("--rst", type=int, default=200)
     parser.add_argument("--only", default="")
+    parser.add_argument("--rev", action="append", default=[], help="also trioiis at REV")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     wanted = set(args.only.split(",")) if args.only else None
@@ -347,17 +366,20 @@ def main(argv: list[str] | None = None) -> int:
             continue
         servers.append(server)
 
-    runs: dict[str, list[Run]] = {s.key: [] for s in servers}
     with contextlib.ExitStack() as stack:
-        live = {s.key: stack.enter_context(started(s)) for s in servers}
-        for s in servers:  # warm-up
-            process, port = live[s.key]
-            trio.run(_echo_load, port, args.connections, 0.5, args.size)
-        for _ in range(args.rounds):
-            for s in servers:
+        for rev in args.rev:
+            servers.append(_trioiis_at(stack.enter_context(ab.checkout(rev)), f"trioiis@{rev}"))
+        runs: dict[str, list[Run]] = {s.key: [] for s in servers}
+        with contextlib.ExitStack() as running:
+            live = {s.key: running.enter_context(started(s)) for s in servers}
+            for s in servers:  # warm-up
                 process, port = live[s.key]
-                runs[s.key].append(measure_echo(process, port, args))
-    idle = {s.key: measure_idle(s, args.idle) for s in servers}
+                trio.run(_echo_load, port, args.connections, 0.5, args.size)
+            for _ in range(args.rounds):
+                for s in servers:
+                    process, port = live[s.key]
+                    runs[s.key].append(measure_echo(process, port, args))
+        idle = {s.key: measure_idle(s, args.idle) for s in servers}
     rst = sorted(trio.run(_rst_to_cancel, args.rst)) if args.rst else []
 
     base = statistics.median(r.mps for r in runs["trioiis"]) if "trioiis" in runs else 0.0

@@ -4,17 +4,24 @@ Theory of operation
 -------------------
 1. **The socket is the request.** A handler (a native module through ``accept_websocket``,
    or the asgi module for a ``websocket`` scope) accepts the upgrade of the request it
-   runs: ``101 Switching Protocols`` goes out through the request's transport, which hands
-   over its byte stream (``UpgradedByteStream``: HTTP/1.1 today, an HTTP/2 extended-CONNECT
-   stream later) and is replaced on the wire by a ``WebSocketTransport``. The request
+   runs: ``101 Switching Protocols`` (HTTP/1.1) or ``200`` (an HTTP/2 extended CONNECT,
+   RFC 8441) goes out through the request's transport, which hands over its byte stream
+   (``UpgradedByteStream``: the HTTP/1.1 connection's bytes, or one HTTP/2 stream's DATA
+   with its flow control) and is replaced on the wire by a ``WebSocketTransport``. Above
+   that seam nothing knows which protocol carries the socket. The request
    nursery lives until the socket ends; the access log gets the request's one line then,
    with the bytes each way after the 101 and the close code.
-2. **Two tasks of the request** run beside the handler: the reader (bytes → wsproto →
-   a bounded queue of message data; it answers pings and the peer's close at once) and the
-   keeper (pings every ``ping_interval``, the pong timeout, the shutdown close 1001). Both
-   are request tasks: they end with the request.
-3. **Back-pressure both ways.** The reader stops reading once ``receive_queue`` bytes of
-   message data wait for the handler (then TCP pushes back on the peer); every send awaits
+2. **No reader task; one keeper task.** Bytes are parsed in the task that read them (the
+   HTTP/1.1 connection's reader, the HTTP/2 connection's frame reader): the stream calls
+   ``_feed`` as they arrive, which turns them into a bounded queue of message data for the
+   handler and answers pings and the peer's close at once, without waiting (a frame the
+   socket does not take at once is left to the keeper). The keeper, a request task that
+   ends with the request, does every wait: pings every ``ping_interval``, the pong
+   timeout, the shutdown close 1001, the end of a failed connection, and those frames.
+   So a message costs one task switch (the handler's), and an idle socket one task less.
+3. **Back-pressure both ways.** Parsing stops once ``receive_queue`` bytes of message
+   data wait for the handler: the bytes stay in the stream, which stops reading (then TCP,
+   or HTTP/2 flow control, pushes back on the peer); ``take`` resumes it. Every send awaits
    the socket (``send_timeout`` ends a peer that stopped reading). A message is bounded by
    ``max_message_size`` (close 1009), also after permessage-deflate: inflation stops one
    byte past the limit, so a compression bomb costs at most that much memory.
@@ -22,7 +29,8 @@ Theory of operation
    response complete: ``completed``, also when the peer leaves right after it, before our
    answer went out (the bytes it sent before leaving are parsed when the transport reports
    it gone, so neither its last messages nor its close frame are lost). A peer that
-   vanishes without a close frame (EOF/RST) is ``cancelled_by_client``: the request nursery
+   vanishes without a close frame (EOF/RST; over HTTP/2 its END_STREAM or RST_STREAM, or
+   the connection's loss) is ``cancelled_by_client``: the request nursery
    is cancelled at once, as for any request. The server failing the
    connection (a protocol error, an oversized message, the pong or close-handshake timeout,
    ``close_tcp_connection``, shutdown past its grace) is ``aborted_by_server``.
@@ -63,7 +71,6 @@ from .._constants import ERROR_INVALID_PARAMETER, ERROR_OPERATION_ABORTED
 from .._errors import CompletionInfo, ConnectionInvalidError, HResultError, OperationAbortedError
 from .._lifecycle import Event
 from .._protocol.transport import PeerGoneError, PeerTooSlowError, Transport
-from .connection import HttpConnection
 from .sending import note_progress
 
 if TYPE_CHECKING:
@@ -134,7 +141,7 @@ class WebSocketClosedError(HResultError):
 
 class WebSocketHandshakeError(HResultError):
     """The request is not a WebSocket upgrade this server can accept (the handler should
-    answer it with a 400 or 426, or the protocol cannot switch: HTTP/2 until RFC 8441)."""
+    answer it with a 400 or 426), or its transport cannot switch protocols."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, hresult=ERROR_INVALID_PARAMETER)
@@ -145,7 +152,13 @@ class WebSocketHandshakeError(HResultError):
 
 @runtime_checkable
 class UpgradedByteStream(Protocol):
-    """The bytes of an upgraded connection, both ways (``http1.UpgradedStream``)."""
+    """The bytes of an upgraded connection, both ways: ``http1.UpgradedStream`` (the
+    socket after the 101) or ``http2_transport.Http2ConnectStream`` (one stream's DATA)."""
+
+    @property
+    def connection(self) -> object:
+        """The connection the stream lives on (what the server's shutdown names)."""
+        ...
 
     @property
     def bytes_sent(self) -> int: ...
@@ -154,12 +167,12 @@ class UpgradedByteStream(Protocol):
     @property
     def bytes_received(self) -> int: ...
 
-    async def receive_some(self, max_bytes: int) -> bytes:
-        """Bytes from the peer; ``b""`` once it closed or reset the connection."""
-        ...
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (no checkpoint, in the reader's task) each time bytes arrive."""
 
-    def receive_nowait(self) -> bytes:
-        """What arrived and was not read yet (no checkpoint)."""
+    def receive_nowait(self, max_bytes: int | None = None) -> bytes:
+        """What arrived and was not read yet, at most ``max_bytes`` (no checkpoint); the
+        rest stays for the next call (back-pressure: the stream stops reading when full)."""
         ...
 
     def queue(self, data: bytes | bytearray) -> None: ...
@@ -168,26 +181,52 @@ class UpgradedByteStream(Protocol):
     async def flush(self) -> None:
         """Send what is queued; a cancel leaves exactly the unsent bytes queued."""
 
-    def reset(self) -> None: ...
+    def finish(self) -> None:
+        """Our side ends in order, after what is queued (the close handshake is done)."""
+
+    def reset(self) -> None:
+        """Abort the stream now (the peer sees a reset)."""
 
 
 @runtime_checkable
 class Upgradable(Protocol):
-    """A transport that can switch protocols (HTTP/1.1's)."""
+    """A transport that can switch protocols with a 101 (HTTP/1.1's)."""
 
     def upgrade(self, headers: list[tuple[bytes, bytes]]) -> UpgradedByteStream: ...
+
+
+@runtime_checkable
+class Tunnelable(Protocol):
+    """A transport whose request may be an extended CONNECT (HTTP/2's, RFC 8441)."""
+
+    @property
+    def connect_protocol(self) -> bytes | None: ...
+
+    def accept_connect(self, headers: list[tuple[bytes, bytes]]) -> UpgradedByteStream: ...
 
 
 # ---------------------------------------------------------------- the handshake
 
 
 def is_websocket_request(ctx: HttpContext) -> bool:
-    """True when the request asks to upgrade to a WebSocket (``Upgrade: websocket`` with
-    ``Connection: upgrade``); ``accept_websocket`` then checks the rest."""
+    """True when the request asks to become a WebSocket: over HTTP/1.1 ``Upgrade:
+    websocket`` with ``Connection: upgrade``, over HTTP/2 an extended CONNECT with
+    ``:protocol websocket`` (RFC 8441); ``accept_websocket`` then checks the rest."""
+    if _is_extended_connect(ctx):
+        return True
     request = ctx.request
     upgrade = request.get_header("upgrade") or ""
     connection = request.get_header("connection") or ""
     return "websocket" in _tokens(upgrade) and "upgrade" in _tokens(connection)
+
+
+def _is_extended_connect(ctx: HttpContext) -> bool:
+    transport = ctx._wire.transport
+    return (
+        ctx.request.method == "CONNECT"
+        and isinstance(transport, Tunnelable)
+        and transport.connect_protocol == b"websocket"
+    )
 
 
 def _tokens(value: str) -> list[str]:
@@ -257,22 +296,26 @@ def _handshake_headers(
         WebSocketHandshakeError: not a valid version-13 upgrade, or a subprotocol not offered.
     """
     request = ctx.request
-    if request.method != "GET" or not is_websocket_request(ctx):
-        raise WebSocketHandshakeError("not a WebSocket upgrade request")
-    if request.http_version != "1.1":
-        raise WebSocketHandshakeError("a WebSocket upgrade needs HTTP/1.1")
+    tunnel = _is_extended_connect(ctx)  # RFC 8441 §5: no key, no accept, a 200
+    if not tunnel:
+        if request.method != "GET" or not is_websocket_request(ctx):
+            raise WebSocketHandshakeError("not a WebSocket upgrade request")
+        if request.http_version != "1.1":
+            raise WebSocketHandshakeError("a WebSocket upgrade needs HTTP/1.1")
     if (request.get_header("sec-websocket-version") or "").strip() != "13":
         raise WebSocketHandshakeError("Sec-WebSocket-Version must be 13")
-    key = (request.get_header("sec-websocket-key") or "").strip()
-    if not key:
-        raise WebSocketHandshakeError("Sec-WebSocket-Key is missing")
+    out: list[tuple[bytes, bytes]] = []
+    if not tunnel:
+        key = (request.get_header("sec-websocket-key") or "").strip()
+        if not key:
+            raise WebSocketHandshakeError("Sec-WebSocket-Key is missing")
+        out += [
+            (b"upgrade", b"websocket"),
+            (b"connection", b"Upgrade"),
+            (b"sec-websocket-accept", generate_accept_token(key.encode("latin-1"))),
+        ]
     if subprotocol is not None and subprotocol not in offered_subprotocols(ctx):
         raise WebSocketHandshakeError(f"subprotocol {subprotocol!r} was not offered")
-    out = [
-        (b"upgrade", b"websocket"),
-        (b"connection", b"Upgrade"),
-        (b"sec-websocket-accept", generate_accept_token(key.encode("latin-1"))),
-    ]
     if subprotocol is not None:
         out.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
     extensions: list[Extension] = []
@@ -302,6 +345,14 @@ class WebSocket:
     Created by ``accept``; handlers use ``WebSocketContext`` (native) or the asgi module.
     """
 
+    # Slots: an idle socket holds one for as long as it is open.
+    __slots__ = (
+        "_arrived", "_conn", "_failing", "_going_away", "_incoming", "_incoming_bytes",
+        "_keeper", "_message_size", "_must_flush", "_paused", "_pings", "_pong_due", "clean",
+        "ctx", "ended", "limits", "read_closed", "received_close", "sent_close", "stream",
+        "subprotocol",
+    )  # fmt: skip
+
     def __init__(
         self,
         ctx: HttpContext,
@@ -320,8 +371,11 @@ class WebSocket:
         self._incoming_bytes = 0
         self._message_size = 0
         self._arrived = trio.lowlevel.ParkingLot()  # handlers wait for data here
-        self._space = trio.lowlevel.ParkingLot()  # the reader waits for room here
-        self._reader_paused = False
+        self._keeper = trio.lowlevel.ParkingLot()  # the keeper waits for work here
+        self._paused = False  # the receive queue is full: bytes wait in the stream
+        self._failing = False  # a close was queued to fail the connection: the keeper drops it
+        self._must_flush = False  # engine frames wait for the keeper to send them
+        self._going_away = False  # server shutdown: the keeper closes with 1001
         #: The peer's close frame, once received.
         self.received_close: CloseStatus | None = None
         #: The close frame we sent (or tried to), once sent.
@@ -331,7 +385,6 @@ class WebSocket:
         #: The close handshake completed both ways (rule 4).
         self.clean = False
         self.ended = trio.Event()  # clean close, lost, or failed
-        self._going_away = trio.Event()
         self._pong_due: float | None = None  # when the outstanding ping times out
         self._pings = 0
 
@@ -361,7 +414,7 @@ class WebSocket:
         self.read_closed = True
         self.ended.set()
         self._arrived.unpark_all()
-        self._space.unpark_all()
+        self._kick()
 
     def stop_receiving(self) -> None:
         """No more message data for the handler (its request is ending)."""
@@ -371,9 +424,8 @@ class WebSocket:
     def peer_gone(self) -> None:
         """The transport saw the peer go (EOF/RST): no more data; 1006 unless it closed.
 
-        The reader task is about to be cancelled with the request, so the bytes the peer
-        sent before leaving are parsed here (rule 4): message data is queued for the
-        handler, and a close frame makes the close clean."""
+        Bytes the receive queue held back are parsed here (rule 4): message data is queued
+        for the handler, and a close frame makes the close clean."""
         conn = self._conn
         data = b"" if self.ended.is_set() else self.stream.receive_nowait()
         if data and conn.state is ConnectionState.OPEN:
@@ -399,37 +451,45 @@ class WebSocket:
 
     def going_away(self) -> None:
         """Server shutdown: the keeper sends close 1001 and waits for the answer."""
-        self._going_away.set()
+        self._going_away = True
+        self._kick()
 
-    # -------------------------------------------------------- tasks (rule 2)
+    # -------------------------------------------------------- reading (rule 2)
 
-    async def read_loop(self) -> None:
-        """The reader task: bytes to events until the close or the end of the stream.
+    def start(self) -> None:
+        """Start the socket: the stream calls ``_feed`` as bytes arrive (what arrived
+        already is parsed now), and the keeper task runs beside the handler."""
+        _OPEN.setdefault(self.stream.connection, set()).add(self)
+        self.stream.listen(self._feed)
+        self._feed()
+        self.ctx.start_soon(self.keep_alive)
 
-        Cancellation: a request task; cancelled with the request (the peer gone, the end).
-        """
-        _OPEN[self.ctx.connection] = self
-        try:
-            await self._read_frames()
-        finally:
-            if _OPEN.get(self.ctx.connection) is self:
-                del _OPEN[self.ctx.connection]
+    def _forget(self) -> None:
+        sockets = _OPEN.get(self.stream.connection)
+        if sockets is not None:
+            sockets.discard(self)
+            if not sockets:
+                del _OPEN[self.stream.connection]
 
-    async def _read_frames(self) -> None:
+    def _feed(self) -> None:
+        """Bytes to events at once, in the task that read them (rule 2). Never waits and
+        never raises: what the socket does not take at once, and the end of a failed
+        connection, are the keeper's."""
         conn, stream, limits = self._conn, self.stream, self.limits
-        while not self.ended.is_set():
+        more = True
+        while more and not self.ended.is_set() and not self._failing:
             if self._incoming_bytes >= limits.receive_queue:
-                self._reader_paused = True
-                await self._space.park()
-                self._reader_paused = False
+                self._paused = True  # ``take`` feeds again once there is room
+                return
+            if self._paused:
+                self._paused = False
                 if self._pong_due is not None:  # pongs were not read meanwhile
                     self._pong_due = max(self._pong_due, trio.current_time() + limits.ping_timeout)
-                continue
-            data = await stream.receive_some(_RECEIVE_SIZE)
+            data = stream.receive_nowait(_RECEIVE_SIZE)
             if not data:
-                self._end()  # the transport reports the peer gone to the request
                 return
-            if self._conn.state is ConnectionState.CLOSED:
+            more = len(data) == _RECEIVE_SIZE  # (a shorter read emptied the stream)
+            if conn.state is ConnectionState.CLOSED:
                 continue  # bytes after the close handshake: dropped
             conn.receive_data(data)
             for event in conn.events():
@@ -441,7 +501,7 @@ class WebSocket:
                     )
                     self._message_size += len(payload)
                     if self._message_size > limits.max_message_size:
-                        await self._fail(1009, "message too big")
+                        self._fail(1009, "message too big")
                         return
                     if event.message_finished:
                         self._message_size = 0
@@ -451,18 +511,19 @@ class WebSocket:
                     self._incoming_bytes += len(payload)
                     self._arrived.unpark_all()
                 elif isinstance(event, Ping):
-                    await self._send_frame(conn.send(event.response()))
+                    if conn.state is ConnectionState.OPEN:
+                        self._send_soon(conn.send(event.response()))
                 elif isinstance(event, Pong):
                     self._pong_due = None
                 elif isinstance(event, CloseConnection):
                     if conn.state is ConnectionState.OPEN:
                         # wsproto refused what it read (its events say so as a close).
-                        await self._fail(event.code, event.reason or "")
+                        self._fail(event.code, event.reason or "")
                         return
-                    await self._peer_closed(event)
+                    self._peer_closed(event)
                     return
 
-    async def _peer_closed(self, event: CloseConnection) -> None:
+    def _peer_closed(self, event: CloseConnection) -> None:
         conn = self._conn
         self.received_close = CloseStatus(event.code, event.reason or "")
         frame = b""
@@ -474,7 +535,8 @@ class WebSocket:
         # leaves as soon as it has it is not taken for one that vanished.
         self._closed_cleanly()
         if frame:
-            await self._send_frame(frame)
+            self._send_soon(frame)
+        self.stream.finish()
 
     def _closed_cleanly(self) -> None:
         """Both close frames went (rule 4): the response is complete."""
@@ -482,43 +544,71 @@ class WebSocket:
         self._end()
         note_progress(self.ctx)
 
+    # -------------------------------------------------------- the keeper (rule 2)
+
+    def _kick(self) -> None:
+        self._keeper.unpark_all()
+
     async def keep_alive(self) -> None:
-        """The keeper task: pings, the pong timeout, and the shutdown close (rule 2).
+        """The keeper task: pings, the pong timeout, the shutdown close, the end of a
+        failed connection, and the engine's frames the socket did not take at once.
 
         Cancellation: a request task; cancelled with the request.
         """
         limits = self.limits
         interval = limits.ping_interval
         next_ping = math.inf if interval is None else trio.current_time() + interval
-        while not self.ended.is_set():
-            wake = min(next_ping, self._pong_due or math.inf)
-            with trio.move_on_at(wake):
-                await self._going_away.wait()
-            if self._going_away.is_set():
-                with contextlib.suppress(
-                    WebSocketClosedError, ConnectionInvalidError, OperationAbortedError
-                ):
-                    await self.close(1001, "server shutting down")
-                return
-            now = trio.current_time()
-            if self._pong_due is not None and now >= self._pong_due and not self._reader_paused:
-                await self._fail(1011, "keepalive ping timeout")
-                return
-            if interval is not None and now >= next_ping:
-                next_ping = now + interval
-                if self._pong_due is None and self.can_send:
-                    self._pings += 1
-                    self._pong_due = now + limits.ping_timeout
-                    await self._send_frame(self._conn.send(Ping(str(self._pings).encode())))
+        try:
+            while True:
+                if self._failing:
+                    await self._drop()
+                    return
+                if self._must_flush:
+                    self._must_flush = False
+                    await self._send_frame(b"")
+                    continue
+                if self.ended.is_set():
+                    return
+                if self._going_away:
+                    with contextlib.suppress(
+                        WebSocketClosedError, ConnectionInvalidError, OperationAbortedError
+                    ):
+                        await self.close(1001, "server shutting down")
+                    continue
+                now = trio.current_time()
+                if self._pong_due is not None and now >= self._pong_due and not self._paused:
+                    self._fail(1011, "keepalive ping timeout")
+                    continue
+                if interval is not None and now >= next_ping:
+                    next_ping = now + interval
+                    if self._pong_due is None and self.can_send:
+                        self._pings += 1
+                        self._pong_due = now + limits.ping_timeout
+                        await self._send_frame(self._conn.send(Ping(str(self._pings).encode())))
+                    continue
+                with trio.move_on_at(min(next_ping, self._pong_due or math.inf)):
+                    await self._keeper.park()
+        finally:
+            self._forget()
 
     # -------------------------------------------------------- sending
 
+    def _send_soon(self, frame: bytes) -> None:
+        """Queue an engine frame (a pong, the answer to a close) and send what the socket
+        takes now; the keeper sends the rest (no wait here)."""
+        stream = self.stream
+        stream.queue(frame)
+        if not stream.try_flush():
+            self._must_flush = True
+            self._kick()
+
     async def _send_frame(self, frame: bytes | bytearray) -> None:
-        """Queue ``frame`` and send everything queued (the engine's own frames).
+        """Queue ``frame`` and send everything queued (the keeper's frames).
 
         Cancellation: the rest of the frame stays queued (rule 5)."""
         stream = self.stream
-        stream.queue(frame)
+        if frame:
+            stream.queue(frame)
         if stream.try_flush():
             return
         try:
@@ -531,18 +621,24 @@ class WebSocket:
         self._end()
         return self.ctx._wire_broken(exc)
 
-    async def _fail(self, code: int, reason: str) -> None:
-        """Fail the connection (RFC 6455 §7.1.7): close ``code`` once, then drop it; the
-        server cut it (rule 4)."""
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 §7.1.7): close ``code`` once, then the keeper
+        drops it (``_drop``); the server cut it (rule 4)."""
         self.read_closed = True
         self._arrived.unpark_all()
         if self._conn.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
             self.sent_close = CloseStatus(code, reason)
-            frame = self._conn.send(CloseConnection(code, reason))
-            self.stream.queue(frame)
-            with trio.move_on_after(self.limits.close_timeout):
-                with contextlib.suppress(PeerGoneError, PeerTooSlowError):
-                    await self.stream.flush()
+            self.stream.queue(self._conn.send(CloseConnection(code, reason)))
+            self.stream.try_flush()
+        self._failing = True
+        self._kick()
+
+    async def _drop(self) -> None:
+        """The end of a failed connection: its close frame gets ``close_timeout`` to go
+        out, then the connection is dropped."""
+        with trio.move_on_after(self.limits.close_timeout):
+            with contextlib.suppress(PeerGoneError, PeerTooSlowError):
+                await self.stream.flush()
         self._end()
         self.ctx._server_aborted(reading=False)
         self.stream.reset()
@@ -602,6 +698,7 @@ class WebSocket:
         await self.send(frame)
         if self._handshake_done():
             self._closed_cleanly()
+            self.stream.finish()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close: send the close frame if not yet sent, then wait for the handshake to end
@@ -637,8 +734,8 @@ class WebSocket:
         else:
             self._incoming.popleft()
         self._incoming_bytes -= len(data)
-        if self._incoming_bytes < self.limits.receive_queue:
-            self._space.unpark_all()
+        if self._paused and self._incoming_bytes < self.limits.receive_queue:
+            self._feed()  # room again: what waits in the stream
         return text, data, finished
 
     async def wait_data(self) -> None:
@@ -679,6 +776,8 @@ class WebSocketTransport:
     """The transport of a request once it became a WebSocket (``transport.py`` rules):
     no HTTP response any more; its body bytes are the bytes sent after the 101, and it is
     complete once the close handshake is (rule 4)."""
+
+    __slots__ = ("_inner", "websocket")
 
     def __init__(self, inner: Transport, websocket: WebSocket) -> None:
         self._inner = inner
@@ -752,16 +851,16 @@ def _framing_error(what: str) -> Exception:
     return FramingError(f"{what}: the connection is a WebSocket")
 
 
-#: The WebSocket open on each connection (for the server's shutdown close 1001); an entry
-#: lives as long as its reader task.
-_OPEN: dict[HttpConnection, WebSocket] = {}
+#: The WebSockets open on each connection (``UpgradedByteStream.connection``: one on an
+#: HTTP/1.1 connection, any number on an HTTP/2 one), for the server's shutdown close
+#: 1001; an entry lives as long as its reader task.
+_OPEN: dict[object, set[WebSocket]] = {}
 
 
-def going_away(connection: HttpConnection) -> None:
-    """Server shutdown: the connection's WebSocket, if any, closes with 1001 (its keeper
+def going_away(connection: object) -> None:
+    """Server shutdown: the connection's WebSockets close with 1001 (each one's keeper
     sends the close and waits for the answer within the server's grace)."""
-    websocket = _OPEN.get(connection)
-    if websocket is not None:
+    for websocket in list(_OPEN.get(connection, ())):
         websocket.going_away()
 
 
@@ -772,8 +871,9 @@ async def accept(
     headers: Iterable[tuple[bytes, bytes]] = (),
     limits: WebSocketLimits | None = None,
 ) -> WebSocket:
-    """Switch the request to a WebSocket (rule 1): send the 101, start the reader and the
-    keeper. The handler must close it (``WebSocket.close``) before it returns.
+    """Switch the request to a WebSocket (rule 1): send the 101 (the 200 of an HTTP/2
+    extended CONNECT), start the reader and the keeper. The handler must close it
+    (``WebSocket.close``) before it returns.
 
     Raises:
         WebSocketHandshakeError: not a valid upgrade; the response was already started; or the
@@ -787,19 +887,26 @@ async def accept(
     if ctx._parent is not None or ctx._wire.head_sent:
         raise WebSocketHandshakeError("a WebSocket needs the root request, before any response")
     transport: Transport = ctx._wire.transport
-    if not isinstance(transport, Upgradable):
+    tunnel = _is_extended_connect(ctx)
+    if not tunnel and not isinstance(transport, Upgradable):
         raise WebSocketHandshakeError("this protocol cannot switch to a WebSocket")
     out, extensions = _handshake_headers(ctx, subprotocol, headers, limits)
     ctx._check_alive()
     if not ctx.connection.is_connected():
         raise ConnectionInvalidError("the client is gone")
-    stream = transport.upgrade(out)
+    response = ctx.response
+    stream: UpgradedByteStream
+    if isinstance(transport, Tunnelable) and tunnel:
+        stream = transport.accept_connect(out)
+        response._status, response._reason = 200, "OK"
+    else:
+        assert isinstance(transport, Upgradable)
+        stream = transport.upgrade(out)
+        response._status, response._reason = 101, "Switching Protocols"
     websocket = WebSocket(ctx, stream, limits, extensions, subprotocol)
     wire = ctx._wire
     wire.transport = WebSocketTransport(transport, websocket)
     wire.head_sent = True
-    response = ctx.response
-    response._status, response._reason = 101, "Switching Protocols"
     ctx.lifecycle.fire(Event.HEAD_SENT)
     nursery = ctx.nursery
     nursery.cancel_scope.deadline = math.inf  # request_timeout is for HTTP exchanges
@@ -810,8 +917,7 @@ async def accept(
         peer_gone()
 
     transport.watch_peer(on_peer_gone)
-    ctx.start_soon(websocket.read_loop)
-    ctx.start_soon(websocket.keep_alive)
+    websocket.start()
     if not stream.try_flush():
         try:
             with ctx._pending_io(None, "websocket accept"):

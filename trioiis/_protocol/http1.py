@@ -57,9 +57,10 @@ Theory of operation
    (no framing headers); from then on the connection carries another protocol and is never
    kept for a next request. The request's leftover bytes go back in front of ``_inbuf`` and
    ``UpgradedStream`` hands the bytes both ways to the new protocol's driver: reads come
-   from ``_inbuf`` (``pump`` stays the one reader, so EOF and RST are still seen at once
-   and still reach ``on_disconnect``), writes go through the same queue (a cancelled write
-   leaves exactly the unsent bytes queued, in order).
+   from ``_inbuf``, announced by ``pump`` as they arrive (``pump`` stays the one reader, so
+   EOF and RST are still seen at once and still reach ``on_disconnect``), writes go
+   through the same queue (a cancelled write leaves exactly the unsent bytes queued, in
+   order).
 """
 
 from __future__ import annotations
@@ -1503,8 +1504,13 @@ class UpgradedStream:
     def __init__(self, http: Http1Connection, start: int) -> None:
         self._http = http
         self._start = start  # the stream offset of the first byte after the 101 head
-        #: Bytes handed to the caller by ``receive_some``.
+        #: Bytes handed to the caller by ``receive_nowait``.
         self.bytes_received = 0
+
+    @property
+    def connection(self) -> Http1Connection:
+        """The connection the stream is (server shutdown closes its WebSocket)."""
+        return self._http
 
     @property
     def bytes_sent(self) -> int:
@@ -1516,27 +1522,24 @@ class UpgradedStream:
         """Bytes after the 101 head queued so far (sent or not)."""
         return self._http._queued - self._start
 
-    async def receive_some(self, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` bytes; ``b""`` once the peer closed or reset the connection.
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` now and each time ``pump`` read bytes (in the pump's task, no
+        checkpoint): the connection carries the new protocol, so it takes the place of the
+        server's ``on_data``. EOF and RST still reach ``on_disconnect``."""
+        self._http.on_data = callback
+        callback()
 
-        Cancellation: loses no byte."""
+    def receive_nowait(self, max_bytes: int | None = None) -> bytes:
+        """What has arrived and was not read yet, at most ``max_bytes``, without waiting
+        (no checkpoint); the rest stays buffered (``pump`` stops reading when it is full)."""
         http = self._http
-        while not http._inbuf:
-            if http.eof:
-                await trio.lowlevel.checkpoint()
-                return b""
-            await http._wait_for_data()
-        data = bytes(http._inbuf[:max_bytes])
-        del http._inbuf[:max_bytes]
-        http._wake_pump()
-        self.bytes_received += len(data)
-        return data
-
-    def receive_nowait(self) -> bytes:
-        """Whatever has arrived and was not read yet, without waiting (no checkpoint)."""
-        http = self._http
-        data = bytes(http._inbuf)
-        http._inbuf.clear()
+        inbuf = http._inbuf
+        if max_bytes is None or max_bytes >= len(inbuf):
+            data = bytes(inbuf)
+            inbuf.clear()
+        else:
+            data = bytes(inbuf[:max_bytes])
+            del inbuf[:max_bytes]
         http._wake_pump()
         self.bytes_received += len(data)
         return data
@@ -1565,6 +1568,10 @@ class UpgradedStream:
         http._response_base = http.counters.bytes_sent
         with _seam_errors():
             await http.write_queued()
+
+    def finish(self) -> None:
+        """Our side ends: nothing to do here (the connection closes when the request ends,
+        with a FIN after what is queued)."""
 
     def reset(self) -> None:
         """Abort the connection now (an RST on sockets)."""

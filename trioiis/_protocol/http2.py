@@ -159,6 +159,8 @@ class Http2Connection:
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.h2_max_concurrent_streams,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.h2_max_header_list_size,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: min(limits.receive_buffer, 2**31 - 1),
+            # RFC 8441: a stream may be a WebSocket (extended CONNECT, ``:protocol``).
+            h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
         }
         machine.local_settings = h2.settings.Settings(client=False, initial_values=advertised)
         machine.initiate_connection()
@@ -294,7 +296,11 @@ class Http2Connection:
             self._refuse(sid, _E.PROTOCOL_ERROR)
             return
         transport = Http2Transport(
-            self, sid, head_only=head.method == "HEAD", request_length=head.content_length
+            self,
+            sid,
+            head_only=head.method == "HEAD",
+            request_length=head.content_length,
+            connect_protocol=_connect_protocol(head.method, event.headers or []),
         )
         self._streams[sid] = transport
         self._last_served = sid
@@ -639,6 +645,13 @@ async def sniff_preface(raw: stdlib_socket.socket) -> bool:
         if len(data) == len(PREFACE):
             return True
         await trio.sleep(_PREFACE_PAUSE)  # a part of the preface: wait for the rest
+
+
+def _connect_protocol(method: str, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The ``:protocol`` of an extended CONNECT (RFC 8441; ``websocket``), else None."""
+    if method != "CONNECT":
+        return None
+    return next((value for name, value in headers if name == b":protocol"), None)
 
 
 def _request_head(headers: list[tuple[bytes, bytes]], *, ended: bool) -> RequestHead | None:

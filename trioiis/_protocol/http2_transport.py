@@ -76,6 +76,8 @@ class Http2Transport:
         "_reset",
         "_too_slow",
         "_waiter",
+        "connect_protocol",
+        "on_data",
         "on_server_abort",
         "request_length",
         "stream_id",
@@ -88,14 +90,19 @@ class Http2Transport:
         *,
         head_only: bool,
         request_length: int | None,
+        connect_protocol: bytes | None = None,
     ) -> None:
         self._conn = conn
         self.stream_id = stream_id
         #: The request's Content-Length, if it sent one.
         self.request_length = request_length
+        #: An extended CONNECT's ``:protocol`` (RFC 8441: ``b"websocket"``), else None.
+        self.connect_protocol = connect_protocol
         self._on_peer_gone: Callable[[], None] | None = None
         #: Called once when the server cuts the connection (set by the server per request).
         self.on_server_abort: Callable[[], None] | None = None
+        #: Called after DATA or END_STREAM arrived (an extended CONNECT's tunnel listens).
+        self.on_data: Callable[[], None] | None = None
         self._waiter: trio.Event | None = None  # a read or write waiting for something
         # -- the response
         self._head: list[tuple[bytes, bytes]] | None = None  # queued, not yet pushed
@@ -378,6 +385,8 @@ class Http2Transport:
             self._body_error = MalformedBodyError("more DATA than the Content-Length")
         self._body.append(data)
         self._wake()
+        if self.on_data is not None:
+            self.on_data()
 
     def body_ended(self) -> None:
         """END_STREAM from the client."""
@@ -385,6 +394,8 @@ class Http2Transport:
         if self._content_length is not None and self._body_received != self._content_length:
             self._body_error = MalformedBodyError("DATA length differs from the Content-Length")
         self._wake()
+        if self.on_data is not None:
+            self.on_data()
 
     def unread_body(self) -> int:
         """Bytes received but not consumed (the connection returns them to its window)."""
@@ -466,6 +477,20 @@ class Http2Transport:
             return None
         return max(0, self._content_length - self._body_read)
 
+    # -- a tunnel (extended CONNECT)
+
+    def accept_connect(self, headers: list[tuple[bytes, bytes]]) -> Http2ConnectStream:
+        """Queue the ``200`` that accepts an extended CONNECT (RFC 8441) and hand the stream's
+        DATA over to another protocol, both ways (``Http2ConnectStream``). Nothing is sent
+        yet (``Http2ConnectStream.flush`` sends it).
+
+        Raises:
+            FramingError: a control byte in a header; nothing is queued.
+        """
+        self.send_head(200, b"OK", headers, close=False)
+        self._length = None  # the stream's bytes are the tunnel's: no Content-Length
+        return Http2ConnectStream(self)
+
     # -- the peer
 
     def watch_peer(self, callback: Callable[[], None] | None) -> None:
@@ -493,3 +518,109 @@ class Http2Transport:
         callback, self._on_peer_gone = self._on_peer_gone, None
         if callback is not None:
             callback()
+
+
+@final
+class Http2ConnectStream:
+    """One HTTP/2 stream's DATA, both ways, once an extended CONNECT was accepted: what a
+    WebSocket sits on over HTTP/2 (``websocket.UpgradedByteStream``). Flow control both
+    ways: what is sent waits for the stream's window (``Http2Transport.write``, with its
+    zero-window stall); what arrives reopens the window only as it is read. The client's
+    END_STREAM is the tunnel's EOF, and like its RST_STREAM (or the connection's loss) the
+    peer gone. Arrivals are announced to the listener; ``flush`` runs in a task."""
+
+    __slots__ = ("_listener", "_stream", "bytes_received")
+
+    def __init__(self, stream: Http2Transport) -> None:
+        self._stream = stream
+        self._listener: Callable[[], None] | None = None
+        #: Bytes handed to the caller by ``receive_nowait``.
+        self.bytes_received = 0
+
+    @property
+    def connection(self) -> Http2Connection:
+        """The connection the stream lives on (server shutdown closes its tunnels)."""
+        return self._stream._conn
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes after the 200 handed to the kernel (or TLS)."""
+        return self._stream._body_bytes_sent
+
+    @property
+    def bytes_queued(self) -> int:
+        """Bytes after the 200 queued so far (sent or not)."""
+        return self._stream._queued_body
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` now and each time DATA arrives (in the connection's reading
+        task, no checkpoint). The client's END_STREAM is the tunnel's EOF: it reaches the
+        peer watcher, as its RST_STREAM does."""
+        self._listener = callback
+        self._stream.on_data = self._arrived
+        self._arrived()
+
+    def _arrived(self) -> None:
+        stream = self._stream
+        if self._listener is not None:
+            self._listener()
+        if stream._body_ended:
+            stream.on_data = None
+            callback, stream._on_peer_gone = stream._on_peer_gone, None
+            if callback is not None:
+                callback()
+
+    def receive_nowait(self, max_bytes: int | None = None) -> bytes:
+        """What has arrived and was not read yet, at most ``max_bytes``, without waiting
+        (no checkpoint). Only what is read reopens the stream's window (back-pressure)."""
+        stream = self._stream
+        body = stream._body
+        if not body:
+            return b""
+        if len(body) == 1:
+            chunk = body[0]
+            if max_bytes is None or len(chunk) <= max_bytes:
+                body.clear()
+            else:
+                body[0] = chunk[max_bytes:]
+                chunk = chunk[:max_bytes]
+        else:
+            joined = b"".join(body)
+            body.clear()
+            chunk = joined if max_bytes is None else joined[:max_bytes]
+            if len(chunk) < len(joined):
+                body.append(joined[len(chunk) :])
+        stream._body_read += len(chunk)
+        self.bytes_received += len(chunk)
+        stream._conn.consumed(stream, len(chunk))
+        return chunk
+
+    def queue(self, data: bytes | bytearray) -> None:
+        """Queue bytes to send after everything queued before (no I/O)."""
+        self._stream.send_body(bytes(data))
+
+    def try_flush(self) -> bool:
+        """Send what is queued without waiting; True when nothing is left."""
+        return self._stream.try_write()
+
+    async def flush(self) -> None:
+        """Send everything queued (within the stream's flow-control window).
+
+        Raises:
+            transport.PeerTooSlowError: the window stayed closed for ``send_timeout``.
+            transport.PeerGoneError: the peer reset the stream or left.
+
+        Cancellation: exactly the unsent bytes stay queued, sent by the next flush."""
+        await self._stream.write()
+
+    def finish(self) -> None:
+        """Our side ends (END_STREAM after what is queued): the orderly close after the
+        tunnel's own close (RFC 8441 §5, TCP's FIN over HTTP/1.1)."""
+        stream = self._stream
+        if not stream.was_reset:
+            stream.send_end()
+            stream.try_write()
+
+    def reset(self) -> None:
+        """Abort the stream now (RST_STREAM CANCEL); other streams go on."""
+        self._stream.reset()

@@ -447,6 +447,7 @@ class HttpServer:
             for session in self._live:
                 self._drain(session)
             for http2 in self._live_http2:
+                websocket.going_away(http2)  # each WebSocket stream closes with 1001
                 http2.drain()  # GOAWAY; its streams in flight finish within the grace
             for sniffing in self._sniffing:
                 self._drain_sniff(sniffing)
@@ -843,7 +844,7 @@ class HttpServer:
         """Shutdown began: responses from now on say Connection: close; an idle connection
         closes now (one that has not sent its first request yet gets ``linger_timeout``)."""
         session.http.wake_idle()
-        websocket.going_away(session.connection)  # its keeper sends close 1001
+        websocket.going_away(session.http)  # its keeper sends close 1001
         if session.running:
             return
         if session.served:

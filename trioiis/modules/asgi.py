@@ -48,9 +48,10 @@ Theory of operation
    headers are on the wire the connection is reset instead. An app that returns before
    finishing a started response has its connection reset too: a truncated body must not
    look complete.
-7. **WebSockets.** A WebSocket upgrade (``GET`` with ``Upgrade: websocket``) gets a
-   ``websocket`` scope (``_WebSocketExchange``): ``websocket.connect`` first; then
-   ``websocket.accept`` switches the request to the socket (``trioiis._context.websocket``), and
+7. **WebSockets.** A WebSocket upgrade (``GET`` with ``Upgrade: websocket``, or an HTTP/2
+   extended CONNECT with ``:protocol websocket``) gets a ``websocket`` scope
+   (``_WebSocketExchange``): ``websocket.connect`` first; then ``websocket.accept`` switches
+   the request to the socket (``trioiis._context.websocket``), and
    each ``websocket.receive`` is one whole message. A close from the client, or the client
    vanishing, is ``websocket.disconnect`` with its code (1006 without a close frame), under
    the same rule 4. ``websocket.close`` before the accept answers 403; the denial-response
@@ -283,7 +284,7 @@ class AsgiApplication:
             ``http.disconnect`` from ``receive()`` and ``ClientDisconnectedError`` from
             ``send()``.
         """
-        if is_websocket_request(ctx) and ctx.request.method == "GET":
+        if is_websocket_request(ctx):
             await _WebSocketExchange(self, ctx).run()
             return
         exchange = _Exchange(self, ctx)
