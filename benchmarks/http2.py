@@ -287,12 +287,14 @@ async def _idle_connections(port: int, count: int, http2: bool) -> list[trio.Soc
     return streams
 
 
-def _idle_memory(port: int, pid: int, count: int) -> dict[str, float]:
-    """KiB of server RSS per idle connection, HTTP/1.1 then HTTP/2 (each set closed after)."""
+def _idle_memory(start: Callable[[int, contextlib.ExitStack], int], count: int) -> dict[str, float]:
+    """KiB of server RSS per idle connection, HTTP/1.1 and HTTP/2, each measured in a freshly
+    started server (``start(port, stack)`` gives its pid): the memory a first set of
+    connections freed would otherwise be reused by the second."""
     result = {}
     for name, http2 in (("HTTP/1.1", False), ("HTTP/2", True)):
 
-        async def run(http2: bool = http2) -> float:
+        async def run(port: int, pid: int, http2: bool = http2) -> float:
             await _idle_connections(port, 20, http2)  # warm-up (closed when collected)
             await trio.sleep(0.5)
             before = _rss_kib(pid)
@@ -303,7 +305,9 @@ def _idle_memory(port: int, pid: int, count: int) -> dict[str, float]:
                 await stream.aclose()
             return (after - before) / count
 
-        result[name] = trio.run(run)
+        with contextlib.ExitStack() as own:
+            port = hello.free_port()
+            result[name] = trio.run(run, port, start(port, own))
     return result
 
 
@@ -338,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         _install(["nghttp2-client", "nginx-light"])
         h2load, nginx = _which("h2load"), _which("nginx")
     lines: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+    with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "site").mkdir()
         (work / "site" / "1k.bin").write_bytes(bytes(range(256)) * 4)
@@ -383,16 +387,17 @@ def main(argv: list[str] | None = None) -> int:
             ]
         # -- memory per idle connection (trioiis)
         if args.idle:
-            port = hello.free_port()
-            trioiis = _start(servers["trioiis"](port), port, stack, env)
-            idle = _idle_memory(port, trioiis.pid, args.idle)
+            idle = _idle_memory(
+                lambda port, own: _start(servers["trioiis"](port), port, own, env).pid, args.idle
+            )
             lines += [
                 "| trioiis, idle connection | KiB of server RSS each |",
                 "|--------------------------|----------------------:|",
                 *(f"| {name} | {kib:.1f} |" for name, kib in idle.items()),
                 "",
                 f"{args.idle} connections, each served one `GET /hello`, then left open; the "
-                "server's VmRSS before and after, divided by the connections.",
+                "server's VmRSS before and after, divided by the connections; a freshly "
+                "started server for each protocol.",
                 "",
             ]
             print(lines[-6:])

@@ -19,6 +19,7 @@ class StreamResult:
     """What one stream got back."""
 
     headers: dict[bytes, bytes] = field(default_factory=dict)
+    fields: list[Any] = field(default_factory=list)  # as decoded (HPACK tuple types kept)
     body: bytearray = field(default_factory=bytearray)
     ended: bool = False
     reset: int | None = None  # the server's RST_STREAM error code
@@ -134,6 +135,7 @@ class H2Client:
     def _event(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.ResponseReceived):
             self.results[event.stream_id].headers.update(dict(event.headers or []))
+            self.results[event.stream_id].fields += event.headers or []
         elif isinstance(event, h2.events.DataReceived):
             self.results[event.stream_id].body += event.data or b""
             if self.auto_window and event.flow_controlled_length:

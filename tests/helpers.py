@@ -30,6 +30,8 @@ class Running:
     host: str
     port: int
     transport: TransportName = "socket"
+    #: ``(host, port)`` of every listening socket, in the order of the bindings.
+    bound: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -71,7 +73,7 @@ async def running_server(
         if not memory:
             host, port = bound[0]
         try:
-            yield Running(server, host, port, transport)
+            yield Running(server, host, port, transport, bound=list(bound))
         finally:
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(10):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import trioiis
 import trioiis.config
 import trioiis.modules
-from trioiis import ConfigError, HttpServer, Limits, ServerConfig, load_config
+from trioiis import Binding, ConfigError, HttpServer, Limits, ServerConfig, load_config
 from trioiis._context.mapping import HandlerMapping
 from trioiis.config import (
     ModuleSpec,
@@ -24,6 +24,7 @@ from trioiis.config import (
     config_from_mapping,
     load_register_function,
     merge_cli,
+    parse_bind_option,
     parse_binding,
     parse_handler_option,
     parse_module_option,
@@ -148,6 +149,17 @@ def test_limits_accept_infinite_timeouts() -> None:
         ({"root": 1}, "config key 'root' must be a string, not an integer"),
         ({"bindings": "127.0.0.1:80"}, "config key 'bindings' must be an array, not a string"),
         ({"bindings": [80]}, "config key 'bindings' must be an array of strings"),
+        ({"bindings": [{"address": "127.0.0.1:80", "h2": False}]}, "unknown key(s) in a binding"),
+        ({"bindings": [{"http2": False}]}, 'a binding table needs address = "HOST:PORT"'),
+        (
+            {"bindings": [{"address": "127.0.0.1:80", "http2": "no"}]},
+            "binding '127.0.0.1:80': http2 must be true or false",
+        ),
+        ({"bindings": [{"address": "localhost"}]}, "binding 'localhost' is not HOST:PORT"),
+        (
+            {"bindings": ["127.0.0.1:80", {"address": "127.0.0.1:80", "http2": False}]},
+            "binding '127.0.0.1:80' is listed twice",
+        ),
         ({"bindings": []}, "bindings must not be empty"),
         ({"bindings": ["localhost"]}, "binding 'localhost' is not HOST:PORT"),
         ({"bindings": ["127.0.0.1:65536"]}, "binding '127.0.0.1:65536' is not HOST:PORT"),
@@ -427,6 +439,36 @@ def test_merge_cli_command_line_wins(tmp_path: Path) -> None:
     assert [m.name for m in merged.modules] == ["first", "second"]  # the command line adds
     assert [h.path for h in merged.handlers] == ["/cli/*", "/file/*"]  # and goes first
     assert merged.max_connections == 9  # what the command line does not say is kept
+
+
+def test_a_binding_table_turns_http2_off_there_alone() -> None:
+    data = {"bindings": ["127.0.0.1:80", {"address": "[::1]:81", "http2": False}]}
+    config = config_from_mapping(data)
+    assert config.bindings == ("127.0.0.1:80", Binding("[::1]:81", http2=False))
+    assert config.addresses == ("127.0.0.1:80", "[::1]:81")
+    assert [config.binding_http2(b) for b in config.bindings] == [True, False]
+    config = config_from_mapping({**data, "http2": False})  # the key is every binding's default
+    assert [config.binding_http2(b) for b in config.bindings] == [False, False]
+    on = config_from_mapping({"http2": False, "bindings": [{"address": ":80", "http2": True}]})
+    assert [on.binding_http2(b) for b in on.bindings] == [True]
+
+
+@pytest.mark.parametrize(
+    ("text", "binding"),
+    [
+        ("127.0.0.1:80", "127.0.0.1:80"),
+        ("127.0.0.1:80,http2=off", Binding("127.0.0.1:80", http2=False)),
+        ("[::1]:80,http2=on", Binding("[::1]:80", http2=True)),
+    ],
+)
+def test_parse_bind_option(text: str, binding: str | Binding) -> None:
+    assert parse_bind_option(text) == binding
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1:80,http2=no", "127.0.0.1:80,h2=off", ":80,"])
+def test_parse_bind_option_mistakes(text: str) -> None:
+    with pytest.raises(ConfigError, match="options are http2=on or http2=off"):
+        parse_bind_option(text)
 
 
 def test_merge_cli_without_options_changes_nothing(tmp_path: Path) -> None:

@@ -117,6 +117,7 @@ from ._pipeline.registration import RegisterModule as RegisterModule
 from ._pipeline.registration import SimpleFactory as SimpleFactory
 from ._protocol.http1 import Limits as Limits
 from ._server.server import HttpServer as HttpServer
+from .config import Binding as Binding
 from .config import ModuleSpec as ModuleSpec
 from .config import ServerConfig as ServerConfig
 from .config import SiteConfig as SiteConfig
@@ -146,6 +147,7 @@ __all__ = [
     "S_OK",
     "ApplicationProvider",
     "AuthenticationProvider",
+    "Binding",
     "BodyTooLargeError",
     "CloneFlags",
     "CloseStatus",

@@ -28,7 +28,13 @@ from ._server.server import HttpServer, open_listeners
 from ._server.workers import Supervisor, SupervisorLink
 from .bench import add_arguments as add_bench_arguments
 from .bench import missing_bench_extra
-from .config import DEFAULT_ACME_STATE_DIR, ServerConfig, load_config, merge_cli
+from .config import (
+    DEFAULT_ACME_STATE_DIR,
+    ServerConfig,
+    load_config,
+    merge_cli,
+    parse_bind_option,
+)
 
 log = logging.getLogger("trioiis")
 
@@ -87,9 +93,9 @@ def _parser() -> argparse.ArgumentParser:
         "--bind",
         action="append",
         default=[],
-        metavar="HOST:PORT",
+        metavar="HOST:PORT[,http2=off]",
         help="address to listen on, repeatable: 127.0.0.1:8080, [::1]:8080, :8080 for every"
-        " interface (default: 127.0.0.1:8080)",
+        " interface; ',http2=off' (or on) for this binding alone (default: 127.0.0.1:8080)",
     )
     serve.add_argument("-c", "--config", metavar="FILE", help="TOML configuration file")
     serve.add_argument(
@@ -166,7 +172,8 @@ def _parser() -> argparse.ArgumentParser:
         dest="http2",
         action="store_false",
         default=None,
-        help="serve HTTP/1.1 only (no h2c preface detection, no ALPN h2; default: both)",
+        help="serve HTTP/1.1 only (no h2c preface detection, no ALPN h2) on every binding"
+        " without its own http2=on (default: both)",
     )
     serve.add_argument(
         "--trace-dir", metavar="DIR", help="write failed-request traces here (default: off)"
@@ -223,7 +230,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     config = merge_cli(
         config,
         root=args.root,
-        bindings=args.bind,
+        bindings=[parse_bind_option(b) for b in args.bind],
         modules=args.module,
         handlers=args.handler,
         asgi=args.asgi,
@@ -364,7 +371,7 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> None:
     """``serve --workers N``: the supervisor runs the same command line N times (see
     ``trioiis._server.workers``), on systemd's sockets if it passed some, else on the bindings."""
     config = _checked_config(args)
-    sockets = systemd_sockets() or open_listeners((*config.bindings, *config.tls_bindings))
+    sockets = systemd_sockets() or open_listeners((*config.addresses, *config.tls_bindings))
     bound = [_sockname(s) for s in sockets]
     supervisor = Supervisor(
         command=[sys.executable, "-m", "trioiis.cli", *argv],

@@ -2,7 +2,8 @@
 
 ```toml
 root = "site"                     # the folder to serve
-bindings = ["127.0.0.1:8080"]     # HOST:PORT, [IPv6]:PORT
+bindings = ["127.0.0.1:8080"]     # HOST:PORT, [IPv6]:PORT, or a table:
+                                  # { address = "127.0.0.1:8081", http2 = false }
 access_log = "-"                  # "-" for stderr, a path, or leave out
 tls_cert = "cert.pem"             # both or neither: every binding serves HTTPS
 tls_key = "key.pem"
@@ -113,6 +114,27 @@ class ModuleSpec:
     options: Mapping[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One address to listen on with options of its own: ``http2`` turns HTTP/2 on or off
+    on this binding alone (None: ``ServerConfig.http2`` decides). A plain ``"HOST:PORT"``
+    string in ``ServerConfig.bindings`` is a binding with every option at its default."""
+
+    address: str
+    http2: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.address, str):
+            raise ConfigError(f"binding {self.address!r} is not HOST:PORT")
+        if self.http2 is not None and not isinstance(self.http2, bool):
+            raise ConfigError(f"binding {self.address!r}: http2 must be true or false")
+
+
+def binding_address(binding: str | Binding) -> str:
+    """The ``HOST:PORT`` of an entry of ``ServerConfig.bindings``."""
+    return binding.address if isinstance(binding, Binding) else binding
+
+
 _HOST = re.compile(r"[a-z0-9._-]+|\[[0-9a-f:.]+\]")
 
 #: Let's Encrypt's production directory: ``acme_directory``'s default.
@@ -187,7 +209,8 @@ class ServerConfig:
 
     Attributes:
         root: the site's folder.
-        bindings: ``HOST:PORT`` strings (port 0 picks a free port).
+        bindings: ``HOST:PORT`` strings (port 0 picks a free port), or ``Binding`` objects for
+            a binding with options of its own (``Binding("127.0.0.1:8081", http2=False)``).
         limits: protocol limits and timeouts.
         modules: modules loaded after the built-in ones, in this order.
         handlers: handler mappings for EXECUTE_REQUEST_HANDLER, tried in order before the
@@ -218,7 +241,8 @@ class ServerConfig:
             ``pip install 'trioiis[fast]'``). Both accept, refuse and frame the same requests.
         http2: serve HTTP/2 as well: prior-knowledge h2c on plain bindings (the connection
             preface is detected, anything else is HTTP/1.1) and ALPN ``h2`` on TLS ones;
-            False serves HTTP/1.1 only.
+            False serves HTTP/1.1 only. The default of every binding: a ``Binding``'s own
+            ``http2`` wins for that binding.
         trace_dir: folder for failed-request traces (JSON files); None: tracing is off.
         trace_when: the rule a finished request must match to be written
             (``_observability.trace_rules``), e.g. ``"status>=500 or cancelled or time>1s"``.
@@ -248,7 +272,7 @@ class ServerConfig:
     """
 
     root: Path = Path(".")
-    bindings: tuple[str, ...] = ("127.0.0.1:8080",)
+    bindings: tuple[str | Binding, ...] = ("127.0.0.1:8080",)
     limits: Limits = field(default_factory=Limits)
     modules: tuple[ModuleSpec, ...] = ()
     handlers: tuple[HandlerMapping, ...] = ()
@@ -331,11 +355,13 @@ class ServerConfig:
         object.__setattr__(
             self,
             "bindings",
-            (bindings,) if isinstance(bindings, str) else tuple(cast("Sequence[str]", bindings)),
+            (bindings,)
+            if isinstance(bindings, (str, Binding))
+            else tuple(cast("Sequence[str | Binding]", bindings)),
         )
         if not self.bindings:
             raise ConfigError("bindings must not be empty")
-        check_bindings((*self.bindings, *self.tls_bindings, *self.https_redirect))
+        check_bindings((*self.addresses, *self.tls_bindings, *self.https_redirect))
         if not _is_int(self.max_connections) or self.max_connections < 1:
             raise ConfigError("max_connections must be at least 1")
         if self.access_log_format not in FORMATS:
@@ -350,6 +376,17 @@ class ServerConfig:
         grace = self.shutdown_grace
         if not _is_number(grace) or math.isnan(grace) or grace < 0:
             raise ConfigError("shutdown_grace must be a non-negative number of seconds")
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The ``HOST:PORT`` of every binding, in order."""
+        return tuple(binding_address(b) for b in self.bindings)
+
+    def binding_http2(self, binding: str | Binding) -> bool:
+        """Whether ``binding`` (an entry of ``bindings``) serves HTTP/2."""
+        if isinstance(binding, Binding) and binding.http2 is not None:
+            return binding.http2
+        return self.http2
 
     def _check_operations(self) -> None:
         """``https_redirect``, ``error_log``, ``watchdog_threshold`` and bindings that
@@ -514,7 +551,8 @@ def config_from_mapping(
     if "root" in data:
         kwargs["root"] = base / cast("str", _expect(data, "root", str))
     if "bindings" in data:
-        kwargs["bindings"] = tuple(_expect_list(data, "bindings", str))
+        items = cast("list[object]", _expect(data, "bindings", list))
+        kwargs["bindings"] = tuple(_binding(item) for item in items)
     if "limits" in data:
         kwargs["limits"] = _limits(_expect(data, "limits", dict))
     if "modules" in data:
@@ -616,6 +654,47 @@ def _expect_list(data: Mapping[str, object], key: str, kind: type) -> list[objec
         plural = plurals.get(kind, kind.__name__)
         raise ConfigError(f"config key {key!r} must be an array of {plural}")
     return items
+
+
+def _binding(item: object) -> str | Binding:
+    """An entry of ``bindings``: ``"HOST:PORT"`` or ``{ address = "HOST:PORT", http2 = … }``."""
+    if isinstance(item, str):
+        return item
+    if not isinstance(item, dict):
+        raise ConfigError(
+            "config key 'bindings' must be an array of strings or tables:"
+            ' "HOST:PORT" or { address = "HOST:PORT", http2 = false }'
+        )
+    table = cast("dict[str, object]", item)
+    unknown = sorted(set(table) - {"address", "http2"})
+    if unknown:
+        raise ConfigError(f"unknown key(s) in a binding table: {', '.join(unknown)}")
+    address = table.get("address")
+    if not isinstance(address, str):
+        raise ConfigError('a binding table needs address = "HOST:PORT"')
+    http2 = table.get("http2")
+    if http2 is not None and not isinstance(http2, bool):
+        raise ConfigError(f"binding {address!r}: http2 must be true or false")
+    return Binding(address, http2=http2)
+
+
+def parse_bind_option(text: str) -> str | Binding:
+    """``--bind``: ``HOST:PORT``, or ``HOST:PORT,http2=off`` (``on``) for a binding with
+    HTTP/2 of its own.
+
+    Raises:
+        ConfigError: an unknown option or value.
+    """
+    address, *options = text.split(",")
+    if not options:
+        return address
+    http2: bool | None = None
+    for option in options:
+        key, _, value = option.partition("=")
+        if key.strip() != "http2" or value.strip() not in ("on", "off"):
+            raise ConfigError(f"--bind {text!r}: options are http2=on or http2=off")
+        http2 = value.strip() == "on"
+    return Binding(address, http2=http2)
 
 
 def _limits(data: object) -> Limits:
@@ -880,7 +959,7 @@ def merge_cli(
     config: ServerConfig,
     *,
     root: str | None,
-    bindings: Sequence[str],
+    bindings: Sequence[str | Binding],
     modules: Sequence[str],
     handlers: Sequence[str],
     access_log: str | None,

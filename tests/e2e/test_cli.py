@@ -329,6 +329,18 @@ def test_command_line_wins_over_config_file(tmp_path: Path, site: Path) -> None:
     assert len([line for line in server.seen["out"] if SERVING.match(line)]) == 1
 
 
+def test_bind_option_turns_http2_off_on_that_binding(site: Path) -> None:
+    with cli("serve", str(site), "--bind", "127.0.0.1:0,http2=off") as server:
+        url = server.serving()
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")  # the HTTP/2 preface
+            answer = sock.recv(100)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+    assert answer.startswith(b"HTTP/1.1 505 ")  # HTTP/1.1's answer: no h2c on this binding
+
+
 def test_trace_dir_and_rule_from_the_command_line(tmp_path: Path, site: Path) -> None:
     """The trace of the one request the rule selects is on disk once the process exited."""
     traces = tmp_path / "traces"
@@ -437,6 +449,7 @@ def test_module_that_fails_to_load(tmp_path: Path, site: Path, module: str, mess
         (["{tmp}", "--bind", "127.0.0.1"], "binding '127.0.0.1' is not HOST:PORT"),
         (["{tmp}", "--bind", "127.0.0.1:70000"], "binding '127.0.0.1:70000' is not HOST:PORT"),
         (["{tmp}", "--bind", "127.0.0.1:²"], "binding '127.0.0.1:²' is not HOST:PORT"),
+        (["{tmp}", "--bind", "127.0.0.1:0,http2=no"], "options are http2=on or http2=off"),
         (["{tmp}", "--config", "{tmp}/missing.toml"], "cannot read config"),
         (["{tmp}", "--access-log", "{tmp}/file.txt/access.log"], "access_log {tmp}/file.txt/a"),
         (["{tmp}", "--trace-when", "status>=5xx"], "trace rule 'status>=5xx': '5xx' is not"),

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import shutil
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 import trio
 import trio.testing
 import trustme
+from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import ContinuationFrame, HeadersFrame
 
 import trioiis
@@ -26,8 +28,10 @@ from tests.e2e.conftest import client_context
 from tests.h2_client import ZERO_WINDOW, H2Client
 from tests.helpers import Running, all_tasks, raw_request, register, running_server
 from trioiis import HttpContext, HttpModule, Notification, OperationAbortedError, Status
+from trioiis._protocol.http2 import _compact_settings, _SettingValues
 
 E = h2.errors.ErrorCodes
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # the client connection preface
 
 
 class Tail(HttpModule):
@@ -221,6 +225,125 @@ async def test_a_window_left_closed_resets_the_stream_after_send_timeout(
     assert Tail.outcomes[0] == ("/big", "aborted_by_server")
     assert srv.server.counters.http2["window_stalls"] >= 1
     assert any("window closed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        trioiis.Limits(min_body_rate=1_000_000, rate_grace=0.2, body_timeout=60),
+        trioiis.Limits(body_timeout=0.3, min_body_rate=0),
+    ],
+    ids=["min_body_rate", "body_timeout"],
+)
+@pytest.mark.parametrize("head_first", [False, True], ids=["before_the_head", "after_it"])
+async def test_a_stream_uploading_too_slowly_is_aborted_and_ends_alone(
+    site: Path, limits: trioiis.Limits, head_first: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[str] = []
+
+    async def upload(ctx: HttpContext) -> Status:
+        if head_first:
+            ctx.response.write(b"started ")
+            await ctx.response.flush(more_data=True)
+        try:
+            await ctx.request.read_all()
+        except trioiis.ConnectionInvalidError as exc:
+            seen.append(str(exc))
+        return Status.FINISH_REQUEST
+
+    async with h2_server(script(upload=upload), tail_module(), root=site, limits=limits) as (
+        srv,
+        client,
+    ):
+        sid = client.request(
+            "/upload", method="POST", body=b"x" * 10, end=False,
+            extra=[(b"content-length", b"100000")],
+        )  # fmt: skip
+        await client.flush()
+        await client.until(lambda: client.results[sid].reset is not None)
+        await wait_outcomes(1)
+        after = await client.get("/hello.txt")  # the connection goes on
+    result = client.results[sid]
+    if head_first:  # too late for a 408: the stream is reset
+        assert (result.status, bytes(result.body)) == (200, b"started ")
+        assert result.reset in (E.NO_ERROR, E.CANCEL)
+    else:  # a 408, then RST_STREAM NO_ERROR: the client may stop sending its body
+        assert (result.status, result.ended, result.reset) == (408, True, E.NO_ERROR)
+    assert len(seen) == 1
+    assert Tail.outcomes[0] == ("/upload", "aborted_by_server")
+    assert (after.status, client.goaway) == (200, None)  # one stream's client, not all
+    assert srv.server.counters.http2["slow_bodies"] == 1
+    assert any("sent its request body" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_stream_read_below_min_send_rate_is_reset(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def big(ctx: HttpContext) -> Status:
+        ctx.response.write(b"x" * 1000)
+        return Status.FINISH_REQUEST
+
+    # send_timeout long: only the minimum rate can end it before the test's bound
+    limits = trioiis.Limits(min_send_rate=1_000_000, rate_grace=0.2, send_timeout=60)
+    window = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 100}
+    modules = (script(big=big), tail_module())
+    async with h2_server(*modules, root=site, limits=limits, settings=window) as (srv, client):
+        client.auto_window = False  # reads 100 bytes, then takes nothing more
+        await client.until(lambda: client.conn.local_settings.initial_window_size == 100)
+        result = await client.get("/big")
+        await wait_outcomes(1)
+        after = await client.get("/hello.txt")  # the connection's other streams go on
+    assert (result.status, result.reset, bytes(result.body)) == (200, E.CANCEL, b"x" * 100)
+    assert Tail.outcomes[0] == ("/big", "aborted_by_server")
+    assert (after.status, bytes(after.body)) == (200, b"hello\n")
+    assert srv.server.counters.http2["slow_reads"] == 1
+    assert srv.server.counters.http2["window_stalls"] == 0
+    assert any("slower than 1e+06 bytes/s" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_response_that_idles_between_writes_is_not_held_to_the_idle_time(
+    site: Path, tls_files: dict[str, Path], ca: trustme.CA
+) -> None:
+    """Over TLS every write waits for the connection's writer: the minimum rate counts
+    those waits, not the time the request spent between writes."""
+
+    async def ticks(ctx: HttpContext) -> Status:
+        for _ in range(2):
+            ctx.response.write(b"tick ")
+            await ctx.response.flush(more_data=True)
+            await trio.sleep(0.5)  # sleep-ok: an app with nothing to say for a while
+        return Status.FINISH_REQUEST
+
+    limits = trioiis.Limits(min_send_rate=1_000_000, rate_grace=0.2)
+    async with running_server(
+        script(ticks=ticks), tail_module(), root=site, limits=limits, **tls_files
+    ) as srv:
+        context = client_context(ca)
+        context.set_alpn_protocols(["h2"])
+        tcp = await trio.open_tcp_stream("127.0.0.1", srv.port)
+        async with H2Client(trio.SSLStream(tcp, context, server_hostname="127.0.0.1")) as client:
+            await client.flush()
+            result = await client.get("/ticks")
+            await wait_outcomes(1)
+    assert (result.status, bytes(result.body), result.reset) == (200, b"tick tick ", None)
+    assert Tail.outcomes == [("/ticks", "completed")]
+
+
+async def test_response_fields_are_normalized_and_credentials_never_indexed(site: Path) -> None:
+    async def fields(ctx: HttpContext) -> Status:
+        ctx.response.set_header("X-Padded", "  value\t")
+        ctx.response.set_header("Authorization", "Bearer secret")
+        ctx.response.set_header("TE", "trailers")
+        ctx.response.write(b"ok")
+        return Status.FINISH_REQUEST
+
+    async with h2_server(script(fields=fields), root=site) as (_, client):
+        result = await client.get("/fields")
+    assert result.headers[b"x-padded"] == b"value"
+    assert b"te" not in result.headers  # connection-specific (RFC 9113 8.2.2)
+    [auth] = [f for f in result.fields if f[0] == b"authorization"]
+    assert isinstance(auth, NeverIndexedHeaderTuple)  # kept out of the HPACK table
+    assert auth[1] == b"Bearer secret"
 
 
 async def test_cancel_io_on_a_write_waiting_for_window_reports_the_bytes_sent(
@@ -417,8 +540,79 @@ async def test_a_goaway_from_the_client_cancels_every_stream(site: Path) -> None
 
 async def test_http2_off_serves_http11_only(site: Path) -> None:
     async with running_server(root=site, http2=False) as srv:
-        raw = await raw_request(srv.port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        raw = await raw_request(srv.port, PREFACE)
     assert raw.startswith(b"HTTP/1.1 505 ")  # h11 read PRI * HTTP/2.0 as HTTP/1
+
+
+async def test_http2_off_on_one_binding_while_another_speaks_it(site: Path) -> None:
+    h1_only = trioiis.Binding("127.0.0.1:0", http2=False)
+    async with running_server(root=site, bindings=(h1_only, "127.0.0.1:0")) as srv:
+        [(_, off), (_, on)] = srv.bound
+        refused = await raw_request(off, PREFACE)
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            answer = await client.get(f"http://127.0.0.1:{on}/hello.txt")
+        async with httpx.AsyncClient() as client:
+            plain = await client.get(f"http://127.0.0.1:{off}/hello.txt")
+    assert refused.startswith(b"HTTP/1.1 505 ")  # as with HTTP/2 off everywhere
+    assert (answer.http_version, answer.text) == ("HTTP/2", "hello\n")
+    assert (plain.http_version, plain.text) == ("HTTP/1.1", "hello\n")
+    assert srv.server.counters.http2["connections"] == 1
+
+
+async def test_a_binding_turns_http2_on_where_the_server_default_is_off(site: Path) -> None:
+    h2_on = trioiis.Binding("127.0.0.1:0", http2=True)
+    async with running_server(root=site, http2=False, bindings=("127.0.0.1:0", h2_on)) as srv:
+        [(_, off), (_, on)] = srv.bound
+        refused = await raw_request(off, PREFACE)
+        client = await H2Client.connect(on)
+        async with client:
+            answer = await client.get("/hello.txt")
+    assert refused.startswith(b"HTTP/1.1 505 ")
+    assert (answer.status, bytes(answer.body)) == (200, b"hello\n")
+
+
+async def test_inherited_sockets_take_the_http2_setting_of_the_binding_on_their_port(
+    site: Path,
+) -> None:
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = trioiis.ServerConfig(
+        root=site, bindings=(trioiis.Binding(f"127.0.0.1:{port}", http2=False),)
+    )
+    server = trioiis.HttpServer(config, sockets=[sock])  # as a worker or systemd gets them
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        refused = await raw_request(port, PREFACE)
+        await server.shutdown(grace=1)
+    assert refused.startswith(b"HTTP/1.1 505 ")
+
+
+async def _alpn(port: int, ca: trustme.CA) -> str | None:
+    context = client_context(ca)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    tcp = await trio.open_tcp_stream("127.0.0.1", port)
+    tls = trio.SSLStream(tcp, context, server_hostname="127.0.0.1")
+    async with tls:
+        await tls.do_handshake()
+        return tls.selected_alpn_protocol()
+
+
+async def test_alpn_offers_only_http11_on_a_binding_with_http2_off(
+    site: Path, tls_files: dict[str, Path], ca: trustme.CA
+) -> None:
+    h1_only = trioiis.Binding("127.0.0.1:0", http2=False)
+    bindings = (h1_only, "127.0.0.1:0")
+    async with running_server(root=site, bindings=bindings, **tls_files) as srv:
+        [(_, off), (_, on)] = srv.bound
+        chosen = [await _alpn(off, ca), await _alpn(on, ca)]
+        context = client_context(ca)
+        async with httpx.AsyncClient(http2=True, verify=context) as client:
+            answers = [await client.get(f"https://127.0.0.1:{p}/hello.txt") for p in (off, on)]
+    assert chosen == ["http/1.1", "h2"]
+    assert [(a.http_version, a.text) for a in answers] == [
+        ("HTTP/1.1", "hello\n"),
+        ("HTTP/2", "hello\n"),
+    ]
 
 
 async def test_alpn_h2_over_tls_with_httpx(
@@ -481,3 +675,27 @@ async def test_traces_name_the_stream(site: Path, tmp_path: Path) -> None:
         await client.get("/hello.txt")
     documents = [json.loads(path.read_text()) for path in traces.glob("*.json")]
     assert sorted(d["request"]["stream_id"] for d in documents) == [1, 3]
+
+
+def test_h2_settings_keep_their_values_in_lists() -> None:
+    """The swap of h2's per-setting deques for lists (an idle connection's memory) keeps
+    every value and h2's acknowledge cycle; this fails first if h2 changes how it stores
+    them (pyproject.toml bounds h2 to the versions checked)."""
+    codes = h2.settings.SettingCodes
+    settings = h2.settings.Settings(client=False, initial_values={codes.MAX_FRAME_SIZE: 32768})
+    _compact_settings(settings)
+    settings[codes.INITIAL_WINDOW_SIZE] = 100  # sent, not yet acknowledged
+    settings[0x99] = 7  # a setting h2 does not know: a new entry
+    assert settings.initial_window_size == 65535
+    changed = settings.acknowledge()
+    assert {k: (c.original_value, c.new_value) for k, c in changed.items()} == {
+        codes.INITIAL_WINDOW_SIZE: (65535, 100),
+        0x99: (None, 7),
+    }
+    assert (settings.initial_window_size, settings.max_frame_size, settings[0x99]) == (
+        100,
+        32768,
+        7,
+    )
+    _compact_settings(settings)
+    assert {type(v) for v in settings._settings.values()} == {_SettingValues}

@@ -45,7 +45,7 @@ def test_serve_help_gives_every_option_a_text_and_default() -> None:
         described = re.search(rf"{option} \S+ (.*?)\(default: [^)]+\)", text)
         assert described is not None, option
         assert described[1].strip(), option  # a text before the default
-    assert "-b HOST:PORT, --bind HOST:PORT" in text
+    assert "-b HOST:PORT[,http2=off], --bind HOST:PORT[,http2=off]" in text
     assert "-w N, --workers N" in text
 
 

@@ -87,7 +87,9 @@ class ServerCounters:
             ``streams_reset_by_client``, and each limit's refusals: ``streams_refused``
             (concurrent streams), ``rapid_reset``, ``ping_flood``, ``settings_flood``,
             ``window_update_flood``, ``header_flood`` (header list size, CONTINUATION),
-            ``window_stalls``, ``write_timeouts``, ``idle_closed``, ``max_requests_goaway``,
+            ``window_stalls``, ``slow_reads`` (a stream read below ``min_send_rate``),
+            ``slow_bodies`` (a stream's body below ``min_body_rate`` or past
+            ``body_timeout``), ``write_timeouts``, ``idle_closed``, ``max_requests_goaway``,
             ``protocol_errors``.
     """
 

@@ -69,6 +69,7 @@ import contextlib
 import email.utils
 import errno
 import fcntl
+import math
 import os
 import re
 import socket
@@ -190,8 +191,10 @@ class Limits:
 
     HTTP/2 also reuses ``keep_alive_timeout`` (a connection without streams),
     ``send_timeout`` (a stream window left closed: that stream is reset; a connection not
-    read: closed), ``body_timeout``, ``receive_buffer`` (each stream's receive window) and
-    ``max_requests_per_connection`` (streams per connection, then GOAWAY).
+    read: closed), ``body_timeout``, ``min_body_rate`` and ``min_send_rate`` (per stream,
+    over the time its reads or writes waited for the client), ``receive_buffer`` (each
+    stream's receive window) and ``max_requests_per_connection`` (streams per connection,
+    then GOAWAY).
     """
 
     max_request_line: int = 8192
@@ -218,6 +221,28 @@ class Limits:
     h2_max_pings: int = 100
     h2_max_settings: int = 100
     h2_max_window_updates: int = 10000
+
+
+def slow_deadline(
+    limits: Limits, idle: float, min_rate: float, started: float, moved: int
+) -> tuple[float, str]:
+    """When to give up on a peer: after ``idle`` seconds without progress, or once it falls
+    below ``min_rate`` bytes/s averaged since ``started`` (after ``rate_grace``), ``moved``
+    bytes having moved since. Returns the deadline and, for the message, which rule it is
+    (the HTTP/1.1 connection's and each HTTP/2 stream's rule)."""
+    deadline, why = trio.current_time() + idle, f"with nothing moving for {idle} s"
+    by_rate = rate_deadline(limits, min_rate, started, moved)
+    if by_rate < deadline:
+        deadline, why = by_rate, f"slower than {min_rate:g} bytes/s"
+    return deadline, why
+
+
+def rate_deadline(limits: Limits, min_rate: float, started: float, moved: int) -> float:
+    """When ``moved`` bytes since ``started`` fall below ``min_rate`` bytes/s, counting
+    from ``rate_grace`` after the start; never (infinity) when ``min_rate`` is 0."""
+    if min_rate <= 0:
+        return math.inf
+    return started + limits.rate_grace + moved / min_rate
 
 
 class _SlowPeer(trio.BrokenResourceError):
@@ -926,16 +951,7 @@ class Http1Connection:
     def _slow_deadline(
         self, idle: float, min_rate: float, started: float, moved: int
     ) -> tuple[float, str]:
-        """When to give up on a peer: after ``idle`` seconds without progress, or once it
-        falls below ``min_rate`` bytes/s averaged since ``started`` (after ``rate_grace``).
-        Returns the deadline and, for the message, which rule it is."""
-        now = trio.current_time()
-        deadline, why = now + idle, f"with nothing moving for {idle} s"
-        if min_rate > 0:
-            by_rate = started + self.limits.rate_grace + moved / min_rate
-            if by_rate < deadline:
-                deadline, why = by_rate, f"slower than {min_rate:g} bytes/s"
-        return deadline, why
+        return slow_deadline(self.limits, idle, min_rate, started, moved)
 
     def _queue(self, data: bytes | bytearray) -> None:
         """Append to the output queue (rule 5b: every queued byte is counted)."""

@@ -14,6 +14,8 @@ Theory of operation
    tries a non-blocking send itself: no task switch for a small response) and, as offsets
    pass, credits each stream's ``body_bytes_sent`` and completion (``http2_transport``
    rule 2). A cancelled stream write never cuts a frame: only the writer touches the wire.
+   The writer task is started when output waits and ends once the connection has neither
+   output nor streams: an idle connection is its reading task alone.
 3. **Cancellation.** The client's RST_STREAM is that stream's disconnect: its transport's
    ``peer_gone`` cancels its request nursery (``HttpContext._peer_gone``); other streams
    go on. The client's GOAWAY or the connection's loss cancel every stream the same way.
@@ -39,12 +41,12 @@ are served in the order their frames arrive.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
+import math
 import socket as stdlib_socket
-from collections.abc import Awaitable, Callable
-from typing import Final, final
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final, cast, final
 
 import h2.config
 import h2.connection
@@ -91,9 +93,42 @@ class _Flood:
         return self.limit > 0 and self.count > self.limit
 
 
+class _SettingValues(list[int]):
+    """One setting's values in an ``h2.settings.Settings``: the current one first, then
+    those sent and not yet acknowledged. ``h2`` keeps them in a ``collections.deque``,
+    whose first block alone is about 700 bytes: about 9 KiB per connection for the two
+    sides' settings, over half of an idle connection's memory. A list does the same job
+    (``h2`` reads it with ``[0]``, ``len``, ``append`` and ``popleft``) in about 70."""
+
+    __slots__ = ()
+
+    def popleft(self) -> int:
+        return self.pop(0)
+
+
+def _compact_settings(settings: h2.settings.Settings) -> None:
+    """Swap the deques of ``settings`` for ``_SettingValues`` (values and order kept).
+
+    Relies on ``h2``'s private ``Settings._settings`` (a dict of deques): pyproject.toml
+    bounds ``h2`` to the versions checked (tests/e2e/test_http2.py checks the swap)."""
+    store = cast("dict[object, Iterable[int]]", settings._settings)
+    for key, values in store.items():
+        if type(values) is not _SettingValues:
+            store[key] = _SettingValues(values)
+
+
 @final
 class Http2Connection:
     """One HTTP/2 connection (theory of operation in this module's docstring)."""
+
+    __slots__ = (
+        "_drain_asked", "_drained", "_flushed", "_frames", "_last_served", "_last_stream",
+        "_nursery", "_out", "_peer", "_pings", "_queued", "_raw", "_reading",
+        "_refusal_logged", "_resets", "_run_stream", "_served", "_settings", "_streams",
+        "_window_updates", "_writer_running", "_writer_waiting", "_writing", "_written",
+        "closing", "counters",
+        "failed", "limits", "lost", "machine", "stream", "too_slow",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -112,17 +147,25 @@ class Http2Connection:
         self._raw = raw_socket
         self._peer = peer
         config = h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=True
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            # Http2Transport.send_head checks and normalizes a response's fields itself.
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         self.machine = h2.connection.H2Connection(config=config)
+        _compact_settings(self.machine.remote_settings)
         self._streams: dict[int, Http2Transport] = {}
         self._out = bytearray()
         self._queued = 0  # output bytes ever buffered: the offset the next one goes at
         self._written = 0  # output bytes ever handed to the kernel (or TLS)
-        # (offset its last byte ends at, stream, body bytes, END_STREAM) per frame, in order.
-        self._frames: collections.deque[tuple[int, Http2Transport, int, bool]] = collections.deque()
+        # (offset its last byte ends at, stream, body bytes, END_STREAM) per frame, in order
+        # (a list: an idle connection's is empty, and a deque's first block is ~700 bytes).
+        self._frames: list[tuple[int, Http2Transport, int, bool]] = []
         self._writer_waiting: trio.Event | None = None
         self._writing = False  # the writer is inside a send
+        self._writer_running = False  # a writer task exists (it may be waiting)
         self._drained: trio.Event | None = None
         self._flushed: trio.Event | None = None  # set by the writer when the output is empty
         self._nursery: trio.Nursery | None = None
@@ -168,6 +211,7 @@ class Http2Connection:
         # in; the connection refuses that stream alone (REFUSED_STREAM) instead.
         advertised[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 2**31 - 1
         machine.local_settings = h2.settings.Settings(client=False, initial_values=advertised)
+        _compact_settings(machine.local_settings)
         machine.decoder.max_header_list_size = limits.h2_max_header_list_size
         machine.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
         self._pull()
@@ -175,7 +219,7 @@ class Http2Connection:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._writer, name="trioiis h2 writer")
+                self.send_now()  # the server's SETTINGS
                 try:
                     with trio.CancelScope() as self._reading:
                         if self._drain_asked:
@@ -204,18 +248,35 @@ class Http2Connection:
                 await trio.aclose_forcefully(self.stream)
 
     async def _read_loop(self) -> None:
-        stream = self.stream
         while not (self.closing and not self._streams):
             try:
-                data = await stream.receive_some(_RECEIVE_SIZE)
+                data = await self._receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 data = b""
             if not data:
                 self.lost = True
                 return
             self._feed(bytes(data))
+            data = b""  # not held while the connection waits (a DATA frame may be 64 KiB)
             if self.lost or self.failed:
                 return
+
+    async def _receive(self) -> bytes | bytearray:
+        """The client's next bytes (b"" at EOF). On plain sockets an idle connection waits
+        in ``wait_readable`` itself: a few coroutine frames fewer than
+        ``SocketStream.receive_some`` (about 1.5 KiB per idle connection)."""
+        raw = self._raw
+        if raw is None:
+            return await self.stream.receive_some(_RECEIVE_SIZE)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                data = raw.recv(_RECEIVE_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(raw)
+                continue
+            await trio.lowlevel.cancel_shielded_checkpoint()  # a client always sending
+            return data
 
     def _feed(self, data: bytes) -> None:
         """Bytes from the client into ``h2``; act on its events."""
@@ -264,6 +325,7 @@ class Http2Connection:
             if self._settings.hit(now, window):
                 self._calm("SETTINGS flood", "settings_flood")
                 return
+            _compact_settings(self.machine.remote_settings)  # (a new setting: a new deque)
             for transport in self._streams.values():
                 transport.window_opened()  # INITIAL_WINDOW_SIZE may have grown
         elif isinstance(event, h2.events.PingReceived):
@@ -314,7 +376,8 @@ class Http2Connection:
             self.counters.http2["max_requests_goaway"] += 1
             self.goaway()  # this is the last stream it answers
         assert self._nursery is not None
-        self._idle_clock()
+        if len(self._streams) == 1:
+            self._idle_clock()  # (moving a deadline costs: only when the connection turns busy)
         self._nursery.start_soon(self._stream_task, transport, head, name="trioiis h2 stream")
 
     def _refuse(self, sid: int, code: _E = _E.REFUSED_STREAM) -> None:
@@ -367,7 +430,11 @@ class Http2Connection:
             self.goaway()
         self._pull()
         self.send_now()
-        self._idle_clock()
+        if not self._streams:
+            self._idle_clock()
+            # h2 keeps a closed stream's state until it counts open streams (~1 KiB)
+            self.machine.open_inbound_streams  # noqa: B018 - the count drops closed streams
+            self._wake_writer()  # (a writer waiting with nothing to send ends)
         if self.closing and not self._streams and not (self.lost or self.failed):
             self._send_goaway()
         if self._drained is not None and not self._streams:
@@ -388,7 +455,7 @@ class Http2Connection:
         if scope is None:
             return
         if self._streams:
-            scope.deadline = trio.current_time() + 10**9
+            scope.deadline = math.inf
         else:
             scope.deadline = trio.current_time() + self.limits.keep_alive_timeout
 
@@ -510,6 +577,11 @@ class Http2Connection:
             self.limits.send_timeout,
         )
 
+    def stream_too_slow(self, transport: Http2Transport, counter: str, what: str) -> None:
+        """The server gives up on one stream's client (a minimum rate, ``body_timeout``)."""
+        self.counters.http2[counter] += 1
+        log.warning("HTTP/2 client %s %s on stream %d", self._peer, what, transport.stream_id)
+
     def consumed(self, transport: Http2Transport, n: int) -> None:
         """The request read ``n`` body bytes: reopen that much window (rule 3 of the
         transport)."""
@@ -544,22 +616,40 @@ class Http2Connection:
         self._written += sent
         frames = self._frames
         written = self._written
-        while frames and frames[0][0] <= written:
-            _, transport, body, end = frames.popleft()
+        done = 0
+        for offset, transport, body, end in frames:
+            if offset > written:
+                break
             transport.frames_written(body, end)
             transport.progress()
+            done += 1
+        del frames[:done]
 
     def _wake_writer(self) -> None:
+        """Wake the writer, or start one when output waits and none runs."""
         waiting, self._writer_waiting = self._writer_waiting, None
         if waiting is not None:
             waiting.set()
+        elif not self._writer_running and self._out and self._nursery is not None:
+            self._writer_running = True
+            self._nursery.start_soon(self._writer, name="trioiis h2 writer")
 
     async def _writer(self) -> None:
-        """The only task that waits on the socket to send (rule 2)."""
+        """The only task that waits on the socket to send (rule 2); it ends when nothing
+        is left to send and no stream is open (``_wake_writer`` starts the next one)."""
+        try:
+            await self._write_until_idle()
+        finally:
+            self._writer_running = False
+            self._writer_waiting = None
+
+    async def _write_until_idle(self) -> None:
         raw, stream = self._raw, self.stream
         limits = self.limits
         while True:
-            if not self._out or (self.lost and self._nursery is None):
+            if not self._out:
+                if not self._streams:
+                    return
                 self._writer_waiting = trio.Event()
                 await self._writer_waiting.wait()
                 continue

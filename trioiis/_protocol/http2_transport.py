@@ -13,10 +13,17 @@ It is the stream's state as well as the request's transport:
    its last byte ends at; ``body_bytes_sent`` grows only once the connection wrote past it
    (handed to the kernel, or to TLS). The response is complete once END_STREAM was.
 3. **Waits.** ``write`` waits for window (a WINDOW_UPDATE) and for the connection's writer;
-   a window that stays closed for ``send_timeout`` is a zero-window stall: the stream is
-   reset and the write raises ``PeerTooSlowError``. ``receive_body`` waits for DATA, at most
-   ``body_timeout``; the stream's and the connection's receive windows are reopened as the
-   request consumes the body, never before (backpressure).
+   a window that stays closed for ``send_timeout`` is a zero-window stall, and a response
+   whose DATA moves slower than ``min_send_rate`` is a client too slow: either way the
+   stream is reset (RST_STREAM CANCEL) and the write raises ``PeerTooSlowError``.
+   ``receive_body`` waits for DATA, at most ``body_timeout``, and not past the point where
+   the body falls below ``min_body_rate``: then it raises ``PeerTooSlowError`` (the
+   request answers 408 if it can; the stream ends alone, no GOAWAY). A rate is averaged
+   over the time the stream's writes (reads) waited for the client, after ``rate_grace``
+   of it: time the request spent elsewhere is not the client's. The
+   stream's and the connection's receive windows are reopened as the request consumes the
+   body, never before (backpressure): flow control is HTTP/2's back-pressure, so these are
+   the same rules as HTTP/1.1's, per stream.
 4. **The peer.** The connection calls ``peer_gone`` on the client's RST_STREAM, on its
    GOAWAY and on the connection's loss; the watcher (the request's context) is called once,
    and waiting reads and writes raise ``PeerGoneError``.
@@ -24,17 +31,19 @@ It is the stream's state as well as the request's transport:
 
 from __future__ import annotations
 
-import collections
+import math
 import os
+import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Final, NoReturn, final
 
 import h2.errors
 import h2.exceptions
 import trio
+from hpack import NeverIndexedHeaderTuple
 
 from .._errors import BodyTooLargeError, MalformedBodyError, NotSupportedError
-from .http1 import FILE_PIECE
+from .http1 import FILE_PIECE, rate_deadline
 from .http1_writer import FramingError
 from .transport import PeerGoneError, PeerTooSlowError
 
@@ -42,10 +51,14 @@ if TYPE_CHECKING:
     from .http2 import Http2Connection
 
 #: Headers that mean something only to one HTTP/1.1 connection; HTTP/2 forbids them
-#: (RFC 9113 §8.2.2), so a response's copies are dropped.
+#: (RFC 9113 §8.2.2; ``te`` in a response too), so a response's copies are dropped.
 CONNECTION_HEADERS: Final = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+    (b"connection", b"keep-alive", b"proxy-connection", b"te", b"transfer-encoding", b"upgrade")
 )
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+#: Fields kept out of the HPACK dynamic table (never indexed), as h2 and nghttp2 do: a
+#: compression context shared with an attacker must not hold credentials.
+NEVER_INDEXED: Final = frozenset((b"authorization", b"proxy-authorization"))
 
 
 @final
@@ -58,8 +71,10 @@ class Http2Transport:
         "_body_bytes_sent",
         "_body_ended",
         "_body_error",
+        "_body_given_up",
         "_body_read",
         "_body_received",
+        "_body_waited",
         "_close_after",
         "_complete",
         "_conn",
@@ -74,6 +89,7 @@ class Http2Transport:
         "_out",
         "_queued_body",
         "_reset",
+        "_send_waited",
         "_too_slow",
         "_waiter",
         "connect_protocol",
@@ -106,7 +122,8 @@ class Http2Transport:
         self._waiter: trio.Event | None = None  # a read or write waiting for something
         # -- the response
         self._head: list[tuple[bytes, bytes]] | None = None  # queued, not yet pushed
-        self._out: collections.deque[bytes] = collections.deque()  # body queued, not pushed
+        # (lists, not deques: a few items at most, and a deque's first block is ~700 bytes)
+        self._out: list[bytes] = []  # body queued, not pushed
         self._queued_body = 0  # body bytes ever queued (Content-Length checks)
         self._length: int | None = None  # the response's Content-Length
         self._bodiless = head_only  # HEAD, 204, 304: no DATA
@@ -118,14 +135,17 @@ class Http2Transport:
         self._last_end = 0  # connection-output offset of this stream's last frame
         self._reset = False  # we reset the stream: nothing more goes out
         self._gone = False  # the client reset it, or the connection is gone
-        self._too_slow = False  # we reset it for a stalled window
+        self._too_slow = False  # we gave up on the client (a stalled window, a rate)
+        self._send_waited = 0.0  # seconds writes waited for the client (min_send_rate)
         # -- the request body
         self._content_length = request_length
-        self._body: collections.deque[bytes] = collections.deque()
+        self._body: list[bytes] = []
         self._body_received = 0  # DATA bytes received
         self._body_read = 0  # bytes handed to the request
         self._body_ended = False  # END_STREAM received
         self._body_error: Exception | None = None
+        self._body_given_up = False  # too slow: the stream ends alone, after its answer
+        self._body_waited = 0.0  # seconds reads waited for the client (min_body_rate)
 
     def __repr__(self) -> str:
         return f"<Http2Transport stream {self.stream_id}>"
@@ -141,7 +161,10 @@ class Http2Transport:
         Raises:
             FramingError: a malformed Content-Length, or a control byte in a header.
         """
-        fields = [(b":status", str(status).encode())]
+        # What h2 would check and normalize again is done here, once (the connection's h2
+        # is configured not to): lower-case names, no connection-specific field, no control
+        # byte, values without surrounding whitespace, credentials never indexed.
+        fields: list[tuple[bytes, bytes]] = [(b":status", str(status).encode())]
         length: int | None = None
         for name, value in headers:
             lower = name.lower()
@@ -149,16 +172,24 @@ class Http2Transport:
                 continue
             if any(byte in value for byte in b"\r\n\x00"):
                 raise FramingError(f"header {name!r} holds a control byte")
+            if not lower or lower[0] == 58 or not _TOKEN.fullmatch(lower):  # 58: ":"
+                raise FramingError(f"header name {name!r} is not a token")
+            value = value.strip(b" \t")
             if lower == b"content-length":
                 if not value.isdigit() or (length is not None and int(value) != length):
                     raise FramingError(f"bad Content-Length {value!r}")
                 length = int(value)
-            fields.append((lower, value))
+            if lower in NEVER_INDEXED:
+                fields.append(NeverIndexedHeaderTuple(lower, value))
+            else:
+                fields.append((lower, value))
         if status in (204, 304) or 100 <= status < 200:
             self._bodiless = True
         self._length = length
         self._head = fields
-        if close:
+        # HTTP/1.1 closes after a body it gave up on (the unread rest is in the way); over
+        # HTTP/2 that stream's RST_STREAM after the answer is enough: no GOAWAY for it.
+        if close and not self._body_given_up:
             self._close_after = True
 
     def send_body(self, data: bytes) -> int:
@@ -210,8 +241,9 @@ class Http2Transport:
 
         Raises:
             PeerGoneError: the client reset the stream, sent GOAWAY or left.
-            PeerTooSlowError: the window stayed closed for ``send_timeout`` (the stream is
-                reset), or the connection's writer gave up on the client.
+            PeerTooSlowError: the window stayed closed for ``send_timeout``, or the
+                response fell below ``min_send_rate`` (either way the stream is reset), or
+                the connection's writer gave up on the client.
 
         Cancellation: what the windows did not admit stays queued in order; frames already
             handed to the connection go out.
@@ -222,23 +254,39 @@ class Http2Transport:
             self._check_writable()
             self._push()
             conn.send_now()
-            if self._pending():
-                # The window is closed: wait for WINDOW_UPDATE (or SETTINGS).
-                with trio.move_on_after(limits.send_timeout) as stall:
-                    await self._wait()
-                if stall.cancelled_caught:
-                    conn.window_stalled(self)
-                    self._too_slow = True
-                    self.reset()
-                    raise PeerTooSlowError(
-                        f"stream {self.stream_id}: the flow-control window stayed closed "
-                        f"for {limits.send_timeout:g} s"
-                    )
-                continue
-            last = self._last_offset()
-            if conn.written_through(last):
+            window_closed = self._pending()
+            if not window_closed and conn.written_through(self._last_offset()):
                 return
-            await self._wait()
+            # Wait for the client: a WINDOW_UPDATE (or SETTINGS), or the connection's writer
+            # (which has its own send_timeout). The rate counts only the time writes wait,
+            # as if the waits were back to back: a response that streams now and then is
+            # not held to the hours it idled.
+            now = trio.current_time()
+            by_rate = rate_deadline(
+                limits, limits.min_send_rate, now - self._send_waited, self._body_bytes_sent
+            )
+            stalled = now + limits.send_timeout if window_closed else math.inf
+            try:
+                with trio.move_on_at(min(stalled, by_rate)) as waited:
+                    await self._wait()
+            finally:
+                self._send_waited += trio.current_time() - now
+            if waited.cancelled_caught:
+                if by_rate < stalled:
+                    rate = limits.min_send_rate
+                    what = f"read its response slower than {rate:g} bytes/s"
+                    conn.stream_too_slow(self, "slow_reads", what)
+                    self._give_up(f"the client {what}")
+                conn.window_stalled(self)
+                self._give_up(
+                    f"the flow-control window stayed closed for {limits.send_timeout:g} s"
+                )
+
+    def _give_up(self, why: str) -> NoReturn:
+        """The server gives up on this stream's client: RST_STREAM, ``PeerTooSlowError``."""
+        self._too_slow = True
+        self.reset()
+        raise PeerTooSlowError(f"stream {self.stream_id}: {why}")
 
     def _check_writable(self) -> None:
         conn = self._conn
@@ -264,33 +312,40 @@ class Http2Transport:
         machine = conn.machine
         sid = self.stream_id
         try:
+            unrecorded = False  # HEADERS pushed, not recorded yet
             if self._head is not None:
                 end = self._end_queued and not self._out
                 machine.send_headers(sid, self._head, end_stream=end)
                 self._head = None
                 if end:
                     self._end_pushed = True
-                self._last_end = conn.record(self, 0, end=end)
+                    self._last_end = conn.record(self, 0, end=True)
+                else:
+                    unrecorded = True  # the next frame's record covers it (no body in it)
             out = self._out
             while out:
                 room = min(machine.local_flow_control_window(sid), machine.max_outbound_frame_size)
                 if room <= 0:
-                    return
+                    break
                 chunk = out[0]
                 if len(chunk) > room:
                     out[0] = chunk[room:]
                     chunk = chunk[:room]
                 else:
-                    out.popleft()
+                    del out[0]
                 end = self._end_queued and not out
                 machine.send_data(sid, chunk, end_stream=end)
                 if end:
                     self._end_pushed = True
                 self._last_end = conn.record(self, len(chunk), end=end)
-            if self._end_queued and not self._end_pushed:
+                unrecorded = False
+            if self._end_queued and not self._end_pushed and not out:
                 machine.end_stream(sid)
                 self._end_pushed = True
                 self._last_end = conn.record(self, 0, end=True)
+                unrecorded = False
+            if unrecorded:
+                self._last_end = conn.record(self, 0, end=False)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             self._gone = True  # the stream closed under us (a reset raced the push)
 
@@ -427,7 +482,8 @@ class Http2Transport:
             BodyTooLargeError: past ``max_body_bytes`` (or a Content-Length above it).
             MalformedBodyError: DATA that contradicts the Content-Length.
             PeerGoneError: the client reset the stream or left.
-            PeerTooSlowError: no DATA for ``body_timeout``.
+            PeerTooSlowError: no DATA for ``body_timeout``, or the body fell below
+                ``min_body_rate``.
 
         Cancellation: loses no byte; unread bytes stay buffered for the next call.
         """
@@ -449,7 +505,7 @@ class Http2Transport:
                     body[0] = chunk[max_bytes:]
                     chunk = chunk[:max_bytes]
                 else:
-                    body.popleft()
+                    del body[0]
                 self._body_read += len(chunk)
                 self._conn.consumed(self, len(chunk))
                 return chunk
@@ -462,12 +518,26 @@ class Http2Transport:
             if self._gone or self._conn.lost:
                 await trio.lowlevel.checkpoint()
                 raise PeerGoneError(f"stream {self.stream_id}: the client left mid-body")
-            with trio.move_on_after(limits.body_timeout) as waited:
-                await self._wait()
+            # As for writes, the rate counts only the time reads waited for the client.
+            now = trio.current_time()
+            idle = now + limits.body_timeout
+            by_rate = rate_deadline(
+                limits, limits.min_body_rate, now - self._body_waited, self._body_received
+            )
+            try:
+                with trio.move_on_at(min(idle, by_rate)) as waited:
+                    await self._wait()
+            finally:
+                self._body_waited += trio.current_time() - now
             if waited.cancelled_caught:
-                raise PeerTooSlowError(
-                    f"stream {self.stream_id}: no request body for {limits.body_timeout:g} s"
+                why = (
+                    f"slower than {limits.min_body_rate:g} bytes/s"
+                    if by_rate < idle
+                    else f"with nothing for {limits.body_timeout:g} s"
                 )
+                self._body_given_up = True
+                self._conn.stream_too_slow(self, "slow_bodies", f"sent its request body {why}")
+                raise PeerTooSlowError(f"stream {self.stream_id}: the client sent its body {why}")
 
     @property
     def body_remaining(self) -> int | None:

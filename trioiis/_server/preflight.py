@@ -18,9 +18,11 @@ from .tls import certificate_summary, server_context, sni_context
 __all__ = ["check_writable", "preflight", "tls_context"]
 
 
-def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
+def tls_context(config: ServerConfig, *, http2: bool | None = None) -> ssl.SSLContext | None:
     """The server's TLS context (None without ``tls_cert``): its own certificate, and each
-    site's for the clients that name one of that site's hosts (SNI).
+    site's for the clients that name one of that site's hosts (SNI). ``http2``: offer ALPN
+    ``h2`` (default: ``config.http2``); every context a handshake may switch to offers the
+    same protocols.
 
     Raises:
         ConfigError: a certificate or key is missing, unreadable or not a matching pair.
@@ -29,11 +31,13 @@ def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
         if any(site.tls_cert is not None for site in config.sites):
             raise ConfigError("a site's tls_cert needs the server's tls_cert and tls_key too")
         return None
-    default = server_context(config.tls_cert, config.tls_key, http2=config.http2)
+    if http2 is None:
+        http2 = config.http2
+    default = server_context(config.tls_cert, config.tls_key, http2=http2)
     by_host: dict[str, ssl.SSLContext] = {}
     for site in config.sites:
         if site.tls_cert is not None and site.tls_key is not None:
-            context = server_context(site.tls_cert, site.tls_key, http2=config.http2)
+            context = server_context(site.tls_cert, site.tls_key, http2=http2)
             by_host.update(dict.fromkeys(site.hosts, context))
     return sni_context(default, by_host)
 

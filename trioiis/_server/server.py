@@ -69,7 +69,9 @@ from .._protocol.transport import Transport
 from ..config import (
     BUILTIN_MODULES,
     DEFAULT_MODULES,
+    Binding,
     ServerConfig,
+    binding_address,
     describe_exception,
     load_register_function,
     parse_binding,
@@ -77,7 +79,7 @@ from ..config import (
 from .access_log import AccessLog
 from .https_redirect import serve_https_redirect
 from .idle import IdleReaper
-from .preflight import preflight
+from .preflight import preflight, tls_context
 from .sites import SiteTable
 from .tls import answer_plain_http
 from .watchdog import Watchdog
@@ -257,6 +259,9 @@ class HttpServer:
         self.tls_bound: list[tuple[str, int]] = []
         #: Certificates from an ACME CA (``acme``), or None.
         self.auto_https: AutoHttps | None = None
+        # The TLS context of each HTTP/2 setting some binding has (ALPN differs).
+        self._ssl_contexts: dict[bool, ssl.SSLContext] = {}
+        self._http2_by_socket: dict[int, bool] = {}  # listening socket's fd → HTTP/2 on
         self._head_parser: HeadParser | None = None
         if self.config.http == "fast":
             if not fast_parser_available():
@@ -373,6 +378,7 @@ class HttpServer:
             if self.auto_https is not None:
                 self._ssl_context = self.auto_https.tls_context(self._ssl_context)
             sockets = self._open_sockets() if self._given_sockets is None else self._adopt()
+            self._tls_per_binding()
             self._access_log.open()
             # The applications' nursery (GL_APPLICATION_START/STOP) outlives every
             # connection: an app is started before the first accept and stopped after the
@@ -430,10 +436,7 @@ class HttpServer:
             self._connections = connections
             async with trio.open_nursery() as acceptors:
                 for sock in sockets:
-                    context = self._ssl_context
-                    if self.config.tls_bindings and sock.fileno() not in self._tls_fds:
-                        context = None  # with tls_bindings, `bindings` stay cleartext
-                    acceptors.start_soon(self._accept_loop, sock, connections, context)
+                    acceptors.start_soon(self._accept_loop, sock, connections)
                 log.debug("serving %s", ", ".join(f"{scheme}://{_fmt(h, p)}/" for h, p in bound))
                 task_status.started(bound)
                 await self._stop.wait()
@@ -464,10 +467,17 @@ class HttpServer:
         await self._done.wait()
 
     def _open_sockets(self) -> list[stdlib_socket.socket]:
-        sockets = open_listeners(self.config.bindings)
+        """A listening socket per address of each binding, each with that binding's
+        HTTP/2 setting; then the ``tls_bindings`` ones."""
+        sockets: list[stdlib_socket.socket] = []
         try:
+            for binding in self.config.bindings:
+                http2 = self.config.binding_http2(binding)
+                for sock in open_listeners([binding_address(binding)]):
+                    sockets.append(sock)
+                    self._http2_by_socket[sock.fileno()] = http2
             tls = open_listeners(self.config.tls_bindings)
-        except BaseException:
+        except ConfigError:
             for sock in sockets:
                 sock.close()
             raise
@@ -476,25 +486,43 @@ class HttpServer:
 
     def _adopt(self) -> list[stdlib_socket.socket]:
         """The sockets given to the constructor, made non-blocking (once: a second serve()
-        would find them closed)."""
+        would find them closed); each gets the HTTP/2 setting of the binding on its port."""
         sockets, self._given_sockets = self._given_sockets or [], []
         for sock in sockets:
             sock.setblocking(False)
+            binding = binding_listening_on(self.config.bindings, _sockname(sock))
+            http2 = self.config.http2 if binding is None else self.config.binding_http2(binding)
+            self._http2_by_socket[sock.fileno()] = http2
         # A given socket serves TLS when its port is a tls_bindings port.
         tls_ports = {parse_binding(b)[1] for b in self.config.tls_bindings}
         self._tls_fds = {s.fileno() for s in sockets if _sockname(s)[1] in tls_ports}
         return sockets
 
-    async def _accept_loop(
-        self,
-        sock: stdlib_socket.socket,
-        nursery: trio.Nursery,
-        context: ssl.SSLContext | None,
-    ) -> None:
+    def _tls_per_binding(self) -> None:
+        """With TLS, a context for each HTTP/2 setting the listening sockets have."""
+        if self._ssl_context is None:
+            return
+        self._ssl_contexts = {self.config.http2: self._ssl_context}
+        secure = {fd: h for fd, h in self._http2_by_socket.items() if self._serves_tls(fd)}
+        for http2 in set(secure.values()) - {self.config.http2}:
+            context = tls_context(self.config, http2=http2)
+            assert context is not None
+            self._ssl_contexts[http2] = context
+
+    def _serves_tls(self, fd: int) -> bool:
+        """The listening socket ``fd`` serves TLS: every one with ``tls_cert`` alone, only
+        the ``tls_bindings`` ones when there are some (``bindings`` stay cleartext)."""
+        if self._ssl_context is None:
+            return False
+        return not self.config.tls_bindings or fd in self._tls_fds
+
+    async def _accept_loop(self, sock: stdlib_socket.socket, nursery: trio.Nursery) -> None:
         # Accept in batches until the socket would block: trio.serve_listeners takes one
         # connection per scheduler turn, which starves the accept loop under a burst.
         assert self._slots is not None
         refuse_when_full = self.config.when_full == "refuse"
+        http2 = self._http2_by_socket.get(sock.fileno(), self.config.http2)
+        secure = self._serves_tls(sock.fileno())
         while True:
             await trio.lowlevel.wait_readable(sock)
             for _ in range(_ACCEPT_BATCH):
@@ -526,11 +554,13 @@ class HttpServer:
                     conn.close()  # reset before we could set it up
                     self._slots.release()
                     continue
-                nursery.start_soon(self._connection_task, conn, context, name=_CONNECTION_TASK)
+                nursery.start_soon(
+                    self._connection_task, conn, http2, secure, name=_CONNECTION_TASK
+                )
 
-    async def _connection_task(
-        self, raw: stdlib_socket.socket, context: ssl.SSLContext | None
-    ) -> None:
+    async def _connection_task(self, raw: stdlib_socket.socket, http2: bool, secure: bool) -> None:
+        """One accepted connection; ``http2``: its binding serves HTTP/2 too; ``secure``:
+        it serves TLS."""
         assert self._slots is not None
         self.counters.connections_accepted += 1
         self.counters.connections_open += 1
@@ -543,26 +573,26 @@ class HttpServer:
                     await trio.aclose_forcefully(stream)
                     return
                 remote, local = addresses
-            if context is None:
-                if self.config.http2:
+            if not secure:
+                if http2:
                     with trio.CancelScope() as sniffing:
                         self._sniffing.add(sniffing)
                         sniffing.deadline = trio.current_time() + self.config.limits.head_timeout
                         if self._draining:
                             self._drain_sniff(sniffing)
                         try:
-                            http2 = await sniff_preface(raw)
+                            preface = await sniff_preface(raw)
                         finally:
                             self._sniffing.discard(sniffing)
                     if sniffing.cancelled_caught:  # silent past head_timeout (or the drain)
                         await trio.aclose_forcefully(stream)
                         return
-                    if http2:
+                    if preface:
                         await self._serve_http2(stream, remote, local, secure=False, raw=raw)
                         return
                 await self._serve_socket(stream, raw, remote, local)
             else:
-                await self._serve_tls(stream, context, remote, local)
+                await self._serve_tls(stream, self._ssl_contexts[http2], remote, local)
         except Exception:
             log.exception("internal error on a connection")  # never takes the server down
         finally:
@@ -984,6 +1014,19 @@ def _refuse_one(sock: stdlib_socket.socket) -> bool:
             conn.send(error_response_bytes(503))
             conn.shutdown(stdlib_socket.SHUT_WR)
     return True
+
+
+def binding_listening_on(
+    bindings: Sequence[str | Binding], local: tuple[str, int]
+) -> str | Binding | None:
+    """The binding an inherited listening socket bound to ``local`` was opened for: one on
+    its port, the one naming its address first; None when no binding has that port (port
+    0, or sockets from systemd for other addresses)."""
+    host, port = local
+    on_port = [b for b in bindings if parse_binding(binding_address(b))[1] == port]
+    named = [b for b in on_port if parse_binding(binding_address(b))[0] == host]
+    chosen = named or on_port
+    return chosen[0] if chosen else None
 
 
 def open_listeners(bindings: Sequence[str]) -> list[stdlib_socket.socket]:
