@@ -17,8 +17,13 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[examples]'
 	touch $@
 
+# The tests exercise every feature: every extra of the package, and the `dev` dependency
+# group (PEP 735: linters, type checker, docs, coverage, test clients), which needs
+# pip >= 25.1 (the venv's pip is upgraded when it is made).
+TEST_EXTRAS := testing,examples,compression,metrics,fast,bench,acme
+
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test,examples]'
+	$(BIN)/python -m pip install -q -e '.[$(TEST_EXTRAS)]' --group dev
 	touch $@ $(STAMP_RUN)
 
 serve: $(STAMP_RUN)
@@ -36,17 +41,29 @@ types: $(STAMP_TEST)
 docs: $(STAMP_TEST)
 	$(BIN)/mkdocs build --strict --site-dir .site
 
+# The suite runs under coverage (branch = true in pyproject.toml); the figure is the share
+# of trioiis/'s lines and branches the in-process tests reach (servers the tests start as
+# subprocesses are not measured). Coverage's tracer costs the suite CPU (about +60 % on
+# Python 3.11, see benchmarks/RESULTS.md): `make test COVERAGE=0` runs it without.
+COVERAGE ?= 1
+
 test: lint types $(STAMP_TEST)
+ifeq ($(COVERAGE),0)
 	$(BIN)/python -m pytest -q
+else
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest -q
+	@echo "coverage of trioiis/ (lines and branches): $$($(BIN)/coverage report --format=total)%"
+endif
 	$(BIN)/mkdocs build --strict --site-dir .site
 
 $(STAMP_BENCH): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test,bench,peers]'
+	$(BIN)/python -m pip install -q -e '.[$(TEST_EXTRAS),peers]' --group dev
 	touch $@ $(STAMP_TEST) $(STAMP_RUN)
 
-# Peers side by side (issue 10): trioiis, the floors, Hypercorn-trio, Uvicorn (h11, httptools).
+# Peers side by side: trioiis, the floors, Hypercorn-trio, Uvicorn (h11, httptools).
 bench: $(STAMP_BENCH)
 	$(BIN)/python benchmarks/compare.py
 
 clean:
-	rm -rf $(VENV) .site .mypy_cache .ruff_cache
+	rm -rf $(VENV) .site .mypy_cache .ruff_cache .coverage

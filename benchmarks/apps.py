@@ -1,4 +1,4 @@
-"""A Starlette app under trioiis, Hypercorn (trio worker) and Uvicorn, side by side (issue 12).
+"""A Starlette app under trioiis, Hypercorn (trio worker) and Uvicorn, side by side.
 
     .venv/bin/python benchmarks/apps.py [--duration 4] [--rounds 3] [--warmup 1]
         [--connections 50] [--only trioiis,hypercorn-trio,...] [--no-write]
@@ -17,7 +17,7 @@ free port, checked with one ``GET /hello``, warmed up with ``--warmup`` seconds 
 measured in interleaved rounds (A B C D, A B C D, ...) of ``wrk -t1 -cN -dDs --latency``. The
 table shows the medians of requests/s, p50/p99 latency and CPU µs per request (server process
 tree), and each server's requests/s as a ratio to trioiis's. The table and this command are
-written as the section "Hosted apps: Starlette under each server (issue 12)" of RESULTS.md
+written as the section "Hosted apps: Starlette under each server" of RESULTS.md
 (``--no-write`` to skip). Every server is stopped in a ``finally``; every wait is bounded.
 """
 
@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare  # the servers' start/measure helpers of benchmarks/compare.py
 import hello
 
-SECTION = "## Hosted apps: Starlette under each server (issue 12)"
+SECTION = "## Hosted apps: Starlette under each server"
 HOST = hello.HOST
 APP = "starlette_hello:app"
 

@@ -1,4 +1,4 @@
-"""Peers side by side (issue 10): trioiis against the floors, Hypercorn and Uvicorn.
+"""Peers side by side: trioiis against the floors, Hypercorn and Uvicorn.
 
     .venv/bin/python benchmarks/compare.py [--duration 5] [--rounds 3] [--idle 2000]
         [--warmup 1] [--connections 50] [--only trioiis,raw-trio,...] [--budget 360] [--no-write]
@@ -38,7 +38,7 @@ with a note saying what is missing. Then:
    its response, then left open and idle; RSS again; the delta divided by the connections.
    ``RLIMIT_NOFILE`` is raised to its hard limit first (the servers inherit it).
 4. Prints the table and writes it, with this command and the versions, as the section
-   "Peers side by side (issue 10)" at the end of ``benchmarks/RESULTS.md`` (replacing that
+   "Peers side by side" at the end of ``benchmarks/RESULTS.md`` (replacing that
    section if it is there, keeping the others; ``--no-write`` leaves the file alone).
 
 Every server is stopped in a ``finally`` (SIGTERM, then a kill after 5 s). With the defaults
@@ -83,7 +83,7 @@ HOST = hello.HOST  # loopback only
 PATH = "/hello"
 BODY = b"Hello, world!\n"
 RESULTS = hello.RESULTS
-SECTION = "## Peers side by side (issue 10)"
+SECTION = "## Peers side by side"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WRK_SLACK = 30  # seconds wrk may take beyond -d before it is killed
 IDLE_CONCURRENCY = 50  # connections being opened at once in the idle-memory test

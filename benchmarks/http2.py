@@ -30,7 +30,7 @@ Hypercorn comes from the ``bench`` extra (``pip install -e '.[bench]'``).
    file; the client writes the moment it sent the RST_STREAM. p50/p99 of the differences,
    and how many handlers were never cancelled within 1 s after the last reset. A new
    connection every 100 resets (below trioiis's rapid-reset limit).
-3. Writes the tables and this command as the section "HTTP/2 (issue 21)" of
+3. Writes the tables and this command as the section "HTTP/2" of
    benchmarks/RESULTS.md (``--no-write``: leaves it alone).
 """
 
@@ -59,7 +59,7 @@ import hello
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-SECTION = "## HTTP/2 (issue 21)"
+SECTION = "## HTTP/2"
 H2LOAD_SLACK = 30
 RESETS_PER_CONNECTION = 100
 

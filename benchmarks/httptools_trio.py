@@ -1,5 +1,5 @@
 """A minimal trio + httptools (llhttp) server: the least an llhttp-based Trio server does per
-request, the floor for ``trioiis --http fast`` (issue 10).
+request, the floor for ``trioiis --http fast``.
 
 .venv/bin/python benchmarks/httptools_trio.py PORT [--design]
 

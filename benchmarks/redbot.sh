@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# REDbot (issue 5): lint a few URLs of the sample site served by trioiis.
+# REDbot: lint a few URLs of the sample site served by trioiis.
 #
 #     python3 -m venv .venv-redbot && .venv-redbot/bin/pip install redbot   # once
 #     (its own venv on purpose: redbot's httplint brings sniffpy, which installs a top-level

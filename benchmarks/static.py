@@ -1,4 +1,4 @@
-"""Static files, trioiis against nginx (issue 5): one command, bounded, installs nothing.
+"""Static files, trioiis against nginx: one command, bounded, installs nothing.
 
     .venv/bin/python benchmarks/static.py [--duration 5] [--rounds 3] [--connections 50]
         [--no-write]
@@ -15,7 +15,7 @@ that hint otherwise. Then:
 3. Measures interleaved rounds (trioiis 1K, nginx 1K, trioiis 1M, nginx 1M; ``--rounds``
    times) of ``wrk -t1 -c50 -d5s``, and prints the medians of requests/s and MB/s (wrk's
    Transfer/sec, headers included, in 10^6 bytes) and the ratios trioiis/nginx.
-4. Writes the table and this command as the section "Static files vs nginx (issue 5)" of
+4. Writes the table and this command as the section "Static files vs nginx" of
    ``benchmarks/RESULTS.md`` (replacing that section if present, keeping the others;
    ``--no-write`` leaves the file alone).
 
@@ -47,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = hello.ROOT
 HOST = hello.HOST  # loopback only
 RESULTS = hello.RESULTS
-SECTION = "## Static files vs nginx (issue 5)"
+SECTION = "## Static files vs nginx"
 WRK_SLACK = 30  # seconds wrk may take beyond -d before it is killed
 FILES = {"1K": ("1k.bin", 1024), "1M": ("1m.bin", 1024 * 1024)}
 SERVERS = ("trioiis", "nginx")

@@ -1,5 +1,5 @@
-"""Static files, trioiis against Starlette's StaticFiles under Hypercorn-trio and Uvicorn
-(issue 10): one command, bounded, installs nothing.
+"""Static files, trioiis against Starlette's StaticFiles under Hypercorn-trio and Uvicorn:
+one command, bounded, installs nothing.
 
     .venv/bin/python benchmarks/static_starlette.py [--duration 5] [--rounds 3] [--no-write]
 
@@ -10,7 +10,7 @@ a temp folder with ``1k.bin`` and ``1m.bin`` of random bytes, serves it with
 and a free port, checks every server answers both files in full, then measures interleaved
 rounds of ``wrk -t1 -c50`` (every server for 1K, then for 1M; ``--rounds`` times) and prints
 the medians and the ratios trioiis ÷ peer. Writes the section "Static files vs Starlette
-StaticFiles (issue 10)" of ``benchmarks/RESULTS.md`` unless ``--no-write``. Every server is
+StaticFiles" of ``benchmarks/RESULTS.md`` unless ``--no-write``. Every server is
 stopped in a ``finally``.
 """
 
@@ -32,7 +32,7 @@ import hello
 import static
 
 HOST = hello.HOST
-SECTION = "## Static files vs Starlette StaticFiles (issue 10)"
+SECTION = "## Static files vs Starlette StaticFiles"
 APP = "static_starlette_app:app"  # benchmarks/static_starlette_app.py, folder from the env
 
 

@@ -14,7 +14,7 @@ servers run side by side, each in a subprocess on a free 127.0.0.1 port:
 
 After one warm-up run each, ``--rounds`` interleaved rounds (A B C, A B C, ...) of
 ``wrk -t1 -c50 -dNs`` measure requests/s; the medians and the ratios to ``no hooks`` are
-printed and written as the section "Tracing overhead (issue 11)" of ``benchmarks/RESULTS.md``
+printed and written as the section "Tracing overhead" of ``benchmarks/RESULTS.md``
 (``--no-write`` to skip). Every server is stopped in a ``finally``.
 """
 
@@ -48,7 +48,7 @@ from hello import (
     write_results_section,
 )
 
-SECTION = "## Tracing overhead (issue 11)"
+SECTION = "## Tracing overhead"
 PATH = "/hello"
 
 

@@ -1,4 +1,4 @@
-"""Hello throughput with one process vs ``--workers 2`` (issue 13), side by side.
+"""Hello throughput with one process vs ``--workers 2``, side by side.
 
     .venv/bin/python benchmarks/workers.py [--duration 5] [--rounds 2] [--connections 50]
 

@@ -1,4 +1,4 @@
-"""WebSocket echo under trioiis, Hypercorn (trio worker) and Uvicorn, side by side (issue 22).
+"""WebSocket echo under trioiis, Hypercorn (trio worker) and Uvicorn, side by side.
 
     .venv/bin/python benchmarks/ws_echo.py [--duration 3] [--rounds 3] [--connections 10]
         [--size 64] [--idle 300] [--rst 200] [--only trioiis,hypercorn-trio,...]
@@ -28,8 +28,8 @@ The same ASGI app (``benchmarks/ws_echo_app.py``: echo every message) is served 
    ``read_fragment``; the client resets its socket (SO_LINGER 0); the time from the reset
    to the module's ``trio.Cancelled``, over ``--rst`` sockets (p50/p99).
 
-The table and this command are written as the section "WebSockets: echo under each server
-(issue 22)" of RESULTS.md (``--no-write`` to skip). Every server is stopped in a
+The table and this command are written as the section "WebSockets: echo under each server"
+of RESULTS.md (``--no-write`` to skip). Every server is stopped in a
 ``finally``; every wait and loop is bounded.
 """
 
@@ -62,7 +62,7 @@ import ab  # --rev: a temporary worktree
 import compare  # /proc helpers
 import hello
 
-SECTION = "## WebSockets: echo under each server (issue 22)"
+SECTION = "## WebSockets: echo under each server"
 HOST = hello.HOST
 ROOT = hello.ROOT
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +226,13 @@ def test_limits_accept_infinite_timeouts() -> None:
         ({"shutdown_grace": math.nan}, "shutdown_grace must be a non-negative number"),
         ({"http": "llhttp"}, 'http must be "h11" or "fast", not \'llhttp\''),
         ({"http": 1}, "config key 'http' must be a string, not an integer"),
+        ({"denied_segments": ".git"}, "config key 'denied_segments' must be an array"),
+        ({"denied_segments": ["a/b"]}, "denied_segments must be path segments"),
+        ({"denied_segments": [""]}, "denied_segments must be path segments"),
+        (
+            {"allow_symlinks_outside_root": "yes"},
+            "config key 'allow_symlinks_outside_root' must be a boolean",
+        ),
     ],
 )
 def test_mistakes_are_one_specific_line(data: dict[str, Any], expected: str) -> None:
@@ -741,3 +749,63 @@ def test_fast_parser_needs_httptools(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("trioiis._server.server.fast_parser_available", lambda: False)
     with pytest.raises(ConfigError, match=r"needs httptools: pip install 'trioiis\[fast\]'"):
         trioiis.HttpServer(ServerConfig(http="fast"))
+
+
+def test_a_module_file_is_imported_once_per_process(tmp_path: Path) -> None:
+    # Module registrations and hosted apps come through one importer: a file is a module
+    # like any package module, run once however many servers or handlers name it.
+    file = tmp_path / "counted.py"
+    file.write_text(
+        "import builtins\n"
+        "builtins.trioiis_counted_runs = getattr(builtins, 'trioiis_counted_runs', 0) + 1\n"
+        "def register_module(server_version, info, server): pass\n"
+        "def app(environ, start_response): return []\n"
+    )
+    import builtins
+
+    try:
+        first = load_register_function(f"{file}:register_module")
+        second = load_register_function(f"{file}:register_module")
+        module, module_path, attr = trioiis.config.import_target(f"{file}:app")
+        assert first is second
+        assert module.app is not None
+        assert (module_path, attr) == (str(file), "app")
+        assert builtins.trioiis_counted_runs == 1  # type: ignore[attr-defined]
+    finally:
+        del builtins.trioiis_counted_runs  # type: ignore[attr-defined]
+
+
+def test_a_module_file_that_fails_to_import_is_tried_again(tmp_path: Path) -> None:
+    file = tmp_path / "broken.py"
+    file.write_text("raise RuntimeError('not yet')\n")
+    with pytest.raises(ConfigError, match=r"cannot import .*broken.py: RuntimeError: not yet"):
+        load_register_function(f"{file}:register_module")
+    file.write_text("def register_module(server_version, info, server): pass\n")
+    assert callable(load_register_function(f"{file}:register_module"))
+
+
+def test_file_settings_reach_each_module_as_its_server_settings(tmp_path: Path) -> None:
+    config = config_from_mapping(
+        {"root": "site", "denied_segments": ["Private"], "allow_symlinks_outside_root": True},
+        base=tmp_path,
+    )
+    server = config.global_server()
+    assert server.denied_segments == ("Private",)
+    assert server.allow_symlinks_outside_root is True
+    assert server.site_roots == (str(tmp_path / "site"),)
+    assert ServerConfig().global_server().denied_segments == (".git", ".env", "__pycache__")
+
+
+def test_a_module_whose_extra_is_missing_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """prometheus-client comes with ``trioiis[metrics]``: without it, loading the metrics
+    module is a one-line ConfigError that says what to install."""
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "trioiis.modules.metrics", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        load_register_function(BUILTIN_MODULES["metrics"])
+    message = str(caught.value)
+    assert "cannot import trioiis.modules.metrics" in message
+    assert "pip install 'trioiis[metrics]'" in message
+    assert "\n" not in message

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from trioiis._protocol.forwarded import (
     TrustedProxies,
     client_address,
+    ip_address,
     parse_forwarded,
     parse_node,
     parse_x_forwarded_for,
@@ -120,3 +121,28 @@ def test_the_client_is_the_right_most_untrusted_hop(chain: list[tuple[bool, int]
 def test_trusted_proxies_are_strictly_checked(entry: str) -> None:
     with pytest.raises(ValueError, match="is not an address or network"):
         TrustedProxies([entry])
+
+
+@pytest.mark.parametrize(
+    ("written", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.9.9.9", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),  # a dual-stack socket's IPv4 client
+        ("192.0.2.1", False),
+        ("::ffff:192.0.2.1", False),
+        ("fe80::1%eth0", False),
+    ],
+)
+def test_ip_address_unwraps_what_sockets_write(written: str, loopback: bool) -> None:
+    # The one parse behind trusted_proxies and trioiis.is_local_request (status, metrics).
+    ip = ip_address(written)
+    assert ip is not None
+    assert ip.is_loopback is loopback
+    assert ip.version == (4 if "." in written else 6)
+
+
+@pytest.mark.parametrize("written", ["", "unknown", "_hidden", "localhost", "1.2.3"])
+def test_ip_address_is_none_for_what_is_not_an_address(written: str) -> None:
+    assert ip_address(written) is None

@@ -68,6 +68,7 @@ from ._context.context import HttpContext as HttpContext
 from ._context.headers import Headers as Headers
 from ._context.mapping import HandlerMapping as HandlerMapping
 from ._context.origin import absolute_url as absolute_url
+from ._context.origin import is_local_request as is_local_request
 from ._context.origin import request_scheme as request_scheme
 from ._context.providers import AuthenticationProvider as AuthenticationProvider
 from ._context.providers import CustomNotificationProvider as CustomNotificationProvider
@@ -212,6 +213,7 @@ __all__ = [
     "absolute_url",
     "accept_websocket",
     "hresult_from_win32",
+    "is_local_request",
     "is_websocket_request",
     "load_config",
     "memoize_short",

@@ -34,6 +34,12 @@ from ._constants import (
 )
 
 
+def describe_exception(exc: BaseException) -> str:
+    """``"ValueError: bad"`` (``"ValueError"`` when it has no message), on one line."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
 @dataclass(frozen=True, slots=True)
 class CompletionInfo:
     """The outcome of an asynchronous operation (IIS ``IHttpCompletionInfo``).

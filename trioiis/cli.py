@@ -12,7 +12,6 @@ import dataclasses
 import importlib.metadata
 import logging
 import signal
-import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from ._server.activation import inherited_sockets, systemd_sockets
 from ._server.banner import banner_lines
 from ._server.preflight import preflight
 from ._server.server import HttpServer, open_listeners
+from ._server.sockets import sockname
 from ._server.workers import Supervisor, SupervisorLink
 from .bench import add_arguments as add_bench_arguments
 from .bench import missing_bench_extra
@@ -372,7 +372,7 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> None:
     ``trioiis._server.workers``), on systemd's sockets if it passed some, else on the bindings."""
     config = _checked_config(args)
     sockets = systemd_sockets() or open_listeners((*config.addresses, *config.tls_bindings))
-    bound = [_sockname(s) for s in sockets]
+    bound = [sockname(s) for s in sockets]
     supervisor = Supervisor(
         command=[sys.executable, "-m", "trioiis.cli", *argv],
         sockets=sockets,
@@ -382,11 +382,6 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> None:
         on_ready=lambda: _print_serving(config, bound, check_config(config).module_names),
     )
     trio.run(supervisor.run)
-
-
-def _sockname(sock: socket.socket) -> tuple[str, int]:
-    name = sock.getsockname()
-    return (str(name[0]), int(name[1]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

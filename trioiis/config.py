@@ -35,7 +35,6 @@ hosts = ["blog.example.test"]
 default = true                    # optional: unknown hosts get this site, not `root`
 acme = true                       # optional: certificates for its hosts from an ACME CA
 ```
-
 Automatic HTTPS (``trioiis._server.autohttps``, docs/automatic-https.md): ``acme = true``
 (top level: every site's hosts and ``acme_domains``; on a ``[[sites]]`` entry: its hosts),
 ``acme_email``, ``acme_directory``, ``acme_ca_bundle``, ``acme_state_dir``,
@@ -50,20 +49,23 @@ import importlib
 import importlib.util
 import ipaddress
 import math
+import os
 import re
 import sys
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal, cast
+from types import ModuleType
+from typing import Any, Final, Literal, cast
 
+from ._constants import SERVER_VERSION
 from ._context.mapping import HandlerMapping
-from ._errors import ConfigError
+from ._errors import ConfigError, describe_exception
 from ._observability.accesslog import FORMATS
 from ._observability.trace_rules import parse_rule
 from ._observability.tracing import DEFAULT_RULE
-from ._pipeline.registration import RegisterModule
+from ._pipeline.registration import DEFAULT_DENIED_SEGMENTS, GlobalServer, RegisterModule
 from ._protocol.forwarded import TrustedProxies
 from ._protocol.http1 import Limits
 
@@ -136,6 +138,7 @@ def binding_address(binding: str | Binding) -> str:
 
 
 _HOST = re.compile(r"[a-z0-9._-]+|\[[0-9a-f:.]+\]")
+
 
 #: Let's Encrypt's production directory: ``acme_directory``'s default.
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
@@ -251,24 +254,17 @@ class ServerConfig:
             only counted, so a trace's memory is bounded.
         https_redirect: ``HOST:PORT`` bindings that answer every request with a 301 to the
             same URL on ``https://`` (the first TLS binding's port); needs ``tls_cert``.
-        tls_bindings: ``HOST:PORT`` bindings that serve HTTPS while ``bindings`` stay
-            cleartext (needs ``tls_cert`` or ACME). Without it, ``tls_cert`` makes every
-            binding HTTPS.
-        acme: certificates from an ACME CA for every site's hosts and ``acme_domains``
-            (``trioiis._server.autohttps``); a ``[[sites]]`` entry can say ``acme`` for itself.
-        acme_email: the ACME account's contact address (optional).
-        acme_directory: the CA's directory URL (Let's Encrypt's production by default).
-        acme_ca_bundle: a PEM file of CAs to trust for the directory's own HTTPS.
-        acme_state_dir: account key, certificates, locks and pending challenges;
-            ``load_config`` puts it beside the file (``acme-state``), else ``./acme-state``.
-        acme_domains: host names of the top-level site to certify (``--acme-domain``).
-        acme_challenge: ``"http-01"`` or ``"tls-alpn-01"``; by default HTTP-01 when there
-            is a cleartext binding, else TLS-ALPN-01.
         error_log: a file for the server's own log (warnings, errors, start-up), besides
             stderr; None: stderr only. Reopened on SIGUSR1 like ``access_log``.
         watchdog_threshold: seconds the event loop may stay blocked (a module calling
             ``time.sleep``, say) before a warning names the module and stage; 0 turns the
             watchdog off.
+        denied_segments: URL path segments the built-in file modules (static_file,
+            default_document, directory_listing, compression) never serve, compared
+            case-insensitively (404), like IIS request filtering's ``hiddenSegments``.
+            Segments starting with "." are refused anyway (except ``.well-known``).
+        allow_symlinks_outside_root: serve files that symlinks inside a site's root point
+            to outside it (off: they are 404, and left out of directory listings).
     """
 
     root: Path = Path(".")
@@ -297,6 +293,8 @@ class ServerConfig:
     https_redirect: tuple[str, ...] = ()
     error_log: Path | None = None
     watchdog_threshold: float = 0.5
+    denied_segments: tuple[str, ...] = DEFAULT_DENIED_SEGMENTS
+    allow_symlinks_outside_root: bool = False
     tls_bindings: tuple[str, ...] = ()
     acme: bool = False
     acme_email: str | None = None
@@ -312,99 +310,20 @@ class ServerConfig:
         return self.acme or bool(self.acme_domains) or any(s.acme for s in self.sites)
 
     def __post_init__(self) -> None:
-        self._check_forwarding()
-        self._check_operations()
-        self._check_acme()
-        object.__setattr__(self, "root", Path(self.root))
-        if self.trace_dir is not None:
-            trace_dir: object = self.trace_dir
-            if not isinstance(trace_dir, (str, Path)) or not str(trace_dir):
-                raise ConfigError("trace_dir must be a folder path")
-            object.__setattr__(self, "trace_dir", Path(self.trace_dir))
-        parse_rule(self.trace_when)  # a bad rule is a ConfigError now, not at the first request
-        for name in ("trace_max_files", "trace_max_events"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ConfigError(f"{name} must be at least 1")
-        for name in ("tls_cert", "tls_key"):
-            value = getattr(self, name)
-            if value is not None:
-                if not isinstance(value, (str, Path)) or not str(value):
-                    raise ConfigError(f"{name} must be a file path")
-                object.__setattr__(self, name, Path(value))
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ConfigError("tls_cert and tls_key go together: give both or neither")
-        sites = tuple(cast("Sequence[SiteConfig]", self.sites))
-        object.__setattr__(self, "sites", sites)
-        names: set[str] = set()
-        hosts: dict[str, str] = {}
-        for site in sites:
-            if not isinstance(site, SiteConfig):
-                raise ConfigError(f"sites must be SiteConfig objects, not {type(site).__name__}")
-            if site.name in names:
-                raise ConfigError(f"two sites are named {site.name!r}")
-            names.add(site.name)
-            for host in site.hosts:
-                if host in hosts:
-                    raise ConfigError(
-                        f"host {host!r} is in both site {hosts[host]!r} and site {site.name!r}"
-                    )
-                hosts[host] = site.name
-        bindings: object = self.bindings
-        # One binding given as a plain string is one binding, not one per character.
-        object.__setattr__(
-            self,
-            "bindings",
-            (bindings,)
-            if isinstance(bindings, (str, Binding))
-            else tuple(cast("Sequence[str | Binding]", bindings)),
-        )
+        # Each field on its own (the table below), then what fields say about each other.
+        for name, coerce in _FIELDS.items():
+            object.__setattr__(self, name, coerce(name, getattr(self, name)))
         if not self.bindings:
             raise ConfigError("bindings must not be empty")
-        check_bindings((*self.addresses, *self.tls_bindings, *self.https_redirect))
-        if not _is_int(self.max_connections) or self.max_connections < 1:
-            raise ConfigError("max_connections must be at least 1")
-        if self.access_log_format not in FORMATS:
-            raise ConfigError(
-                f"access_log_format must be one of {', '.join(FORMATS)},"
-                f" not {self.access_log_format!r}"
-            )
-        if self.http not in ("h11", "fast"):
-            raise ConfigError(f'http must be "h11" or "fast", not {self.http!r}')
-        if self.when_full not in ("wait", "refuse"):
-            raise ConfigError(f'when_full must be "wait" or "refuse", not {self.when_full!r}')
-        grace = self.shutdown_grace
-        if not _is_number(grace) or math.isnan(grace) or grace < 0:
-            raise ConfigError("shutdown_grace must be a non-negative number of seconds")
-
-    @property
-    def addresses(self) -> tuple[str, ...]:
-        """The ``HOST:PORT`` of every binding, in order."""
-        return tuple(binding_address(b) for b in self.bindings)
-
-    def binding_http2(self, binding: str | Binding) -> bool:
-        """Whether ``binding`` (an entry of ``bindings``) serves HTTP/2."""
-        if isinstance(binding, Binding) and binding.http2 is not None:
-            return binding.http2
-        return self.http2
-
-    def _check_operations(self) -> None:
-        """``https_redirect``, ``error_log``, ``watchdog_threshold`` and bindings that
-        would collide when they are opened."""
-        redirect: object = self.https_redirect
-        redirect = (
-            (redirect,) if isinstance(redirect, str) else tuple(cast("Sequence[str]", redirect))
-        )
-        object.__setattr__(self, "https_redirect", redirect)
-        if redirect and self.tls_cert is None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key go together: give both or neither")
+        if self.https_redirect and self.tls_cert is None:
             raise ConfigError(
                 "https_redirect needs tls_cert and tls_key (something to redirect to)"
             )
-        if self.error_log is not None:
-            object.__setattr__(self, "error_log", Path(self.error_log))
-        threshold = self.watchdog_threshold
-        if not _is_number(threshold) or math.isnan(threshold) or threshold < 0:
-            raise ConfigError("watchdog_threshold must be a non-negative number of seconds")
+        check_bindings((*self.addresses, *self.tls_bindings, *self.https_redirect))
+        _check_sites_apart(self.sites)
+        self._check_acme()
 
     def _check_acme(self) -> None:
         """``tls_bindings`` and the ``acme_*`` settings."""
@@ -437,19 +356,159 @@ class ServerConfig:
         if self.tls_bindings and not self.acme_enabled and self.tls_cert is None:
             raise ConfigError("tls_bindings need tls_cert and tls_key, or acme")
 
-    def _check_forwarding(self) -> None:
-        """``proxy_protocol`` and ``trusted_proxies`` (addresses or networks, strictly)."""
-        if not isinstance(self.proxy_protocol, bool):
-            raise ConfigError("proxy_protocol must be true or false")
-        proxies: object = self.trusted_proxies
-        if isinstance(proxies, str):
-            proxies = (proxies,)
-        proxies = tuple(cast("Sequence[str]", proxies))
-        try:
-            TrustedProxies(proxies)
-        except ValueError as exc:
-            raise ConfigError(f"trusted_proxies: {exc}") from None
-        object.__setattr__(self, "trusted_proxies", proxies)
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The ``HOST:PORT`` of every binding, in order."""
+        return tuple(binding_address(b) for b in self.bindings)
+
+    def binding_http2(self, binding: str | Binding) -> bool:
+        """Whether ``binding`` (an entry of ``bindings``) serves HTTP/2."""
+        if isinstance(binding, Binding) and binding.http2 is not None:
+            return binding.http2
+        return self.http2
+
+    def global_server(self) -> GlobalServer:
+        """What each module's ``register_module`` gets as its server: these sites' roots and
+        the settings of the built-in modules, so that each server's modules have its own."""
+        return GlobalServer(
+            server_version=SERVER_VERSION,
+            site_roots=(str(self.root), *(str(site.root) for site in self.sites)),
+            default_documents=self.default_documents,
+            denied_segments=self.denied_segments,
+            allow_symlinks_outside_root=self.allow_symlinks_outside_root,
+        )
+
+
+# What ServerConfig makes of each field it checks or converts: a function of the field's
+# name and the value given (from TOML, the command line or code), returning the value kept
+# or raising a one-line ConfigError that names the field.
+_Coerce = Callable[[str, Any], object]
+
+
+def _strings(name: str, value: object) -> tuple[str, ...]:
+    """A sequence of strings as a tuple; one plain string is one item, not its characters."""
+    return (value,) if isinstance(value, str) else tuple(cast("Sequence[str]", value))
+
+
+def _path(kind: str) -> _Coerce:
+    def coerce(name: str, value: object) -> Path | None:
+        if value is None:
+            return None
+        if not isinstance(value, (str, Path)) or not str(value):
+            raise ConfigError(f"{name} must be a {kind} path")
+        return Path(value)
+
+    return coerce
+
+
+def _at_least_one(name: str, value: object) -> object:
+    if not _is_int(value) or cast("int", value) < 1:
+        raise ConfigError(f"{name} must be at least 1")
+    return value
+
+
+def _seconds(name: str, value: object) -> object:
+    if not _is_number(value) or math.isnan(cast("float", value)) or cast("float", value) < 0:
+        raise ConfigError(f"{name} must be a non-negative number of seconds")
+    return value
+
+
+def _boolean(name: str, value: object) -> object:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false")
+    return value
+
+
+def _one_of(*choices: str) -> _Coerce:
+    said = (
+        f'"{choices[0]}" or "{choices[1]}"' if len(choices) == 2 else f"one of {', '.join(choices)}"
+    )
+
+    def coerce(name: str, value: object) -> object:
+        if value not in choices:
+            raise ConfigError(f"{name} must be {said}, not {value!r}")
+        return value
+
+    return coerce
+
+
+def _segments(name: str, value: object) -> tuple[str, ...]:
+    segments = _strings(name, value)
+    if not all(
+        isinstance(s, str) and s and "/" not in s for s in cast("Sequence[object]", segments)
+    ):
+        raise ConfigError(f"{name} must be path segments: non-empty strings without '/'")
+    return segments
+
+
+def _trusted_proxies(name: str, value: object) -> tuple[str, ...]:
+    proxies = _strings(name, value)
+    try:
+        TrustedProxies(proxies)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    return proxies
+
+
+def _trace_rule(name: str, value: object) -> object:
+    parse_rule(cast("str", value))  # a bad rule is a ConfigError now, not at the first request
+    return value
+
+
+def _bindings(name: str, value: object) -> tuple[str | Binding, ...]:
+    """``HOST:PORT`` strings and ``Binding`` objects; one alone is one binding."""
+    if isinstance(value, (str, Binding)):
+        return (value,)
+    return tuple(cast("Sequence[str | Binding]", value))
+
+
+def _sites(name: str, value: object) -> tuple[SiteConfig, ...]:
+    sites = tuple(cast("Sequence[object]", value))
+    for site in sites:
+        if not isinstance(site, SiteConfig):
+            raise ConfigError(f"sites must be SiteConfig objects, not {type(site).__name__}")
+    return cast("tuple[SiteConfig, ...]", sites)
+
+
+def _check_sites_apart(sites: Sequence[SiteConfig]) -> None:
+    """No two sites share a name or a host."""
+    names: set[str] = set()
+    hosts: dict[str, str] = {}
+    for site in sites:
+        if site.name in names:
+            raise ConfigError(f"two sites are named {site.name!r}")
+        names.add(site.name)
+        for host in site.hosts:
+            if host in hosts:
+                raise ConfigError(
+                    f"host {host!r} is in both site {hosts[host]!r} and site {site.name!r}"
+                )
+            hosts[host] = site.name
+
+
+_FIELDS: Final[dict[str, _Coerce]] = {
+    "proxy_protocol": _boolean,
+    "trusted_proxies": _trusted_proxies,
+    "https_redirect": _strings,
+    "error_log": _path("file"),
+    "watchdog_threshold": _seconds,
+    "root": lambda name, value: Path(value),
+    "trace_dir": _path("folder"),
+    "trace_when": _trace_rule,
+    "trace_max_files": _at_least_one,
+    "trace_max_events": _at_least_one,
+    "tls_cert": _path("file"),
+    "tls_key": _path("file"),
+    "sites": _sites,
+    "bindings": _bindings,
+    "max_connections": _at_least_one,
+    "access_log_format": _one_of(*FORMATS),
+    "http": _one_of("h11", "fast"),
+    "when_full": _one_of("wait", "refuse"),
+    "shutdown_grace": _seconds,
+    "denied_segments": _segments,
+    "allow_symlinks_outside_root": _boolean,
+}
 
 
 _HOSTNAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -472,6 +531,24 @@ def parse_binding(text: str) -> tuple[str, int]:
 
     Raises:
         ConfigError: anything else.
+        tls_bindings: ``HOST:PORT`` bindings that serve HTTPS while ``bindings`` stay
+            cleartext (needs ``tls_cert`` or ACME). Without it, ``tls_cert`` makes every
+            binding HTTPS.
+        acme: certificates from an ACME CA for every site's hosts and ``acme_domains``
+            (``trioiis._server.autohttps``); a ``[[sites]]`` entry can say ``acme`` for itself.
+        acme_email: the ACME account's contact address (optional).
+        acme_directory: the CA's directory URL (Let's Encrypt's production by default).
+        acme_ca_bundle: a PEM file of CAs to trust for the directory's own HTTPS.
+        acme_state_dir: account key, certificates, locks and pending challenges;
+            ``load_config`` puts it beside the file (``acme-state``), else ``./acme-state``.
+        acme_domains: host names of the top-level site to certify (``--acme-domain``).
+        acme_challenge: ``"http-01"`` or ``"tls-alpn-01"``; by default HTTP-01 when there
+            is a cleartext binding, else TLS-ALPN-01.
+        error_log: a file for the server's own log (warnings, errors, start-up), besides
+            stderr; None: stderr only. Reopened on SIGUSR1 like ``access_log``.
+        watchdog_threshold: seconds the event loop may stay blocked (a module calling
+            ``time.sleep``, say) before a warning names the module and stage; 0 turns the
+            watchdog off.
     """
     if not isinstance(text, str):
         raise ConfigError(f"binding {text!r} is not HOST:PORT")
@@ -569,6 +646,8 @@ def config_from_mapping(
         kwargs["default_documents"] = tuple(_expect_list(data, "default_documents", str))
     if "trusted_proxies" in data:
         kwargs["trusted_proxies"] = tuple(_expect_list(data, "trusted_proxies", str))
+    if "denied_segments" in data:
+        kwargs["denied_segments"] = tuple(_expect_list(data, "denied_segments", str))
     if "sites" in data:
         tables = _expect_list(data, "sites", dict)
         kwargs["sites"] = tuple(_site(t, i, base) for i, t in enumerate(tables, 1))
@@ -589,6 +668,7 @@ def config_from_mapping(
     for name, kind in (
         ("builtin_modules", bool),
         ("proxy_protocol", bool),
+        ("allow_symlinks_outside_root", bool),
         ("watchdog_threshold", (int, float)),
         ("http2", bool),
         ("max_connections", int),
@@ -741,12 +821,9 @@ def _module_spec(data: object, index: int, base: Path) -> ModuleSpec:
         raise ConfigError(f"{where}: {unknown_module(name)}, or give a target string")
     if not isinstance(target, str):
         raise ConfigError(f"{where} needs a target string (package.module:function)")
-    module_path, sep, func = target.rpartition(":")
-    if not sep or not module_path or not func:
+    if split_target(target) is None:
         raise ConfigError(f"{where}: module target {target!r} must be package.module:function")
-    if module_path.endswith(".py") and not Path(module_path).is_absolute():
-        target = f"{base / module_path}:{func}"
-    return ModuleSpec(name=name, target=target, options=options)
+    return ModuleSpec(name=name, target=_relative_to(base, target), options=options)
 
 
 def _site(data: object, index: int, base: Path) -> SiteConfig:
@@ -841,12 +918,12 @@ def app_module_spec(
     path relative to ``base``) for the handler pattern ``pattern``: named ``name`` or
     ``"asgi /app/*"``, mounted at ``root_path`` or where the pattern says (``/app/*`` →
     ``/app``)."""
-    module_path, sep, attr = app.rpartition(":")
-    if not sep or not module_path or not attr:
+    if split_target(app) is None:
         raise ConfigError(f"{kind} app {app!r} must be pkg.module:attribute")
-    if module_path.endswith(".py") and not Path(module_path).is_absolute():
-        app = f"{base / module_path}:{attr}"
-    options = {"app": app, "root_path": root_path_for(pattern) if root_path is None else root_path}
+    options = {
+        "app": _relative_to(base, app),
+        "root_path": root_path_for(pattern) if root_path is None else root_path,
+    }
     return ModuleSpec(
         name=name or f"{kind} {pattern}", target=BUILTIN_MODULES[kind], options=options
     )
@@ -893,13 +970,14 @@ def parse_module_option(text: str) -> ModuleSpec:
         return ModuleSpec(name=text, target=BUILTIN_MODULES[text])
     name, sep, target = text.partition("=")
     if not sep:
-        target = text
-    module_path, colon, func = target.rpartition(":")
-    if not sep:
-        name = Path(module_path).stem if module_path.endswith(".py") else module_path.split(".")[-1]
-    if not sep and not colon and _HOSTNAME.fullmatch(text) and "." not in text:
+        name, target = "", text
+    split = split_target(target)
+    if split is None and not sep and _HOSTNAME.fullmatch(text) and "." not in text:
         raise ConfigError(f"--module: {unknown_module(text)}")
-    if not colon or not module_path or not func or not name:
+    if split is not None and not sep:
+        module_path = split[0]
+        name = Path(module_path).stem if module_path.endswith(".py") else module_path.split(".")[-1]
+    if split is None or not name:
         raise ConfigError(f"module {text!r} must be [NAME=]package.module:function")
     return ModuleSpec(name=name, target=target)
 
@@ -913,46 +991,89 @@ def parse_handler_option(text: str) -> HandlerMapping:
     return HandlerMapping(pattern, modules)
 
 
-def load_register_function(target: str) -> RegisterModule:
-    """Import ``pkg.mod:function`` or ``path/to/file.py:function``.
+def split_target(target: str) -> tuple[str, str] | None:
+    """``pkg.mod:attr`` or ``path/to/file.py:attr`` → ``(module_path, attr)``; None unless
+    both sides are there. The last colon splits, so a Windows path keeps its drive."""
+    module_path, sep, attr = target.rpartition(":")
+    return (module_path, attr) if sep and module_path and attr else None
+
+
+def _relative_to(base: Path, target: str) -> str:
+    """A target naming a relative ``.py`` file, made relative to ``base`` (the folder of the
+    configuration file); any other target as it is."""
+    split = split_target(target)
+    if split is None or not split[0].endswith(".py") or Path(split[0]).is_absolute():
+        return target
+    return f"{base / split[0]}:{split[1]}"
+
+
+def import_target(target: str) -> tuple[ModuleType, str, str]:
+    """Import the module of ``pkg.mod:attr`` or ``path/to/file.py:attr``; return it, the
+    module part of ``target`` (for messages) and ``attr``. The one place where the server
+    runs user code at start-up: module registrations and hosted apps both come through it.
+
+    A file is imported once per process and path, like a package module. A dotted module
+    that cannot be found is tried once more with the current folder on ``sys.path`` (where
+    ``trioiis serve`` was started), as Uvicorn and Gunicorn do.
 
     Raises:
-        ConfigError: the module cannot be imported or has no such callable.
+        ConfigError: a one-line message: a malformed target, a missing file, or the
+            import raised (``SystemExit`` too: a module calling ``sys.exit()`` fails).
     """
-    module_path, sep, func_name = target.rpartition(":")
-    if not sep or not module_path or not func_name:
+    split = split_target(target)
+    if split is None:
         raise ConfigError(f"module target {target!r} must be package.module:function")
-    name = ""
+    module_path, attr = split
     try:
         if module_path.endswith(".py"):
-            file = Path(module_path)
-            if not file.is_file():
-                problem = "is not a file" if file.exists() else "does not exist"
-                raise ConfigError(f"module file {file} {problem}")
-            name = f"trioiis_loaded_{file.stem}_{abs(hash(str(file.resolve())))}"
-            spec = importlib.util.spec_from_file_location(name, file)
-            assert spec is not None
-            assert spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_path)
+            return _import_file(Path(module_path)), module_path, attr
+        try:
+            return importlib.import_module(module_path), module_path, attr
+        except ModuleNotFoundError as exc:
+            if exc.name != module_path.partition(".")[0] or os.getcwd() in sys.path:
+                raise
+            sys.path.append(os.getcwd())
+            return importlib.import_module(module_path), module_path, attr
     except ConfigError:
         raise
-    except (Exception, SystemExit) as exc:  # a module calling sys.exit() is a failure too
-        sys.modules.pop(name, None)
+    except (Exception, SystemExit) as exc:
         raise ConfigError(f"cannot import {module_path}: {describe_exception(exc)}") from exc
+
+
+def _import_file(file: Path) -> ModuleType:
+    if not file.is_file():
+        problem = "is not a file" if file.exists() else "does not exist"
+        raise ConfigError(f"module file {file} {problem}")
+    name = f"trioiis_loaded_{file.stem}_{abs(hash(str(file.resolve())))}"
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def load_register_function(target: str) -> RegisterModule:
+    """The ``register_module`` function ``target`` names (``pkg.mod:function``,
+    ``path/to/file.py:function``).
+
+    Raises:
+        ConfigError: the module cannot be imported (see ``import_target``) or has no such
+            callable.
+    """
+    module, module_path, func_name = import_target(target)
     func = getattr(module, func_name, None)
     if not callable(func):
         raise ConfigError(f"{module_path} has no function {func_name!r}")
     return cast("RegisterModule", func)
-
-
-def describe_exception(exc: BaseException) -> str:
-    """``"ValueError: bad"`` (``"ValueError"`` when it has no message), on one line."""
-    message = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def merge_cli(

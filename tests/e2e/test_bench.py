@@ -145,10 +145,7 @@ async def test_status_endpoint(tmp_path: Path) -> None:
         assert (await client.get("/_trioiis/status?last=0")).json()["time_to_cancel"]["count"] == 0
 
 
-def test_status_module_refuses_remote_clients() -> None:
-    assert status.is_loopback("127.0.0.1")
-    assert status.is_loopback("::1")
-    assert not status.is_loopback("192.0.2.1")
+def test_status_percentiles() -> None:
     assert status.percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0
     assert status.percentile([], 0.99) == 0.0
 

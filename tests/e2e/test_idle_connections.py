@@ -1,6 +1,6 @@
-"""Idle keep-alive connections on the server's own sockets (issue 10: memory per idle
-connection): each is one task waiting for its socket, with no nursery and no cancel scope;
-its keep-alive clock is the shared ``IdleReaper``'s. Closing one for idleness is the
+"""Idle keep-alive connections on the server's own sockets, whose memory per idle
+connection is bounded: each is one task waiting for its socket, with no nursery and no
+cancel scope; its keep-alive clock is the shared ``IdleReaper``'s. Closing one for idleness is the
 server's doing, never reported as the client's disconnect."""
 
 from __future__ import annotations

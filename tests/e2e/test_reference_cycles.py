@@ -1,7 +1,7 @@
 """A served request leaves no reference cycle behind: its context, request, response,
 headers and (once closed) its connection are freed by reference counting the moment the
 server drops them, not by Python's cyclic GC, whose collections cost CPU on every request
-and pauses under load (issue 10)."""
+and pauses under load."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -312,3 +313,23 @@ async def test_a_304_for_a_compressible_file_varies_on_accept_encoding(tmp_path:
         )
     assert again.status_code == 304
     assert again.headers["vary"] == "Accept-Encoding"
+
+
+def test_without_brotli_the_default_is_gzip_and_br_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The brotli package comes with ``trioiis[compression]``; a server without it still
+    compresses (gzip), and asking for brotli says what to install."""
+    monkeypatch.setattr(compression, "brotli", None)
+    assert compression.Settings({}).encodings == ("gzip",)
+    with pytest.raises(ValueError, match=re.escape("pip install 'trioiis[compression]'")):
+        compression.Settings({"encodings": ["br", "gzip"]})
+
+
+def test_without_brotli_loading_the_module_for_br_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(compression, "brotli", None)
+    server = trioiis.HttpServer(trioiis.ServerConfig(bindings=("127.0.0.1:0",)))
+    with pytest.raises(trioiis.ConfigError, match=re.escape("trioiis[compression]")):
+        server.register_module("br", compression.register_module, {"encodings": ["br"]})

@@ -533,11 +533,8 @@ async def test_harmless_forms_are_served(root: Path, target: str, body: bytes) -
     assert (response.status, response.body) == (200, body)
 
 
-async def test_symlinks_out_of_the_root_only_when_allowed(
-    root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(static_file, "ALLOW_SYMLINKS_OUTSIDE_ROOT", True)
-    async with running_server(root=root) as srv:
+async def test_symlinks_out_of_the_root_only_when_allowed(root: Path) -> None:
+    async with running_server(root=root, allow_symlinks_outside_root=True) as srv:
         file_link = await fetch(srv.port, "/out.txt")
         folder_link = await fetch(srv.port, "/outdir/secret.txt")
         escape = await fetch(srv.port, "/%2e%2e/secret.txt")
@@ -546,11 +543,8 @@ async def test_symlinks_out_of_the_root_only_when_allowed(
     assert escape.status == 400  # the option is about symlinks, not about ".."
 
 
-async def test_denied_segments_are_configurable(
-    root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(static_file, "DENIED_SEGMENTS", frozenset({"Private"}))
-    async with running_server(root=root) as srv:
+async def test_denied_segments_are_configurable(root: Path) -> None:
+    async with running_server(root=root, denied_segments=("Private",)) as srv:
         private = await fetch(srv.port, "/private/x.txt")
         pycache = await fetch(srv.port, "/__pycache__/m.pyc")
         dotfile = await fetch(srv.port, "/.env")
@@ -558,6 +552,27 @@ async def test_denied_segments_are_configurable(
     assert SECRET not in private.raw
     assert pycache.status == 200  # no longer denied
     assert dotfile.status == 404  # hidden files stay hidden
+
+
+async def test_two_servers_in_one_process_keep_their_own_file_settings(root: Path) -> None:
+    """Settings and cached files are per server: what one server denies, follows out of
+    the root or has cached changes nothing for another in the same process."""
+    (root / "private" / "index.html").write_bytes(b"private index")
+    async with (
+        running_server(root=root, denied_segments=("private",)) as strict,
+        running_server(root=root, allow_symlinks_outside_root=True) as lenient,
+    ):
+        # The lenient server serves (and caches) the symlinked secret first...
+        assert (await fetch(lenient.port, "/out.txt")).body == SECRET
+        assert (await fetch(lenient.port, "/out.txt")).body == SECRET
+        assert (await fetch(lenient.port, "/private/x.txt")).status == 200
+        assert (await fetch(lenient.port, "/private/")).body == b"private index"
+        assert (await fetch(lenient.port, "/__pycache__/m.pyc")).status == 404  # the default
+        # ...which the strict server, on the same root, still refuses.
+        assert (await fetch(strict.port, "/out.txt")).status == 404
+        assert (await fetch(strict.port, "/private/x.txt")).status == 404
+        assert (await fetch(strict.port, "/private/")).status == 404  # default_document too
+        assert (await fetch(strict.port, "/__pycache__/m.pyc")).status == 200  # not denied
 
 
 # ---------------------------------------------------------------- cancellation safety
@@ -627,15 +642,17 @@ async def test_large_file_cached_by_stat_never_serves_a_changed_file(tmp_path: P
         assert (await client.get("/large.bin")).status_code == 404
 
 
-async def test_file_cache_is_bounded_by_entries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(static_file, "CACHE_ENTRIES", 2)
-    monkeypatch.setattr(static_file, "_CACHE", static_file._SmallFileCache())
+def test_file_cache_is_bounded_by_entries_and_bytes(tmp_path: Path) -> None:
+    keys = []
     for name in "abc":
-        (tmp_path / f"{name}.bin").write_bytes(LARGE)
-    async with running_server(root=tmp_path) as srv, srv.client() as client:
-        for name in "abc":
-            assert (await client.get(f"/{name}.bin")).content == LARGE
-    assert len(static_file._CACHE._items) == 2  # the oldest (a) was dropped
-    assert (str(tmp_path), str(tmp_path / "a.bin")) not in static_file._CACHE._items
+        path = tmp_path / f"{name}.bin"
+        path.write_bytes(b"x" * 10)
+        keys.append((str(tmp_path), str(path)))
+    by_entries = static_file._SmallFileCache(max_entries=2)
+    by_bytes = static_file._SmallFileCache(max_bytes=25)
+    for cache in (by_entries, by_bytes):
+        for key in keys:
+            cache.put(key, static_file.Found(os.stat(key[1]), b"x" * 10))
+        assert cache.get(keys[0]) is None  # the oldest (a) was dropped
+        assert cache.get(keys[1]) is not None
+        assert cache.get(keys[2]) is not None

@@ -9,10 +9,18 @@ read them, so they are right in both cases.
 
 from __future__ import annotations
 
-from .._protocol.forwarded import TrustedProxies, client_address, forwarded_origin
+from .._protocol.forwarded import TrustedProxies, client_address, forwarded_origin, ip_address
 from .context import HttpContext
 
-__all__ = ["absolute_url", "apply_forwarded", "request_scheme"]
+__all__ = ["absolute_url", "apply_forwarded", "is_local_request", "request_scheme"]
+
+
+def is_local_request(ctx: HttpContext) -> bool:
+    """True when the client is on this machine: its address (``REMOTE_ADDR``, the one a
+    trusted proxy vouched for when there is one) is loopback, ``127.0.0.0/8`` or ``::1``
+    (IPv4-mapped too), like ASP.NET's ``Request.IsLocal``."""
+    ip = ip_address(ctx.get_server_variable("REMOTE_ADDR"))
+    return ip is not None and ip.is_loopback
 
 
 def request_scheme(ctx: HttpContext) -> str:

@@ -63,6 +63,7 @@ from .._errors import (
     ModuleFailedError,
     OperationAbortedError,
     RequestBodyError,
+    describe_exception,
 )
 from .._lifecycle import Event, Outcome, RequestState
 from .._observability.counters import ServerCounters
@@ -137,19 +138,7 @@ class Pipeline:
             *tuple(self._compile_mapping(m, strict=True) for m in handlers),
             self._compile_mapping(DEFAULT_MAPPING, strict=False),
         )
-        self._global: tuple[tuple[str, GlobalModule], ...] = tuple(
-            (r.name, r.global_module)
-            for r in sorted(
-                (r for r in self.registrations if r.global_module is not None),
-                key=lambda r: (
-                    -r.global_priorities.get(
-                        int(GlobalNotification.PRE_BEGIN_REQUEST), Priority.MEDIUM
-                    )
-                ),
-            )
-            if r.global_module is not None
-            and r.global_notifications & GlobalNotification.PRE_BEGIN_REQUEST
-        )
+        self._global = self._global_order(GlobalNotification.PRE_BEGIN_REQUEST)
         self._has_tail = any(self._table[(int(s), p)] for s in _TAIL_STAGES for p in (False, True))
         # The main stages with their subscribers, looked up once (the compiled table).
         self._main_plan = tuple(
@@ -657,16 +646,16 @@ class Pipeline:
 
     # ------------------------------------------------------------ shutdown
 
-    def _global_order(self, bit: GlobalNotification) -> list[ModuleRegistrationInfo]:
-        """Global modules registered for ``bit``: higher priority first, ties in load order."""
-        return [
-            reg
-            for reg in sorted(
-                self.registrations,
-                key=lambda r: -r.global_priorities.get(int(bit), Priority.MEDIUM),
-            )
+    def _global_order(self, bit: GlobalNotification) -> tuple[tuple[str, GlobalModule], ...]:
+        """(name, global module) of those registered for ``bit``: higher priority first,
+        ties in load order (``sorted`` is stable)."""
+        subscribed = [
+            (reg, reg.global_module)
+            for reg in self.registrations
             if reg.global_module is not None and reg.global_notifications & bit
         ]
+        subscribed.sort(key=lambda pair: -pair[0].global_priorities.get(int(bit), Priority.MEDIUM))
+        return tuple((reg.name, module) for reg, module in subscribed)
 
     async def application_start(self, nursery: trio.Nursery) -> None:
         """Raise GL_APPLICATION_START: once, before the first connection is accepted.
@@ -681,12 +670,13 @@ class Pipeline:
             after it (the server is not started).
         """
         provider = ApplicationProvider(nursery)
-        for reg in self._global_order(GlobalNotification.APPLICATION_START):
-            assert reg.global_module is not None
+        for name, module in self._global_order(GlobalNotification.APPLICATION_START):
             try:
-                status = await reg.global_module.on_global_application_start(provider)
+                status = await module.on_global_application_start(provider)
             except Exception as exc:
-                raise ConfigError(f"module {reg.name!r} failed to start: {_one_line(exc)}") from exc
+                raise ConfigError(
+                    f"module {name!r} failed to start: {describe_exception(exc)}"
+                ) from exc
             if status == GlobalStatus.HANDLED:
                 break
         await trio.lowlevel.checkpoint()
@@ -698,12 +688,11 @@ class Pipeline:
             that raises is logged and the others still run.
         """
         provider = ApplicationProvider(nursery)
-        for reg in self._global_order(GlobalNotification.APPLICATION_STOP):
-            assert reg.global_module is not None
+        for name, module in self._global_order(GlobalNotification.APPLICATION_STOP):
             try:
-                status = await reg.global_module.on_global_application_stop(provider)
+                status = await module.on_global_application_stop(provider)
             except Exception:
-                module_log.exception("on_global_application_stop of %r failed", reg.name)
+                module_log.exception("on_global_application_stop of %r failed", name)
                 continue
             if status == GlobalStatus.HANDLED:
                 break
@@ -714,17 +703,11 @@ class Pipeline:
 
         Cancellation: a checkpoint; the server calls it shielded, with a deadline.
         """
-        bit = int(GlobalNotification.STOP_LISTENING)
-        for reg in sorted(  # higher priority first, ties in load order (sorted is stable)
-            self.registrations, key=lambda r: -r.global_priorities.get(bit, Priority.MEDIUM)
-        ):
-            module = reg.global_module
-            if module is None or not reg.global_notifications & GlobalNotification.STOP_LISTENING:
-                continue
+        for name, module in self._global_order(GlobalNotification.STOP_LISTENING):
             try:
                 status = await module.on_global_stop_listening(GlobalProvider(None))
             except Exception:
-                module_log.exception("on_global_stop_listening of %r failed", reg.name)
+                module_log.exception("on_global_stop_listening of %r failed", name)
                 continue
             if status == GlobalStatus.HANDLED:
                 break
@@ -751,11 +734,6 @@ def _is_cancel(exc: BaseException) -> bool:
         rest = exc.split(trio.Cancelled)[1]
         return rest is None
     return isinstance(exc, trio.Cancelled)
-
-
-def _one_line(exc: BaseException) -> str:
-    message = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _coerce(result: Any, module_name: str, method_name: str) -> Status:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
@@ -213,7 +213,12 @@ class ModuleFactory(Protocol):
 
 
 class SimpleFactory:
-    """A factory for a module class that takes no arguments: ``SimpleFactory(MyModule)``."""
+    """A factory that calls ``module_class()`` for each request and holds nothing to release.
+
+    ``SimpleFactory(MyModule)``, or ``SimpleFactory(functools.partial(MyModule, settings))``
+    for a module whose settings were read once at registration and are shared, read-only, by
+    every request's instance.
+    """
 
     def __init__(self, module_class: Callable[[], HttpModule]) -> None:
         self.module_class = module_class
@@ -363,6 +368,9 @@ class ModuleRegistrationInfo:
             self.global_priorities[int(bit)] = Priority(priority)
 
 
+#: What ``denied_segments`` is unless configured: a repository, secrets, bytecode.
+DEFAULT_DENIED_SEGMENTS: Final[tuple[str, ...]] = (".git", ".env", "__pycache__")
+
 _ALL_REQUEST_BITS = sum(int(bit) for bit in Notification)
 
 
@@ -376,11 +384,24 @@ def _request_mask(value: int) -> Notification:
 
 @dataclass(frozen=True, slots=True)
 class GlobalServer:
-    """What ``register_module`` gets as its server (IIS ``IHttpServer``, the useful part)."""
+    """What ``register_module`` gets as its server (IIS ``IHttpServer``, the useful part):
+    this server's settings, never another's in the same process.
+
+    Attributes:
+        server_version: ``SERVER_VERSION``.
+        site_roots: the root of the default site, then of each ``[[sites]]`` entry.
+        default_documents: the file names default_document tries, in order.
+        denied_segments: URL path segments the built-in file modules never serve (compared
+            case-insensitively), like IIS request filtering's ``hiddenSegments``.
+        allow_symlinks_outside_root: the built-in file modules serve files that symlinks
+            inside a site's root point to outside it.
+    """
 
     server_version: int = SERVER_VERSION
     site_roots: tuple[str, ...] = ()
     default_documents: tuple[str, ...] = ("index.html", "index.htm", "default.htm")
+    denied_segments: tuple[str, ...] = DEFAULT_DENIED_SEGMENTS
+    allow_symlinks_outside_root: bool = False
 
 
 class RegisterModule(Protocol):

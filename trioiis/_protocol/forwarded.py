@@ -26,6 +26,7 @@ __all__ = [
     "TrustedProxies",
     "client_address",
     "forwarded_origin",
+    "ip_address",
     "parse_forwarded",
     "parse_node",
     "parse_x_forwarded_for",
@@ -33,6 +34,20 @@ __all__ = [
 
 Address = tuple[str, int]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def ip_address(address: str) -> IPAddress | None:
+    """A peer's address as sockets and headers write it, as an IP address: a zone
+    (``fe80::1%eth0``) is dropped, and an IPv4-mapped address (``::ffff:10.0.0.1``, from a
+    dual-stack socket) is the IPv4 address it carries. None for anything else."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 class TrustedProxies:
@@ -60,13 +75,8 @@ class TrustedProxies:
     def __contains__(self, address: object) -> bool:
         if not isinstance(address, str) or not self.networks:
             return False
-        try:
-            ip = ipaddress.ip_address(address.partition("%")[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped  # ::ffff:10.0.0.1 from a dual-stack socket is 10.0.0.1
-        return any(ip in network for network in self.networks)
+        ip = ip_address(address)
+        return ip is not None and any(ip in network for network in self.networks)
 
 
 def parse_node(text: str) -> Address | None:

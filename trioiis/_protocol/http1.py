@@ -510,7 +510,7 @@ class RequestSide(Protocol):
     (the reference path) or the fast path's ``BodilessRequest``."""
 
     @property
-    def their_state(self) -> type[h11._util.Sentinel]: ...
+    def their_state(self) -> type: ...  # h11.DONE, h11.MUST_CLOSE, ...: its states are classes
 
     @property
     def trailing_data(self) -> tuple[bytes, bool]: ...
@@ -1112,10 +1112,8 @@ class Http1Connection:
         if self._no_body or count <= 0:
             return 0
         before, after = writer.around(count)
-        while self._writing:
-            if self._writers is None:
-                self._writers = trio.lowlevel.ParkingLot()
-            await self._writers.park()
+        if self._writing:
+            await self._wait_for_writer()
         self._writing = True  # one writer: nothing may slip in between the framing and file
         raw = self._raw
         sent = 0
@@ -1159,9 +1157,7 @@ class Http1Connection:
             self.broken = True  # the body is cut short: this connection cannot go on
             raise
         finally:
-            self._writing = False
-            if self._writers is not None:
-                self._writers.unpark()
+            self._done_writing()
         return sent
 
     async def _wait_writable(self, raw: socket.socket) -> None:
@@ -1250,17 +1246,30 @@ class Http1Connection:
 
         Cancellation: exactly the unsent bytes stay queued (rule 5), see ``_write_out``.
         """
-        while self._writing:
-            if self._writers is None:
-                self._writers = trio.lowlevel.ParkingLot()
-            await self._writers.park()
+        if self._writing:
+            await self._wait_for_writer()
         self._writing = True
         try:
             return await self._write_out()
         finally:
-            self._writing = False
-            if self._writers is not None:
-                self._writers.unpark()
+            self._done_writing()
+
+    async def _wait_for_writer(self) -> None:
+        """Park until no task is writing (``_writing``: one writer at a time, so the bytes of
+        two sends never interleave). Callers test ``_writing`` first and set it after, so an
+        uncontended write costs no call and no checkpoint.
+
+        Cancellation: leaves the queue as it was; the caller never became the writer.
+        """
+        while self._writing:
+            if self._writers is None:
+                self._writers = trio.lowlevel.ParkingLot()
+            await self._writers.park()
+
+    def _done_writing(self) -> None:
+        self._writing = False
+        if self._writers is not None:
+            self._writers.unpark()
 
     async def _write_out(self) -> int:
         """Send ``_outbuf``; returns the bytes sent by this call (rule 5).

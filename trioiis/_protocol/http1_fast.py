@@ -58,7 +58,7 @@ class BodilessRequest:
         self.trailing_data = (trailing, False)
         #: As h11's after the end of the request: MUST_CLOSE when the client will not
         #: send another request on this connection.
-        self.their_state: type[h11._util.Sentinel] = h11.DONE if keep_alive else h11.MUST_CLOSE
+        self.their_state: type = h11.DONE if keep_alive else h11.MUST_CLOSE
 
     def next_event(self) -> type[h11.PAUSED]:
         return h11.PAUSED

@@ -16,6 +16,7 @@ import trio
 
 from .._errors import ConfigError
 from ..config import parse_binding
+from .sockets import sockname
 
 __all__ = ["redirect_location", "serve_https_redirect"]
 
@@ -110,10 +111,7 @@ async def serve_https_redirect(
         for listener in listeners:
             await trio.aclose_forcefully(listener)
         raise
-    bound = []
-    for listener in listeners:
-        name = listener.socket.getsockname()
-        bound.append((str(name[0]), int(name[1])))
+    bound = [sockname(listener.socket) for listener in listeners]
     fallback = bound[0][0] if bound else "localhost"
 
     async def handle(stream: trio.SocketStream) -> None:

@@ -44,12 +44,12 @@ from .._context.headers import Headers
 from .._context.origin import apply_forwarded
 from .._context.request import ConnectionBody, EmptyBody
 from .._context.sending import Wire
-from .._errors import ConfigError
+from .._errors import ConfigError, describe_exception
 from .._lifecycle import Outcome
 from .._observability.counters import ServerCounters
 from .._observability.tracing import Tracer, open_trace_writer
 from .._pipeline.pipeline import Pipeline
-from .._pipeline.registration import GlobalServer, ModuleRegistrationInfo, RegisterModule
+from .._pipeline.registration import ModuleRegistrationInfo, RegisterModule
 from .._protocol.forwarded import TrustedProxies
 from .._protocol.http1 import (
     HeadError,
@@ -72,7 +72,6 @@ from ..config import (
     Binding,
     ServerConfig,
     binding_address,
-    describe_exception,
     load_register_function,
     parse_binding,
 )
@@ -81,6 +80,7 @@ from .https_redirect import serve_https_redirect
 from .idle import IdleReaper
 from .preflight import preflight, tls_context
 from .sites import SiteTable
+from .sockets import peername, sockname
 from .tls import answer_plain_http
 from .watchdog import Watchdog
 
@@ -300,8 +300,7 @@ class HttpServer:
         if any(r.name == name for r in self._registrations):
             raise ConfigError(f"a module named {name!r} is already loaded")
         info = ModuleRegistrationInfo(name, options=MappingProxyType(dict(options or {})))
-        roots = (str(self.config.root), *(str(s.root) for s in self.config.sites))
-        server = GlobalServer(SERVER_VERSION, roots, self.config.default_documents)
+        server = self.config.global_server()
         try:
             register(SERVER_VERSION, info, server)
         except Exception as exc:
@@ -406,14 +405,14 @@ class HttpServer:
         task_status: trio.TaskStatus[list[tuple[str, int]]],
     ) -> None:
         """Accept on ``sockets`` until ``shutdown``, then drain the connections (grace)."""
-        bound = [_sockname(s) for s in sockets]
+        bound = [sockname(s) for s in sockets]
         async with trio.open_nursery() as housekeeping:
             self._reaper = IdleReaper()
             housekeeping.start_soon(self._reaper.run, name="trioiis idle reaper")
             if self.config.watchdog_threshold > 0:
                 watchdog = Watchdog(self.config.watchdog_threshold, self.counters)
                 await housekeeping.start(watchdog.run, name="trioiis watchdog")
-            self.tls_bound = [_sockname(s) for s in sockets if s.fileno() in self._tls_fds]
+            self.tls_bound = [sockname(s) for s in sockets if s.fileno() in self._tls_fds]
             if self.auto_https is not None:
                 self.auto_https.https_port = self.tls_bound[0][1] if self.tls_bound else None
                 await housekeeping.start(self.auto_https.run, name="trioiis acme")
@@ -490,12 +489,12 @@ class HttpServer:
         sockets, self._given_sockets = self._given_sockets or [], []
         for sock in sockets:
             sock.setblocking(False)
-            binding = binding_listening_on(self.config.bindings, _sockname(sock))
+            binding = binding_listening_on(self.config.bindings, sockname(sock))
             http2 = self.config.http2 if binding is None else self.config.binding_http2(binding)
             self._http2_by_socket[sock.fileno()] = http2
         # A given socket serves TLS when its port is a tls_bindings port.
         tls_ports = {parse_binding(b)[1] for b in self.config.tls_bindings}
-        self._tls_fds = {s.fileno() for s in sockets if _sockname(s)[1] in tls_ports}
+        self._tls_fds = {s.fileno() for s in sockets if sockname(s)[1] in tls_ports}
         return sockets
 
     def _tls_per_binding(self) -> None:
@@ -565,7 +564,7 @@ class HttpServer:
         self.counters.connections_accepted += 1
         self.counters.connections_open += 1
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
-        remote, local = _peername(raw), _sockname(raw)
+        remote, local = peername(raw), sockname(raw)
         try:
             if self.config.proxy_protocol:
                 addresses = await self._proxy_header(raw, remote, local)
@@ -1070,19 +1069,6 @@ def _listen(host: str, port: int) -> list[stdlib_socket.socket]:
             raise
         sockets.append(sock)
     return sockets
-
-
-def _sockname(sock: stdlib_socket.socket) -> tuple[str, int]:
-    name = sock.getsockname()
-    return (str(name[0]), int(name[1])) if isinstance(name, tuple) else (str(name), 0)
-
-
-def _peername(sock: stdlib_socket.socket) -> tuple[str, int]:
-    try:
-        name = sock.getpeername()
-    except OSError:
-        return ("", 0)
-    return (str(name[0]), int(name[1])) if isinstance(name, tuple) else (str(name), 0)
 
 
 def _fmt(host: str, port: int) -> str:

@@ -3,16 +3,12 @@ and the redirect from an app's mount point (``/api``) to its root (``/api/``).""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import os
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trioiis import absolute_url
+from trioiis import ConfigError, absolute_url
+from trioiis.config import import_target, split_target
 
 if TYPE_CHECKING:  # (config imports this module; trioiis itself imports the server)
     from trioiis import HttpContext
@@ -22,8 +18,8 @@ def load_app(module: str, target: object) -> object:
     """Import ``pkg.mod:attr`` (``attr`` may be dotted: ``mod:app.wsgi_app``) or
     ``path/to/file.py:attr``.
 
-    A dotted module that cannot be imported is tried once more with the current folder on
-    ``sys.path`` (where ``trioiis serve`` was started), as Uvicorn and Gunicorn do.
+    The module is imported by ``trioiis.config.import_target`` (once per process, the
+    current folder tried for a dotted module that is not found).
 
     Raises:
         ValueError: a one-line message naming ``module`` (the server turns it into a
@@ -31,42 +27,12 @@ def load_app(module: str, target: object) -> object:
     """
     if not isinstance(target, str):
         raise ValueError(f"{module}: option 'app' must be a string pkg.module:attribute")
-    module_path, sep, attr = target.rpartition(":")
-    if not sep or not module_path or not attr:
+    if split_target(target) is None:
         raise ValueError(f"{module}: app {target!r} must be pkg.module:attribute")
     try:
-        if module_path.endswith(".py"):
-            file = Path(module_path)
-            if not file.is_file():
-                raise ValueError(f"{module}: app file {file} does not exist")
-            name = f"trioiis_app_{file.stem}_{abs(hash(str(file.resolve())))}"
-            loaded = sys.modules.get(name)
-            if loaded is None:
-                spec = importlib.util.spec_from_file_location(name, file)
-                assert spec is not None
-                assert spec.loader is not None
-                loaded = importlib.util.module_from_spec(spec)
-                sys.modules[name] = loaded
-                try:
-                    spec.loader.exec_module(loaded)
-                except BaseException:
-                    sys.modules.pop(name, None)
-                    raise
-        else:
-            try:
-                loaded = importlib.import_module(module_path)
-            except ModuleNotFoundError as exc:
-                top = module_path.partition(".")[0]
-                if exc.name != top or os.getcwd() in sys.path:
-                    raise
-                sys.path.append(os.getcwd())
-                loaded = importlib.import_module(module_path)
-    except ValueError:
-        raise
-    except (Exception, SystemExit) as exc:
-        message = " ".join(str(exc).split())
-        detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-        raise ValueError(f"{module}: cannot import {module_path}: {detail}") from exc
+        loaded, module_path, attr = import_target(target)
+    except ConfigError as exc:
+        raise ValueError(f"{module}: {exc}") from exc
     app: object = loaded
     for part in attr.split("."):
         if not hasattr(app, part):

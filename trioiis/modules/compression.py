@@ -37,6 +37,10 @@ tag the client sent with a suffix carries that tagged ETag back.
 Options: ``min_size`` (default 1024), ``encodings`` (default ``["br", "gzip"]``, in order
 of preference), ``precompressed`` (default true), ``gzip_level`` (1 to 9, default 6),
 ``brotli_quality`` (0 to 11, default 4).
+
+Brotli needs the ``brotli`` package, ``pip install 'trioiis[compression]'``. Without it the
+default ``encodings`` is ``["gzip"]``, and listing ``"br"`` is a configuration error that
+names the extra.
 """
 
 from __future__ import annotations
@@ -50,18 +54,26 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
-import brotli  # type: ignore[import-untyped]
 import trio
+
+try:
+    import brotli  # type: ignore[import-untyped]
+except ModuleNotFoundError:  # the `compression` extra: without it, gzip only
+    brotli = None
 
 import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Priority, SendResponseFlags, Status
 
 from ._options import check_keys, get_bool, get_int, get_str_list
-from .static_file import content_type, lookup
+from .static_file import FileAccess, content_type
 
 NAME = "compression"
 MIN_SIZE = 1024
 ENCODINGS = ("br", "gzip")
+#: The configuration error for ``"br"`` without the ``brotli`` package.
+BROTLI_MISSING = (
+    f"{NAME}: encoding 'br' needs the brotli package: pip install 'trioiis[compression]'"
+)
 SUFFIX = {"br": "-br", "gzip": "-gz"}
 EXTENSION = {"br": ".br", "gzip": ".gz"}
 #: Bodies larger than this are compressed in a worker thread.
@@ -145,9 +157,12 @@ class Settings:
             {"min_size", "encodings", "precompressed", "gzip_level", "brotli_quality"},
         )
         self.min_size = get_int(NAME, options, "min_size", MIN_SIZE)
-        encodings = get_str_list(NAME, options, "encodings", list(ENCODINGS)) or []
+        default = ENCODINGS if brotli is not None else ("gzip",)
+        encodings = get_str_list(NAME, options, "encodings", list(default)) or []
         if any(e not in ENCODINGS for e in encodings) or len(set(encodings)) != len(encodings):
             raise ValueError(f'{NAME}: option \'encodings\' may list only "br" and "gzip"')
+        if "br" in encodings and brotli is None:
+            raise ValueError(BROTLI_MISSING)
         self.encodings = tuple(encodings)
         self.precompressed = get_bool(NAME, options, "precompressed", True)
         self.gzip_level = get_int(NAME, options, "gzip_level", 6)
@@ -180,8 +195,9 @@ def _siblings(original: Path, encodings: list[str]) -> list[tuple[str, Path]]:
 
 
 class CompressionModule(HttpModule):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, access: FileAccess) -> None:
         self.settings = settings
+        self.access = access
         self.client_tags = ""  # If-None-Match as the client sent it
         self.precompressed: tuple[str, Path] | None = None  # (encoding, original path)
 
@@ -212,8 +228,8 @@ class CompressionModule(HttpModule):
         # One worker-thread hop in the common case (no precompressed sibling); the safety
         # checks of static_file's lookup run only for a sibling that exists.
         for encoding, sibling in await trio.to_thread.run_sync(_siblings, original, encodings):
-            found = await lookup(ctx, original)
-            variant = await lookup(ctx, sibling)
+            found = await self.access.lookup(ctx, original)
+            variant = await self.access.lookup(ctx, sibling)
             if (
                 found is not None
                 and variant is not None
@@ -295,17 +311,6 @@ class CompressionModule(HttpModule):
         return Status.CONTINUE
 
 
-class _Factory:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def get_http_module(self, allocator: trioiis.ModuleAllocator) -> HttpModule:
-        return CompressionModule(self.settings)
-
-    def terminate(self) -> None:
-        pass
-
-
 def register_module(
     server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
 ) -> None:
@@ -315,6 +320,9 @@ def register_module(
     notifications = Notification.BEGIN_REQUEST | Notification.SEND_RESPONSE
     if settings.precompressed:
         notifications |= Notification.MAP_PATH
-    info.set_request_notifications(_Factory(settings), notifications)
+    info.set_request_notifications(
+        trioiis.SimpleFactory(functools.partial(CompressionModule, settings, FileAccess(server))),
+        notifications,
+    )
     info.set_priority_for_request_notification(Notification.SEND_RESPONSE, Priority.FIRST)
     info.set_priority_for_request_notification(Notification.MAP_PATH, Priority.LAST)

@@ -26,6 +26,7 @@ Options: ``error_pages`` (a folder), ``mode`` (``"custom"``, the default, or ``"
 
 from __future__ import annotations
 
+import functools
 import html
 import os
 import re
@@ -149,17 +150,6 @@ class CustomErrorsModule(HttpModule):
         return Status.CONTINUE
 
 
-class _Factory:
-    def __init__(self, error_pages: str) -> None:
-        self.error_pages = error_pages
-
-    def get_http_module(self, allocator: trioiis.ModuleAllocator) -> HttpModule:
-        return CustomErrorsModule(self.error_pages)
-
-    def terminate(self) -> None:
-        pass
-
-
 def register_module(
     server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
 ) -> None:
@@ -173,5 +163,8 @@ def register_module(
         raise ValueError(f"{NAME}: option 'error_pages' must be a folder path")
     if mode == "off":
         return
-    info.set_request_notifications(_Factory(error_pages), Notification.SEND_RESPONSE)
+    info.set_request_notifications(
+        trioiis.SimpleFactory(functools.partial(CustomErrorsModule, error_pages)),
+        Notification.SEND_RESPONSE,
+    )
     info.set_priority_for_request_notification(Notification.SEND_RESPONSE, Priority.HIGH)

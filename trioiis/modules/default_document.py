@@ -7,19 +7,21 @@ directory_listing may replace later in the same mapping.
 
 from __future__ import annotations
 
+import functools
 import stat
 
 import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Status
 
-from .static_file import find_folder, lookup, send_error, serve_file
+from .static_file import FileAccess, find_folder, send_error, serve_file
 
 DEFAULT_DOCUMENTS = ("index.html", "index.htm", "default.htm")
 
 
 class DefaultDocumentModule(HttpModule):
-    def __init__(self, documents: tuple[str, ...]) -> None:
+    def __init__(self, documents: tuple[str, ...], access: FileAccess) -> None:
         self.documents = documents
+        self.access = access
 
     async def on_execute_request_handler(
         self, ctx: HttpContext, provider: trioiis.EventProvider
@@ -27,7 +29,7 @@ class DefaultDocumentModule(HttpModule):
         request, response = ctx.request, ctx.response
         if response.headers_sent:
             return Status.FINISH_REQUEST
-        located = await find_folder(ctx)
+        located = await find_folder(ctx, self.access)
         if located is None:
             return Status.CONTINUE
         if isinstance(located, Status):
@@ -35,7 +37,7 @@ class DefaultDocumentModule(HttpModule):
         folder, _ = located
         for name in self.documents:
             path = folder / name
-            document = await lookup(ctx, path, read_small=request.method == "GET")
+            document = await self.access.lookup(ctx, path, read_small=request.method == "GET")
             if document is not None and stat.S_ISREG(document.info.st_mode):
                 return await serve_file(ctx, path, document)
         send_error(ctx, 403)
@@ -43,19 +45,13 @@ class DefaultDocumentModule(HttpModule):
         return Status.CONTINUE
 
 
-class _Factory:
-    def __init__(self, documents: tuple[str, ...]) -> None:
-        self.documents = documents
-
-    def get_http_module(self, allocator: trioiis.ModuleAllocator) -> HttpModule:
-        return DefaultDocumentModule(self.documents)
-
-    def terminate(self) -> None:
-        pass
-
-
 def register_module(
     server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
 ) -> None:
     documents = server.default_documents or DEFAULT_DOCUMENTS
-    info.set_request_notifications(_Factory(documents), Notification.EXECUTE_REQUEST_HANDLER)
+    info.set_request_notifications(
+        trioiis.SimpleFactory(
+            functools.partial(DefaultDocumentModule, documents, FileAccess(server))
+        ),
+        Notification.EXECUTE_REQUEST_HANDLER,
+    )

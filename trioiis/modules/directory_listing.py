@@ -17,12 +17,13 @@ time (UTC). The column headings sort it: ``?sort=name|size|modified&order=asc|de
 (folders stay first; an unknown value means the default, name ascending). Names are HTML-
 escaped and links are percent-encoded. Entries static_file would refuse are left out: hidden
 and denied segments, names that are not UTF-8, and symlinks that lead out of the site root
-(unless ``static_file.ALLOW_SYMLINKS_OUTSIDE_ROOT``) or nowhere. At most ``MAX_ENTRIES`` are
+(unless the server's ``allow_symlinks_outside_root``) or nowhere. At most ``MAX_ENTRIES`` are
 listed.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import os
 import stat
@@ -37,8 +38,7 @@ import trio
 import trioiis
 from trioiis import HttpContext, HttpModule, Notification, Status
 
-from . import static_file
-from .static_file import find_folder, method_not_allowed, refused_segment, send_error
+from .static_file import FileAccess, find_folder, method_not_allowed, send_error
 
 #: A folder with more entries than this lists the first ones (in sorted order) and says so.
 MAX_ENTRIES = 10_000
@@ -53,6 +53,9 @@ class Entry:
 
 
 class DirectoryListingModule(HttpModule):
+    def __init__(self, access: FileAccess) -> None:
+        self.access = access
+
     async def on_execute_request_handler(
         self, ctx: HttpContext, provider: trioiis.EventProvider
     ) -> Status:
@@ -61,7 +64,7 @@ class DirectoryListingModule(HttpModule):
             return Status.FINISH_REQUEST
         if not _unanswered(ctx):
             return Status.CONTINUE
-        located = await find_folder(ctx)
+        located = await find_folder(ctx, self.access)
         if located is None:
             return Status.CONTINUE
         if isinstance(located, Status):
@@ -72,7 +75,7 @@ class DirectoryListingModule(HttpModule):
         real = found.real_path or folder
         try:
             entries, truncated = await trio.to_thread.run_sync(
-                _read_folder, real, ctx.site.root, static_file.ALLOW_SYMLINKS_OUTSIDE_ROOT
+                _read_folder, real, ctx.site.root, self.access
             )
         except OSError:
             return send_error(ctx, 404)  # it went away, or we may not read it
@@ -104,18 +107,19 @@ def register_module(
     server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
 ) -> None:
     info.set_request_notifications(
-        trioiis.SimpleFactory(DirectoryListingModule), Notification.EXECUTE_REQUEST_HANDLER
+        trioiis.SimpleFactory(functools.partial(DirectoryListingModule, FileAccess(server))),
+        Notification.EXECUTE_REQUEST_HANDLER,
     )
 
 
-def _read_folder(folder: Path, root: Path, allow_outside: bool) -> tuple[list[Entry], bool]:
+def _read_folder(folder: Path, root: Path, access: FileAccess) -> tuple[list[Entry], bool]:
     """The folder's entries that static_file would serve, sorted (runs in a worker thread)."""
     real_root = root.resolve(strict=True)
     entries = []
     with os.scandir(folder) as scan:
         for item in scan:
             name = item.name
-            if refused_segment(name) or not _is_utf8(name):
+            if access.refused_segment(name) or not _is_utf8(name):
                 continue
             try:
                 if item.is_symlink():
@@ -123,10 +127,10 @@ def _read_folder(folder: Path, root: Path, allow_outside: bool) -> tuple[list[En
                     try:
                         inside = target.relative_to(real_root)
                     except ValueError:
-                        if not allow_outside:
+                        if not access.allow_symlinks_outside_root:
                             continue
                     else:
-                        if any(refused_segment(part) for part in inside.parts):
+                        if any(access.refused_segment(part) for part in inside.parts):
                             continue
                 info = item.stat()
             except (OSError, RuntimeError):

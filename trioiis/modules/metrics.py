@@ -13,7 +13,8 @@ same counters ``/_trioiis/status`` shows), through a collector registered on a
 ``prometheus_client.CollectorRegistry`` of this server's own, never the process-wide default
 one; the text is made by ``prometheus_client.generate_latest``. The scrape request and its
 connection are not counted in ``trioiis_requests_in_flight`` and ``trioiis_connections_open``.
-The metric names, types and labels are listed in ``docs/observability.md``.
+The metric names, types and labels are listed in ``docs/observability.md``. It needs
+``prometheus-client``: ``pip install 'trioiis[metrics]'`` (loading it without says so).
 
 Only GET and HEAD are answered (else 405 with ``Allow``).
 """
@@ -23,13 +24,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+try:
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
+except ModuleNotFoundError as exc:  # loading the module says what to install
+    raise ModuleNotFoundError(
+        "the metrics module needs prometheus-client: pip install 'trioiis[metrics]'",
+        name=exc.name,
+    ) from exc
 
 import trioiis
 from trioiis import (
@@ -171,7 +178,7 @@ class _CountersCollector:
 
 
 class MetricsModule(HttpModule):
-    def __init__(self, factory: _Factory) -> None:
+    def __init__(self, factory: _MetricsFactory) -> None:
         self.factory = factory
 
     async def on_begin_request(self, ctx: HttpContext, provider: trioiis.EventProvider) -> Status:
@@ -187,7 +194,7 @@ class MetricsModule(HttpModule):
         return Status.FINISH_REQUEST
 
 
-class _Factory:
+class _MetricsFactory:
     """One per server (``register_module`` runs once per server): its own registry."""
 
     def __init__(self, path: str, allow_remote: bool) -> None:
@@ -212,5 +219,5 @@ def register_module(
     allow_remote = get_bool("metrics", info.options, "allow_remote", False)
     if not path.startswith("/"):
         raise ValueError("metrics: option 'path' must start with /")
-    info.set_request_notifications(_Factory(path, allow_remote), Notification.BEGIN_REQUEST)
+    info.set_request_notifications(_MetricsFactory(path, allow_remote), Notification.BEGIN_REQUEST)
     info.set_priority_for_request_notification(Notification.BEGIN_REQUEST, Priority.FIRST)

@@ -23,6 +23,7 @@ With no rules the module subscribes to nothing and costs nothing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -104,20 +105,12 @@ class RedirectModule(HttpModule):
         return Status.CONTINUE
 
 
-class _Factory:
-    def __init__(self, rules: tuple[Rule, ...]) -> None:
-        self.rules = rules
-
-    def get_http_module(self, allocator: trioiis.ModuleAllocator) -> HttpModule:
-        return RedirectModule(self.rules)
-
-    def terminate(self) -> None:
-        pass
-
-
 def register_module(
     server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
 ) -> None:
     rules = parse_rules(info.options)
     if rules:
-        info.set_request_notifications(_Factory(rules), Notification.BEGIN_REQUEST)
+        info.set_request_notifications(
+            trioiis.SimpleFactory(functools.partial(RedirectModule, rules)),
+            Notification.BEGIN_REQUEST,
+        )

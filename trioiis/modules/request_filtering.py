@@ -23,6 +23,7 @@ body it refused is not read).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 
@@ -104,16 +105,8 @@ def register_module(
     server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
 ) -> None:
     settings = Settings(info.options)
-    info.set_request_notifications(_Factory(settings), Notification.BEGIN_REQUEST)
+    info.set_request_notifications(
+        trioiis.SimpleFactory(functools.partial(RequestFilteringModule, settings)),
+        Notification.BEGIN_REQUEST,
+    )
     info.set_priority_for_request_notification(Notification.BEGIN_REQUEST, Priority.FIRST)
-
-
-class _Factory:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def get_http_module(self, allocator: trioiis.ModuleAllocator) -> HttpModule:
-        return RequestFilteringModule(self.settings)
-
-    def terminate(self) -> None:
-        pass

@@ -6,12 +6,12 @@ What it does, in the order it does it:
    that cannot be mapped safely — ``..`` (plain or ``%2e%2e``), an encoded ``/`` that would
    form one, a backslash, NUL, bytes that are not UTF-8 (overlong forms included) — is 400.
    ``%252e`` is decoded once only, so it names a file called ``%2e``: 404.
-2. **Looks the file up** (``lookup``): a segment starting with "." (except those in
-   ``ALLOWED_HIDDEN_SEGMENTS``) or in ``DENIED_SEGMENTS`` (case-insensitive, like IIS request
-   filtering's hidden segments) is 404, before and after symlinks are resolved. A path that
-   resolves outside the root (a symlink pointing out) is 404 unless
-   ``ALLOW_SYMLINKS_OUTSIDE_ROOT`` is set. Only regular files are served; a folder is left to
-   default_document and directory_listing (``CONTINUE``).
+2. **Looks the file up** (``FileAccess.lookup``): a segment starting with "." (except those
+   in ``ALLOWED_HIDDEN_SEGMENTS``) or in the server's ``denied_segments`` (case-insensitive,
+   like IIS request filtering's hidden segments) is 404, before and after symlinks are
+   resolved. A path that resolves outside the root (a symlink pointing out) is 404 unless the
+   server's ``allow_symlinks_outside_root`` is set. Only regular files are served; a folder is
+   left to default_document and directory_listing (``CONTINUE``).
 3. **GET and HEAD only** (else 405 with ``Allow``). ``Content-Type`` from the file name
    (``charset=utf-8`` for text), a strong ``ETag``, ``Last-Modified``, ``Accept-Ranges: bytes``.
 4. **Preconditions** (RFC 9110 §13.2.2): ``If-Match`` / ``If-Unmodified-Since`` → 412;
@@ -22,11 +22,12 @@ What it does, in the order it does it:
    that does not match → 200 with the whole file. A malformed header, more than
    ``MAX_RANGES`` ranges or overlapping ranges → 200 with the whole file.
 6. **Sends the bytes.** A file up to ``CHUNK`` bytes is read in the same worker-thread hop as
-   the ``stat`` (and may stay in the file cache with its bytes); a larger one is opened with
-   ``trio.open_file`` and sent with ``response.transmit_file``: zero-copy ``os.sendfile`` on a
-   plain socket, ``CHUNK``-sized worker-thread reads under TLS, so memory stays bounded. A
-   larger file stays in the cache as its ``stat`` only: the next GET revalidates it with one
-   ``stat``, opens it and checks with ``fstat`` on the event loop thread, with no thread hop.
+   the ``stat`` (and may stay in the module's file cache with its bytes); a larger one is
+   opened with ``trio.open_file`` and sent with ``response.transmit_file``: zero-copy
+   ``os.sendfile`` on a plain socket, ``CHUNK``-sized worker-thread reads under TLS, so
+   memory stays bounded. A larger file stays in the cache as its ``stat`` only: the next GET
+   revalidates it with one ``stat``, opens it and checks with ``fstat`` on the event loop
+   thread, with no thread hop.
 
 Cancellation: a cancel stops between pieces and the file is closed (shielded). A
 ``cancel_io()`` that aborts a flush ends the response with a reset connection (a partial body
@@ -67,18 +68,14 @@ from ._options import check_keys
 from ._static_rules import CacheRule, FallbackRule, cache_rules, fallback_rules, first_match
 
 CHUNK = 256 * 1024
-#: URL segments refused anywhere in a path (compared case-insensitively), like IIS request
-#: filtering's ``hiddenSegments``. Change it before the server starts serving.
-DENIED_SEGMENTS: frozenset[str] = frozenset({".git", ".env", "__pycache__"})
 #: Segments starting with "." that are served all the same (RFC 8615 well-known URIs).
 ALLOWED_HIDDEN_SEGMENTS: frozenset[str] = frozenset({".well-known"})
-#: Serve files that symlinks inside the root point to outside it (off: they are 404).
-ALLOW_SYMLINKS_OUTSIDE_ROOT = False
 #: More ranges than this in one ``Range`` header: the whole file is sent instead (200).
 MAX_RANGES = 16
-#: Small files kept in memory after a GET, at most this many bytes in all (0: no cache). A
-#: cached file is revalidated on every request with one ``stat`` (inode, size, times) on the
-#: event loop thread instead of a worker-thread hop: a changed file is never served stale.
+#: Small files kept in memory after a GET by one module of one server (each ``FileAccess``
+#: has its own cache), at most this many bytes in all (0: no cache). A cached file is
+#: revalidated on every request with one ``stat`` (inode, size, times) on the event loop
+#: thread instead of a worker-thread hop: a changed file is never served stale.
 CACHE_BYTES = 32 * 1024 * 1024
 #: Files kept in that cache at most; a larger file is kept as its ``stat`` only (like nginx's
 #: ``open_file_cache``), so that serving it again costs no worker-thread hop either.
@@ -137,8 +134,12 @@ class StaticFileModule(HttpModule):
     (``trioiis.modules._static_rules``)."""
 
     def __init__(
-        self, cache: tuple[CacheRule, ...] = (), fallback: tuple[FallbackRule, ...] = ()
+        self,
+        access: FileAccess,
+        cache: tuple[CacheRule, ...] = (),
+        fallback: tuple[FallbackRule, ...] = (),
     ) -> None:
+        self.access = access
         self.cache = cache
         self.fallback = fallback
 
@@ -153,7 +154,7 @@ class StaticFileModule(HttpModule):
             return send_error(ctx, 400)
         if ctx.response.headers_sent:
             return Status.FINISH_REQUEST  # a child request (run by MAP_PATH) already answered
-        found = await lookup(ctx, path, read_small=ctx.request.method == "GET")
+        found = await self.access.lookup(ctx, path, read_small=ctx.request.method == "GET")
         if found is None:
             return await self._fall_back(ctx)
         if stat.S_ISDIR(found.info.st_mode):
@@ -180,7 +181,7 @@ class StaticFileModule(HttpModule):
             path = await ctx.map_path(rule.document)
         except trioiis.HResultError:
             return send_error(ctx, 404)
-        found = await lookup(ctx, path, read_small=request.method == "GET")
+        found = await self.access.lookup(ctx, path, read_small=request.method == "GET")
         if found is None or not stat.S_ISREG(found.info.st_mode):
             return send_error(ctx, 404)
         return await self._serve(ctx, rule.document, path, found)
@@ -193,7 +194,10 @@ def register_module(
     name = info.get_name()
     check_keys(name, info.options, {"cache", "fallback"})
     factory = functools.partial(
-        StaticFileModule, cache_rules(name, info.options), fallback_rules(name, info.options)
+        StaticFileModule,
+        FileAccess(server),
+        cache_rules(name, info.options),
+        fallback_rules(name, info.options),
     )
     info.set_request_notifications(
         trioiis.SimpleFactory(factory), Notification.EXECUTE_REQUEST_HANDLER
@@ -228,73 +232,86 @@ class Found:
     cached: bool = False  # from the cache: just revalidated by stat
 
 
-def refused_segment(segment: str) -> bool:
-    """True for a path segment never served: hidden (".x") or in ``DENIED_SEGMENTS``."""
-    if segment.startswith(".") and segment not in ALLOWED_HIDDEN_SEGMENTS:
-        return True
-    folded = segment.casefold()
-    return any(folded == denied.casefold() for denied in DENIED_SEGMENTS)
+class FileAccess:
+    """What the built-in file modules of one server may serve, read from its settings
+    (``GlobalServer.denied_segments``, ``allow_symlinks_outside_root``), with their cache of
+    small files. Each module registration makes its own, so two servers in one process never
+    share settings or cached bytes."""
 
+    __slots__ = ("_cache", "_denied", "allow_symlinks_outside_root")
 
-def _refused(parts: Iterable[str]) -> bool:
-    return any(refused_segment(part) for part in parts)
+    def __init__(self, server: trioiis.GlobalServer) -> None:
+        self._denied = frozenset(segment.casefold() for segment in server.denied_segments)
+        self.allow_symlinks_outside_root = server.allow_symlinks_outside_root
+        self._cache = _SmallFileCache()
 
+    def refused_segment(self, segment: str) -> bool:
+        """True for a path segment never served: hidden (".x") or denied."""
+        if segment.startswith(".") and segment not in ALLOWED_HIDDEN_SEGMENTS:
+            return True
+        return segment.casefold() in self._denied
 
-async def lookup(ctx: HttpContext, path: Path, *, read_small: bool = False) -> Found | None:
-    """``path`` if it may be served, else None.
+    def _refused(self, parts: Iterable[str]) -> bool:
+        return any(self.refused_segment(part) for part in parts)
 
-    None when a segment below the root is hidden or denied (before or after resolving
-    symlinks), when it does not exist, or when it resolves outside the site root (unless
-    ``ALLOW_SYMLINKS_OUTSIDE_ROOT``). One worker-thread hop does the resolve, the ``stat``
-    and, with ``read_small``, the read of a regular file up to ``CHUNK`` bytes (thread hops,
-    not the syscalls, dominate the cost of serving a small file).
+    async def lookup(
+        self, ctx: HttpContext, path: Path, *, read_small: bool = False
+    ) -> Found | None:
+        """``path`` if it may be served, else None.
 
-    Cancellation: a checkpoint. A cancel while the worker thread runs abandons its result
-    (the thread finishes on its own; nothing is cached); ``cancel_io()`` does not touch it.
-    """
-    root = ctx.site.root
-    # None when a MAP_PATH module moved it: only its resolved place is checked.
-    relative = _parts_below(root, path)
-    if relative is not None and _refused(relative):
-        return None
-    allow_outside = ALLOW_SYMLINKS_OUTSIDE_ROOT and relative is not None
-    key = (str(root), str(path))
-    if read_small:
-        cached = _CACHE.get(key)
-        if cached is not None:
-            await trio.lowlevel.checkpoint()
-            return cached
+        None when a segment below the root is hidden or denied (before or after resolving
+        symlinks), when it does not exist, or when it resolves outside the site root (unless
+        ``allow_symlinks_outside_root``). One worker-thread hop does the resolve, the
+        ``stat`` and, with ``read_small``, the read of a regular file up to ``CHUNK`` bytes
+        (thread hops, not the syscalls, dominate the cost of serving a small file).
 
-    def check() -> Found | None:
-        try:
-            real_root = root.resolve(strict=True)
-            real = path.resolve(strict=True)
-            try:
-                inside = real.relative_to(real_root)
-            except ValueError:
-                if not allow_outside:
-                    return None
-            else:
-                if _refused(inside.parts):
-                    return None
-            info = real.stat()
-            if read_small and stat.S_ISREG(info.st_mode) and info.st_size <= CHUNK:
-                fd = _open_regular(real)
-                try:
-                    opened = os.fstat(fd)
-                    data = os.pread(fd, CHUNK + 1, 0)
-                finally:
-                    os.close(fd)
-                if len(data) == opened.st_size:
-                    return Found(opened, data, real)
-            return Found(info, None, real)
-        except (OSError, ValueError):
+        Cancellation: a checkpoint. A cancel while the worker thread runs abandons its
+        result (the thread finishes on its own; nothing is cached); ``cancel_io()`` does not
+        touch it.
+        """
+        root = ctx.site.root
+        # None when a MAP_PATH module moved it: only its resolved place is checked.
+        relative = _parts_below(root, path)
+        if relative is not None and self._refused(relative):
             return None
+        allow_outside = self.allow_symlinks_outside_root and relative is not None
+        key = (str(root), str(path))
+        if read_small:
+            cached = self._cache.get(key)
+            if cached is not None:
+                await trio.lowlevel.checkpoint()
+                return cached
 
-    found = await trio.to_thread.run_sync(check)
-    if read_small and found is not None and stat.S_ISREG(found.info.st_mode):
-        _CACHE.put(key, found)
-    return found
+        def check() -> Found | None:
+            try:
+                real_root = root.resolve(strict=True)
+                real = path.resolve(strict=True)
+                try:
+                    inside = real.relative_to(real_root)
+                except ValueError:
+                    if not allow_outside:
+                        return None
+                else:
+                    if self._refused(inside.parts):
+                        return None
+                info = real.stat()
+                if read_small and stat.S_ISREG(info.st_mode) and info.st_size <= CHUNK:
+                    fd = _open_regular(real)
+                    try:
+                        opened = os.fstat(fd)
+                        data = os.pread(fd, CHUNK + 1, 0)
+                    finally:
+                        os.close(fd)
+                    if len(data) == opened.st_size:
+                        return Found(opened, data, real)
+                return Found(info, None, real)
+            except (OSError, ValueError):
+                return None
+
+        found = await trio.to_thread.run_sync(check)
+        if read_small and found is not None and stat.S_ISREG(found.info.st_mode):
+            self._cache.put(key, found)
+        return found
 
 
 @memoize_short  # pathlib's relative_to costs more than a small file's stat
@@ -311,10 +328,12 @@ def _signature(info: os.stat_result) -> tuple[int, ...]:
 
 
 class _SmallFileCache:
-    """LRU of files' ``Found`` (small ones with their bytes), bounded by ``CACHE_BYTES`` and
-    ``CACHE_ENTRIES`` and checked by ``stat``."""
+    """LRU of files' ``Found`` (small ones with their bytes), bounded by ``max_bytes`` and
+    ``max_entries`` and checked by ``stat``."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = CACHE_BYTES, max_entries: int = CACHE_ENTRIES) -> None:
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
         self._items: dict[tuple[str, str], Found] = {}
         self._bytes = 0
 
@@ -336,21 +355,18 @@ class _SmallFileCache:
 
     def put(self, key: tuple[str, str], found: Found) -> None:
         size = len(found.data or b"")
-        if size > CACHE_BYTES or CACHE_ENTRIES < 1:
+        if size > self.max_bytes or self.max_entries < 1:
             return
         self._drop(key)
         self._items[key] = dataclasses.replace(found, cached=True)
         self._bytes += size
-        while (self._bytes > CACHE_BYTES or len(self._items) > CACHE_ENTRIES) and self._items:
+        while (self._bytes > self.max_bytes or len(self._items) > self.max_entries) and self._items:
             self._drop(next(iter(self._items)))
 
     def _drop(self, key: tuple[str, str]) -> None:
         found = self._items.pop(key, None)
         if found is not None:
             self._bytes -= len(found.data or b"")
-
-
-_CACHE = _SmallFileCache()
 
 
 def _open_regular(path: Path | str, flags: int = os.O_RDONLY) -> int:
@@ -646,15 +662,15 @@ async def _stream(
     return Status.CONTINUE
 
 
-async def find_folder(ctx: HttpContext) -> tuple[Path, Found] | Status | None:
+async def find_folder(ctx: HttpContext, access: FileAccess) -> tuple[Path, Found] | Status | None:
     """The folder the request's URL names, for default_document and directory_listing.
 
     Returns:
         ``(path, found)`` for a folder URL ending in ``/``; ``Status.FINISH_REQUEST`` after
         answering ``/dir`` with a 301 to ``/dir/``; None when the URL names no folder.
 
-    Cancellation: as ``lookup`` and ``ctx.map_path`` (a pending MAP_PATH handler's wait is
-    aborted by ``cancel_io()`` with ``OperationAbortedError``).
+    Cancellation: as ``FileAccess.lookup`` and ``ctx.map_path`` (a pending MAP_PATH
+    handler's wait is aborted by ``cancel_io()`` with ``OperationAbortedError``).
     """
     request, response = ctx.request, ctx.response
     try:
@@ -663,7 +679,7 @@ async def find_folder(ctx: HttpContext) -> tuple[Path, Found] | Status | None:
         raise  # a MAP_PATH module failed: the request answers 500
     except trioiis.HResultError:
         return None
-    found = await lookup(ctx, folder)
+    found = await access.lookup(ctx, folder)
     if found is None or not stat.S_ISDIR(found.info.st_mode):
         return None
     if not request.raw_path.endswith("/"):

@@ -27,7 +27,7 @@ Only GET and HEAD are answered (else 405 with ``Allow``).
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 import json
 import math
 import os
@@ -54,17 +54,6 @@ def percentile(sorted_samples: Sequence[float], share: float) -> float:
     return sorted_samples[min(rank, len(sorted_samples)) - 1]
 
 
-def is_loopback(address: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback (``::ffff:127.0.0.1``)."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
-
-
 def operator_gate(ctx: HttpContext, path: str, allow_remote: bool) -> Status | None:
     """The checks every operator endpoint (status, metrics) makes before answering.
 
@@ -77,7 +66,7 @@ def operator_gate(ctx: HttpContext, path: str, allow_remote: bool) -> Status | N
     request = ctx.request
     if request.path != path or ctx.get_parent_context() is not None:
         return Status.CONTINUE
-    if not allow_remote and not is_loopback(ctx.get_server_variable("REMOTE_ADDR")):
+    if not allow_remote and not trioiis.is_local_request(ctx):
         return Status.CONTINUE  # not there for remote clients: whatever follows says 404
     response = ctx.response
     response.set_header("Cache-Control", "no-store")
@@ -180,18 +169,6 @@ def _last_parameter(url: str) -> int | None:
         return None
 
 
-class _Factory:
-    def __init__(self, path: str, allow_remote: bool) -> None:
-        self.path = path
-        self.allow_remote = allow_remote
-
-    def get_http_module(self, allocator: Any) -> HttpModule:
-        return StatusModule(self.path, self.allow_remote)
-
-    def terminate(self) -> None:
-        pass
-
-
 def register_module(
     server_version: int, info: trioiis.ModuleRegistrationInfo, server: trioiis.GlobalServer
 ) -> None:
@@ -201,5 +178,8 @@ def register_module(
         raise ValueError("status: option path must be a string starting with /")
     if not isinstance(allow_remote, bool):
         raise ValueError("status: option allow_remote must be true or false")
-    info.set_request_notifications(_Factory(path, allow_remote), Notification.BEGIN_REQUEST)
+    info.set_request_notifications(
+        trioiis.SimpleFactory(functools.partial(StatusModule, path, allow_remote)),
+        Notification.BEGIN_REQUEST,
+    )
     info.set_priority_for_request_notification(Notification.BEGIN_REQUEST, Priority.FIRST)
