@@ -20,7 +20,7 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 # The tests exercise every feature: every extra of the package, and the `dev` dependency
 # group (PEP 735: linters, type checker, docs, coverage, test clients), which needs
 # pip >= 25.1 (the venv's pip is upgraded when it is made).
-TEST_EXTRAS := testing,examples,compression,metrics,fast,bench
+TEST_EXTRAS := testing,examples,compression,metrics,fast,bench,acme
 
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[$(TEST_EXTRAS)]' --group dev

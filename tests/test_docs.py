@@ -39,6 +39,7 @@ PAGES_WITH_EXAMPLES = {
     "configuration.md",
     "embedding.md",
     "websockets.md",
+    "automatic-https.md",
 }
 EXAMPLE_TIMEOUT = 30
 

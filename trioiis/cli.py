@@ -8,6 +8,7 @@ signal cancels the requests still in flight instead of waiting for them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import logging
 import signal
@@ -27,7 +28,13 @@ from ._server.sockets import sockname
 from ._server.workers import Supervisor, SupervisorLink
 from .bench import add_arguments as add_bench_arguments
 from .bench import missing_bench_extra
-from .config import ServerConfig, load_config, merge_cli, parse_bind_option
+from .config import (
+    DEFAULT_ACME_STATE_DIR,
+    ServerConfig,
+    load_config,
+    merge_cli,
+    parse_bind_option,
+)
 
 log = logging.getLogger("trioiis")
 
@@ -132,6 +139,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
     serve.add_argument(
+        "--tls-bind",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a binding that serves HTTPS while --bind ones stay cleartext, repeatable"
+        " (needs --tls-cert or ACME; default: none)",
+    )
+    serve.add_argument(
+        "--acme-domain",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="get a certificate for NAME from an ACME CA, repeatable (default: none)",
+    )
+    serve.add_argument("--acme-email", metavar="ADDRESS", help="the ACME account's contact")
+    serve.add_argument(
+        "--acme-directory",
+        metavar="URL",
+        help="the ACME CA's directory (default: Let's Encrypt's production)",
+    )
+    serve.add_argument(
+        "--acme-ca-bundle", metavar="PEM", help="CAs to trust for the ACME directory's HTTPS"
+    )
+    serve.add_argument(
         "--http",
         choices=["h11", "fast"],
         help="request-head parser: h11 (default) or fast (httptools; same behaviour)",
@@ -211,7 +242,15 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         trace_dir=args.trace_dir,
         trace_when=args.trace_when,
         http2=args.http2,
+        tls_bindings=args.tls_bind,
+        acme_domains=args.acme_domain,
+        acme_email=args.acme_email,
+        acme_directory=args.acme_directory,
+        acme_ca_bundle=args.acme_ca_bundle,
     )
+    if config.acme_enabled and config.acme_state_dir is None and args.config:
+        state = Path(args.config).parent / DEFAULT_ACME_STATE_DIR  # beside the file
+        config = dataclasses.replace(config, acme_state_dir=state)
     check_root(config)
     return config
 
@@ -237,7 +276,13 @@ async def _serve(server: HttpServer, link: SupervisorLink | None = None) -> None
 
             bound = await nursery.start(server.serve)
             if link is None:
-                _print_serving(server.config, bound, server.module_names, server.redirect_bound)
+                _print_serving(
+                    server.config,
+                    bound,
+                    server.module_names,
+                    server.redirect_bound,
+                    server.tls_bound,
+                )
             else:
                 link.ready()
                 nursery.start_soon(_orphaned, link, shutdown)
@@ -260,9 +305,11 @@ def _print_serving(
     bound: Sequence[tuple[str, int]],
     modules: Sequence[str],
     redirect_bound: Sequence[tuple[str, int]] = (),
+    tls_bound: Sequence[tuple[str, int]] | None = None,
 ) -> None:
     """The start-up banner, on stdout (see ``trioiis._server.banner``)."""
-    print("\n".join(banner_lines(config, bound, modules, redirect_bound)), flush=True)
+    lines = banner_lines(config, bound, modules, redirect_bound, tls_bound)
+    print("\n".join(lines), flush=True)
 
 
 def _reopen_logs(server: HttpServer) -> None:
@@ -324,7 +371,7 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> None:
     """``serve --workers N``: the supervisor runs the same command line N times (see
     ``trioiis._server.workers``), on systemd's sockets if it passed some, else on the bindings."""
     config = _checked_config(args)
-    sockets = systemd_sockets() or open_listeners(config.addresses)
+    sockets = systemd_sockets() or open_listeners((*config.addresses, *config.tls_bindings))
     bound = [sockname(s) for s in sockets]
     supervisor = Supervisor(
         command=[sys.executable, "-m", "trioiis.cli", *argv],

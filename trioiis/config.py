@@ -33,7 +33,12 @@ name = "blog"
 root = "blog"
 hosts = ["blog.example.test"]
 default = true                    # optional: unknown hosts get this site, not `root`
+acme = true                       # optional: certificates for its hosts from an ACME CA
 ```
+Automatic HTTPS (``trioiis._server.autohttps``, docs/automatic-https.md): ``acme = true``
+(top level: every site's hosts and ``acme_domains``; on a ``[[sites]]`` entry: its hosts),
+``acme_email``, ``acme_directory``, ``acme_ca_bundle``, ``acme_state_dir``,
+``acme_challenge`` and ``tls_bindings`` (the HTTPS bindings; ``bindings`` stay cleartext).
 """
 
 from __future__ import annotations
@@ -135,6 +140,19 @@ def binding_address(binding: str | Binding) -> str:
 _HOST = re.compile(r"[a-z0-9._-]+|\[[0-9a-f:.]+\]")
 
 
+#: Let's Encrypt's production directory: ``acme_directory``'s default.
+LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+#: ``acme_state_dir``'s name when it is not given: beside the config file, else here.
+DEFAULT_ACME_STATE_DIR = "acme-state"
+#: The challenges trioiis answers itself.
+ACME_CHALLENGES = ("http-01", "tls-alpn-01")
+
+
+def _check_challenge(value: object, where: str) -> None:
+    if value is not None and value not in ACME_CHALLENGES:
+        raise ConfigError(f'{where}acme_challenge must be "http-01" or "tls-alpn-01"')
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SiteConfig:
     """One virtual host: requests whose ``Host`` (without its port, any case) is one of
@@ -148,6 +166,8 @@ class SiteConfig:
     default: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    acme: bool = False
+    acme_challenge: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -177,6 +197,13 @@ class SiteConfig:
             raise ConfigError(f"site {self.name!r} needs hosts or default = true")
         if self.tls_cert is not None and not normal:
             raise ConfigError(f"site {self.name!r}: a certificate needs hosts to be chosen by")
+        if not isinstance(self.acme, bool):
+            raise ConfigError(f"site {self.name!r}: acme must be true or false")
+        if self.acme and not normal:
+            raise ConfigError(f"site {self.name!r}: acme = true needs hosts to certify")
+        if self.acme and self.tls_cert is not None:
+            raise ConfigError(f"site {self.name!r}: acme = true and tls_cert exclude each other")
+        _check_challenge(self.acme_challenge, f"site {self.name!r}: ")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -268,6 +295,19 @@ class ServerConfig:
     watchdog_threshold: float = 0.5
     denied_segments: tuple[str, ...] = DEFAULT_DENIED_SEGMENTS
     allow_symlinks_outside_root: bool = False
+    tls_bindings: tuple[str, ...] = ()
+    acme: bool = False
+    acme_email: str | None = None
+    acme_directory: str = LETS_ENCRYPT_DIRECTORY
+    acme_ca_bundle: Path | None = None
+    acme_state_dir: Path | None = None
+    acme_domains: tuple[str, ...] = ()
+    acme_challenge: str | None = None
+
+    @property
+    def acme_enabled(self) -> bool:
+        """Some host gets its certificate from an ACME CA."""
+        return self.acme or bool(self.acme_domains) or any(s.acme for s in self.sites)
 
     def __post_init__(self) -> None:
         # Each field on its own (the table below), then what fields say about each other.
@@ -281,8 +321,40 @@ class ServerConfig:
             raise ConfigError(
                 "https_redirect needs tls_cert and tls_key (something to redirect to)"
             )
-        check_bindings((*self.addresses, *self.https_redirect))
+        check_bindings((*self.addresses, *self.tls_bindings, *self.https_redirect))
         _check_sites_apart(self.sites)
+        self._check_acme()
+
+    def _check_acme(self) -> None:
+        """``tls_bindings`` and the ``acme_*`` settings."""
+        for name in ("tls_bindings", "acme_domains"):
+            value: object = getattr(self, name)
+            value = (value,) if isinstance(value, str) else tuple(cast("Sequence[str]", value))
+            object.__setattr__(self, name, value)
+        domains = tuple(d.lower().rstrip(".") for d in self.acme_domains)
+        for given, domain in zip(self.acme_domains, domains, strict=True):
+            if not _HOST.fullmatch(domain) or domain.startswith("["):
+                raise ConfigError(f"acme domain {given!r} is not a host name")
+        object.__setattr__(self, "acme_domains", domains)
+        if not isinstance(self.acme, bool):
+            raise ConfigError("acme must be true or false")
+        for name in ("acme_ca_bundle", "acme_state_dir"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, (str, Path)) or not str(value):
+                    raise ConfigError(f"{name} must be a path")
+                object.__setattr__(self, name, Path(value))
+        directory: object = self.acme_directory
+        if not isinstance(directory, str) or not directory.startswith(("https://", "http://")):
+            raise ConfigError("acme_directory must be an http(s):// URL")
+        email: object = self.acme_email
+        if email is not None and (not isinstance(email, str) or "@" not in email):
+            raise ConfigError("acme_email must be an e-mail address")
+        _check_challenge(self.acme_challenge, "")
+        if self.acme_enabled and not self.tls_bindings:
+            raise ConfigError("acme needs tls_bindings: the HOST:PORT bindings that serve HTTPS")
+        if self.tls_bindings and not self.acme_enabled and self.tls_cert is None:
+            raise ConfigError("tls_bindings need tls_cert and tls_key, or acme")
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -459,6 +531,24 @@ def parse_binding(text: str) -> tuple[str, int]:
 
     Raises:
         ConfigError: anything else.
+        tls_bindings: ``HOST:PORT`` bindings that serve HTTPS while ``bindings`` stay
+            cleartext (needs ``tls_cert`` or ACME). Without it, ``tls_cert`` makes every
+            binding HTTPS.
+        acme: certificates from an ACME CA for every site's hosts and ``acme_domains``
+            (``trioiis._server.autohttps``); a ``[[sites]]`` entry can say ``acme`` for itself.
+        acme_email: the ACME account's contact address (optional).
+        acme_directory: the CA's directory URL (Let's Encrypt's production by default).
+        acme_ca_bundle: a PEM file of CAs to trust for the directory's own HTTPS.
+        acme_state_dir: account key, certificates, locks and pending challenges;
+            ``load_config`` puts it beside the file (``acme-state``), else ``./acme-state``.
+        acme_domains: host names of the top-level site to certify (``--acme-domain``).
+        acme_challenge: ``"http-01"`` or ``"tls-alpn-01"``; by default HTTP-01 when there
+            is a cleartext binding, else TLS-ALPN-01.
+        error_log: a file for the server's own log (warnings, errors, start-up), besides
+            stderr; None: stderr only. Reopened on SIGUSR1 like ``access_log``.
+        watchdog_threshold: seconds the event loop may stay blocked (a module calling
+            ``time.sleep``, say) before a warning names the module and stage; 0 turns the
+            watchdog off.
     """
     if not isinstance(text, str):
         raise ConfigError(f"binding {text!r} is not HOST:PORT")
@@ -569,6 +659,12 @@ def config_from_mapping(
         kwargs["access_log"] = access if access == "-" else str(base / access)
     if "https_redirect" in data:
         kwargs["https_redirect"] = tuple(_expect_list(data, "https_redirect", str))
+    for name in ("tls_bindings", "acme_domains"):
+        if name in data:
+            kwargs[name] = tuple(_expect_list(data, name, str))
+    for name in ("acme_ca_bundle", "acme_state_dir"):
+        if name in data:
+            kwargs[name] = base / cast("str", _expect(data, name, str))
     for name, kind in (
         ("builtin_modules", bool),
         ("proxy_protocol", bool),
@@ -583,9 +679,19 @@ def config_from_mapping(
         ("trace_when", str),
         ("trace_max_files", int),
         ("trace_max_events", int),
+        ("acme", bool),
+        ("acme_email", str),
+        ("acme_directory", str),
+        ("acme_challenge", str),
     ):
         if name in data:
             kwargs[name] = _expect(data, name, kind)
+    wants_acme = any(key.startswith("acme") for key in data) or any(
+        isinstance(site, dict) and site.get("acme")
+        for site in cast("list[object]", data.get("sites", []))
+    )
+    if wants_acme and "acme_state_dir" not in kwargs:  # beside the file, not the cwd
+        kwargs["acme_state_dir"] = base / DEFAULT_ACME_STATE_DIR
     kwargs.update(overrides)
     try:
         return ServerConfig(**kwargs)  # type: ignore[arg-type]  # values were checked above
@@ -722,7 +828,10 @@ def _module_spec(data: object, index: int, base: Path) -> ModuleSpec:
 
 def _site(data: object, index: int, base: Path) -> SiteConfig:
     table = _table(
-        data, "sites", index, {"name", "root", "hosts", "default", "tls_cert", "tls_key"}
+        data,
+        "sites",
+        index,
+        {"name", "root", "hosts", "default", "tls_cert", "tls_key", "acme", "acme_challenge"},
     )
     name, root = table.get("name"), table.get("root")
     hosts, default = table.get("hosts", []), table.get("default", False)
@@ -748,6 +857,8 @@ def _site(data: object, index: int, base: Path) -> SiteConfig:
         root=base / root,
         hosts=tuple(cast("list[str]", hosts)),
         default=default,
+        acme=cast("bool", table.get("acme", False)),
+        acme_challenge=cast("str | None", table.get("acme_challenge")),
         **files,
     )
 
@@ -981,6 +1092,11 @@ def merge_cli(
     trace_dir: str | None = None,
     trace_when: str | None = None,
     http2: bool | None = None,
+    acme_email: str | None = None,
+    acme_directory: str | None = None,
+    acme_ca_bundle: str | None = None,
+    acme_domains: Sequence[str] = (),
+    tls_bindings: Sequence[str] = (),
 ) -> ServerConfig:
     """Command-line options on top of a config (the command line wins; ``--asgi`` and
     ``--wsgi`` mappings come before ``--handler`` ones)."""
@@ -1000,6 +1116,17 @@ def merge_cli(
         changes["tls_key"] = Path(tls_key)
     if root is not None:
         changes["root"] = Path(root)
+    for name, value in (
+        ("acme_email", acme_email),
+        ("acme_directory", acme_directory),
+        ("acme_ca_bundle", acme_ca_bundle),
+    ):
+        if value is not None:
+            changes[name] = value
+    if acme_domains:
+        changes["acme_domains"] = config.acme_domains + tuple(acme_domains)
+    if tls_bindings:
+        changes["tls_bindings"] = tuple(tls_bindings)
     if bindings:
         changes["bindings"] = tuple(bindings)
     if modules or apps:

@@ -147,3 +147,23 @@ def test_cli_tls_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     )
     config = build_config(args)
     assert (config.tls_cert, config.tls_key) == (Path("c.pem"), Path("k.pem"))
+
+
+async def test_tls_bindings_serve_https_while_bindings_stay_cleartext(
+    site: Path, tls_files: dict[str, Path], ca: trustme.CA
+) -> None:
+    async with running_server(PROBE, root=site, tls_bindings=("127.0.0.1:0",), **tls_files) as srv:
+        (_, tls_port), *others = srv.server.tls_bound
+        assert not others
+        async with srv.client() as plain:
+            cleartext = await plain.get("/info")
+        async with httpx.AsyncClient(verify=client_context(ca), timeout=10) as client:
+            secure = await client.get(f"https://127.0.0.1:{tls_port}/info")
+    assert srv.port != tls_port
+    assert cleartext.text == "False off"
+    assert secure.text == "True on"
+
+
+def test_tls_bindings_need_a_certificate_or_acme(site: Path) -> None:
+    with pytest.raises(ConfigError, match="tls_bindings need tls_cert and tls_key, or acme"):
+        ServerConfig(root=site, tls_bindings=("127.0.0.1:0",))

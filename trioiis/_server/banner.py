@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .._context.mapping import DEFAULT_MAPPING
 from .._errors import ConfigError
-from ..config import BUILTIN_MODULES, ServerConfig
+from ..config import BUILTIN_MODULES, ServerConfig, parse_binding
 from .tls import certificate_summary
 
 __all__ = ["banner_lines", "url_for"]
@@ -34,15 +34,31 @@ def _certificate(label: str, cert: Path | None) -> list[str]:
         return [f"  tls {label}: {exc}"]
 
 
+def _acme_names(config: ServerConfig) -> list[str]:
+    from .autohttps import plan  # only when ACME is on
+
+    return [domain.name for domain in plan(config)]
+
+
 def banner_lines(
     config: ServerConfig,
     bound: Sequence[tuple[str, int]],
     modules: Sequence[str],
     redirect_bound: Sequence[tuple[str, int]] = (),
+    tls_bound: Sequence[tuple[str, int]] | None = None,
 ) -> list[str]:
-    """The banner, a line each (no newlines)."""
-    scheme = "https" if config.tls_cert else "http"
-    lines = [f"trioiis serving {config.root} on {url_for(scheme, h, p)}" for h, p in bound]
+    """The banner, a line each (no newlines). ``tls_bound``: which of ``bound`` serve TLS
+    when there are ``tls_bindings`` (by default those on a ``tls_bindings`` port)."""
+    if config.tls_bindings:
+        ports = {parse_binding(b)[1] for b in config.tls_bindings}
+        secure = set(tls_bound) if tls_bound is not None else {b for b in bound if b[1] in ports}
+        schemes = ["https" if b in secure else "http" for b in bound]
+    else:
+        schemes = ["https" if config.tls_cert else "http"] * len(bound)
+    lines = [
+        f"trioiis serving {config.root} on {url_for(scheme, h, p)}"
+        for (h, p), scheme in zip(bound, schemes, strict=True)
+    ]
     lines += [f"  redirecting {url_for('http', h, p)} to https" for h, p in redirect_bound]
     unknown_hosts = "" if any(site.default for site in config.sites) else " (unknown hosts)"
     lines.append(f"  site default: {config.root}{unknown_hosts}")
@@ -72,6 +88,9 @@ def banner_lines(
     lines += _certificate("certificate", config.tls_cert)
     for site in config.sites:
         lines += _certificate(f"certificate of site {site.name}", site.tls_cert)
+    if config.acme_enabled:
+        names = ", ".join(_acme_names(config))
+        lines.append(f"  acme: certificates for {names} from {config.acme_directory}")
     if config.access_log is not None:
         where = "stderr" if config.access_log == "-" else config.access_log
         lines.append(f"  access log ({config.access_log_format}): {where}")

@@ -12,7 +12,7 @@ import ssl
 from pathlib import Path
 
 from .._errors import ConfigError
-from ..config import ServerConfig
+from ..config import DEFAULT_ACME_STATE_DIR, ServerConfig
 from .tls import certificate_summary, server_context, sni_context
 
 __all__ = ["check_writable", "preflight", "tls_context"]
@@ -76,6 +76,9 @@ def preflight(config: ServerConfig) -> ssl.SSLContext | None:
         check_writable(Path(config.access_log), "access_log")
     if config.error_log is not None:
         check_writable(config.error_log, "error_log")
+    if config.acme_enabled:  # the account key and certificates must be storable
+        state = config.acme_state_dir or Path(DEFAULT_ACME_STATE_DIR)
+        check_writable(state / "account-key.pem", "acme_state_dir")
     if config.trace_dir is not None and config.trace_dir.exists() and not config.trace_dir.is_dir():
         raise ConfigError(f"trace_dir {config.trace_dir} is not a folder")
     return context

@@ -32,6 +32,7 @@ import ssl
 import time
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -82,6 +83,9 @@ from .sites import SiteTable
 from .sockets import peername, sockname
 from .tls import answer_plain_http
 from .watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from .autohttps import AutoHttps
 
 log = logging.getLogger("trioiis")
 
@@ -254,6 +258,12 @@ class HttpServer:
         #: The top-level root's site (site 1).
         self.site = self._sites.top
         self._ssl_context: ssl.SSLContext | None = None
+        #: The listening sockets that serve TLS (their file descriptors).
+        self._tls_fds: set[int] = set()
+        #: ``(host, port)`` of each TLS socket of ``tls_bindings``, once ``serve`` listens.
+        self.tls_bound: list[tuple[str, int]] = []
+        #: Certificates from an ACME CA (``acme``), or None.
+        self.auto_https: AutoHttps | None = None
         # The TLS context of each HTTP/2 setting some binding has (ALPN differs).
         self._ssl_contexts: dict[bool, ssl.SSLContext] = {}
         self._http2_by_socket: dict[int, bool] = {}  # listening socket's fd → HTTP/2 on
@@ -263,6 +273,11 @@ class HttpServer:
                 raise ConfigError("http = \"fast\" needs httptools: pip install 'trioiis[fast]'")
             self._head_parser = parse_head_fast
         configured = {spec.name for spec in self.config.modules}
+        if self.config.acme_enabled:  # its module first: challenges and redirects come first
+            from .autohttps import AutoHttps
+
+            self.auto_https = AutoHttps(self.config)
+            self.register_module("acme_challenge", self.auto_https.register_module)
         if self.config.builtin_modules:
             for name in DEFAULT_MODULES:
                 if name not in configured:  # a [[modules]] entry of that name replaces it
@@ -364,6 +379,8 @@ class HttpServer:
         sockets: list[stdlib_socket.socket] = []
         try:
             self._ssl_context = preflight(self.config)  # what check-config checks, too
+            if self.auto_https is not None:
+                self._ssl_context = self.auto_https.tls_context(self._ssl_context)
             sockets = self._open_sockets() if self._given_sockets is None else self._adopt()
             self._tls_per_binding()
             self._access_log.open()
@@ -400,6 +417,10 @@ class HttpServer:
             if self.config.watchdog_threshold > 0:
                 watchdog = Watchdog(self.config.watchdog_threshold, self.counters)
                 await housekeeping.start(watchdog.run, name="trioiis watchdog")
+            self.tls_bound = [sockname(s) for s in sockets if s.fileno() in self._tls_fds]
+            if self.auto_https is not None:
+                self.auto_https.https_port = self.tls_bound[0][1] if self.tls_bound else None
+                await housekeeping.start(self.auto_https.run, name="trioiis acme")
             if self.config.https_redirect:
                 self.redirect_bound = await housekeeping.start(
                     serve_https_redirect, self.config.https_redirect, bound[0][1]
@@ -451,7 +472,7 @@ class HttpServer:
 
     def _open_sockets(self) -> list[stdlib_socket.socket]:
         """A listening socket per address of each binding, each with that binding's
-        HTTP/2 setting."""
+        HTTP/2 setting; then the ``tls_bindings`` ones."""
         sockets: list[stdlib_socket.socket] = []
         try:
             for binding in self.config.bindings:
@@ -459,11 +480,13 @@ class HttpServer:
                 for sock in open_listeners([binding_address(binding)]):
                     sockets.append(sock)
                     self._http2_by_socket[sock.fileno()] = http2
+            tls = open_listeners(self.config.tls_bindings)
         except ConfigError:
             for sock in sockets:
                 sock.close()
             raise
-        return sockets
+        self._tls_fds = {s.fileno() for s in tls}
+        return sockets + tls
 
     def _adopt(self) -> list[stdlib_socket.socket]:
         """The sockets given to the constructor, made non-blocking (once: a second serve()
@@ -474,6 +497,9 @@ class HttpServer:
             binding = binding_listening_on(self.config.bindings, sockname(sock))
             http2 = self.config.http2 if binding is None else self.config.binding_http2(binding)
             self._http2_by_socket[sock.fileno()] = http2
+        # A given socket serves TLS when its port is a tls_bindings port.
+        tls_ports = {parse_binding(b)[1] for b in self.config.tls_bindings}
+        self._tls_fds = {s.fileno() for s in sockets if sockname(s)[1] in tls_ports}
         return sockets
 
     def _tls_per_binding(self) -> None:
@@ -481,10 +507,18 @@ class HttpServer:
         if self._ssl_context is None:
             return
         self._ssl_contexts = {self.config.http2: self._ssl_context}
-        for http2 in set(self._http2_by_socket.values()) - {self.config.http2}:
+        secure = {fd: h for fd, h in self._http2_by_socket.items() if self._serves_tls(fd)}
+        for http2 in set(secure.values()) - {self.config.http2}:
             context = tls_context(self.config, http2=http2)
             assert context is not None
             self._ssl_contexts[http2] = context
+
+    def _serves_tls(self, fd: int) -> bool:
+        """The listening socket ``fd`` serves TLS: every one with ``tls_cert`` alone, only
+        the ``tls_bindings`` ones when there are some (``bindings`` stay cleartext)."""
+        if self._ssl_context is None:
+            return False
+        return not self.config.tls_bindings or fd in self._tls_fds
 
     async def _accept_loop(self, sock: stdlib_socket.socket, nursery: trio.Nursery) -> None:
         # Accept in batches until the socket would block: trio.serve_listeners takes one
@@ -492,6 +526,7 @@ class HttpServer:
         assert self._slots is not None
         refuse_when_full = self.config.when_full == "refuse"
         http2 = self._http2_by_socket.get(sock.fileno(), self.config.http2)
+        secure = self._serves_tls(sock.fileno())
         while True:
             await trio.lowlevel.wait_readable(sock)
             for _ in range(_ACCEPT_BATCH):
@@ -523,10 +558,13 @@ class HttpServer:
                     conn.close()  # reset before we could set it up
                     self._slots.release()
                     continue
-                nursery.start_soon(self._connection_task, conn, http2, name=_CONNECTION_TASK)
+                nursery.start_soon(
+                    self._connection_task, conn, http2, secure, name=_CONNECTION_TASK
+                )
 
-    async def _connection_task(self, raw: stdlib_socket.socket, http2: bool) -> None:
-        """One accepted connection; ``http2``: its binding serves HTTP/2 too."""
+    async def _connection_task(self, raw: stdlib_socket.socket, http2: bool, secure: bool) -> None:
+        """One accepted connection; ``http2``: its binding serves HTTP/2 too; ``secure``:
+        it serves TLS."""
         assert self._slots is not None
         self.counters.connections_accepted += 1
         self.counters.connections_open += 1
@@ -539,7 +577,7 @@ class HttpServer:
                     await trio.aclose_forcefully(stream)
                     return
                 remote, local = addresses
-            if self._ssl_context is None:
+            if not secure:
                 if http2:
                     with trio.CancelScope() as sniffing:
                         self._sniffing.add(sniffing)
@@ -592,6 +630,9 @@ class HttpServer:
         if await answer_plain_http(stream, self.config.limits.head_timeout):
             await trio.aclose_forcefully(stream)  # a plain-HTTP request got a clear-text 400
             return
+        timeout = self.config.limits.head_timeout
+        if self.auto_https is not None and await self.auto_https.answer_tls_alpn(stream, timeout):
+            return  # an ACME TLS-ALPN-01 validation, answered
         tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
         try:
             with trio.fail_after(self.config.limits.head_timeout):
