@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ab
 import hello
-from instructions import callgrind_total, connect
+from instructions import Callgrind, connect
 
 ROOT = hello.ROOT
 HOST = "127.0.0.1"
@@ -74,36 +73,15 @@ def _h2load(port: int, count: int) -> None:
         raise RuntimeError(f"h2load: {done.stdout[-600:]} {done.stderr[-300:]}")
 
 
-def _control(*options: str | subprocess.Popen[bytes]) -> None:
-    *flags, process = options
-    assert isinstance(process, subprocess.Popen)
-    argv = ["callgrind_control", *(str(f) for f in flags), str(process.pid)]
-    subprocess.run(argv, check=True, capture_output=True, timeout=60)
-
-
 def measure(argv: list[str], cwd: Path, port: int, args: argparse.Namespace) -> float:
     """Instructions per request of the server ``argv`` under h2load."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                   f"--callgrind-out-file={out}", *argv]  # fmt: skip
-        env = dict(os.environ, PYTHONHASHSEED="0", ASGI_H2_ROOT=str(cwd))
-        process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            connect(process, port).close()  # (accepting, within START_TIMEOUT)
-            _h2load(port, args.warmup)
-            _control("-i", "on", process)
+    with Callgrind(argv, cwd=cwd, env={"ASGI_H2_ROOT": str(cwd)}) as server:
+        assert server.process is not None
+        connect(server.process, port).close()  # (accepting, within START_TIMEOUT)
+        _h2load(port, args.warmup)
+        with server.counting():
             _h2load(port, args.requests)
-            _control("-i", "off", process)
-            _control("-d", process)
-        finally:
-            hello.stop(process)
-        total = max((callgrind_total(p) for p in Path(tmp).glob("callgrind.out*")), default=0)
-    if not total:
-        raise RuntimeError("callgrind counted nothing")
-    return total / args.requests
+    return server.total / args.requests
 
 
 def main(argv: list[str] | None = None) -> int:

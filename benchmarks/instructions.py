@@ -51,8 +51,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -130,48 +132,86 @@ def callgrind_total(path: Path) -> int:
     return 0
 
 
+class Callgrind:
+    """A server run under callgrind, counting only inside ``counting()``::
+
+        with Callgrind(argv, cwd=folder, env={...}) as server:
+            ...                       # start-up and warm-up: not counted
+            with server.counting():
+                ...                   # the measured load
+        server.total                  # instructions counted, once the server stopped
+
+    ``env`` is added to this process's environment (with a fixed PYTHONHASHSEED).
+
+    Raises:
+        RuntimeError: at the end of the ``with``, when nothing was counted.
+    """
+
+    def __init__(self, argv: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> None:
+        self._argv = argv
+        self._cwd = cwd
+        self._env = env or {}
+        self._folder = tempfile.TemporaryDirectory()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.total = 0
+
+    def __enter__(self) -> Self:
+        out = Path(self._folder.name) / "callgrind.out"
+        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                   f"--callgrind-out-file={out}", *self._argv]  # fmt: skip
+        env = dict(os.environ, PYTHONHASHSEED="0", **self._env)
+        self.process = subprocess.Popen(
+            command, cwd=self._cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        return self
+
+    def _control(self, *flags: str) -> None:
+        assert self.process is not None
+        subprocess.run(["callgrind_control", *flags, str(self.process.pid)], **_QUIET)
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        """Instructions are counted inside this block only (then dumped)."""
+        self._control("-i", "on")
+        yield
+        self._control("-i", "off")
+        self._control("-d")
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process is not None
+        try:
+            hello.stop(self.process)
+            dumps = Path(self._folder.name).glob("callgrind.out*")
+            self.total = max((callgrind_total(path) for path in dumps), default=0)
+        finally:
+            self._folder.cleanup()
+        if exc[0] is None and not self.total:
+            raise RuntimeError("callgrind counted nothing")
+
+
 def measure(target: Target, args: argparse.Namespace) -> float:
     """The target's instructions per request."""
     port = hello.free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        argv = [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={out}",
-            *[arg.replace("65535", str(port)) for arg in target.argv],
-        ]
-        env = dict(os.environ, PYTHONHASHSEED="0", **target.env)
-        process = subprocess.Popen(
-            argv, cwd=target.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            request, expected = request_bytes(port, target.path), target.body
-            with connect(process, port) as warm:
-                for _ in range(args.warmup):
-                    exchange(warm, request, expected)
-            with contextlib.ExitStack() as conns:
-                socks = [
-                    conns.enter_context(connect(process, port)) for _ in range(args.concurrent)
-                ]
-                for sock in socks:  # each connection is set up before counting starts
-                    exchange(sock, request, expected)
-                control = ["callgrind_control"]
-                subprocess.run([*control, "-i", "on", str(process.pid)], **_QUIET)
+    argv = [arg.replace("65535", str(port)) for arg in target.argv]
+    with Callgrind(argv, cwd=target.cwd, env=target.env) as server:
+        assert server.process is not None
+        request, expected = request_bytes(port, target.path), target.body
+        with connect(server.process, port) as warm:
+            for _ in range(args.warmup):
+                exchange(warm, request, expected)
+        with contextlib.ExitStack() as conns:
+            socks = [
+                conns.enter_context(connect(server.process, port)) for _ in range(args.concurrent)
+            ]
+            for sock in socks:  # each connection is set up before counting starts
+                exchange(sock, request, expected)
+            with server.counting():
                 for _ in range(args.requests // len(socks)):
                     for sock in socks:  # every connection's request is out at once...
                         sock.sendall(request)
                     for sock in socks:  # ...before any answer is read
                         exchange(sock, b"", expected)
-                subprocess.run([*control, "-i", "off", str(process.pid)], **_QUIET)
-                subprocess.run([*control, "-d", str(process.pid)], **_QUIET)
-        finally:
-            hello.stop(process)
-        total = max((callgrind_total(path) for path in Path(tmp).glob("callgrind.out*")), default=0)
-    if not total:
-        raise RuntimeError("callgrind counted nothing")
-    return total / (args.requests // args.concurrent * args.concurrent)
+    return server.total / (args.requests // args.concurrent * args.concurrent)
 
 
 _QUIET: dict[str, object] = {

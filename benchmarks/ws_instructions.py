@@ -22,12 +22,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import os
 import shlex
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ab
 import hello
-import instructions  # connect, callgrind_total, _QUIET
+import instructions  # Callgrind, connect
 import ws_echo
 
 SECTION = "## Instructions per WebSocket echo (callgrind)"
@@ -85,45 +82,18 @@ def measure(server: ws_echo.Server, args: argparse.Namespace) -> float:
     """The server's instructions per echoed message."""
     port = hello.free_port()
     text = "x" * args.size
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        argv = [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={out}",
-            *server.argv(port),
-        ]
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        if server.tree is not None:
-            env["PYTHONPATH"] = str(server.tree)
-        process = subprocess.Popen(
-            argv,
-            cwd=server.tree or hello.ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            with instructions.connect(process, port) as sock:
-                client = Client(sock, port)
-                for _ in range(args.warmup):
-                    client.echo(text)
-                control = ["callgrind_control"]
-                subprocess.run([*control, "-i", "on", str(process.pid)], **instructions._QUIET)
+    env = {} if server.tree is None else {"PYTHONPATH": str(server.tree)}
+    cwd = server.tree or hello.ROOT
+    with instructions.Callgrind(server.argv(port), cwd=cwd, env=env) as callgrind:
+        assert callgrind.process is not None
+        with instructions.connect(callgrind.process, port) as sock:
+            client = Client(sock, port)
+            for _ in range(args.warmup):
+                client.echo(text)
+            with callgrind.counting():
                 for _ in range(args.messages):
                     client.echo(text)
-                subprocess.run([*control, "-i", "off", str(process.pid)], **instructions._QUIET)
-                subprocess.run([*control, "-d", str(process.pid)], **instructions._QUIET)
-        finally:
-            hello.stop(process)
-        total = max(
-            (instructions.callgrind_total(path) for path in Path(tmp).glob("callgrind.out*")),
-            default=0,
-        )
-    if not total:
-        raise RuntimeError("callgrind counted nothing")
-    return total / args.messages
+    return callgrind.total / args.messages
 
 
 def main(argv: list[str] | None = None) -> int:
