@@ -6,7 +6,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 STAMP_BENCH := $(VENV)/.installed-bench
 
-.PHONY: serve test coverage lint types docs bench clean
+.PHONY: serve test lint types docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,18 +41,21 @@ types: $(STAMP_TEST)
 docs: $(STAMP_TEST)
 	$(BIN)/mkdocs build --strict --site-dir .site
 
-test: lint types $(STAMP_TEST)
-	$(BIN)/python -m pytest -q
-	$(BIN)/mkdocs build --strict --site-dir .site
+# The suite runs under coverage (branch = true in pyproject.toml); the figure is the share
+# of trioiis/'s lines and branches the in-process tests reach (servers the tests start as
+# subprocesses are not measured). Coverage's tracer costs the suite CPU (about +60 % on
+# Python 3.11, see benchmarks/RESULTS.md): `make test COVERAGE=0` runs it without.
+COVERAGE ?= 1
 
-# The same suite under coverage (branch = true in pyproject.toml), ending with the share of
-# trioiis/'s lines and branches the in-process tests reach (servers the tests start as
-# subprocesses are not measured). Not part of `make test`: on Python 3.11 the tracer makes
-# the suite about 55 % slower (9.5 min instead of 6 on 2 cores, past the suite's budget).
-coverage: $(STAMP_TEST)
+test: lint types $(STAMP_TEST)
+ifeq ($(COVERAGE),0)
+	$(BIN)/python -m pytest -q
+else
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest -q
 	@echo "coverage of trioiis/ (lines and branches): $$($(BIN)/coverage report --format=total)%"
+endif
+	$(BIN)/mkdocs build --strict --site-dir .site
 
 $(STAMP_BENCH): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[$(TEST_EXTRAS),peers]' --group dev
