@@ -169,3 +169,55 @@ def test_defaults_are_added_only_where_the_response_has_none() -> None:
         b"date: D\r\nconnection: close\r\n\r\n"
     )
     assert not writer.keep_alive  # a default Connection: close counts like a given one
+
+
+_ANY_NAMES = st.sampled_from(
+    [b"Content-Type", b"Host", b"host", b"Date", b"Vary", b"Connection", b"Content-Length"]
+)
+_ANY_VALUES = st.sampled_from([b"text/plain", b"5", b"0", b" 5", b"5, 5", b"close", b"a\x01"])
+_DEFAULTS = st.sampled_from(
+    [(), ((b"date", b"D"), (b"server", b"S")), ((b"connection", b"close"),), ((b"host", b"h"),)]
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "HEAD"]),
+    version=st.sampled_from(["1.1", "1.0"]),
+    keep_alive=st.booleans(),
+    status=st.sampled_from([200, 204, 304, 404]),
+    headers=st.lists(st.one_of(st.tuples(_ANY_NAMES, _ANY_VALUES), _FRAMING), max_size=5),
+    defaults=_DEFAULTS,
+)
+def test_plain_head_path_writes_what_the_general_path_writes(
+    method: str,
+    version: str,
+    keep_alive: bool,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    defaults: tuple[tuple[bytes, bytes], ...],
+) -> None:
+    """The one-pass path for usual heads gives the general path's bytes, framing,
+    keep-alive and refusals, whenever it takes a head at all."""
+    fast = ResponseWriter(method=method, http_version=version, keep_alive=keep_alive)
+    general = ResponseWriter(method=method, http_version=version, keep_alive=keep_alive)
+    try:
+        got = fast._plain_head(status, list(headers), b"R", defaults)
+    except FramingError:
+        with pytest.raises(FramingError):
+            general._any_head(status, list(headers), b"R", defaults)
+        return
+    if got is None:
+        return
+    assert got == general._any_head(status, list(headers), b"R", defaults)
+    for attribute in ResponseWriter.__slots__:
+        assert getattr(fast, attribute) == getattr(general, attribute), attribute
+
+
+def test_usual_heads_take_the_plain_path() -> None:
+    """The hello answer's head is one the one-pass path takes (else it would only be slow)."""
+    writer = ResponseWriter(method="GET", http_version="1.1", keep_alive=True)
+    headers = [(b"Content-Type", b"text/plain"), (b"Vary", b"Accept-Encoding")]
+    headers.append((b"content-length", b"14"))
+    defaults = ((b"date", b"D"), (b"server", b"S"))
+    assert writer._plain_head(200, headers, b"OK", defaults) is not None

@@ -34,6 +34,9 @@ _CLOSE_DELIMITED: Final = 3
 _CONTROLS: Final = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])
 _DIGITS: Final = re.compile(rb"[0-9]+")
 _MAX_LENGTH_DIGITS: Final = 20  # as h11: a longer Content-Length is refused
+#: Fields the plain path (``ResponseWriter._plain_head``) leaves to the general one, but for
+#: a single plain Content-Length.
+_NOT_PLAIN: Final = frozenset((b"content-length", b"transfer-encoding", b"connection", b"host"))
 
 
 class FramingError(Exception):
@@ -93,6 +96,70 @@ class ResponseWriter:
             FramingError: a malformed or conflicting Content-Length, a Transfer-Encoding other
                 than chunked, or a control character in a header or the reason.
         """
+        data = self._plain_head(status, headers, reason, defaults)
+        if data is None:
+            data = self._any_head(status, headers, reason, defaults)
+        return data
+
+    def _plain_head(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        reason: bytes,
+        defaults: tuple[tuple[bytes, bytes], ...],
+    ) -> bytes | None:
+        """``head`` for the usual response, in one pass that writes each line as it goes:
+        an HTTP/1.1 request that keeps the connection, no ``Transfer-Encoding``,
+        ``Connection`` or ``Host`` field (given or default) and at most one plain
+        ``Content-Length``. None for anything else (``_any_head`` decides it, with the same
+        bytes and the same refusals: tests/test_http1_writer.py compares the two)."""
+        if not self.keep_alive or self._http10:
+            return None
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        names = []
+        length: bytes | None = None
+        for raw_name, value in headers:
+            name = raw_name.lower()
+            if name in _NOT_PLAIN:
+                if name != b"content-length" or length is not None:
+                    return None
+                if not _DIGITS.fullmatch(value) or len(value) > _MAX_LENGTH_DIGITS:
+                    return None
+                length = value
+            names.append(name)
+            lines.append(b"%s: %s\r\n" % (raw_name, value))
+        for name, value in defaults:
+            if name not in names:
+                if name in _NOT_PLAIN:
+                    return None
+                lines.append(b"%s: %s\r\n" % (name, value))
+        # The framing a GET would get (a HEAD answer's headers must match it); then what is
+        # actually sent: nothing after the head for HEAD, 204 and 304.
+        if length is None and status != 204 and status != 304:
+            # A body of unknown length: chunked, Transfer-Encoding last (as h11 writes it).
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        if self._bodiless or status == 204 or status == 304:
+            framing, self._left = _LENGTH, 0
+        elif length is not None:
+            framing, self._left = _LENGTH, int(length)
+        else:
+            framing = _CHUNKED
+        lines.append(b"\r\n")
+        data = b"".join(lines)
+        if len(data.translate(None, _CONTROLS)) != len(data) - 2 * len(lines):
+            raise FramingError("control character in the response head")
+        self._framing = framing
+        self.complete = framing == _LENGTH and not self._left
+        return data
+
+    def _any_head(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        reason: bytes,
+        defaults: tuple[tuple[bytes, bytes], ...],
+    ) -> bytes:
+        """``head`` for every response (see ``_plain_head`` for the usual one)."""
         items: list[tuple[bytes, bytes, bytes]] = []  # (name as given, lower name, value)
         length: bytes | None = None
         chunked = False
