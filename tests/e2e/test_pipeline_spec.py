@@ -1306,3 +1306,83 @@ async def test_global_stop_listening_is_raised_once_when_shutdown_starts(
     async with running_server(("watcher", register_global), **BARE, transport=transport):
         assert calls == []
     assert calls == ["stop_listening", "terminate"]
+
+
+async def test_a_condition_decides_whether_a_handler_is_called_at_all(
+    transport: TransportName, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``set_request_notification_condition``: where the condition is false the handler is
+    not called and no instance is made (the request goes on as after CONTINUE); where it is
+    true the handler runs as usual; a condition that raises fails the request (500, logged,
+    counted), as the handler raising would. Post-notifications are always called."""
+    made: list[str] = []
+    calls: list[tuple[str, str]] = []
+
+    class Tagger(HttpModule):
+        async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status:
+            calls.append((ctx.request.path, "begin"))
+            ctx.response.set_header("X-Tagged", "yes")
+            return Status.CONTINUE
+
+        async def on_post_begin_request(self, ctx: HttpContext, provider: Any) -> Status:
+            calls.append((ctx.request.path, "post begin"))
+            return Status.CONTINUE
+
+        async def on_send_response(self, ctx: HttpContext, provider: Any) -> Status:
+            calls.append((ctx.request.path, "send"))
+            return Status.CONTINUE
+
+    class Factory:
+        def get_http_module(self, allocator: Any) -> HttpModule:
+            made.append("instance")
+            return Tagger()
+
+        def terminate(self) -> None:
+            pass
+
+    def wanted(ctx: HttpContext) -> bool:
+        if ctx.request.path == "/raise" and ctx.response.status != 500:  # (once)
+            raise RuntimeError("condition broke")
+        return ctx.request.path == "/yes"
+
+    def register_module(
+        server_version: int, info: ModuleRegistrationInfo, server: trioiis.GlobalServer
+    ) -> None:
+        info.set_request_notifications(
+            Factory(), N.BEGIN_REQUEST | N.SEND_RESPONSE, N.BEGIN_REQUEST
+        )
+        info.set_request_notification_condition(N.BEGIN_REQUEST | N.SEND_RESPONSE, wanted)
+
+    async with (
+        running_server(("tagger", register_module), **BARE, transport=transport) as srv,
+        srv.client() as client,
+    ):
+        with trio.fail_after(TIMEOUT):
+            no = await client.get("/no")
+            made_for_no = list(made)
+            yes = await client.get("/yes")
+            broken = await client.get("/raise")
+        counters = srv.server.counters
+    assert made_for_no == ["instance"]  # for the post-notification only
+    assert "x-tagged" not in no.headers
+    assert no.status_code == 200
+    assert ("/no", "begin") not in calls
+    assert ("/no", "send") not in calls
+    assert ("/no", "post begin") in calls
+    assert yes.headers["x-tagged"] == "yes"
+    assert [c for c in calls if c[0] == "/yes"] == [
+        ("/yes", "begin"),
+        ("/yes", "post begin"),
+        ("/yes", "send"),
+    ]
+    assert broken.status_code == 500
+    assert ("/raise", "begin") not in calls
+    assert counters.module_exceptions["tagger"] == 1
+    assert "condition broke" in caplog.text
+
+
+def test_a_condition_must_be_callable() -> None:
+    info = ModuleRegistrationInfo("m")
+    with pytest.raises(HResultError) as raised:
+        info.set_request_notification_condition(N.BEGIN_REQUEST, "yes")  # type: ignore[arg-type]
+    assert raised.value.hresult == ERROR_INVALID_PARAMETER

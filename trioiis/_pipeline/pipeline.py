@@ -34,6 +34,10 @@ Theory of operation
    request does not reach), and that instance gets ``dispose()`` once at the request's end.
    A ``SharedFactory``'s one instance serves every request and is disposed once, in
    ``terminate``.
+8. **Conditions.** A module registered with ``set_request_notification_condition`` for a
+   notification is called for it only where its condition is true; where it is false the
+   pipeline goes on as after a CONTINUE, with no instance made and no call traced. A
+   condition that raises is the module failing (rule 4).
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ from .._observability.counters import ServerCounters
 from .._observability.tracing import RequestTrace, Tracer
 from .registration import (
     ApplicationProvider,
+    Condition,
     GlobalProvider,
     HttpModule,
     ModuleAllocator,
@@ -162,6 +167,11 @@ class Pipeline:
             *tuple(self._compile_mapping(m, strict=True) for m in handlers),
             self._compile_mapping(DEFAULT_MAPPING, strict=False),
         )
+        #: Notification bit -> {module index: its condition} (rule 8), pre-notifications only.
+        self._conditions: dict[int, dict[int, Condition]] = {}
+        for index, reg in enumerate(self.registrations):
+            for bit_value, condition in reg.conditions.items():
+                self._conditions.setdefault(bit_value, {})[index] = condition
         self._global = self._global_order(GlobalNotification.PRE_BEGIN_REQUEST)
         self._has_tail = any(self._table[(int(s), p)] for s in _TAIL_STAGES for p in (False, True))
         # The main stages with their subscribers, looked up once (the compiled table).
@@ -494,12 +504,17 @@ class Pipeline:
         bit = int(stage)
         ctx.stats.stage = stage
         disabled_map = ctx._disabled
+        conditions = None if post else self._conditions.get(bit)
         for index in order:
             if disabled_map:
                 disabled = disabled_map.get(index)
                 if disabled is not None and disabled[1 if post else 0] & bit:
                     continue
-            status = await self._call(ctx, index, stage, post, provider)
+            status = None
+            if conditions is not None and index in conditions:
+                status = self._unless(ctx, index, conditions[index])
+            if status is None:
+                status = await self._call(ctx, index, stage, post, provider)
             if tail:
                 continue
             if status is _FINISH or ctx._finish_requested:
@@ -531,11 +546,17 @@ class Pipeline:
                 caller then sends the 500 itself."""
         lifecycle = ctx.lifecycle
         failures = ctx.stats.exceptions  # (rule 4: one entry per module that raised)
-        for index in self._table[(int(notification), False)]:
+        bit = int(notification)
+        conditions = self._conditions.get(bit)
+        for index in self._table[(bit, False)]:
             if lifecycle.state is _ENDED or index >= len(ctx._modules):
                 break
             failed = len(failures)
-            status = await self._call(ctx, index, notification, False, provider)
+            status = None
+            if conditions is not None and index in conditions:
+                status = self._unless(ctx, index, conditions[index])
+            if status is None:
+                status = await self._call(ctx, index, notification, False, provider)
             if status is _FINISH:
                 ctx._finish_requested = True
                 if len(failures) == failed:
@@ -617,6 +638,18 @@ class Pipeline:
         if aborted is not None:
             raise aborted
         return status
+
+    def _unless(self, ctx: HttpContext, index: int, condition: Condition) -> Status | None:
+        """Rule 8: None when the module's handler is to be called; CONTINUE when its
+        condition says it would do nothing here; FINISH_REQUEST when the condition raised
+        (the module failed, rule 4)."""
+        try:
+            if condition(ctx):
+                return None
+        except Exception as exc:
+            self._failed(ctx, self._names[index], exc)
+            return _FINISH
+        return _CONTINUE
 
     @staticmethod
     def _slot(

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 #: What a handler may return: a ``Status``, or None for ``Status.CONTINUE``.
 HandlerResult = Status | None
+#: ``set_request_notification_condition``'s test: may the handler act on this request?
+Condition = Callable[["HttpContext"], bool]
 
 
 class HttpModule:
@@ -331,6 +333,8 @@ class ModuleRegistrationInfo:
     global_module: GlobalModule | None = None
     global_notifications: GlobalNotification = _GLOBAL_NONE
     global_priorities: dict[int, Priority] = field(default_factory=dict)
+    #: Notification bit -> when the handler can act (``set_request_notification_condition``).
+    conditions: dict[int, Condition] = field(default_factory=dict)
 
     def get_name(self) -> str:
         return self.name
@@ -360,6 +364,28 @@ class ModuleRegistrationInfo:
         self.factory = factory
         self.notifications = _request_mask(notifications)
         self.post_notifications = _request_mask(post_notifications) & ~NON_DETERMINISTIC
+
+    def set_request_notification_condition(self, notifications: int, condition: Condition) -> None:
+        """Call this module's handler for the listed notifications only in requests where
+        ``condition(ctx)`` is true (not an IIS call: a trioiis extension).
+
+        Where it is false, the pipeline goes on as if the handler had returned CONTINUE
+        without doing anything: it does not call the handler, makes no module instance for
+        it and records no call in the request's trace. That saves the call on every request
+        the handler would pass over (``custom_errors`` names responses below 400, for
+        instance). The condition must be cheap and synchronous, change nothing, and be false
+        only where the handler would change nothing and return CONTINUE; where it is false
+        wrongly, the handler's work is simply not done. An exception in it fails the request
+        as an exception in the handler would. Post-notifications are always called.
+
+        Raises:
+            HResultError: ERROR_INVALID_PARAMETER for a condition that is not callable or
+                unknown notification bits.
+        """
+        if not callable(condition):
+            raise HResultError("condition is not callable", hresult=ERROR_INVALID_PARAMETER)
+        for bit in _request_mask(notifications):
+            self.conditions[int(bit)] = condition
 
     def set_priority_for_request_notification(self, notifications: int, priority: Priority) -> None:
         """Priority for the listed notifications (MEDIUM when never set)."""

@@ -84,6 +84,7 @@ EXTENSION = {"br": ".br", "gzip": ".gz"}
 #: Bodies larger than this are compressed in a worker thread.
 THREAD_THRESHOLD = 64 * 1024
 _TAG_SUFFIX = re.compile(r'-(?:gz|br)"')
+_CONDITIONAL = ("if-none-match", "if-match")
 _NO_BODY = (204, 206, 304)
 
 
@@ -199,20 +200,64 @@ def _siblings(original: Path, encodings: list[str]) -> list[tuple[str, Path]]:
     return found
 
 
-class CompressionModule(HttpModule):
-    def __init__(self, settings: Settings, access: FileAccess) -> None:
-        self.settings = settings
-        self.access = access
+class _Found:
+    """What one request told the module: kept in its ``module_context``, made only for a
+    request that has something to keep (the module itself is shared by every request)."""
+
+    __slots__ = ("client_tags", "precompressed")
+
+    def __init__(self) -> None:
         self.client_tags = ""  # If-None-Match as the client sent it
         self.precompressed: tuple[str, Path] | None = None  # (encoding, original path)
 
+    def cleanup_stored_context(self) -> None:
+        pass
+
+
+_NOTHING_FOUND = _Found()
+
+
+def has_tagged_condition(ctx: HttpContext) -> bool:
+    """BEGIN_REQUEST's condition: an ``If-None-Match`` or ``If-Match`` with a tag that names
+    an encoding; the handler changes nothing in any other request."""
+    request = ctx.request
+    for name in _CONDITIONAL:
+        value = request.get_header(name)
+        if value is not None and _TAG_SUFFIX.search(value):
+            return True
+    return False
+
+
+class CompressionModule(HttpModule):
+    """Shared by every request (``SharedFactory``): a request's own findings are in its
+    ``module_context`` under ``module_id``."""
+
+    def __init__(self, settings: Settings, access: FileAccess, module_id: int) -> None:
+        self.settings = settings
+        self.access = access
+        self.module_id = module_id
+
+    def _found(self, ctx: HttpContext) -> _Found:
+        """This request's findings (a shared empty one when there are none)."""
+        found = ctx.module_context.get_module_context(self.module_id)
+        return found if isinstance(found, _Found) else _NOTHING_FOUND
+
+    def _keep(self, ctx: HttpContext) -> _Found:
+        """This request's findings, made now if there are none yet."""
+        found = ctx.module_context.get_module_context(self.module_id)
+        if isinstance(found, _Found):
+            return found
+        found = _Found()
+        ctx.module_context.set_module_context(found, self.module_id)
+        return found
+
     async def on_begin_request(self, ctx: HttpContext, provider: trioiis.EventProvider) -> Status:
         request = ctx.request
-        for name in ("if-none-match", "if-match"):
+        for name in _CONDITIONAL:
             value = request.get_header(name)
             if value is not None and _TAG_SUFFIX.search(value):
                 if name == "if-none-match":
-                    self.client_tags = value
+                    self._keep(ctx).client_tags = value
                 request.set_header(name, _TAG_SUFFIX.sub('"', value))
         return _CONTINUE
 
@@ -220,7 +265,7 @@ class CompressionModule(HttpModule):
         request = ctx.request
         if (
             not self.settings.precompressed
-            or self.precompressed is not None
+            or self._found(ctx).precompressed is not None
             or request.method not in ("GET", "HEAD")
             or request.get_header("range") is not None
             or provider.url != request.raw_path
@@ -242,7 +287,7 @@ class CompressionModule(HttpModule):
                 and stat.S_ISREG(variant.info.st_mode)
             ):
                 provider.set_physical_path(sibling)
-                self.precompressed = (encoding, original)
+                self._keep(ctx).precompressed = (encoding, original)
                 break
         return _CONTINUE
 
@@ -254,8 +299,9 @@ class CompressionModule(HttpModule):
             return _CONTINUE
         status = response.status
         etag = response.get_header("etag")
-        if self.precompressed is not None and status in (200, 304):
-            encoding, original = self.precompressed
+        found = self._found(ctx)
+        if found.precompressed is not None and status in (200, 304):
+            encoding, original = found.precompressed
             if status == 200:
                 response.set_header("Content-Type", content_type(original))
                 response.set_header("Content-Encoding", encoding)
@@ -267,7 +313,7 @@ class CompressionModule(HttpModule):
             if etag is not None:
                 for encoding in self.settings.encodings:
                     candidate = tagged(etag, encoding)
-                    if candidate != etag and candidate in self.client_tags:
+                    if candidate != etag and candidate in found.client_tags:
                         response.set_header("ETag", candidate)
                         break
             # A 304 carries no Content-Type to judge by, but must vary like the 200 it
@@ -325,9 +371,8 @@ def register_module(
     notifications = Notification.BEGIN_REQUEST | Notification.SEND_RESPONSE
     if settings.precompressed:
         notifications |= Notification.MAP_PATH
-    info.set_request_notifications(
-        trioiis.SimpleFactory(functools.partial(CompressionModule, settings, FileAccess(server))),
-        notifications,
-    )
+    module = CompressionModule(settings, FileAccess(server), info.get_id())
+    info.set_request_notifications(trioiis.SharedFactory(module), notifications)
+    info.set_request_notification_condition(Notification.BEGIN_REQUEST, has_tagged_condition)
     info.set_priority_for_request_notification(Notification.SEND_RESPONSE, Priority.FIRST)
     info.set_priority_for_request_notification(Notification.MAP_PATH, Priority.LAST)

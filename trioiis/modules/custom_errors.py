@@ -116,6 +116,11 @@ def _buffered_into_parent(ctx: HttpContext) -> bool:
     return False
 
 
+def may_be_an_error(ctx: HttpContext) -> bool:
+    """SEND_RESPONSE's condition: only a response of status 400 and up can get a page."""
+    return ctx.response.status >= 400
+
+
 class CustomErrorsModule(HttpModule):
     def __init__(self, error_pages: str) -> None:
         self.error_pages = error_pages
@@ -166,4 +171,5 @@ def register_module(
         trioiis.SharedFactory(CustomErrorsModule(error_pages)),
         Notification.SEND_RESPONSE,
     )
+    info.set_request_notification_condition(Notification.SEND_RESPONSE, may_be_an_error)
     info.set_priority_for_request_notification(Notification.SEND_RESPONSE, Priority.HIGH)
