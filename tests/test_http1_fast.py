@@ -149,3 +149,26 @@ def test_bodies_upgrades_and_unknown_methods_go_to_h11(wire: bytes) -> None:
     conn, _ = parse_head_fast(wire, end, LIMITS)
     assert isinstance(conn, h11.Connection)
     assert_same(wire)
+
+
+def test_one_parser_serves_head_after_head_whatever_came_before() -> None:
+    """The process's one llhttp parser takes a plain head after any other head: one it
+    refused, one that closes its connection, an HTTP/1.0 one, an upgrade, a body."""
+    plain = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+    before = [
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad\x01: y\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+        b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]
+    for wire in before:
+        assert_same(wire)
+        scanner = HeadScanner(LIMITS)
+        end = scanner.feed(plain)
+        assert end is not None
+        conn, head = parse_head_fast(plain, end, LIMITS)
+        assert isinstance(conn, BodilessRequest), wire
+        assert head.target == "/a"

@@ -5,7 +5,8 @@ Why this is safe: the fast path only ever *accepts*. It takes a head when llhttp
 cleanly and the head has nothing whose meaning h11 and llhttp could read differently — no
 ``Content-Length``, ``Transfer-Encoding`` or ``Upgrade`` field, one ``Host`` (or none in
 HTTP/1.0), an ASCII target, a request line of single spaces ending in CRLF — and then runs
-the same server checks (``check_request``, ``check_framing``) as the reference path. Anything
+the same server checks as the reference path (``check_request``; ``check_framing`` has
+nothing to check in a head without framing fields). Anything
 else, every malformed head included, is parsed again by h11, so both paths refuse the same
 heads with the same answer, and frame the same bodies (h11 reads every body).
 tests/test_http1_fast.py checks the two paths against each other with hypothesis and on the
@@ -24,7 +25,6 @@ from .http1 import (
     BodilessRequest,
     Limits,
     RequestHead,
-    check_framing,
     check_head_bytes,
     check_request,
     parse_head,
@@ -38,6 +38,8 @@ except ImportError:  # pragma: no cover - the test extra installs it
 
 #: Header fields that send a head to the reference path (framing or protocol switches).
 _REFERENCE_ONLY: Final = frozenset((b"content-length", b"transfer-encoding", b"upgrade"))
+#: The fields the fast path looks at: those, Host (counted) and Connection (keep-alive).
+_SEEN: Final = _REFERENCE_ONLY | {b"host", b"connection"}
 
 
 def available() -> bool:
@@ -45,24 +47,21 @@ def available() -> bool:
     return httptools is not None
 
 
-class _Head:
-    """httptools' callbacks, collected."""
+class _NoCallbacks:
+    """llhttp is asked only whether it accepts a head: no callback into Python."""
 
-    __slots__ = ("headers", "reference_only", "target")
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.target = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.reference_only = False
 
-    def on_url(self, url: bytes) -> None:
-        self.target += url
+def _new_parser() -> Any:
+    return httptools.HttpRequestParser(_NoCallbacks())
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        if name in _REFERENCE_ONLY:
-            self.reference_only = True
-        self.headers.append((name, value.strip(b" \t")))
+
+# One llhttp parser for the whole process. A head is fed to it whole, in one call that runs
+# no Python code (no callbacks) and so cannot be interleaved with another thread's; after a
+# head it accepted it waits for the next message, and after anything else (an error, an
+# upgrade, a request that closes its connection) it is replaced.
+_parser: Any = None
 
 
 def parse_head_fast(
@@ -70,40 +69,61 @@ def parse_head_fast(
 ) -> tuple[h11.Connection | BodilessRequest, RequestHead]:
     """``http1.parse_head`` with llhttp for the heads it can take (see the module's doc).
 
+    llhttp checks the head's syntax; the fields are then read from the same bytes in a few C
+    scans (a head it accepts has CRLF line ends, a request line of single spaces and
+    ``name: value`` fields).
+
     Raises:
         HeadError: exactly as ``parse_head``: refusals always come from the reference path.
     """
+    global _parser
     check_head_bytes(data, 0, end)  # first, as on the reference path
-    collected = _Head()
-    parser: Any = httptools.HttpRequestParser(collected)
-    try:
-        parser.feed_data(memoryview(data)[:end])
-    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+    lines = data[: end - 4].split(b"\r\n")
+    if data.count(b"\n", 0, end) != len(lines) + 1:  # a bare LF somewhere
         return parse_head(data, end, limits)
-    target = collected.target
-    headers = collected.headers
-    method: bytes = parser.get_method()
-    version: str = parser.get_http_version()
-    hosts = sum(1 for name, _ in headers if name == b"host")
+    line = lines[0].split(b" ")
+    if len(line) != 3 or not line[2].startswith(b"HTTP/"):
+        return parse_head(data, end, limits)
+    method, target, protocol = line
+    headers: list[tuple[bytes, bytes]] = []
+    hosts = 0
+    connection = False
+    for field in lines[1:]:  # (a loop: no comprehension frame per request)
+        raw_name, _, value = field.partition(b":")  # (no colon: llhttp refuses it)
+        name = raw_name.lower()
+        if name in _SEEN:
+            if name in _REFERENCE_ONLY:
+                return parse_head(data, end, limits)
+            if name == b"host":
+                hosts += 1
+            else:
+                connection = True
+        headers.append((name, value.strip(b" \t")))
+    version = protocol[5:]
     # h11's own refusals (a missing Host in HTTP/1.1, a repeated Host, a non-ASCII target)
     # are left to h11, which words them.
-    if collected.reference_only or not target.isascii() or hosts > 1:
+    if not target.isascii() or hosts > 1 or (hosts == 0 and version == b"1.1"):
         return parse_head(data, end, limits)
-    if hosts == 0 and version == "1.1":
+    if _parser is None:
+        _parser = _new_parser()
+    try:
+        _parser.feed_data(data if end == len(data) else memoryview(data)[:end])
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        _parser = None
         return parse_head(data, end, limits)
-    # llhttp tolerates extra spaces in the request line; h11 (RFC 9112 §3) does not.
-    line = b"%s %s HTTP/%s\r\n" % (method, target, version.encode("ascii"))
-    if not data.startswith(line):
-        return parse_head(data, end, limits)
-    target, headers = check_request(method, target, version.encode("ascii"), headers)
-    check_framing(headers, limits)
-    keep_alive = request_keep_alive(version, headers)
+    target, headers = check_request(method, target, version, headers)
+    http_version = version.decode("ascii")
+    keep_alive = request_keep_alive(http_version, headers) if connection else version >= b"1.1"
+    if not keep_alive:
+        # llhttp refuses any message after one that closes its connection. (Where it and
+        # this disagree, the next head is refused by it and parsed by h11: slower, not wrong.)
+        _parser = None
     # h11 marks every HTTP/1.0 client MUST_CLOSE (the writer decides its keep-alive).
-    done = keep_alive and version >= "1.1"
+    done = keep_alive and version >= b"1.1"
     return BodilessRequest(data[end:], keep_alive=done), RequestHead(
         method=method.decode("ascii"),
         target=target.decode("latin-1"),
-        http_version=version,
+        http_version=http_version,
         headers=headers,
         content_length=None,
         chunked=False,
