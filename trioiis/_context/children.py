@@ -66,8 +66,8 @@ def clone(parent: HttpContext, flags: CloneFlags) -> HttpContext:
         body=request._copy_entity() if flags & CloneFlags.ENTITY else EmptyBody(),
         parent=parent,
     )
-    if flags & CloneFlags.SERVER_VARIABLE:
-        child._server_variables.update(parent._server_variables)
+    if flags & CloneFlags.SERVER_VARIABLE and parent._server_variables:
+        child._server_variables = dict(parent._server_variables)
     child.user = parent.user
     return child
 
@@ -106,6 +106,8 @@ async def run_child(parent: HttpContext, child: HttpContext) -> CompletionInfo:
     if child._released:  # released before its task got to run: it never starts
         await trio.lowlevel.checkpoint()
         return CompletionInfo(0, ERROR_OPERATION_ABORTED)
+    if parent._children is None:
+        parent._children = []
     parent._children.append(child)
     parent._pipeline.counters.child_requests_by_depth[child._depth] += 1
     try:
@@ -115,7 +117,7 @@ async def run_child(parent: HttpContext, child: HttpContext) -> CompletionInfo:
         if scope.cancelled_caught:
             info = CompletionInfo(child._produced, ERROR_OPERATION_ABORTED)
     finally:
-        parent._children.remove(child)
+        parent._children.remove(child)  # (made above)
     if child._execute_flags & ExecuteFlags.BUFFER_RESPONSE and not child._released:
         # (context.py rule 4) A buffered child's body goes into its parent's buffer.
         parent.response._chunks.extend(child.response._take_buffer())

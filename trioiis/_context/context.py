@@ -175,7 +175,10 @@ class _PendingIo:
         self.done_bytes = 0
 
     def __enter__(self) -> Self:
-        self._ctx._io_scopes.add(self._scope)
+        scopes = self._ctx._io_scopes
+        if scopes is None:
+            scopes = self._ctx._io_scopes = set()
+        scopes.add(self._scope)
         trace = self._ctx.trace
         if trace is not None:  # tracing hook (_observability/tracing.py): one branch when off
             self._trace_event = trace.io_started(self._kind)
@@ -188,7 +191,9 @@ class _PendingIo:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        self._ctx._io_scopes.discard(self._scope)
+        scopes = self._ctx._io_scopes
+        if scopes is not None:
+            scopes.discard(self._scope)
         handled = self._scope.__exit__(exc_type, exc, tb)
         if self._trace_event is not None:
             self._traced(exc)
@@ -268,13 +273,14 @@ class HttpContext(metaclass=_NoPublicConstructor):
         self._released = False
         self._nursery: trio.Nursery | None = None
         self._release_scope: trio.CancelScope | None = None
-        self._io_scopes: set[trio.CancelScope] = set()
-        self._task_scopes: set[trio.CancelScope] = set()
-        self._children: list[HttpContext] = []
-        self._server_variables: dict[str, str] = {}
-        self._resume: collections.deque[_Resume] = collections.deque()
+        # Made when first needed (most requests need none of them): None until then.
+        self._io_scopes: set[trio.CancelScope] | None = None
+        self._task_scopes: set[trio.CancelScope] | None = None
+        self._children: list[HttpContext] | None = None
+        self._server_variables: dict[str, str] | None = None
+        self._resume: collections.deque[_Resume] | None = None
         self._resume_event: trio.Event | None = None
-        self._disabled: dict[int, tuple[int, int]] = {}
+        self._disabled: dict[int, tuple[int, int]] | None = None
         self._finish_requested = False
         self._request_handled = False
         self._skip_authentication = False
@@ -365,8 +371,9 @@ class HttpContext(metaclass=_NoPublicConstructor):
             HResultError: ERROR_INVALID_INDEX for an unknown name.
         """
         key = name.upper()
-        if key in self._server_variables:
-            return self._server_variables[key]
+        variables = self._server_variables
+        if variables is not None and key in variables:
+            return variables[key]
         value = builtin_variable(self, key)
         if value is None:
             raise HResultError(f"no server variable {name!r}", hresult=ERROR_INVALID_INDEX)
@@ -376,6 +383,8 @@ class HttpContext(metaclass=_NoPublicConstructor):
         """Create or change a server variable of this request."""
         if not name:
             raise HResultError("empty variable name", hresult=ERROR_INVALID_PARAMETER)
+        if self._server_variables is None:
+            self._server_variables = {}
         self._server_variables[name.upper()] = value
 
     # ------------------------------------------------------------ life and tasks
@@ -397,6 +406,8 @@ class HttpContext(metaclass=_NoPublicConstructor):
         # The scope is registered now, not when the task first runs, so that ending the
         # request also cancels a task that has not started yet.
         scope = trio.CancelScope()
+        if self._task_scopes is None:
+            self._task_scopes = set()
         self._task_scopes.add(scope)
         self._nursery.start_soon(
             self._guarded_task, scope, fn, args, name=getattr(fn, "__name__", fn)
@@ -417,12 +428,13 @@ class HttpContext(metaclass=_NoPublicConstructor):
                 # Resume a pipeline parked on PENDING for this task: it would wait forever.
                 self._post(_Resume(status=Status.FINISH_REQUEST))
         finally:
-            self._task_scopes.discard(scope)
+            if self._task_scopes is not None:
+                self._task_scopes.discard(scope)
 
     def _cancel_work(self) -> None:
         """Cancel the stages and every task of this context (not the shielded tail): the
         request nursery itself, so that tasks started on ``ctx.nursery`` directly stop too."""
-        for scope in list(self._task_scopes):
+        for scope in list(self._task_scopes or ()):
             scope.cancel()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
@@ -492,7 +504,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
 
     def _walk(self) -> Iterator[HttpContext]:
         yield self
-        for child in list(self._children):
+        for child in list(self._children or ()):
             yield from child._walk()
 
     def cancel_io(self) -> int:
@@ -512,7 +524,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
             raise InvalidHandleError("cancel_io on a request that has ended")
         n = 0
         for ctx in self._walk():
-            for scope in list(ctx._io_scopes):
+            for scope in list(ctx._io_scopes or ()):
                 if not scope.cancel_called:
                     scope.cancel()
                     n += 1
@@ -522,7 +534,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
     @property
     def pending_io_count(self) -> int:
         """Pending I/O operations of this request and its children (for tests and metrics)."""
-        return sum(len(ctx._io_scopes) for ctx in self._walk())
+        return sum(len(ctx._io_scopes or ()) for ctx in self._walk())
 
     # ------------------------------------------------------------ PENDING and completions
 
@@ -542,6 +554,8 @@ class HttpContext(metaclass=_NoPublicConstructor):
     def _post(self, item: _Resume) -> None:
         if self.lifecycle.ended:
             raise InvalidHandleError("the request has ended")
+        if self._resume is None:
+            self._resume = collections.deque()
         self._resume.append(item)
         if self._resume_event is not None:
             self._resume_event.set()
@@ -550,8 +564,10 @@ class HttpContext(metaclass=_NoPublicConstructor):
         """The next resume for the handler ``parked``: one it started itself, or one for
         whoever is parked. Completions of other handlers' operations stay queued."""
         while True:
-            for item in self._resume:
+            queued = self._resume or ()
+            for item in queued:
                 if item.owner is None or item.owner == parked:
+                    assert self._resume is not None
                     self._resume.remove(item)
                     self._resume_event = None
                     return item
@@ -596,6 +612,8 @@ class HttpContext(metaclass=_NoPublicConstructor):
         current = self._current
         if current is None:
             raise HResultError("not inside a handler", hresult=ERROR_INVALID_PARAMETER)
+        if self._disabled is None:
+            self._disabled = {}
         mask, post = self._disabled.get(current.module_index, (0, 0))
         self._disabled[current.module_index] = (
             mask | int(notifications),
