@@ -44,7 +44,7 @@ from .._constants import (
     SendResponseFlags,
 )
 from .._errors import HResultError
-from .._lifecycle import Event, RequestState
+from .._lifecycle import Event, Outcome, RequestState
 from .._protocol.http1 import FILE_PIECE, reason_phrase
 from .._protocol.http1_writer import FramingError
 from .._protocol.transport import PeerGoneError, PeerTooSlowError, Transport
@@ -64,6 +64,8 @@ _RESPONSE_DONE = Event.RESPONSE_DONE
 _RESPONSE_STARTED = RequestState.RESPONSE_STARTED
 _SEND_RESPONSE = Notification.SEND_RESPONSE
 _NO_HEADERS = ExecuteFlags.NO_HEADERS
+_COMPLETED = Outcome.COMPLETED
+_CANCELLED = Outcome.CANCELLED_BY_CLIENT
 
 
 @dataclass(slots=True)
@@ -86,6 +88,17 @@ def note_progress(ctx: HttpContext) -> None:
     lifecycle = root.lifecycle
     if lifecycle.state is _RESPONSE_STARTED and root._wire.transport.response_complete:
         lifecycle.fire(_RESPONSE_DONE)
+
+
+def reported_status(ctx: HttpContext, outcome: Outcome) -> int:
+    """The status every report gives a root request that ended with ``outcome`` (the access
+    log, the counters by status, metrics, traces): the one the client got. Invariant: a
+    status that never went out is never reported; with no status line sent it is nginx's
+    word for why, 499 (the client left first) or 444 (the server closed without a
+    response)."""
+    if ctx._wire.head_sent or outcome is _COMPLETED:
+        return ctx.response.status
+    return 499 if outcome is _CANCELLED else 444
 
 
 async def flush(ctx: HttpContext, *, final: bool, more_data: bool, checkpoint: bool = True) -> int:

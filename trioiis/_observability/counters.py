@@ -57,7 +57,8 @@ class ServerCounters:
     Attributes:
         requests: requests (root, not children) that have entered the pipeline.
         requests_in_flight: root requests running now.
-        responses_by_status: root requests that have finished, by final status code.
+        responses_by_status: root requests that have finished, by the status the access log
+            gives them (499 or 444 when no status line went out).
         latency: seconds each finished root request took (pipeline start to end).
         connections_accepted: client connections accepted since the start.
         connections_open: client connections open now.

@@ -13,8 +13,9 @@ its connection), ``connections_refused``, ``outcomes`` (finished requests by out
 ``completed``, ``cancelled_by_client``, ``timed_out``, ``aborted_by_server``, ``failed``),
 ``cancelled_by_client``, ``requests_timed_out``,
 ``cancel_io_calls``, ``io_cancelled``, ``child_requests`` (and ``child_requests_by_depth``),
-``responses_by_status`` (finished requests by final status, the status request not yet among
-them), ``connections_accepted``, ``traces_written``, ``traces_dropped``,
+``responses_by_status`` (finished requests by the access log's status: the one the client
+got, 499 or 444 when no status line went out; the status request not yet among them),
+``connections_accepted``, ``traces_written``, ``traces_dropped``,
 ``event_loop_blocked`` (``trioiis._server.watchdog``), ``module_exceptions``,
 ``time_to_cancel`` (``count``, ``p50_ms``, ``p99_ms``, ``max_ms`` over the samples the server
 keeps — its last 10 000 requests cancelled by their client; ``?last=N`` restricts them to
