@@ -4,10 +4,26 @@ reported wrong, each over real loopback sockets (the scenarios and helpers are
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-from tests.e2e.test_outcomes import logged, open_raw, reset, said_by_all, scenario
-from trioiis import Outcome
+import pytest
+import trio
+
+from tests.e2e.test_outcomes import (
+    asking,
+    ended,
+    logged,
+    open_raw,
+    reset,
+    said_by_all,
+    scenario,
+)
+from tests.h2_client import H2Client
+from tests.helpers import Running, register, running_server
+from trioiis import HttpContext, HttpModule, Notification, Outcome, Status
 
 
 async def test_a_request_cut_before_its_status_line_is_499_in_every_report(
@@ -28,3 +44,50 @@ async def test_a_request_cut_before_its_status_line_is_499_in_every_report(
     assert logged(reports.log[0]) == (499, 0)
     assert reports.status["responses_by_status"] == {"499": 1}
     assert [t["status"] for t in reports.traces] == [499]
+
+
+class ShortBody(HttpModule):
+    """Declares 100 body bytes and writes 50: the head is queued, then the framing is
+    refused, and the response is dropped before any byte of it went out."""
+
+    async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status:
+        ctx.response.set_header("Content-Length", "100")
+        ctx.response.write(b"a" * 50)
+        return Status.FINISH_REQUEST
+
+
+@contextlib.asynccontextmanager
+async def logged_server(tmp_path: Path, *modules: Any) -> AsyncIterator[tuple[Running, Path]]:
+    log = tmp_path / "access.log"
+    async with running_server(*modules, root=tmp_path, access_log=str(log)) as srv:
+        yield srv, log
+
+
+@pytest.mark.parametrize("protocol", ["http/1.1", "h2"])
+async def test_a_head_queued_but_never_sent_is_not_the_status_reported(
+    tmp_path: Path, protocol: str
+) -> None:
+    """The client got no status line (HTTP/1.1: the connection closed with nothing; HTTP/2:
+    RST_STREAM without HEADERS), so no report may say 200: the access log and the counters
+    say 444, as for any response the server dropped unsent."""
+    async with logged_server(
+        tmp_path, ("short", register(ShortBody, Notification.BEGIN_REQUEST))
+    ) as (
+        srv,
+        log,
+    ):
+        with trio.fail_after(10):
+            if protocol == "h2":
+                async with await H2Client.connect(srv.port) as client:
+                    result = await client.get("/short")
+                assert result.headers == {}
+                assert result.reset is not None
+            else:
+                received = await asking(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n")(srv.port)
+                assert received == b""
+            await ended(srv.server, 1)
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1, lines
+    assert logged(lines[0]) == (444, 0)
+    assert lines[0].endswith(" aborted_by_server default")
+    assert dict(srv.server.counters.responses_by_status) == {444: 1}

@@ -96,7 +96,9 @@ def reported_status(ctx: HttpContext, outcome: Outcome) -> int:
     status that never went out is never reported; with no status line sent it is nginx's
     word for why, 499 (the client left first) or 444 (the server closed without a
     response)."""
-    if ctx._wire.head_sent or outcome is _COMPLETED:
+    wire = ctx._wire
+    # (a raw response's status line is the module's own bytes: any of them went out)
+    if outcome is _COMPLETED or (wire.head_sent and (wire.transport.head_written or wire.raw)):
         return ctx.response.status
     return 499 if outcome is _CANCELLED else 444
 

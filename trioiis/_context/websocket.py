@@ -830,6 +830,11 @@ class WebSocketTransport:
         return self.websocket.clean
 
     @property
+    def head_written(self) -> bool:
+        """The 101 (HTTP/2: the 200) went out."""
+        return self._inner.head_written
+
+    @property
     def keep_alive(self) -> bool:
         return False
 
