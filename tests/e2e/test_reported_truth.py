@@ -23,7 +23,7 @@ from tests.e2e.test_outcomes import (
 )
 from tests.h2_client import H2Client
 from tests.helpers import Running, register, running_server
-from trioiis import HttpContext, HttpModule, Notification, Outcome, Status
+from trioiis import CloneFlags, HttpContext, HttpModule, Notification, Outcome, Status
 
 
 async def test_a_request_cut_before_its_status_line_is_499_in_every_report(
@@ -91,3 +91,40 @@ async def test_a_head_queued_but_never_sent_is_not_the_status_reported(
     assert logged(lines[0]) == (444, 0)
     assert lines[0].endswith(" aborted_by_server default")
     assert dict(srv.server.counters.responses_by_status) == {444: 1}
+
+
+class StatusAfterHead(HttpModule):
+    """``/child``: a child request for a missing file writes the response (its 404 is the
+    status line); ``/late``: the status changes after the head went out."""
+
+    async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status:
+        if ctx.get_parent_context() is not None:
+            return Status.CONTINUE  # the child: static_file answers it
+        if ctx.request.path == "/child":
+            child = ctx.clone_context(CloneFlags.BASICS | CloneFlags.HEADERS)
+            child.request.set_url("/missing.txt")
+            await ctx.run_child(child)
+        else:
+            ctx.response.write(b"x" * 10)
+            await ctx.response.flush(more_data=True)
+            ctx.response.set_status(500)  # too late: the client has its 200
+            ctx.response.write(b"y" * 10)
+        return Status.FINISH_REQUEST
+
+
+@pytest.mark.parametrize(("url", "wire_status"), [("/child", 404), ("/late", 200)])
+async def test_the_status_reported_is_the_status_line_that_went_out(
+    tmp_path: Path, url: str, wire_status: int
+) -> None:
+    module = ("probe", register(StatusAfterHead, Notification.BEGIN_REQUEST))
+    async with logged_server(tmp_path, module) as (srv, log):
+        with trio.fail_after(10):
+            request = f"GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            received = await asking(request.encode())(srv.port)
+            await ended(srv.server, 1)
+    assert received.startswith(f"HTTP/1.1 {wire_status} ".encode())
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1, lines
+    assert logged(lines[0])[0] == wire_status
+    assert lines[0].endswith(" completed default")
+    assert dict(srv.server.counters.responses_by_status) == {wire_status: 1}

@@ -74,6 +74,9 @@ class Wire:
 
     transport: Transport
     head_sent: bool = False
+    #: The status of the head queued (a child's, when it wrote first): what the client gets,
+    #: whatever a module sets afterwards. 0 before, and for a raw response.
+    status: int = 0
     #: The headers were suppressed: modules write raw bytes (rule 3).
     raw: bool = False
     #: A send failed or a module reset the connection: nothing more goes out, and the
@@ -92,14 +95,15 @@ def note_progress(ctx: HttpContext) -> None:
 
 def reported_status(ctx: HttpContext, outcome: Outcome) -> int:
     """The status every report gives a root request that ended with ``outcome`` (the access
-    log, the counters by status, metrics, traces): the one the client got. Invariant: a
-    status that never went out is never reported; with no status line sent it is nginx's
-    word for why, 499 (the client left first) or 444 (the server closed without a
-    response)."""
+    log, the counters by status, metrics, traces): the one the client got. Invariants: the
+    status reported is the status line that went out (a child's that wrote first; never one
+    a module set after it), and a status that never went out is never reported: with no
+    status line sent it is nginx's word for why, 499 (the client left first) or 444 (the
+    server closed without a response)."""
     wire = ctx._wire
     # (a raw response's status line is the module's own bytes: any of them went out)
     if outcome is _COMPLETED or (wire.head_sent and (wire.transport.head_written or wire.raw)):
-        return ctx.response.status
+        return wire.status or ctx.response.status
     return 499 if outcome is _CANCELLED else 444
 
 
@@ -191,7 +195,7 @@ def _send_head(ctx: HttpContext, owner: HttpContext, body: bytes, *, end: bool) 
     if end and not framed and not bodiless and (body or ctx.request.method != "HEAD"):
         headers.append((b"content-length", str(len(body)).encode()))
     close = ctx._root.response.need_disconnect or response.need_disconnect
-    status = response.status
+    status = ctx._wire.status = response.status
     # (``response.reason``, as bytes: the module's own, else the standard phrase)
     reason = response._reason.encode("latin-1") if response._reason else reason_phrase(status)
     ctx._wire.transport.send_head(status, reason, headers, close=close)

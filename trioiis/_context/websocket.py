@@ -912,6 +912,7 @@ async def accept(
     wire = ctx._wire
     wire.transport = WebSocketTransport(transport, websocket)
     wire.head_sent = True
+    wire.status = response._status
     ctx.lifecycle.fire(Event.HEAD_SENT)
     nursery = ctx.nursery
     nursery.cancel_scope.deadline = math.inf  # request_timeout is for HTTP exchanges
