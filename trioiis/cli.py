@@ -412,6 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         sockets = inherited_sockets() if link is not None else systemd_sockets()
         server = HttpServer(config, sockets=sockets)
+        if link is not None and args.workers:
+            server.counters.processes = args.workers  # (the status module says so)
         try:
             trio.run(_serve, server, link)
         except BaseExceptionGroup as group:

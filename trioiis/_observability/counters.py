@@ -55,6 +55,8 @@ class ServerCounters:
     """Plain counters, updated in place by the server, pipeline and contexts.
 
     Attributes:
+        processes: worker processes serving the same listeners (``--workers``). Above 1,
+            every figure here is this process's share only, not the server's.
         requests: requests (root, not children) that have entered the pipeline.
         requests_in_flight: root requests running now.
         responses_by_status: root requests that have finished, by the status the access log
@@ -94,6 +96,7 @@ class ServerCounters:
             ``protocol_errors``.
     """
 
+    processes: int = 1
     requests: int = 0
     requests_in_flight: int = 0
     responses_by_status: collections.Counter[int] = field(default_factory=collections.Counter)

@@ -7,7 +7,9 @@ Options (``options = {...}`` in its ``[[modules]]`` table):
 * ``allow_remote`` (default false): answer clients that are not on loopback too. When false,
   a request for the path from any other address is 404, as if the module were not there.
 
-The answer (``application/json``, ``Cache-Control: no-store``) holds ``requests``,
+The answer (``application/json``, ``Cache-Control: no-store``) holds ``processes`` (the
+worker processes serving the same listeners: above 1, every figure is the answering
+process's share only, not the server's), ``requests``,
 ``requests_in_flight`` and ``connections_open`` (both *not* counting the status request and
 its connection), ``connections_refused``, ``outcomes`` (finished requests by outcome:
 ``completed``, ``cancelled_by_client``, ``timed_out``, ``aborted_by_server``, ``failed``),
@@ -104,6 +106,7 @@ def snapshot(counters: Any, last: int | None = None) -> dict[str, Any]:
         samples = samples[-last:] if last > 0 else []
     samples.sort()
     return {
+        "processes": counters.processes,
         "requests": counters.requests,
         "requests_in_flight": counters.requests_in_flight,
         "connections_open": counters.connections_open,
