@@ -22,7 +22,7 @@ from tests.e2e.test_outcomes import (
     scenario,
 )
 from tests.h2_client import H2Client
-from tests.helpers import Running, register, running_server
+from tests.helpers import Running, builtin, register, running_server
 from trioiis import CloneFlags, HttpContext, HttpModule, Notification, Outcome, Status
 
 
@@ -128,3 +128,24 @@ async def test_the_status_reported_is_the_status_line_that_went_out(
     assert logged(lines[0])[0] == wire_status
     assert lines[0].endswith(" completed default")
     assert dict(srv.server.counters.responses_by_status) == {wire_status: 1}
+
+
+async def test_a_refused_head_is_counted_as_the_access_log_says(tmp_path: Path) -> None:
+    """A head refused before the pipeline (here 431) has its access-log line; the status
+    module and the metrics must count it too, not leave it out of every figure."""
+    log = tmp_path / "access.log"
+    async with running_server(
+        builtin("status"), builtin("metrics"), root=tmp_path, access_log=str(log)
+    ) as srv:
+        with trio.fail_after(10):
+            big = b"x-big: " + b"a" * 70_000 + b"\r\n"
+            received = await asking(b"GET / HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n")(srv.port)
+            async with srv.client() as client:
+                status = (await client.get("/_trioiis/status")).json()
+                scrape = (await client.get("/_trioiis/metrics")).text
+    assert received.startswith(b"HTTP/1.1 431 ")
+    refused = [line for line in log.read_text().splitlines() if line.endswith(" refused -")]
+    assert len(refused) == 1, refused
+    assert logged(refused[0]) == (431, 0)
+    assert status["heads_refused"] == {"431": 1}
+    assert 'trioiis_heads_refused_total{status="431"} 1.0' in scrape

@@ -66,6 +66,9 @@ class ServerCounters:
         connections_open: client connections open now.
         connections_refused: connections answered 503 because the server was full
             (``when_full = "refuse"``).
+        heads_refused: request heads refused before the pipeline (malformed, over a limit,
+            too slow), by the status they were answered with: each has its access-log line
+            (outcome ``refused``), and is in no other figure (it never became a request).
         outcomes: root requests that have finished, by outcome (``Outcome`` values:
             ``completed``, ``cancelled_by_client``, ``timed_out``, ``aborted_by_server``,
             ``failed``); the one figure each request adds to, decided by its lifecycle.
@@ -104,6 +107,7 @@ class ServerCounters:
     connections_accepted: int = 0
     connections_open: int = 0
     connections_refused: int = 0
+    heads_refused: collections.Counter[int] = field(default_factory=collections.Counter)
     outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
     cancelled_by_client: int = 0
     requests_timed_out: int = 0

@@ -946,6 +946,7 @@ class HttpServer:
     ) -> None:
         """Answer a head we refuse, and log it like any request (no request is missing)."""
         self._access_log.write_refused(connection, exc.status)
+        self.counters.heads_refused[exc.status] += 1  # (as its log line: counted once)
         try:
             with trio.move_on_after(self.config.limits.linger_timeout):
                 await http.write_raw(error_response_bytes(exc.status))

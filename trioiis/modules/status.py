@@ -11,7 +11,9 @@ The answer (``application/json``, ``Cache-Control: no-store``) holds ``processes
 worker processes serving the same listeners: above 1, every figure is the answering
 process's share only, not the server's), ``requests``,
 ``requests_in_flight`` and ``connections_open`` (both *not* counting the status request and
-its connection), ``connections_refused``, ``outcomes`` (finished requests by outcome:
+its connection), ``connections_refused``, ``heads_refused`` (request heads refused before the
+pipeline, by the status they got: in the access log as ``refused``, in no other figure),
+``outcomes`` (finished requests by outcome:
 ``completed``, ``cancelled_by_client``, ``timed_out``, ``aborted_by_server``, ``failed``),
 ``cancelled_by_client``, ``requests_timed_out``,
 ``cancel_io_calls``, ``io_cancelled``, ``child_requests`` (and ``child_requests_by_depth``),
@@ -111,6 +113,7 @@ def snapshot(counters: Any, last: int | None = None) -> dict[str, Any]:
         "requests_in_flight": counters.requests_in_flight,
         "connections_open": counters.connections_open,
         "connections_refused": counters.connections_refused,
+        "heads_refused": {str(code): n for code, n in sorted(counters.heads_refused.items())},
         "outcomes": {outcome: counters.outcomes[outcome] for outcome in OUTCOMES},
         "cancelled_by_client": counters.cancelled_by_client,
         "requests_timed_out": counters.requests_timed_out,
