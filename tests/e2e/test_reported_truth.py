@@ -5,6 +5,7 @@ reported wrong, each over real loopback sockets (the scenarios and helpers are
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,42 @@ async def test_a_refused_head_is_counted_as_the_access_log_says(tmp_path: Path) 
     assert logged(refused[0]) == (431, 0)
     assert status["heads_refused"] == {"431": 1}
     assert 'trioiis_heads_refused_total{status="431"} 1.0' in scrape
+
+
+class FileToHead(HttpModule):
+    """Answers with a file through ``transmit_file`` and records what it says it sent."""
+
+    returned: list[int] = []  # noqa: RUF012 (one test at a time)
+
+    async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status:
+        path = Path(ctx.get_server_variable("APPL_PHYSICAL_PATH")) / "data.bin"
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            ctx.response.set_header("Content-Length", "300000")
+            FileToHead.returned.append(await ctx.response.transmit_file(fd, 0, 300_000))
+        finally:
+            os.close(fd)
+        return Status.FINISH_REQUEST
+
+
+@pytest.mark.parametrize("protocol", ["http/1.1", "h2"])
+async def test_transmit_file_to_a_head_request_says_no_byte_was_sent(
+    tmp_path: Path, protocol: str
+) -> None:
+    """A HEAD response has no body: ``transmit_file`` sends nothing and must say so (its
+    count is the module's completion figure), over every protocol alike."""
+    (tmp_path / "data.bin").write_bytes(b"d" * 300_000)
+    FileToHead.returned = []
+    module = ("file", register(FileToHead, Notification.BEGIN_REQUEST))
+    async with logged_server(tmp_path, module) as (srv, log):
+        with trio.fail_after(10):
+            if protocol == "h2":
+                async with await H2Client.connect(srv.port) as client:
+                    result = await client.get("/f", method="HEAD")
+                assert (result.status, bytes(result.body)) == (200, b"")
+            else:
+                head = b"HEAD /f HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                assert (await asking(head)(srv.port)).startswith(b"HTTP/1.1 200 ")
+            await ended(srv.server, 1)
+    assert FileToHead.returned == [0]
+    assert logged(log.read_text().splitlines()[0]) == (200, 0)

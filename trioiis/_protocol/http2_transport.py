@@ -363,6 +363,8 @@ class Http2Transport:
 
         Cancellation: stops between pieces; what was queued stays queued in order.
         """
+        if self._bodiless:
+            return 0  # HEAD, 204, 304: no byte of the file goes out (rule 2), none is read
         sent = 0
         piece = min(FILE_PIECE, 65536)
         while sent < count:
