@@ -189,3 +189,20 @@ async def test_transmit_file_to_a_head_request_says_no_byte_was_sent(
             await ended(srv.server, 1)
     assert FileToHead.returned == [0]
     assert logged(log.read_text().splitlines()[0]) == (200, 0)
+
+
+async def test_the_byte_count_of_a_compressed_response_is_the_compressed_body(
+    tmp_path: Path,
+) -> None:
+    """docs/operations.md: the bytes on the wire (after compression), framing left out."""
+    (tmp_path / "page.txt").write_bytes(b"hello world " * 1000)
+    async with logged_server(tmp_path) as (srv, log):
+        with trio.fail_after(10):
+            request = b"GET /page.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n"
+            received = await asking(request + b"Connection: close\r\n\r\n")(srv.port)
+            await ended(srv.server, 1)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert b"content-encoding: gzip" in head.lower()
+    assert b"content-length" in head.lower()  # (so the body is exactly the gzip bytes)
+    assert logged(log.read_text().splitlines()[0]) == (200, len(body))
+    assert len(body) < 12_000
