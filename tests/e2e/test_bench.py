@@ -649,3 +649,42 @@ async def test_ipv6_literal_target() -> None:
         nursery.cancel_scope.cancel()
     assert report["options"]["address"] == "::1"
     assert report["statuses"] == {"200": 50}
+
+
+class EarlyModule(trioiis.HttpModule):
+    """Answers at once, without reading the request body (as a 413 or a 405 would)."""
+
+    async def on_begin_request(self, ctx: trioiis.HttpContext, provider: Any) -> trioiis.Status:
+        ctx.response.write(b"early\n")
+        return trioiis.Status.FINISH_REQUEST
+
+
+def register_early(version: int, info: trioiis.ModuleRegistrationInfo, server: Any) -> None:
+    info.set_request_notifications(
+        trioiis.SimpleFactory(EarlyModule), trioiis.Notification.BEGIN_REQUEST
+    )
+
+
+async def test_mid_body_abort_of_a_request_already_answered_is_completed(
+    tmp_path: Path,
+) -> None:
+    """The server answered before the body was half sent: the client got a complete
+    response, and the server logged it completed. The bench must not count it abandoned."""
+    async with running_server(
+        ("status", status.register_module),
+        ("early", register_early),
+        root=tmp_path,
+        builtin_modules=False,
+    ) as running:
+        opts = bench_options(
+            running.port, "--requests", "10", "--connections", "2", "--abort-share", "1",
+            "--abort-after", "5000", "--abort-mode", "mid-body", "--method", "POST",
+            "--body-size", "4096", "--timeout", "10", "--quiet", path="/early",
+        )  # fmt: skip
+        with trio.fail_after(15):
+            report = await run(opts)
+    requests = report["requests"]
+    assert requests["sent"] == requests["completed"] == requests["abort_late"] == 10
+    assert requests["aborted"] == 0
+    assert report["statuses"] == {"200": 10}
+    assert report["server"]["counters"]["cancelled_by_client"] == 0
