@@ -206,3 +206,20 @@ async def test_the_byte_count_of_a_compressed_response_is_the_compressed_body(
     assert b"content-length" in head.lower()  # (so the body is exactly the gzip bytes)
     assert logged(log.read_text().splitlines()[0]) == (200, len(body))
     assert len(body) < 12_000
+
+
+async def test_a_plain_http_request_on_the_tls_port_is_logged_and_counted(
+    tmp_path: Path, tls_files: dict[str, Path]
+) -> None:
+    """The server answers it 400 in clear text: like any head it refuses, it gets an
+    access-log line and is counted, not answered off the books."""
+    log = tmp_path / "access.log"
+    async with running_server(root=tmp_path, access_log=str(log), **tls_files) as srv:
+        with trio.fail_after(10):
+            request = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+            assert (await asking(request)(srv.port)).startswith(b"HTTP/1.1 400 ")
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1, lines
+    assert logged(lines[0]) == (400, 0)
+    assert lines[0].endswith(" refused -")
+    assert dict(srv.server.counters.heads_refused) == {400: 1}

@@ -628,7 +628,12 @@ class HttpServer:
         """Handshake (within ``head_timeout``), then serve HTTPS; a failed handshake (a
         plain-HTTP client, a bad certificate, a timeout) just closes the connection."""
         if await answer_plain_http(stream, self.config.limits.head_timeout):
-            await trio.aclose_forcefully(stream)  # a plain-HTTP request got a clear-text 400
+            # A plain-HTTP request got a clear-text 400: a refused head like any other.
+            connection: HttpConnection = HttpConnection._create(
+                remote_address=remote, local_address=local, secure=True
+            )
+            self._refused(connection, 400)
+            await trio.aclose_forcefully(stream)
             return
         timeout = self.config.limits.head_timeout
         if self.auto_https is not None and await self.auto_https.answer_tls_alpn(stream, timeout):
@@ -945,13 +950,18 @@ class HttpServer:
         self, http: Http1Connection, exc: HeadError, connection: HttpConnection
     ) -> None:
         """Answer a head we refuse, and log it like any request (no request is missing)."""
-        self._access_log.write_refused(connection, exc.status)
-        self.counters.heads_refused[exc.status] += 1  # (as its log line: counted once)
+        self._refused(connection, exc.status)
         try:
             with trio.move_on_after(self.config.limits.linger_timeout):
                 await http.write_raw(error_response_bytes(exc.status))
         except trio.BrokenResourceError:
             pass
+
+    def _refused(self, connection: HttpConnection, status: int) -> None:
+        """A head refused before the pipeline: its access-log line and its count, both (every
+        refusal is in the log and in the counters alike)."""
+        self._access_log.write_refused(connection, status)
+        self.counters.heads_refused[status] += 1
 
     def _new_context(
         self, transport: Transport, connection: HttpConnection, head: RequestHead
