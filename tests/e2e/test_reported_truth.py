@@ -22,6 +22,16 @@ from tests.e2e.test_outcomes import (
     said_by_all,
     scenario,
 )
+from tests.e2e.ws_helpers import (
+    NATIVE_HANDLERS,
+    Seen,
+    access_lines,
+    echo,
+    frame,
+    handshake,
+    in_thread,
+    native_module,
+)
 from tests.h2_client import H2Client
 from tests.helpers import Running, builtin, register, running_server
 from trioiis import CloneFlags, HttpContext, HttpModule, Notification, Outcome, Status
@@ -223,3 +233,35 @@ async def test_a_plain_http_request_on_the_tls_port_is_logged_and_counted(
     assert logged(lines[0]) == (400, 0)
     assert lines[0].endswith(" refused -")
     assert dict(srv.server.counters.heads_refused) == {400: 1}
+
+
+async def test_websocket_bytes_each_way_are_exactly_what_crossed_the_wire() -> None:
+    """A raw client sends two frames and a close, reads until the server closes: the line's
+    byte count is every byte it got after the 101, ``ws_in`` every byte it sent after its
+    handshake, and ``ws_close`` its close code."""
+    sent = frame(0x1, b"hello") + frame(0x2, b"b" * 300)
+    close = frame(0x8, (4001).to_bytes(2, "big") + b"bye")
+
+    with access_lines() as log:
+        async with running_server(native_module(echo, Seen()), handlers=NATIVE_HANDLERS) as srv:
+
+            def talk() -> bytes:
+                sock = handshake(srv.port)
+                sock.sendall(sent)
+                got = b""
+                while len(got) < 2 + 5 + 4 + 300:  # the two echoes
+                    got += sock.recv(65536)
+                sock.sendall(close)
+                while chunk := sock.recv(65536):
+                    got += chunk
+                sock.close()
+                return got
+
+            received = await in_thread(talk)
+            line = await log.wait_for("/ws")
+    status, sent_bytes = logged(line)
+    assert status == 101
+    assert sent_bytes == len(received)
+    assert int(line.split("ws_in=")[1].split()[0]) == len(sent) + len(close)
+    assert "ws_close=4001" in line
+    assert "completed" in line
