@@ -265,3 +265,23 @@ async def test_websocket_bytes_each_way_are_exactly_what_crossed_the_wire() -> N
     assert int(line.split("ws_in=")[1].split()[0]) == len(sent) + len(close)
     assert "ws_close=4001" in line
     assert "completed" in line
+
+
+async def test_a_malformed_http2_request_is_logged_and_counted_as_refused(
+    tmp_path: Path,
+) -> None:
+    """HTTP/2's refusal of a malformed request (RST_STREAM PROTOCOL_ERROR, here a ``:path``
+    not in origin form) is HTTP/1.1's 400 for a malformed head: it gets its access-log line
+    and its count, as nginx logs it (400)."""
+    async with logged_server(tmp_path) as (srv, log):
+        with trio.fail_after(10):
+            async with await H2Client.connect(srv.port) as client:
+                refused = await client.get("http://127.0.0.1/x")
+                assert refused.reset is not None
+                assert (await client.get("/missing")).status == 404  # (the next one goes on)
+            await ended(srv.server, 1)
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].endswith(" refused -")
+    assert logged(lines[0]) == (400, 0)
+    assert dict(srv.server.counters.heads_refused) == {400: 1}

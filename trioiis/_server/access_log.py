@@ -96,7 +96,9 @@ class AccessLog:
             )
         )
 
-    def write_refused(self, connection: HttpConnection, status: int) -> None:
+    def write_refused(
+        self, connection: HttpConnection, status: int, http_version: str = "1.1"
+    ) -> None:
         """The line of a head refused before any module ran (method and URL ``-``)."""
         if not self._wanted():
             return
@@ -111,7 +113,7 @@ class AccessLog:
                 user=None,
                 method="-",
                 url="-",
-                http_version="1.1",
+                http_version=http_version,
                 status=status,
                 sub_status=0,
                 win32_status=0,

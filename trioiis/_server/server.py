@@ -702,9 +702,15 @@ class HttpServer:
                 connection._connected = False
                 connection.module_context._cleanup()
 
+        def refused() -> None:  # a malformed request: RST_STREAM, logged as nginx does (400)
+            connection = HttpConnection._create(
+                remote_address=remote, local_address=local, secure=secure
+            )
+            self._refused(connection, 400, "2.0")
+
         http2 = Http2Connection(
             stream, self.config.limits, self.counters, run_stream, raw_socket=raw,
-            peer=_fmt(*remote),
+            peer=_fmt(*remote), on_refused=refused,
         )  # fmt: skip
         self._live_http2.add(http2)
         if self._draining:
@@ -977,10 +983,10 @@ class HttpServer:
         except trio.BrokenResourceError:
             pass
 
-    def _refused(self, connection: HttpConnection, status: int) -> None:
+    def _refused(self, connection: HttpConnection, status: int, http_version: str = "1.1") -> None:
         """A head refused before the pipeline: its access-log line and its count, both (every
         refusal is in the log and in the counters alike)."""
-        self._access_log.write_refused(connection, status)
+        self._access_log.write_refused(connection, status, http_version)
         self.counters.heads_refused[status] += 1
 
     def _new_context(
