@@ -11,11 +11,13 @@ worker is inside the handler.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import select
 import signal
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_cli import TIMEOUT, Cli, cli, write_module
+from tests.e2e.test_cli import COMMAND, TIMEOUT, Cli, cli, write_module
 
 READY = re.compile(r"^trioiis worker (\d+) ready$")
 
@@ -295,3 +297,65 @@ def test_systemd_socket_activation(site: Path, hold: tuple[Path, Path], count: i
             get_pid(url)
             process.proc.send_signal(signal.SIGTERM)
             assert process.wait() == 0
+
+
+def test_bench_does_not_take_one_workers_status_for_the_servers(site: Path) -> None:
+    """With ``--workers 2`` the status endpoint answers from whichever worker accepted the
+    connection, with that process's share of the requests: the bench must not report its
+    before/after difference as the server's figures, and says why."""
+    args = ("serve", str(site), "--bind", "127.0.0.1:0", "--module", "status")
+    with cli(*args, "--workers", "2") as process:
+        url, _ = start(process, 2)
+        with httpx.Client(timeout=TIMEOUT) as client:
+            assert client.get(url + "_trioiis/status").json()["processes"] == 2
+        bench = subprocess.run(
+            [*COMMAND, "bench", url + "hello.txt", "-n", "40", "-c", "4", "-q", "--json", "-"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        process.proc.send_signal(signal.SIGTERM)
+        assert process.wait() == 0
+    assert bench.returncode == 0, bench.stderr
+    report = json.loads(bench.stdout)
+    assert report["requests"]["completed"] == 40
+    assert report["server"] is None
+    assert "2 worker processes" in report["server_note"]
+
+
+def test_https_redirect_is_shared_by_every_worker(
+    site: Path, tls_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """The supervisor opens the ``https_redirect`` listener once and every worker inherits
+    it: both workers come up (none fails on a port another one holds) and the redirect
+    points at the TLS binding."""
+    config = tmp_path / "redirect.toml"
+    config.write_text(
+        f'tls_cert = "{tls_files["tls_cert"]}"\n'
+        f'tls_key = "{tls_files["tls_key"]}"\n'
+        'https_redirect = ["127.0.0.1:0"]\n'
+    )
+    args = ("serve", str(site), "--bind", "127.0.0.1:0", "--config", str(config))
+    with cli(*args, "--workers", "2") as process:
+        for _ in range(2):
+            process.wait_line("out", READY.match)
+        serving = process.wait_line("out", lambda text: text.startswith("trioiis serving"))
+        https_port = int(serving.rstrip("/").rsplit(":", 1)[1])
+        redirect = process.wait_line("out", lambda text: "redirecting" in text)
+        match = re.search(r"http://([\d.]+):(\d+)/", redirect)
+        assert match is not None
+        with httpx.Client(timeout=TIMEOUT) as client:
+            for _ in range(4):  # new connections: whichever worker accepts answers
+                response = client.get(
+                    f"http://{match[1]}:{match[2]}/hello.txt?x=1", headers={"Connection": "close"}
+                )
+                assert response.status_code == 301
+                location = f"https://{match[1]}:{https_port}/hello.txt?x=1"
+                assert response.headers["location"] == location
+        process.proc.send_signal(signal.SIGTERM)
+        assert process.wait() == 0
+    errors = []
+    while (text := process.lines["err"].get(timeout=TIMEOUT)) is not None:
+        errors.append(text)
+    assert not [text for text in errors if "exited (status" in text and "status 0" not in text]

@@ -123,7 +123,7 @@ class Http2Connection:
 
     __slots__ = (
         "_drain_asked", "_drained", "_flushed", "_frames", "_last_served", "_last_stream",
-        "_nursery", "_out", "_peer", "_pings", "_queued", "_raw", "_reading",
+        "_nursery", "_on_refused", "_out", "_peer", "_pings", "_queued", "_raw", "_reading",
         "_refusal_logged", "_resets", "_run_stream", "_served", "_settings", "_streams",
         "_window_updates", "_writer_running", "_writer_waiting", "_writing", "_written",
         "closing", "counters",
@@ -139,8 +139,12 @@ class Http2Connection:
         *,
         raw_socket: stdlib_socket.socket | None = None,
         peer: str = "",
+        on_refused: Callable[[], None] | None = None,
     ) -> None:
         self.stream = stream
+        # Called for each malformed request refused with RST_STREAM: the server logs and
+        # counts it as HTTP/1.1's refused heads (no request is missing from the reports).
+        self._on_refused = on_refused
         self.limits = limits
         self.counters = counters
         self._run_stream = run_stream
@@ -356,6 +360,8 @@ class Http2Connection:
         head = _request_head(event.headers or [], ended=event.stream_ended is not None)
         if head is None:
             self._refuse(sid, _E.PROTOCOL_ERROR)
+            if self._on_refused is not None:
+                self._on_refused()
             return
         transport = Http2Transport(
             self,

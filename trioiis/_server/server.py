@@ -230,12 +230,17 @@ class HttpServer:
         config: ServerConfig | None = None,
         *,
         sockets: Sequence[stdlib_socket.socket] | None = None,
+        redirect_sockets: Sequence[stdlib_socket.socket] | None = None,
     ) -> None:
         """``sockets``: listening sockets already open (inherited from a supervisor, or
-        systemd's ``LISTEN_FDS``) to serve instead of opening ``config.bindings``; the
-        server owns them from now on and closes them when it stops."""
+        systemd's ``LISTEN_FDS``) to serve instead of opening ``config.bindings``;
+        ``redirect_sockets``: the same for ``config.https_redirect``. The server owns them
+        from now on and closes them when it stops."""
         self.config = config or ServerConfig()
         self._given_sockets = list(sockets) if sockets is not None else None
+        self._given_redirect_sockets = (
+            list(redirect_sockets) if redirect_sockets is not None else None
+        )
         self._trusted = TrustedProxies(self.config.trusted_proxies)
         self._any_trusted = bool(self._trusted)  # (read on every request)
         self.counters = ServerCounters()
@@ -422,8 +427,11 @@ class HttpServer:
                 self.auto_https.https_port = self.tls_bound[0][1] if self.tls_bound else None
                 await housekeeping.start(self.auto_https.run, name="trioiis acme")
             if self.config.https_redirect:
+                # To the first TLS binding: with ``tls_bindings`` the first binding is
+                # cleartext.
+                https_port = (self.tls_bound or bound)[0][1]
                 self.redirect_bound = await housekeeping.start(
-                    serve_https_redirect, self.config.https_redirect, bound[0][1]
+                    serve_https_redirect, self._redirect_sockets(), https_port
                 )
             await self._serve_connections(sockets, bound, task_status)
             housekeeping.cancel_scope.cancel()
@@ -487,6 +495,18 @@ class HttpServer:
             raise
         self._tls_fds = {s.fileno() for s in tls}
         return sockets + tls
+
+    def _redirect_sockets(self) -> list[stdlib_socket.socket]:
+        """The ``https_redirect`` listening sockets: the given ones (once), else opened."""
+        given, self._given_redirect_sockets = self._given_redirect_sockets, []
+        if given is None:
+            try:
+                return open_listeners(self.config.https_redirect)
+            except ConfigError as exc:
+                raise ConfigError(f"https_redirect: {exc}") from exc
+        for sock in given:
+            sock.setblocking(False)
+        return given
 
     def _adopt(self) -> list[stdlib_socket.socket]:
         """The sockets given to the constructor, made non-blocking (once: a second serve()
@@ -628,7 +648,12 @@ class HttpServer:
         """Handshake (within ``head_timeout``), then serve HTTPS; a failed handshake (a
         plain-HTTP client, a bad certificate, a timeout) just closes the connection."""
         if await answer_plain_http(stream, self.config.limits.head_timeout):
-            await trio.aclose_forcefully(stream)  # a plain-HTTP request got a clear-text 400
+            # A plain-HTTP request got a clear-text 400: a refused head like any other.
+            connection: HttpConnection = HttpConnection._create(
+                remote_address=remote, local_address=local, secure=True
+            )
+            self._refused(connection, 400)
+            await trio.aclose_forcefully(stream)
             return
         timeout = self.config.limits.head_timeout
         if self.auto_https is not None and await self.auto_https.answer_tls_alpn(stream, timeout):
@@ -677,9 +702,15 @@ class HttpServer:
                 connection._connected = False
                 connection.module_context._cleanup()
 
+        def refused() -> None:  # a malformed request: RST_STREAM, logged as nginx does (400)
+            connection = HttpConnection._create(
+                remote_address=remote, local_address=local, secure=secure
+            )
+            self._refused(connection, 400, "2.0")
+
         http2 = Http2Connection(
             stream, self.config.limits, self.counters, run_stream, raw_socket=raw,
-            peer=_fmt(*remote),
+            peer=_fmt(*remote), on_refused=refused,
         )  # fmt: skip
         self._live_http2.add(http2)
         if self._draining:
@@ -945,12 +976,18 @@ class HttpServer:
         self, http: Http1Connection, exc: HeadError, connection: HttpConnection
     ) -> None:
         """Answer a head we refuse, and log it like any request (no request is missing)."""
-        self._access_log.write_refused(connection, exc.status)
+        self._refused(connection, exc.status)
         try:
             with trio.move_on_after(self.config.limits.linger_timeout):
                 await http.write_raw(error_response_bytes(exc.status))
         except trio.BrokenResourceError:
             pass
+
+    def _refused(self, connection: HttpConnection, status: int, http_version: str = "1.1") -> None:
+        """A head refused before the pipeline: its access-log line and its count, both (every
+        refusal is in the log and in the counters alike)."""
+        self._access_log.write_refused(connection, status, http_version)
+        self.counters.heads_refused[status] += 1
 
     def _new_context(
         self, transport: Transport, connection: HttpConnection, head: RequestHead
