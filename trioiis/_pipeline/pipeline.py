@@ -157,6 +157,8 @@ class Pipeline:
         self._shared = tuple(
             f.module if isinstance(f, SharedFactory) else None for f in self._factories
         )
+        #: The slots whose instance is made per request (the others are shared).
+        self._per_request = tuple(i for i, m in enumerate(self._shared) if m is None)
         #: A request's module slots before any is made (rule 7).
         self._unmade: list[Any] = [_UNMADE if m is None else m for m in self._shared]
         self._table: dict[tuple[int, bool], tuple[int, ...]] = {}
@@ -339,8 +341,9 @@ class Pipeline:
                 response_complete=root and ctx._wire.transport.response_complete
             )
             modules, ctx._modules = ctx._modules, []
-            for module, shared in zip(modules, self._shared, strict=True):
-                if module is _UNMADE or module is None or module is shared:
+            for index in self._per_request:  # (a shared instance is disposed in terminate)
+                module = modules[index]
+                if module is _UNMADE or module is None:
                     continue
                 try:
                     module.dispose()
