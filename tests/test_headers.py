@@ -152,3 +152,21 @@ def test_whatever_is_accepted_can_be_sent_by_h11(name: str, value: str) -> None:
     assert not any(b"\r" in n + v or b"\n" in n + v for n, v in raw)
     # h11 validates names and values when building the event: it must not refuse.
     h11.Response(status_code=200, headers=raw)
+
+
+def test_a_remembered_value_cannot_be_impersonated_by_a_str_subclass() -> None:
+    """Values found sendable are remembered; a str subclass that compares and hashes equal
+    to one of them is still checked itself (it could hold a line break)."""
+    headers = Headers()
+    headers.set("Vary", "Accept-Encoding")  # now remembered
+
+    class Sly(str):
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        def __hash__(self) -> int:
+            return hash("Accept-Encoding")
+
+    with pytest.raises(HResultError):
+        headers.set("Vary", Sly("x\r\nSet-Cookie: a=b"))
+    assert headers.get("vary") == "Accept-Encoding"

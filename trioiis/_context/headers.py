@@ -138,6 +138,11 @@ _TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 #: bounded, so that names made up per request cannot grow it without end.
 _VALID_NAMES: set[str] = set()
 _VALID_NAMES_KEPT = 1024
+#: Values already found sendable (modules set the same few values on every response, such
+#: as a type or ``Vary``): bounded in count and length, as ``_VALID_NAMES``.
+_VALID_VALUES: set[str] = set()
+_VALID_VALUES_KEPT = 1024
+_LONGEST_KEPT_VALUE = 256
 #: Characters no field value may hold: they would split the header on the wire (response
 #: splitting) or make h11 refuse the whole response.
 _BAD_VALUE = re.compile(r"[\r\n\0\x0b\x0c]|[^\x00-\xff]")
@@ -153,6 +158,11 @@ def _check_field(name: object, value: object) -> str:
             raise HResultError(f"invalid header name {name!r}", hresult=ERROR_INVALID_PARAMETER)
         if len(_VALID_NAMES) < _VALID_NAMES_KEPT:
             _VALID_NAMES.add(name)
-    if not isinstance(value, str) or _BAD_VALUE.search(value):
-        raise HResultError(f"invalid value for header {name!r}", hresult=ERROR_INVALID_PARAMETER)
+    if type(value) is not str or value not in _VALID_VALUES:  # (a str subclass: checked)
+        if not isinstance(value, str) or _BAD_VALUE.search(value):
+            raise HResultError(
+                f"invalid value for header {name!r}", hresult=ERROR_INVALID_PARAMETER
+            )
+        if len(_VALID_VALUES) < _VALID_VALUES_KEPT and len(value) <= _LONGEST_KEPT_VALUE:
+            _VALID_VALUES.add(value)
     return value.strip(" \t")
