@@ -121,3 +121,14 @@ def test_lifecycle_table_in_the_docs_is_the_code_s() -> None:
                 nxt = before if after.startswith("(unchanged") else RequestState[after.strip("`")]
                 documented.add((before, Event[event.strip(" `")], nxt))
     assert documented == {(s, e, n) for (s, e), n in TRANSITIONS.items()}
+
+
+def test_a_reason_recorded_on_one_request_is_never_seen_by_another() -> None:
+    """Requests without a reason share one empty table; the first reason gives a request its
+    own, so nothing recorded for one request shows in any other."""
+    first, second = RequestLifecycle(), RequestLifecycle()
+    assert first.fire(Event.PEER_GONE, 1.0)
+    assert first.has(Event.PEER_GONE)
+    assert not second.has(Event.PEER_GONE)
+    assert not RequestLifecycle().reasons
+    assert second.outcome is Outcome.ABORTED_BY_SERVER  # (no reason, response not complete)

@@ -105,6 +105,11 @@ TRANSITIONS: Final[dict[tuple[RequestState, Event], RequestState]] = {
 }
 
 
+#: The ``reasons`` of every request that has none yet (most never get one): shared, never
+#: written to (``fire`` gives a request its own dict first).
+_NO_REASONS: Final[dict[Event, float]] = {}
+
+
 @final
 class RequestLifecycle:
     """One request's state and the reasons recorded for it; ``outcome`` decides (rule 4).
@@ -120,7 +125,7 @@ class RequestLifecycle:
         self.owns_response = not cloned
         #: Reason event -> when it was first recorded (``trio.current_time()``); empty for a
         #: request that simply completes. Read it, never change it.
-        self.reasons: dict[Event, float] = {}
+        self.reasons: dict[Event, float] = _NO_REASONS  # (its own dict at the first reason)
         # Whether RESPONSE_COMPLETE was reached (ENDED alone does not say).
         self._completed = False
 
@@ -141,6 +146,8 @@ class RequestLifecycle:
             return False
         if event in _WHO_ENDED and not reasons.keys().isdisjoint(_WHO_ENDED):
             return False  # the client left first, or the server cut it first (rule 3)
+        if reasons is _NO_REASONS:
+            reasons = self.reasons = {}
         reasons[event] = when
         return True
 
