@@ -15,7 +15,8 @@ Hypercorn's Trio worker, Uvicorn) is started under ``valgrind --tool=callgrind
 (each answer read in full before the next request), turns it off and dumps the counts. The
 server's instructions divided by the requests is the number reported, with its ratio to
 trioiis. ``--rev REV`` (repeatable) adds trioiis as of a git revision (a temporary
-worktree), for A/B of a change. Unless ``--no-static``, trioiis (and each ``--rev``) is also
+worktree), for A/B of a change (and that revision with ``--http fast`` when ``--only``
+names ``trioiis-fast``). Unless ``--no-static``, trioiis (and each ``--rev``) is also
 measured serving a 1 KiB file with its default modules (``GET /kib.bin`` from a temporary
 folder: the static-file path, the small-file cache revalidated by ``stat``).
 
@@ -315,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         for rev in args.rev:
             tree = stack.enter_context(ab.checkout(rev))  # a temporary worktree
             targets.append(trioiis_at(tree, f"trioiis@{rev}"))
+            if "trioiis-fast" in wanted:  # (that revision with --http fast too)
+                fast = trioiis_at(tree, f"trioiis-fast@{rev}")
+                targets.append(Target(fast.key, [*fast.argv, "--http", "fast"], fast.env, tree))
             if static:
                 targets.append(static_at(tree, f"trioiis@{rev} static 1 KiB", folder))
         if static:
