@@ -554,8 +554,8 @@ def goals(rows: list[Row]) -> list[str]:
                     f"{floor.median('rps') / peer.median('rps'):.2f}"
                 )
             lines.append(line)
-    if trioiis.server.idle is not None:
-        kib = trioiis.server.idle.kib_per_connection
+    if trioiis.idle is not None:
+        kib = trioiis.idle.kib_per_connection
         verdict = "met" if kib <= 6.0 else "not met"
         lines.append(
             f"trioiis memory per idle keep-alive connection = {kib:.1f} KiB (goal ≤ 6): {verdict}"
