@@ -76,3 +76,13 @@ def test_forwarding_settings_from_toml() -> None:
     config = config_from_mapping({"proxy_protocol": True, "trusted_proxies": ["::1", "10.0.0.0/8"]})
     assert config.proxy_protocol is True
     assert config.trusted_proxies == ("::1", "10.0.0.0/8")
+
+
+def test_an_empty_redirect_list_means_none_and_an_empty_listen_list_is_refused() -> None:
+    """A supervisor with no ``https_redirect`` binding says so with an empty list, so the
+    worker opens none of its own; a worker with no listener at all is a mistake."""
+    env = {"TRIOIIS_REDIRECT_FDS": ""}
+    assert inherited_sockets(env, variable="TRIOIIS_REDIRECT_FDS") == []
+    assert env == {}
+    with pytest.raises(ActivationError, match="TRIOIIS_LISTEN_FDS"):
+        inherited_sockets({"TRIOIIS_LISTEN_FDS": ""})

@@ -83,11 +83,18 @@ def pytest_usage_error() -> int:
 def test_quickstart_in_a_fresh_venv_with_the_extra(tmp_path: Path) -> None:
     """``pip install trioiis`` alone: ``trioiis.testing`` imports and checks a module
     without pytest; ``pip install 'trioiis[testing]'``: the quick start passes. Installs
-    from the checkout, dependencies from the package index (pip's cache makes it quick)."""
+    the checkout's wheel (built once for both installs), dependencies from the package
+    index (pip's cache makes it quick)."""
     environment = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(environment)
     python = str(environment / "bin" / "python")
-    install = run([python, "-m", "pip", "install", "-q", str(ROOT)], tmp_path)
+    dist = tmp_path / "dist"
+    built = run(
+        [python, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)], tmp_path
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = dist.glob("trioiis-*.whl")
+    install = run([python, "-m", "pip", "install", "-q", str(wheel)], tmp_path)
     assert install.returncode == 0, install.stderr
     bare = run(
         [
@@ -102,7 +109,9 @@ def test_quickstart_in_a_fresh_venv_with_the_extra(tmp_path: Path) -> None:
     )
     assert bare.returncode == 0, bare.stderr
     assert "complete=True, problems=()" in bare.stdout
-    install = run([python, "-m", "pip", "install", "-q", f"{ROOT}[testing]"], tmp_path)
+    install = run(
+        [python, "-m", "pip", "install", "-q", f"trioiis[testing] @ {wheel.as_uri()}"], tmp_path
+    )
     assert install.returncode == 0, install.stderr
     project = fresh_project(tmp_path / "project")
     passed(run([python, "-m", "pytest", "-q"], project), 4)

@@ -20,7 +20,7 @@ import trio
 
 from ._errors import ConfigError
 from ._observability.logfiles import LogFile, ReopeningHandler
-from ._server.activation import inherited_sockets, systemd_sockets
+from ._server.activation import REDIRECT_FDS_ENV, inherited_sockets, systemd_sockets
 from ._server.banner import banner_lines
 from ._server.preflight import preflight
 from ._server.server import HttpServer, open_listeners
@@ -373,13 +373,25 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> None:
     config = _checked_config(args)
     sockets = systemd_sockets() or open_listeners((*config.addresses, *config.tls_bindings))
     bound = [sockname(s) for s in sockets]
+    try:
+        redirect_sockets = open_listeners(config.https_redirect)
+    except ConfigError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ConfigError(f"https_redirect: {exc}") from exc
     supervisor = Supervisor(
         command=[sys.executable, "-m", "trioiis.cli", *argv],
         sockets=sockets,
+        redirect_sockets=redirect_sockets,
         workers=args.workers,
         config=config,
         reload_config=lambda: _checked_config(args),
-        on_ready=lambda: _print_serving(config, bound, check_config(config).module_names),
+        on_ready=lambda: _print_serving(
+            config,
+            bound,
+            check_config(config).module_names,
+            [sockname(s) for s in redirect_sockets],
+        ),
     )
     trio.run(supervisor.run)
 
@@ -410,8 +422,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workers and link is None:
             _supervise(args, argv)
             return 0
-        sockets = inherited_sockets() if link is not None else systemd_sockets()
-        server = HttpServer(config, sockets=sockets)
+        if link is not None:
+            sockets = inherited_sockets()
+            redirect = inherited_sockets(variable=REDIRECT_FDS_ENV)
+        else:
+            sockets, redirect = systemd_sockets(), None
+        server = HttpServer(config, sockets=sockets, redirect_sockets=redirect)
         try:
             trio.run(_serve, server, link)
         except BaseExceptionGroup as group:

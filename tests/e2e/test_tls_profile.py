@@ -123,6 +123,21 @@ async def test_https_redirect_binding(
     assert junk.startswith(b"HTTP/1.1 400 ")
 
 
+async def test_https_redirect_points_at_the_tls_binding_beside_cleartext_ones(
+    site: Path, tls_files: dict[str, Path]
+) -> None:
+    """With ``tls_bindings`` the first binding is cleartext: the redirect goes to the first
+    TLS one."""
+    async with running_server(
+        root=site, tls_bindings=("127.0.0.1:0",), https_redirect=("127.0.0.1:0",), **tls_files
+    ) as srv:
+        ((_, tls_port),) = srv.server.tls_bound
+        ((_, redirect_port),) = srv.server.redirect_bound
+        raw = await raw_request(redirect_port, b"GET /a HTTP/1.1\r\nHost: example.test\r\n\r\n")
+    assert tls_port != srv.port
+    assert f"\r\nLocation: https://example.test:{tls_port}/a\r\n".encode() in raw
+
+
 def test_https_redirect_needs_tls(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="https_redirect needs tls_cert"):
         ServerConfig(root=tmp_path, https_redirect=("127.0.0.1:8080",))

@@ -295,3 +295,40 @@ def test_systemd_socket_activation(site: Path, hold: tuple[Path, Path], count: i
             get_pid(url)
             process.proc.send_signal(signal.SIGTERM)
             assert process.wait() == 0
+
+
+def test_https_redirect_is_shared_by_every_worker(
+    site: Path, tls_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """The supervisor opens the ``https_redirect`` listener once and every worker inherits
+    it: both workers come up (none fails on a port another one holds) and the redirect
+    points at the TLS binding."""
+    config = tmp_path / "redirect.toml"
+    config.write_text(
+        f'tls_cert = "{tls_files["tls_cert"]}"\n'
+        f'tls_key = "{tls_files["tls_key"]}"\n'
+        'https_redirect = ["127.0.0.1:0"]\n'
+    )
+    args = ("serve", str(site), "--bind", "127.0.0.1:0", "--config", str(config))
+    with cli(*args, "--workers", "2") as process:
+        for _ in range(2):
+            process.wait_line("out", READY.match)
+        serving = process.wait_line("out", lambda text: text.startswith("trioiis serving"))
+        https_port = int(serving.rstrip("/").rsplit(":", 1)[1])
+        redirect = process.wait_line("out", lambda text: "redirecting" in text)
+        match = re.search(r"http://([\d.]+):(\d+)/", redirect)
+        assert match is not None
+        with httpx.Client(timeout=TIMEOUT) as client:
+            for _ in range(4):  # new connections: whichever worker accepts answers
+                response = client.get(
+                    f"http://{match[1]}:{match[2]}/hello.txt?x=1", headers={"Connection": "close"}
+                )
+                assert response.status_code == 301
+                location = f"https://{match[1]}:{https_port}/hello.txt?x=1"
+                assert response.headers["location"] == location
+        process.proc.send_signal(signal.SIGTERM)
+        assert process.wait() == 0
+    errors = []
+    while (text := process.lines["err"].get(timeout=TIMEOUT)) is not None:
+        errors.append(text)
+    assert not [text for text in errors if "exited (status" in text and "status 0" not in text]

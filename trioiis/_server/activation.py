@@ -3,7 +3,8 @@
 * systemd socket activation: ``LISTEN_PID`` (this process's id) and ``LISTEN_FDS`` (how
   many) say that descriptors 3, 4, … are listening sockets (``sd_listen_fds(3)``).
 * A ``trioiis serve --workers N`` supervisor passes its sockets to each worker, naming their
-  descriptors in ``TRIOIIS_LISTEN_FDS`` (``"5,6"``).
+  descriptors in ``TRIOIIS_LISTEN_FDS`` (``"5,6"``), and those of the ``https_redirect``
+  bindings in ``TRIOIIS_REDIRECT_FDS``.
 
 Either way the sockets are shared with other processes: the kernel keeps one accept queue
 per socket, which every process holding it takes from.
@@ -19,6 +20,7 @@ from .._errors import ConfigError
 
 __all__ = [
     "INHERITED_FDS_ENV",
+    "REDIRECT_FDS_ENV",
     "ActivationError",
     "SD_LISTEN_FDS_START",
     "inherited_sockets",
@@ -27,6 +29,7 @@ __all__ = [
 
 SD_LISTEN_FDS_START = 3
 INHERITED_FDS_ENV = "TRIOIIS_LISTEN_FDS"
+REDIRECT_FDS_ENV = "TRIOIIS_REDIRECT_FDS"
 
 
 class ActivationError(ConfigError):
@@ -60,21 +63,26 @@ def systemd_sockets(
 
 def inherited_sockets(
     environ: MutableMapping[str, str] | None = None,
+    *,
+    variable: str = INHERITED_FDS_ENV,
 ) -> list[socket.socket] | None:
-    """The sockets a ``--workers`` supervisor passed (``TRIOIIS_LISTEN_FDS``); None when
-    there are none.
+    """The sockets a ``--workers`` supervisor passed in ``variable`` (``TRIOIIS_LISTEN_FDS``
+    for the bindings, ``TRIOIIS_REDIRECT_FDS`` for ``https_redirect``); None when there
+    are none.
 
     Raises:
         ActivationError: the variable is malformed or names something else.
     """
     env = os.environ if environ is None else environ
-    value = env.pop(INHERITED_FDS_ENV, None)
+    value = env.pop(variable, None)
     if value is None:
         return None
+    if not value and variable == REDIRECT_FDS_ENV:
+        return []  # the supervisor has no https_redirect binding: the worker opens none
     numbers = value.split(",")
     if not value or not all(n.isdigit() for n in numbers):
-        raise ActivationError(f"{INHERITED_FDS_ENV}={value!r} is not a list of descriptors")
-    return _adopt((int(n) for n in numbers), INHERITED_FDS_ENV)
+        raise ActivationError(f"{variable}={value!r} is not a list of descriptors")
+    return _adopt((int(n) for n in numbers), variable)
 
 
 def _adopt(fds: Iterable[int], source: str) -> list[socket.socket]:

@@ -9,13 +9,12 @@ It runs no modules: it is a doorman, not a site. h11 parses each request head, w
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Sequence
 
 import h11
 import trio
 
-from .._errors import ConfigError
-from ..config import parse_binding
 from .sockets import sockname
 
 __all__ = ["redirect_location", "serve_https_redirect"]
@@ -84,39 +83,29 @@ async def _connection(stream: trio.SocketStream, https_port: int, fallback_host:
 
 
 async def serve_https_redirect(
-    bindings: Sequence[str],
+    sockets: Sequence[socket.socket],
     https_port: int,
     *,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on ``bindings`` and redirect every request to ``https_port``; the
-    ``(host, port)`` pairs bound go to ``task_status.started``.
-
-    Raises:
-        ConfigError: a binding cannot be opened.
+    """Accept on the listening ``sockets`` (the ``https_redirect`` bindings, opened by the
+    caller or inherited from a supervisor) and redirect every request to ``https_port``;
+    the ``(host, port)`` pairs go to ``task_status.started``. The sockets are closed when
+    this returns.
 
     Cancellation: stops listening and closes every connection at once.
     """
-    listeners: list[trio.SocketListener] = []
-    try:
-        for binding in bindings:
-            host, port = parse_binding(binding)
-            try:
-                listeners += await trio.open_tcp_listeners(port, host=host or None)
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot listen on https_redirect {binding}: {exc.strerror or exc}"
-                ) from exc
-    except BaseException:
-        for listener in listeners:
-            await trio.aclose_forcefully(listener)
-        raise
+    listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in sockets]
     bound = [sockname(listener.socket) for listener in listeners]
     fallback = bound[0][0] if bound else "localhost"
 
     async def handle(stream: trio.SocketStream) -> None:
         await _connection(stream, https_port, fallback)
 
-    async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, handle, listeners)
-        task_status.started(bound)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, handle, listeners)
+            task_status.started(bound)
+    finally:
+        for listener in listeners:
+            listener.socket.close()

@@ -230,12 +230,17 @@ class HttpServer:
         config: ServerConfig | None = None,
         *,
         sockets: Sequence[stdlib_socket.socket] | None = None,
+        redirect_sockets: Sequence[stdlib_socket.socket] | None = None,
     ) -> None:
         """``sockets``: listening sockets already open (inherited from a supervisor, or
-        systemd's ``LISTEN_FDS``) to serve instead of opening ``config.bindings``; the
-        server owns them from now on and closes them when it stops."""
+        systemd's ``LISTEN_FDS``) to serve instead of opening ``config.bindings``;
+        ``redirect_sockets``: the same for ``config.https_redirect``. The server owns them
+        from now on and closes them when it stops."""
         self.config = config or ServerConfig()
         self._given_sockets = list(sockets) if sockets is not None else None
+        self._given_redirect_sockets = (
+            list(redirect_sockets) if redirect_sockets is not None else None
+        )
         self._trusted = TrustedProxies(self.config.trusted_proxies)
         self._any_trusted = bool(self._trusted)  # (read on every request)
         self.counters = ServerCounters()
@@ -422,8 +427,11 @@ class HttpServer:
                 self.auto_https.https_port = self.tls_bound[0][1] if self.tls_bound else None
                 await housekeeping.start(self.auto_https.run, name="trioiis acme")
             if self.config.https_redirect:
+                # To the first TLS binding: with ``tls_bindings`` the first binding is
+                # cleartext.
+                https_port = (self.tls_bound or bound)[0][1]
                 self.redirect_bound = await housekeeping.start(
-                    serve_https_redirect, self.config.https_redirect, bound[0][1]
+                    serve_https_redirect, self._redirect_sockets(), https_port
                 )
             await self._serve_connections(sockets, bound, task_status)
             housekeeping.cancel_scope.cancel()
@@ -487,6 +495,18 @@ class HttpServer:
             raise
         self._tls_fds = {s.fileno() for s in tls}
         return sockets + tls
+
+    def _redirect_sockets(self) -> list[stdlib_socket.socket]:
+        """The ``https_redirect`` listening sockets: the given ones (once), else opened."""
+        given, self._given_redirect_sockets = self._given_redirect_sockets, []
+        if given is None:
+            try:
+                return open_listeners(self.config.https_redirect)
+            except ConfigError as exc:
+                raise ConfigError(f"https_redirect: {exc}") from exc
+        for sock in given:
+            sock.setblocking(False)
+        return given
 
     def _adopt(self) -> list[stdlib_socket.socket]:
         """The sockets given to the constructor, made non-blocking (once: a second serve()

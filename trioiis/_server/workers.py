@@ -2,7 +2,8 @@
 
 The supervisor opens the listening sockets once (or takes systemd's) and starts N copies of
 the same ``trioiis serve`` command, which inherit the sockets (``pass_fds``,
-``TRIOIIS_LISTEN_FDS``) and a control socket (``TRIOIIS_WORKER``). It never accepts a
+``TRIOIIS_LISTEN_FDS``; the ``https_redirect`` ones in ``TRIOIIS_REDIRECT_FDS``) and a control
+socket (``TRIOIIS_WORKER``). It never accepts a
 connection itself. Every worker takes connections from the same kernel accept queue, so:
 
 * a worker that stops (crash, SIGTERM) leaves the queue to the others: a connection not yet
@@ -40,7 +41,7 @@ import trio
 
 from .._errors import ConfigError
 from ..config import ServerConfig
-from .activation import INHERITED_FDS_ENV
+from .activation import INHERITED_FDS_ENV, REDIRECT_FDS_ENV
 
 __all__ = ["WORKER_ENV", "Supervisor", "SupervisorLink", "backoff"]
 
@@ -79,7 +80,8 @@ class _Worker:
 
 
 class Supervisor:
-    """Runs ``workers`` copies of ``command`` on ``sockets`` (see the module docstring).
+    """Runs ``workers`` copies of ``command`` on ``sockets`` and the ``https_redirect``
+    listeners ``redirect_sockets`` (see the module docstring).
 
     ``reload_config`` is called on SIGHUP and raises ``ConfigError`` for a configuration
     that must not be used; ``on_ready`` is called once, when the first workers are all
@@ -91,6 +93,7 @@ class Supervisor:
         *,
         command: Sequence[str],
         sockets: Sequence[socket.socket],
+        redirect_sockets: Sequence[socket.socket] = (),
         workers: int,
         config: ServerConfig,
         reload_config: Callable[[], ServerConfig],
@@ -101,6 +104,7 @@ class Supervisor:
             raise ConfigError("--workers must be at least 1")
         self.command = list(command)
         self.sockets = list(sockets)
+        self.redirect_sockets = list(redirect_sockets)
         self.count = workers
         self.config = config
         self.reload_config = reload_config
@@ -134,7 +138,7 @@ class Supervisor:
                         with trio.CancelScope(shield=True):
                             await self._kill_all()
         finally:
-            for sock in self.sockets:
+            for sock in (*self.sockets, *self.redirect_sockets):
                 sock.close()
 
     def _on_signal(self, signum: int) -> None:
@@ -162,10 +166,13 @@ class Supervisor:
             env = dict(os.environ)
             env[WORKER_ENV] = str(child.fileno())
             env[INHERITED_FDS_ENV] = ",".join(str(s.fileno()) for s in self.sockets)
+            # Always set, even empty: a worker never opens a listener of its own.
+            env[REDIRECT_FDS_ENV] = ",".join(str(s.fileno()) for s in self.redirect_sockets)
+            inherited = (*self.sockets, *self.redirect_sockets)
             process = await trio.lowlevel.open_process(
                 self.command,
                 env=env,
-                pass_fds=(*(s.fileno() for s in self.sockets), child.fileno()),
+                pass_fds=(*(s.fileno() for s in inherited), child.fileno()),
                 start_new_session=True,
             )
         except BaseException:
