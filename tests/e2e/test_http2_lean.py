@@ -22,10 +22,12 @@ import hpack.table
 import pytest
 import trio
 import trio.testing
+import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import trioiis
+from tests.e2e.conftest import client_context
 from tests.h2_client import H2Client
 from tests.helpers import Running, register, running_server
 from trioiis import HttpContext, HttpModule, Notification, Status
@@ -249,3 +251,43 @@ async def test_a_stream_stops_the_idle_clock_and_its_end_restarts_it(site: Path)
         await client.until_closed()  # idle again: GOAWAY after keep_alive_timeout
     assert client.goaway is not None
     assert srv.server.counters.http2["idle_closed"] == 1
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
+async def test_a_writer_blocked_on_a_full_socket_ends_with_its_connection(
+    site: Path, tls_files: dict[str, Path], ca: trustme.CA, tls: bool
+) -> None:
+    """The writer runs in the server's connection nursery: when a client that reads
+    nothing breaks the protocol, the connection gives its GOAWAY ``linger_timeout`` to go
+    out, then stops the writer still waiting for the socket, and nothing of it stays."""
+
+    class Flood(HttpModule):
+        async def on_begin_request(self, ctx: HttpContext, provider: Any) -> Status:
+            for _ in range(64):  # 32 MiB: more than the loopback socket buffers hold
+                ctx.response.write(b"x" * (512 * 1024))
+                await ctx.response.flush()
+            return Status.FINISH_REQUEST
+
+    window = {CODES.INITIAL_WINDOW_SIZE: 2**31 - 1}
+    module = ("flood", register(Flood, Notification.BEGIN_REQUEST))
+    config: dict[str, Any] = dict(tls_files) if tls else {}
+    limits = trioiis.Limits(linger_timeout=0.2)
+    async with running_server(module, root=site, limits=limits, **config) as srv:
+        stream: trio.abc.Stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+        if tls:
+            context = client_context(ca)
+            context.set_alpn_protocols(["h2"])
+            stream = trio.SSLStream(stream, context, server_hostname="127.0.0.1")
+        client = H2Client(stream, settings=window)
+        client.conn.increment_flow_control_window(2**31 - 1 - 65535)
+        client.request("/")
+        await client.flush()  # then reads nothing: the server's writer fills the socket
+        with trio.fail_after(10):
+            while not any(t.name == "trioiis h2 writer" for t in _connection_tasks(srv)):
+                await trio.testing.wait_all_tasks_blocked()
+            await trio.testing.wait_all_tasks_blocked()  # the writer waits for the socket
+            await client.send_raw(b"\0" * 9)  # DATA on stream 0: a connection error
+            while _connection_tasks(srv):
+                await trio.testing.wait_all_tasks_blocked()
+        await trio.aclose_forcefully(stream)
+    assert srv.server.counters.http2["protocol_errors"] == 1

@@ -169,7 +169,7 @@ class Http2Connection:
         self._writer_waiting: trio.Event | None = None
         self._writing = False  # the writer is inside a send
         self._writer_running = False  # a writer task exists (it may be waiting)
-        self._writer_scope: trio.CancelScope | None = None  # the running writer's
+        self._writer_scope: trio.CancelScope | None = None  # the writer's send in flight
         self._writer_ended: trio.Event | None = None  # made when someone waits for it
         self._drained: trio.Event | None = None
         self._flushed: trio.Event | None = None  # set by the writer when the output is empty
@@ -649,9 +649,7 @@ class Http2Connection:
         is left to send and no stream is open (``_wake_writer`` starts the next one), or
         when the connection ends (``_stop_writer``)."""
         try:
-            if self._nursery is not None:  # (else the connection ended before it started)
-                with trio.CancelScope() as self._writer_scope:
-                    await self._write_until_idle()
+            await self._write_until_idle()
         except Exception:
             log.exception("internal error in the HTTP/2 writer of %s", self._peer)
             self._out.clear()
@@ -664,6 +662,10 @@ class Http2Connection:
             if self._writer_ended is not None:
                 self._writer_ended.set()
 
+    def _ended(self) -> bool:
+        """The connection's task is ending: no task starts, the writer stops."""
+        return self._nursery is None
+
     async def _stop_writer(self) -> None:
         """End the writer task, if one runs, and wait until it has (it runs in the
         server's nursery: it must not outlive the connection).
@@ -673,7 +675,9 @@ class Http2Connection:
             return
         self._writer_ended = ended = trio.Event()
         if self._writer_scope is not None:
-            self._writer_scope.cancel()
+            self._writer_scope.cancel()  # a send in flight: stopped, not timed out
+        elif self._writer_waiting is not None:
+            self._writer_waiting.set()
         with trio.CancelScope(shield=True):
             await ended.wait()
 
@@ -681,6 +685,8 @@ class Http2Connection:
         raw, stream = self._raw, self.stream
         limits = self.limits
         while True:
+            if self._ended():
+                return  # the connection ended (``_stop_writer``)
             if not self._out:
                 if not self._streams:
                     return
@@ -688,7 +694,7 @@ class Http2Connection:
                 await self._writer_waiting.wait()
                 continue
             self._writing = True
-            waited = trio.move_on_after(limits.send_timeout)
+            self._writer_scope = waited = trio.move_on_after(limits.send_timeout)
             try:
                 with waited:
                     if raw is not None:
@@ -708,7 +714,10 @@ class Http2Connection:
                 return
             finally:
                 self._writing = False
+                self._writer_scope = None
             if waited.cancelled_caught:
+                if self._ended():
+                    return  # stopped by ``_stop_writer``
                 self.too_slow = True
                 self.counters.http2["write_timeouts"] += 1
                 log.warning(
