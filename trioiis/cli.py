@@ -428,6 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             sockets, redirect = systemd_sockets(), None
         server = HttpServer(config, sockets=sockets, redirect_sockets=redirect)
+        if link is not None and args.workers:
+            server.counters.processes = args.workers  # (the status module says so)
         try:
             trio.run(_serve, server, link)
         except BaseExceptionGroup as group:

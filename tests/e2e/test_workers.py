@@ -11,11 +11,13 @@ worker is inside the handler.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import select
 import signal
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_cli import TIMEOUT, Cli, cli, write_module
+from tests.e2e.test_cli import COMMAND, TIMEOUT, Cli, cli, write_module
 
 READY = re.compile(r"^trioiis worker (\d+) ready$")
 
@@ -295,6 +297,31 @@ def test_systemd_socket_activation(site: Path, hold: tuple[Path, Path], count: i
             get_pid(url)
             process.proc.send_signal(signal.SIGTERM)
             assert process.wait() == 0
+
+
+def test_bench_does_not_take_one_workers_status_for_the_servers(site: Path) -> None:
+    """With ``--workers 2`` the status endpoint answers from whichever worker accepted the
+    connection, with that process's share of the requests: the bench must not report its
+    before/after difference as the server's figures, and says why."""
+    args = ("serve", str(site), "--bind", "127.0.0.1:0", "--module", "status")
+    with cli(*args, "--workers", "2") as process:
+        url, _ = start(process, 2)
+        with httpx.Client(timeout=TIMEOUT) as client:
+            assert client.get(url + "_trioiis/status").json()["processes"] == 2
+        bench = subprocess.run(
+            [*COMMAND, "bench", url + "hello.txt", "-n", "40", "-c", "4", "-q", "--json", "-"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        process.proc.send_signal(signal.SIGTERM)
+        assert process.wait() == 0
+    assert bench.returncode == 0, bench.stderr
+    report = json.loads(bench.stdout)
+    assert report["requests"]["completed"] == 40
+    assert report["server"] is None
+    assert "2 worker processes" in report["server_note"]
 
 
 def test_https_redirect_is_shared_by_every_worker(

@@ -234,7 +234,8 @@ class HttpResponse:
         SEND_RESPONSE handler, so compression does not apply to them.
 
         Returns:
-            The file bytes sent (``count``).
+            The file bytes sent: ``count``, or 0 where the response has no body (HEAD,
+            204, 304).
 
         Raises:
             OperationAbortedError: ``cancel_io()`` aborted it; ``completion_bytes`` is how

@@ -44,7 +44,7 @@ from .._constants import (
     SendResponseFlags,
 )
 from .._errors import HResultError
-from .._lifecycle import Event, RequestState
+from .._lifecycle import Event, Outcome, RequestState
 from .._protocol.http1 import FILE_PIECE, reason_phrase
 from .._protocol.http1_writer import FramingError
 from .._protocol.transport import PeerGoneError, PeerTooSlowError, Transport
@@ -64,6 +64,8 @@ _RESPONSE_DONE = Event.RESPONSE_DONE
 _RESPONSE_STARTED = RequestState.RESPONSE_STARTED
 _SEND_RESPONSE = Notification.SEND_RESPONSE
 _NO_HEADERS = ExecuteFlags.NO_HEADERS
+_COMPLETED = Outcome.COMPLETED
+_CANCELLED = Outcome.CANCELLED_BY_CLIENT
 
 
 @dataclass(slots=True)
@@ -72,6 +74,9 @@ class Wire:
 
     transport: Transport
     head_sent: bool = False
+    #: The status of the head queued (a child's, when it wrote first): what the client gets,
+    #: whatever a module sets afterwards. 0 before, and for a raw response.
+    status: int = 0
     #: The headers were suppressed: modules write raw bytes (rule 3).
     raw: bool = False
     #: A send failed or a module reset the connection: nothing more goes out, and the
@@ -86,6 +91,20 @@ def note_progress(ctx: HttpContext) -> None:
     lifecycle = root.lifecycle
     if lifecycle.state is _RESPONSE_STARTED and root._wire.transport.response_complete:
         lifecycle.fire(_RESPONSE_DONE)
+
+
+def reported_status(ctx: HttpContext, outcome: Outcome) -> int:
+    """The status every report gives a root request that ended with ``outcome`` (the access
+    log, the counters by status, metrics, traces): the one the client got. Invariants: the
+    status reported is the status line that went out (a child's that wrote first; never one
+    a module set after it), and a status that never went out is never reported: with no
+    status line sent it is nginx's word for why, 499 (the client left first) or 444 (the
+    server closed without a response)."""
+    wire = ctx._wire
+    # (a raw response's status line is the module's own bytes: any of them went out)
+    if outcome is _COMPLETED or (wire.head_sent and (wire.transport.head_written or wire.raw)):
+        return wire.status or ctx.response.status
+    return 499 if outcome is _CANCELLED else 444
 
 
 async def flush(ctx: HttpContext, *, final: bool, more_data: bool, checkpoint: bool = True) -> int:
@@ -176,7 +195,7 @@ def _send_head(ctx: HttpContext, owner: HttpContext, body: bytes, *, end: bool) 
     if end and not framed and not bodiless and (body or ctx.request.method != "HEAD"):
         headers.append((b"content-length", str(len(body)).encode()))
     close = ctx._root.response.need_disconnect or response.need_disconnect
-    status = response.status
+    status = ctx._wire.status = response.status
     # (``response.reason``, as bytes: the module's own, else the standard phrase)
     reason = response._reason.encode("latin-1") if response._reason else reason_phrase(status)
     ctx._wire.transport.send_head(status, reason, headers, close=close)

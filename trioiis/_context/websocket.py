@@ -830,6 +830,11 @@ class WebSocketTransport:
         return self.websocket.clean
 
     @property
+    def head_written(self) -> bool:
+        """The 101 (HTTP/2: the 200) went out."""
+        return self._inner.head_written
+
+    @property
     def keep_alive(self) -> bool:
         return False
 
@@ -907,6 +912,7 @@ async def accept(
     wire = ctx._wire
     wire.transport = WebSocketTransport(transport, websocket)
     wire.head_sent = True
+    wire.status = response._status
     ctx.lifecycle.fire(Event.HEAD_SENT)
     nursery = ctx.nursery
     nursery.cancel_scope.deadline = math.inf  # request_timeout is for HTTP exchanges

@@ -55,14 +55,20 @@ class ServerCounters:
     """Plain counters, updated in place by the server, pipeline and contexts.
 
     Attributes:
+        processes: worker processes serving the same listeners (``--workers``). Above 1,
+            every figure here is this process's share only, not the server's.
         requests: requests (root, not children) that have entered the pipeline.
         requests_in_flight: root requests running now.
-        responses_by_status: root requests that have finished, by final status code.
+        responses_by_status: root requests that have finished, by the status the access log
+            gives them (499 or 444 when no status line went out).
         latency: seconds each finished root request took (pipeline start to end).
         connections_accepted: client connections accepted since the start.
         connections_open: client connections open now.
         connections_refused: connections answered 503 because the server was full
             (``when_full = "refuse"``).
+        heads_refused: request heads refused before the pipeline (malformed, over a limit,
+            too slow), by the status they were answered with: each has its access-log line
+            (outcome ``refused``), and is in no other figure (it never became a request).
         outcomes: root requests that have finished, by outcome (``Outcome`` values:
             ``completed``, ``cancelled_by_client``, ``timed_out``, ``aborted_by_server``,
             ``failed``); the one figure each request adds to, decided by its lifecycle.
@@ -93,6 +99,7 @@ class ServerCounters:
             ``protocol_errors``.
     """
 
+    processes: int = 1
     requests: int = 0
     requests_in_flight: int = 0
     responses_by_status: collections.Counter[int] = field(default_factory=collections.Counter)
@@ -100,6 +107,7 @@ class ServerCounters:
     connections_accepted: int = 0
     connections_open: int = 0
     connections_refused: int = 0
+    heads_refused: collections.Counter[int] = field(default_factory=collections.Counter)
     outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
     cancelled_by_client: int = 0
     requests_timed_out: int = 0

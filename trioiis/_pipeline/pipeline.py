@@ -59,7 +59,7 @@ from .._constants import (
 from .._context.context import _CURRENT, HttpContext, _Current
 from .._context.mapping import DEFAULT_MAPPING, HandlerMapping
 from .._context.providers import AuthenticationProvider, EventProvider, MapHandlerProvider
-from .._context.sending import flush, note_progress
+from .._context.sending import flush, note_progress, reported_status
 from .._errors import (
     CompletionInfo,
     ConfigError,
@@ -267,7 +267,8 @@ class Pipeline:
             trace.finish(response.status, response.sub_status, ctx._produced, outcome)
             return
         bytes_sent = ctx._wire.transport.body_bytes_sent
-        trace.finish(response.status, response.sub_status, bytes_sent, outcome)
+        status = reported_status(ctx, outcome)  # the access log's status
+        trace.finish(status, response.sub_status, bytes_sent, outcome)
         self.tracer.end(
             trace,
             outcome,
@@ -339,7 +340,7 @@ class Pipeline:
             if root:
                 self.counters.requests_in_flight -= 1
                 self.counters.request_finished(
-                    ctx.response.status,
+                    reported_status(ctx, outcome),  # the access log's status
                     trio.current_time() - ctx.stats.started,
                     outcome,
                     ctx.stats.time_to_cancel,

@@ -702,7 +702,8 @@ class Http1Connection:
     __slots__ = (
         "_arrived", "_body_base", "_body_done", "_body_left", "_body_pos", "_body_queued",
         "_body_ranges", "_body_received", "_body_refused", "_body_started", "_complete_at",
-        "_content_length", "_continue_refused", "_expect_continue", "_h11", "_inbuf", "_no_body",
+        "_content_length", "_continue_refused", "_expect_continue", "_h11", "_head_end", "_inbuf",
+        "_no_body",
         "_on_peer_gone", "_outbuf", "_parse", "_queued", "_raw", "_response_base",
         "_response_started", "_socket", "_space", "_stopped", "_upgraded", "_wanted", "_was_reset",
         "_writer", "_writers", "_writing", "broken", "closing", "counters", "eof", "limits",
@@ -747,6 +748,8 @@ class Http1Connection:
         # The stream offset at which the response's bytes make a complete message, once
         # they do (the end framed, or a Content-Length body's last byte queued).
         self._complete_at: int | None = None
+        # The stream offset just past the current response's head, once it is queued.
+        self._head_end: int | None = None
         # One writer at a time; a flag and a parking lot cost no checkpoint when free.
         self._writing = False
         self._writers: trio.lowlevel.ParkingLot | None = None  # made when a writer must wait
@@ -916,7 +919,7 @@ class Http1Connection:
         self._body_refused = False
         self._body_ranges = []
         self._body_done = self._body_queued = 0
-        self._complete_at = None
+        self._complete_at = self._head_end = None
         self._no_body = head.method == "HEAD"
         self._continue_refused = False
         # (a bodiless request reads nothing: no clock for its body rate)
@@ -1082,6 +1085,12 @@ class Http1Connection:
         end = self._complete_at
         return end is not None and self.counters.bytes_sent >= end and not self._was_reset
 
+    @property
+    def head_written(self) -> bool:
+        """Rule 5c for the head: its last byte was handed to the kernel (or TLS)."""
+        end = self._head_end
+        return end is not None and self.counters.bytes_sent >= end
+
     def _can_drain(self) -> bool:
         """True when the request's unread body, if any, can be read and dropped after the
         response (``drain_body_bytes``), so that the connection may be kept."""
@@ -1126,6 +1135,7 @@ class Http1Connection:
         data = writer.head(status, headers, reason or reason_phrase(status), defaults)
         self._outbuf += data
         self._queued += len(data)
+        self._head_end = self._queued
         if writer.complete:  # a bodiless answer, or Content-Length: 0 (rule 5c)
             self._complete_at = self._queued
         if self._expect_continue:
@@ -1427,6 +1437,7 @@ class Http1Connection:
         self._upgraded = True
         self._writer.keep_alive = False
         self._queue(head)
+        self._head_end = self._queued
         self._wake_pump()
         return UpgradedStream(self, self._queued)
 

@@ -117,7 +117,8 @@ class Http2Connection:
 
     __slots__ = (
         "_clock", "_drain_asked", "_drained", "_flushed", "_frames", "_last_served",
-        "_last_stream", "_nursery", "_out", "_peer", "_pings", "_queued", "_raw", "_reading",
+        "_last_stream", "_nursery", "_on_refused", "_out", "_peer", "_pings", "_queued", "_raw",
+        "_reading",
         "_refusal_logged", "_resets", "_run_stream", "_served", "_settings", "_streams",
         "_tasks", "_window_updates", "_writer_ended", "_writer_running", "_writer_scope",
         "_writer_waiting", "_writing", "_written",
@@ -139,13 +140,17 @@ class Http2Connection:
         local: tuple[str, int] = ("", 0),
         secure: bool = False,
         peer: str = "",
+        on_refused: Callable[[Http2Connection], None] | None = None,
     ) -> None:
         """``tasks``: the nursery the streams' requests and the writer run in (the server's
         connection nursery: the connection's own task waits for them before it ends);
         ``idle_clock``: keeps the connection's ``keep_alive_timeout`` while it has no
         stream; ``remote``, ``local``, ``secure``: the connection's addresses and TLS, for
-        ``run_stream``."""
+        ``run_stream`` and ``on_refused``."""
         self.stream = stream
+        # Called for each malformed request refused with RST_STREAM: the server logs and
+        # counts it as HTTP/1.1's refused heads (no request is missing from the reports).
+        self._on_refused = on_refused
         self.limits = limits
         self.counters = counters
         self._run_stream = run_stream
@@ -356,6 +361,8 @@ class Http2Connection:
         head = _request_head(event.headers or [], ended=event.stream_ended is not None)
         if head is None:
             self._refuse(sid, _E.PROTOCOL_ERROR)
+            if self._on_refused is not None:
+                self._on_refused(self)
             return
         transport = Http2Transport(
             self,

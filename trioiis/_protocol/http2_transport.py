@@ -83,6 +83,7 @@ class Http2Transport:
         "_end_queued",
         "_gone",
         "_head",
+        "_head_written",
         "_last_end",
         "_length",
         "_on_peer_gone",
@@ -122,6 +123,7 @@ class Http2Transport:
         self._waiter: trio.Event | None = None  # a read or write waiting for something
         # -- the response
         self._head: list[tuple[bytes, bytes]] | None = None  # queued, not yet pushed
+        self._head_written = False  # HEADERS handed to the kernel (rule 2)
         # (lists, not deques: a few items at most, and a deque's first block is ~700 bytes)
         self._out: list[bytes] = []  # body queued, not pushed
         self._queued_body = 0  # body bytes ever queued (Content-Length checks)
@@ -361,6 +363,8 @@ class Http2Transport:
 
         Cancellation: stops between pieces; what was queued stays queued in order.
         """
+        if self._bodiless:
+            return 0  # HEAD, 204, 304: no byte of the file goes out (rule 2), none is read
         sent = 0
         piece = min(FILE_PIECE, 65536)
         while sent < count:
@@ -398,6 +402,10 @@ class Http2Transport:
         return self._complete
 
     @property
+    def head_written(self) -> bool:
+        return self._head_written
+
+    @property
     def keep_alive(self) -> bool:
         return not self._close_after and not self._conn.closing
 
@@ -419,7 +427,9 @@ class Http2Transport:
     # -- called by the connection
 
     def frames_written(self, body: int, end: bool) -> None:
-        """The connection wrote a frame of this stream (rule 2)."""
+        """The connection wrote a frame of this stream (rule 2). HEADERS is a stream's
+        first frame, and every push records it: any frame written means it was."""
+        self._head_written = True
         self._body_bytes_sent += body
         if end:
             self._complete = True

@@ -285,6 +285,10 @@ class MemoryTransport:
         return self._queued_body
 
     @property
+    def head_written(self) -> bool:
+        return self.response.status is not None
+
+    @property
     def response_complete(self) -> bool:
         response = self.response
         if self._reset or self._raw or response.status is None:

@@ -20,7 +20,9 @@ Rules every implementation keeps:
    exact also for a response cut short.
 3. **Complete means delivered.** ``response_complete`` turns True once the last byte of a
    complete response was handed over: after ``send_end``, or as soon as a Content-Length
-   body's last declared byte went out.
+   body's last declared byte went out. Likewise ``head_written`` turns True only once the
+   status line (HTTP/2: HEADERS) was handed over: a head queued, then dropped (framing
+   refused, a reset, a peer gone first), never reached the client.
 4. **The peer going away is an event.** ``watch_peer(callback)`` calls ``callback`` once when
    the peer closes or resets (HTTP/1.1 EOF/RST, HTTP/2 RST_STREAM, a WebSocket peer gone);
    a write or read then raises ``PeerGoneError``. When the server gives up on a peer that is
@@ -124,6 +126,11 @@ class Transport(Protocol):
     @property
     def response_complete(self) -> bool:
         """Rule 3."""
+        ...
+
+    @property
+    def head_written(self) -> bool:
+        """Rule 3: the response's status line was handed over."""
         ...
 
     @property

@@ -15,7 +15,7 @@ from .._constants import win32_from_hresult
 from .._context import websocket
 from .._context.connection import HttpConnection
 from .._context.context import HttpContext
-from .._lifecycle import Outcome
+from .._context.sending import reported_status
 from .._observability.accesslog import Entry, Format, format_entry, header
 from .._observability.logfiles import LogFile
 
@@ -83,7 +83,7 @@ class AccessLog:
                 method=request.method,
                 url=request.url,
                 http_version=request.http_version,
-                status=_logged_status(ctx, outcome),
+                status=reported_status(ctx, outcome),
                 sub_status=response.sub_status,
                 win32_status=win32_from_hresult(response.get_status().hresult, otherwise=0),
                 bytes_sent=transport.body_bytes_sent,
@@ -96,7 +96,9 @@ class AccessLog:
             )
         )
 
-    def write_refused(self, connection: HttpConnection, status: int) -> None:
+    def write_refused(
+        self, connection: HttpConnection, status: int, http_version: str = "1.1"
+    ) -> None:
         """The line of a head refused before any module ran (method and URL ``-``)."""
         if not self._wanted():
             return
@@ -111,7 +113,7 @@ class AccessLog:
                 user=None,
                 method="-",
                 url="-",
-                http_version="1.1",
+                http_version=http_version,
                 status=status,
                 sub_status=0,
                 win32_status=0,
@@ -128,15 +130,3 @@ class AccessLog:
         access_log.info(line)
         if self._file is not None:
             self._file.write_line(line)
-
-
-def _logged_status(ctx: HttpContext, outcome: Outcome) -> int:
-    """The status the client got; with no status line sent, nginx's words for why: 499
-    (the client left first) or 444 (the server closed without a response)."""
-    if ctx._wire.head_sent:
-        return ctx.response.status
-    if outcome is Outcome.CANCELLED_BY_CLIENT:
-        return 499
-    if outcome in (Outcome.ABORTED_BY_SERVER, Outcome.TIMED_OUT, Outcome.FAILED):
-        return 444
-    return ctx.response.status

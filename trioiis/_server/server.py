@@ -648,7 +648,12 @@ class HttpServer:
         """Handshake (within ``head_timeout``), then serve HTTPS; a failed handshake (a
         plain-HTTP client, a bad certificate, a timeout) just closes the connection."""
         if await answer_plain_http(stream, self.config.limits.head_timeout):
-            await trio.aclose_forcefully(stream)  # a plain-HTTP request got a clear-text 400
+            # A plain-HTTP request got a clear-text 400: a refused head like any other.
+            connection: HttpConnection = HttpConnection._create(
+                remote_address=remote, local_address=local, secure=True
+            )
+            self._refused(connection, 400)
+            await trio.aclose_forcefully(stream)
             return
         timeout = self.config.limits.head_timeout
         if self.auto_https is not None and await self.auto_https.answer_tls_alpn(stream, timeout):
@@ -695,6 +700,7 @@ class HttpServer:
             stream, self.config.limits, self.counters, self._run_http2_stream,
             tasks=tasks, idle_clock=idle_clock, raw_socket=raw,
             remote=remote, local=local, secure=secure, peer=_fmt(*remote),
+            on_refused=self._refused_http2,
         )  # fmt: skip
         self._live_http2.add(http2)
         if self._draining:
@@ -703,6 +709,14 @@ class HttpServer:
             await http2.serve()
         finally:
             self._live_http2.discard(http2)
+
+    def _refused_http2(self, http2: Http2Connection) -> None:
+        """A malformed HTTP/2 request, refused with RST_STREAM: logged (400) and counted as
+        nginx does, as HTTP/1.1's refused heads are."""
+        connection: HttpConnection = HttpConnection._create(
+            remote_address=http2.remote, local_address=http2.local, secure=http2.secure
+        )
+        self._refused(connection, 400, "2.0")
 
     async def _run_http2_stream(
         self, http2: Http2Connection, transport: Http2Transport, head: RequestHead
@@ -977,12 +991,18 @@ class HttpServer:
         self, http: Http1Connection, exc: HeadError, connection: HttpConnection
     ) -> None:
         """Answer a head we refuse, and log it like any request (no request is missing)."""
-        self._access_log.write_refused(connection, exc.status)
+        self._refused(connection, exc.status)
         try:
             with trio.move_on_after(self.config.limits.linger_timeout):
                 await http.write_raw(error_response_bytes(exc.status))
         except trio.BrokenResourceError:
             pass
+
+    def _refused(self, connection: HttpConnection, status: int, http_version: str = "1.1") -> None:
+        """A head refused before the pipeline: its access-log line and its count, both (every
+        refusal is in the log and in the counters alike)."""
+        self._access_log.write_refused(connection, status, http_version)
+        self.counters.heads_refused[status] += 1
 
     def _new_context(
         self, transport: Transport, connection: HttpConnection, head: RequestHead

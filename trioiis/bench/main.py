@@ -128,9 +128,21 @@ async def run_with_tally(
     else:
         tally, wasted_work = await _run_sampled(options, console)
     after = None
+    note = None
+    processes = 1 if before is None else int(before.get("processes", 1))
+    if processes > 1:
+        # Each fetch reaches whichever worker accepts it, and each worker counts only its
+        # own share: a difference of two answers is no figure of the server's.
+        note = (
+            f"the status endpoint answers from one of {processes} worker processes, each "
+            "with its own counters: no server figures"
+        )
+        before = None
     if before is not None:
         after = await settled_status(options, before, tally.aborted)
-    return build_report(options, tally, before, after, wasted_work), tally
+    report = build_report(options, tally, before, after, wasted_work)
+    report["server_note"] = note
+    return report, tally
 
 
 async def _run_sampled(
@@ -329,7 +341,10 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         print_wasted_work(report["wasted_work"], console)
     server = report["server"]
     if server is None:
-        console.print("server: no trioiis status endpoint (load the 'status' module to see it)")
+        note = report.get("server_note") or (
+            "no trioiis status endpoint (load the 'status' module to see it)"
+        )
+        console.print(f"server: {note}")
         return
     table = Table(title="server (trioiis status)", title_justify="left")
     table.add_column("figure")

@@ -414,7 +414,13 @@ class Bench:
         mode = self.options.abort_mode
         if mode == "mid-body":
             await connection.send_all(self.request.half)
-            await trio.sleep(slot.abort_after)
+            with trio.move_on_after(slot.abort_after):
+                # The server may answer before the body is whole (a 413, a handler that does
+                # not read it): the client then has its complete response, which is not an
+                # abandoned request. (The body was never finished: the connection closes.)
+                status = await read_response(connection, reader)
+                await self._close(slot)
+                return status
             await self._close(slot)
             return "aborted"
         await connection.send_all(self.request.whole)
@@ -568,13 +574,17 @@ async def settled_status(
     options: BenchOptions, before: dict[str, Any], aborted: int
 ) -> dict[str, Any] | None:
     """The status after a run, once the server has no request of the run left in flight
-    (polled every 20 ms for at most 5 s), its time-to-cancel restricted to the run's own.
+    (polled every 20 ms for at most 5 s), its time-to-cancel restricted to the run's own,
+    and its ``requests`` without the bench's own status requests: every fetch after
+    ``before``'s is one more request there (a fetch counts itself), none of the run's.
 
     Cancellation: as ``fetch_status``."""
     status = None
+    fetches = 0
     with trio.move_on_after(5.0):
         while True:
             status = await fetch_status(options)
+            fetches += 1
             if status is None:
                 return None
             if (
@@ -586,4 +596,7 @@ async def settled_status(
     if status is None:
         return None
     cancelled = status["cancelled_by_client"] - before["cancelled_by_client"]
-    return await fetch_status(options, last=max(0, cancelled)) or status
+    final = await fetch_status(options, last=max(0, cancelled))
+    if final is not None:
+        status, fetches = final, fetches + 1
+    return {**status, "requests": status["requests"] - fetches}

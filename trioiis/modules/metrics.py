@@ -109,6 +109,14 @@ def families(counters: ServerCounters, *, scrape: bool = False) -> Iterator[Metr
         "Connections answered 503 because the server was full",
         counters.connections_refused,
     )
+    refused = CounterMetricFamily(
+        "trioiis_heads_refused",
+        "Request heads refused before the pipeline (the access log's 'refused'), by status",
+        labels=["status"],
+    )
+    for code, n in sorted(counters.heads_refused.items()):
+        refused.add_metric([str(code)], n)
+    yield refused
     outcomes = CounterMetricFamily(
         "trioiis_requests_ended",
         "Requests that ended, by outcome (completed, cancelled_by_client, timed_out,"

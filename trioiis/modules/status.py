@@ -7,14 +7,19 @@ Options (``options = {...}`` in its ``[[modules]]`` table):
 * ``allow_remote`` (default false): answer clients that are not on loopback too. When false,
   a request for the path from any other address is 404, as if the module were not there.
 
-The answer (``application/json``, ``Cache-Control: no-store``) holds ``requests``,
+The answer (``application/json``, ``Cache-Control: no-store``) holds ``processes`` (the
+worker processes serving the same listeners: above 1, every figure is the answering
+process's share only, not the server's), ``requests``,
 ``requests_in_flight`` and ``connections_open`` (both *not* counting the status request and
-its connection), ``connections_refused``, ``outcomes`` (finished requests by outcome:
+its connection), ``connections_refused``, ``heads_refused`` (request heads refused before the
+pipeline, by the status they got: in the access log as ``refused``, in no other figure),
+``outcomes`` (finished requests by outcome:
 ``completed``, ``cancelled_by_client``, ``timed_out``, ``aborted_by_server``, ``failed``),
 ``cancelled_by_client``, ``requests_timed_out``,
 ``cancel_io_calls``, ``io_cancelled``, ``child_requests`` (and ``child_requests_by_depth``),
-``responses_by_status`` (finished requests by final status, the status request not yet among
-them), ``connections_accepted``, ``traces_written``, ``traces_dropped``,
+``responses_by_status`` (finished requests by the access log's status: the one the client
+got, 499 or 444 when no status line went out; the status request not yet among them),
+``connections_accepted``, ``traces_written``, ``traces_dropped``,
 ``event_loop_blocked`` (``trioiis._server.watchdog``), ``module_exceptions``,
 ``time_to_cancel`` (``count``, ``p50_ms``, ``p99_ms``, ``max_ms`` over the samples the server
 keeps — its last 10 000 requests cancelled by their client; ``?last=N`` restricts them to
@@ -103,10 +108,12 @@ def snapshot(counters: Any, last: int | None = None) -> dict[str, Any]:
         samples = samples[-last:] if last > 0 else []
     samples.sort()
     return {
+        "processes": counters.processes,
         "requests": counters.requests,
         "requests_in_flight": counters.requests_in_flight,
         "connections_open": counters.connections_open,
         "connections_refused": counters.connections_refused,
+        "heads_refused": {str(code): n for code, n in sorted(counters.heads_refused.items())},
         "outcomes": {outcome: counters.outcomes[outcome] for outcome in OUTCOMES},
         "cancelled_by_client": counters.cancelled_by_client,
         "requests_timed_out": counters.requests_timed_out,
