@@ -7,8 +7,10 @@ of the HTTP/2 driver for a busy 2-core machine.
 Each server is started under ``valgrind --tool=callgrind --instr-atstart=no`` on 127.0.0.1
 and a free port (prior-knowledge h2c): trioiis with the hello module
 (``examples/modules/hello.py``, ``max_requests_per_connection = 0``), each ``--rev`` the same
-as of that git revision (a temporary worktree), and Hypercorn's Trio worker with
-``benchmarks/asgi_h2_apps.py`` (``/hello``, a raw ASGI app) unless ``--no-hypercorn``.
+as of that git revision (a temporary worktree), Hypercorn's Trio worker with
+``benchmarks/asgi_h2_apps.py`` (``/hello``, a raw ASGI app) unless ``--no-hypercorn``, and
+the floors of ``benchmarks/h2_trio.py`` unless ``--no-floors``: trio + h2 answering at once,
+and the design floor (a task, a nursery and a cancel scope per stream, one writer task).
 ``h2load -c 10 -m 10 -n WARMUP`` warms it up; then instrumentation is turned on
 (``callgrind_control -i on``), ``h2load -c 10 -m 10 -n REQUESTS`` runs, instrumentation is
 turned off and the counts dumped. The server's instructions divided by the requests is the
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--rev", action="append", default=[])
     parser.add_argument("--no-hypercorn", action="store_true")
+    parser.add_argument("--no-floors", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     counts: dict[str, float] = {}
@@ -106,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
             port = hello.free_port()
             counts["hypercorn-trio"] = measure(_hypercorn(port), ROOT, port, args)
             print(f"hypercorn-trio       {counts['hypercorn-trio']:12,.0f}", flush=True)
+        if not args.no_floors:
+            for name, extra in (("trio + h2", []), ("trio + h2 design floor", ["--design"])):
+                port = hello.free_port()
+                floor = [sys.executable, "benchmarks/h2_trio.py", str(port), *extra]
+                counts[name] = measure(floor, ROOT, port, args)
+                print(f"{name:20} {counts[name]:12,.0f}", flush=True)
     base = counts["trioiis"]
     rows = [
         "| server | instructions/request | ÷ trioiis |",

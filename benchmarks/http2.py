@@ -30,8 +30,11 @@ Hypercorn comes from the ``bench`` extra (``pip install -e '.[bench]'``).
    file; the client writes the moment it sent the RST_STREAM. p50/p99 of the differences,
    and how many handlers were never cancelled within 1 s after the last reset. A new
    connection every 100 resets (below trioiis's rapid-reset limit).
-3. Writes the tables and this command as the section "HTTP/2" of
-   benchmarks/RESULTS.md (``--no-write``: leaves it alone).
+3. Memory per idle connection (``--idle`` connections, each served one ``GET /hello``,
+   then left open), HTTP/1.1 and HTTP/2, each protocol in a freshly started trioiis.
+4. Writes the tables and this command as the section "HTTP/2" of
+   benchmarks/RESULTS.md (``--no-write``: leaves it alone). ``--rounds 0``, ``--resets 0``
+   or ``--idle 0`` leave that part out (then use ``--no-write``: the section would lose it).
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ import trio
 
 import trioiis
 from trioiis import HttpModule, Notification, Status
+from trioiis._lifecycle import Event
 
 LOG = os.environ["TRIOIIS_CANCEL_LOG"]
 
@@ -115,8 +119,12 @@ class Sleeper(HttpModule):
         try:
             await trio.sleep_forever()
         except trio.Cancelled:
+            now, trio_now = time.monotonic(), trio.current_time()
+            gone = ctx.lifecycle.when(Event.PEER_GONE)  # when the server read the reset
             with open(LOG, "a") as log:
-                log.write(f"{ctx.request.path[7:]} cancelled {time.monotonic()}\\n")
+                log.write(f"{ctx.request.path[7:]} cancelled {now}\\n")
+                if gone is not None:
+                    log.write(f"{ctx.request.path[7:]} seen {now - (trio_now - gone)}\\n")
             raise
         return Status.FINISH_REQUEST
 
@@ -322,10 +330,70 @@ def _cancel_times(log: Path, sent: dict[str, float]) -> dict[str, list[float]]:
         for line in log.read_text().splitlines():
             key, kind, when = line.split()
             seen.setdefault(kind, {}).setdefault(key, float(when))
-    return {
+    result = {
         kind: [(times[k] - sent[k]) * 1000 for k in sent if k in times]
         for kind, times in seen.items()
     }
+    if "seen" in seen:  # the server's reading of the reset (PEER_GONE) splits the time
+        cancelled, read = seen["cancelled"], seen["seen"]
+        result["seen→cancelled"] = [(cancelled[k] - read[k]) * 1000 for k in read if k in cancelled]
+    return result
+
+
+def _cancel_section(
+    work: Path, servers: dict[str, Callable[[int], list[str]]], env: dict[str, str], resets: int
+) -> list[str]:
+    """Time from RST_STREAM to the handler's cancellation, trioiis and Hypercorn: rows."""
+    cancel_rows = [
+        "| server | handler | cancelled | p50 ms | p99 ms | never (of N) |",
+        "|--------|---------|-----------|-------:|-------:|-------------:|",
+    ]
+    sleeper_port = hello.free_port()
+    conf = work / "sleeper.toml"
+    conf.write_text(
+        '[limits]\nmax_requests_per_connection = 0\n\n[[modules]]\nname = "sleeper"\n'
+        f'target = "{work / "sleeper.py"}:register_module"\n'
+    )
+    targets = {
+        "trioiis": [
+            sys.executable, "-m", "trioiis.cli", "serve", str(work / "site"),
+            "--config", str(conf), "--bind", f"{HOST}:{sleeper_port}",
+            "--log-level", "WARNING",
+        ],
+    }  # fmt: skip
+    if "hypercorn-trio" in servers:
+        targets["hypercorn-trio"] = servers["hypercorn-trio"](sleeper_port)
+    for name, argv_ in targets.items():
+        log = work / "cancel.log"
+        log.unlink(missing_ok=True)
+        with contextlib.ExitStack() as own:
+            _start(argv_, sleeper_port, own, env)
+            sent = trio.run(_resets, sleeper_port, resets)
+        times = _cancel_times(log, sent)
+        handler = "module" if name == "trioiis" else "raw ASGI app"
+        for kind in ("cancelled", "disconnect", "seen", "seen→cancelled"):
+            got = times.get(kind, [])
+            if kind != "cancelled" and not got:
+                continue
+            p50 = f"{_percentile(got, 0.5):.2f}" if got else "-"
+            p99 = f"{_percentile(got, 0.99):.2f}" if got else "-"
+            never = len(sent) - len(got)
+            cancel_rows.append(
+                f"| {name} | {handler} | {kind} | {p50} | {p99} | {never} of {len(sent)} |"
+            )
+            print(cancel_rows[-1])
+    return [
+        *cancel_rows,
+        "",
+        f"{resets} streams each opened, its response head awaited, then reset; a new "
+        f"connection every {RESETS_PER_CONNECTION}. `cancelled`: the handler's await raised "
+        "trio.Cancelled; `disconnect`: the ASGI app was handed `http.disconnect` (it would "
+        "have to stop by itself). Never: no such moment within 1 s after its reset. For "
+        "trioiis, `seen`: from the client's RST_STREAM to the server having read it (the "
+        "request's PEER_GONE: the kernel, the wake-up of the server's process, h2's parsing) "
+        "and `seen→cancelled`: from there to the handler's `except trio.Cancelled` (the "
+        "server's own part).",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         (work / "sleeper.py").write_text(SLEEPER_MODULE)
         if h2load is None:
             print("note: h2load is not installed (apt-get install -y nghttp2-client): no load")
-        else:
+        elif args.rounds:
             runs: dict[tuple[str, str], list[float]] = {}
             command = ""
             for _ in range(args.rounds):
@@ -402,52 +470,8 @@ def main(argv: list[str] | None = None) -> int:
             ]
             print(lines[-6:])
         # -- RST_STREAM to cancellation
-        cancel_rows = [
-            "| server | handler | cancelled | p50 ms | p99 ms | never (of N) |",
-            "|--------|---------|-----------|-------:|-------:|-------------:|",
-        ]
-        sleeper_port = hello.free_port()
-        conf = work / "sleeper.toml"
-        conf.write_text(
-            '[limits]\nmax_requests_per_connection = 0\n\n[[modules]]\nname = "sleeper"\n'
-            f'target = "{work / "sleeper.py"}:register_module"\n'
-        )
-        targets = {
-            "trioiis": [
-                sys.executable, "-m", "trioiis.cli", "serve", str(work / "site"),
-                "--config", str(conf), "--bind", f"{HOST}:{sleeper_port}",
-                "--log-level", "WARNING",
-            ],
-        }  # fmt: skip
-        if "hypercorn-trio" in servers:
-            targets["hypercorn-trio"] = servers["hypercorn-trio"](sleeper_port)
-        for name, argv_ in targets.items():
-            log = work / "cancel.log"
-            log.unlink(missing_ok=True)
-            with contextlib.ExitStack() as own:
-                _start(argv_, sleeper_port, own, env)
-                sent = trio.run(_resets, sleeper_port, args.resets)
-            times = _cancel_times(log, sent)
-            handler = "module" if name == "trioiis" else "raw ASGI app"
-            for kind in ("cancelled", "disconnect"):
-                got = times.get(kind, [])
-                if kind == "disconnect" and not got:
-                    continue
-                p50 = f"{_percentile(got, 0.5):.2f}" if got else "-"
-                p99 = f"{_percentile(got, 0.99):.2f}" if got else "-"
-                never = len(sent) - len(got)
-                cancel_rows.append(
-                    f"| {name} | {handler} | {kind} | {p50} | {p99} | {never} of {len(sent)} |"
-                )
-                print(cancel_rows[-1])
-        lines += [
-            *cancel_rows,
-            "",
-            f"{args.resets} streams each opened, its response head awaited, then reset; a new "
-            f"connection every {RESETS_PER_CONNECTION}. `cancelled`: the handler's await raised "
-            "trio.Cancelled; `disconnect`: the ASGI app was handed `http.disconnect` (it would "
-            "have to stop by itself). Never: no such moment within 1 s after its reset.",
-        ]
+        if args.resets:
+            lines += _cancel_section(work, servers, env, args.resets)
     section = "\n".join(
         [
             SECTION,

@@ -28,7 +28,6 @@ from tests.e2e.conftest import client_context
 from tests.h2_client import ZERO_WINDOW, H2Client
 from tests.helpers import Running, all_tasks, raw_request, register, running_server
 from trioiis import HttpContext, HttpModule, Notification, OperationAbortedError, Status
-from trioiis._protocol.http2 import _compact_settings, _SettingValues
 
 E = h2.errors.ErrorCodes
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # the client connection preface
@@ -675,27 +674,3 @@ async def test_traces_name_the_stream(site: Path, tmp_path: Path) -> None:
         await client.get("/hello.txt")
     documents = [json.loads(path.read_text()) for path in traces.glob("*.json")]
     assert sorted(d["request"]["stream_id"] for d in documents) == [1, 3]
-
-
-def test_h2_settings_keep_their_values_in_lists() -> None:
-    """The swap of h2's per-setting deques for lists (an idle connection's memory) keeps
-    every value and h2's acknowledge cycle; this fails first if h2 changes how it stores
-    them (pyproject.toml bounds h2 to the versions checked)."""
-    codes = h2.settings.SettingCodes
-    settings = h2.settings.Settings(client=False, initial_values={codes.MAX_FRAME_SIZE: 32768})
-    _compact_settings(settings)
-    settings[codes.INITIAL_WINDOW_SIZE] = 100  # sent, not yet acknowledged
-    settings[0x99] = 7  # a setting h2 does not know: a new entry
-    assert settings.initial_window_size == 65535
-    changed = settings.acknowledge()
-    assert {k: (c.original_value, c.new_value) for k, c in changed.items()} == {
-        codes.INITIAL_WINDOW_SIZE: (65535, 100),
-        0x99: (None, 7),
-    }
-    assert (settings.initial_window_size, settings.max_frame_size, settings[0x99]) == (
-        100,
-        32768,
-        7,
-    )
-    _compact_settings(settings)
-    assert {type(v) for v in settings._settings.values()} == {_SettingValues}

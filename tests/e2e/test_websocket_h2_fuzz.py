@@ -8,6 +8,7 @@ driver as a socket would run it)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 
 import h2.errors
 import trio
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 import trioiis
 from tests.h2_client import H2Client, StreamResult
 from trioiis import HandlerMapping, Notification
+from trioiis._server.idle import IdleReaper
 
 from ..helpers import register
 from .test_websocket_fuzz import FUZZ_EXAMPLES, WIRE, Echo, _Errors
@@ -38,8 +40,15 @@ async def _exchange(wire: bytes, cuts: list[int], ending: str) -> StreamResult:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             local = ("127.0.0.1", 80)
+            clock = IdleReaper()
+            nursery.start_soon(clock.run)
             nursery.start_soon(
-                lambda: server._serve_http2(far, ("127.0.0.1", 1), local, secure=False)
+                lambda: serve_then_stop(
+                    server._serve_http2(
+                        far, ("127.0.0.1", 1), local, secure=False, tasks=nursery, idle_clock=clock
+                    ),
+                    nursery.cancel_scope,
+                )
             )
             sid = client.request("/ws", method="CONNECT", end=False, extra=CONNECT)
             await client.flush()
@@ -76,6 +85,12 @@ async def _exchange(wire: bytes, cuts: list[int], ending: str) -> StreamResult:
             await near.aclose()  # the client leaves: the connection ends
     server.pipeline.terminate()
     return result
+
+
+async def serve_then_stop(serving: Awaitable[None], tasks: trio.CancelScope) -> None:
+    """The connection, then the end of the nursery's other tasks (the idle clock's)."""
+    await serving
+    tasks.cancel()
 
 
 async def _read_rest(client: H2Client) -> None:

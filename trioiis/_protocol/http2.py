@@ -4,10 +4,13 @@ Theory of operation
 -------------------
 1. **Tasks.** The connection task reads frames (``serve``) and feeds them to the ``h2``
    state machine; a writer task is the only one that waits on the socket to send; every
-   stream's request runs in the connection's nursery, through the same pipeline run as an
-   HTTP/1.1 request (the ``run_stream`` callback: ``_new_context`` and ``_run``), so each
-   has its own request nursery. Nothing outlives the connection: the nursery waits for
-   every stream's tail before the socket closes.
+   stream's request runs through the same pipeline run as an HTTP/1.1 request (the
+   ``run_stream`` callback: ``_new_context`` and ``_run``), so each has its own request
+   nursery. Streams and the writer run in the server's connection nursery (``tasks``),
+   as HTTP/1.1's request loop does, and the idle clock is the server's (``IdleClock``):
+   an idle connection is its reading task alone, with no nursery and no deadline of its
+   own. Nothing outlives the connection: its task waits for every stream's tail, then
+   for the writer, before the socket closes.
 2. **Output.** Streams push frames into ``h2`` (never awaiting); the connection moves
    ``h2``'s bytes to its own output buffer and records, per DATA frame, the output offset
    it ends at. The writer hands the buffer to the kernel (on plain sockets a request first
@@ -43,13 +46,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import socket as stdlib_socket
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Final, cast, final
+from collections.abc import Awaitable, Callable
+from typing import Final, Protocol, final
 
-import h2.config
-import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
@@ -59,6 +59,13 @@ import trio.lowlevel
 from hyperframe.frame import GoAwayFrame
 
 from .._observability.counters import ServerCounters
+from .h2_lean import (
+    SERVER_CONFIG,
+    LeanH2Connection,
+    compact_hpack,
+    compact_settings,
+    shared_local_settings,
+)
 from .http1 import Limits, RequestHead
 from .http2_transport import Http2Transport
 
@@ -73,7 +80,18 @@ _E = h2.errors.ErrorCodes
 #: Seconds between looks at a preface that arrived in parts (readable stays true).
 _PREFACE_PAUSE: Final = 0.005
 
-RunStream = Callable[[Http2Transport, RequestHead], Awaitable[None]]
+#: Runs one stream's request (the server's pipeline run), given its connection.
+RunStream = Callable[["Http2Connection", Http2Transport, RequestHead], Awaitable[None]]
+
+
+class IdleClock(Protocol):
+    """The server's clock of idle connections (``IdleReaper``): ``expire`` is called on a
+    connection watched past ``timeout`` (an idle connection is its reading task alone: no
+    cancel scope carries its deadline)."""
+
+    def watch(self, connection: Http2Connection, timeout: float) -> None: ...
+
+    def forget(self, connection: Http2Connection) -> None: ...
 
 
 class _Flood:
@@ -93,41 +111,19 @@ class _Flood:
         return self.limit > 0 and self.count > self.limit
 
 
-class _SettingValues(list[int]):
-    """One setting's values in an ``h2.settings.Settings``: the current one first, then
-    those sent and not yet acknowledged. ``h2`` keeps them in a ``collections.deque``,
-    whose first block alone is about 700 bytes: about 9 KiB per connection for the two
-    sides' settings, over half of an idle connection's memory. A list does the same job
-    (``h2`` reads it with ``[0]``, ``len``, ``append`` and ``popleft``) in about 70."""
-
-    __slots__ = ()
-
-    def popleft(self) -> int:
-        return self.pop(0)
-
-
-def _compact_settings(settings: h2.settings.Settings) -> None:
-    """Swap the deques of ``settings`` for ``_SettingValues`` (values and order kept).
-
-    Relies on ``h2``'s private ``Settings._settings`` (a dict of deques): pyproject.toml
-    bounds ``h2`` to the versions checked (tests/e2e/test_http2.py checks the swap)."""
-    store = cast("dict[object, Iterable[int]]", settings._settings)
-    for key, values in store.items():
-        if type(values) is not _SettingValues:
-            store[key] = _SettingValues(values)
-
-
 @final
 class Http2Connection:
     """One HTTP/2 connection (theory of operation in this module's docstring)."""
 
     __slots__ = (
-        "_drain_asked", "_drained", "_flushed", "_frames", "_last_served", "_last_stream",
-        "_nursery", "_on_refused", "_out", "_peer", "_pings", "_queued", "_raw", "_reading",
+        "_clock", "_drain_asked", "_drained", "_flushed", "_frames", "_last_served",
+        "_last_stream", "_nursery", "_on_refused", "_out", "_peer", "_pings", "_queued", "_raw",
+        "_reading",
         "_refusal_logged", "_resets", "_run_stream", "_served", "_settings", "_streams",
-        "_window_updates", "_writer_running", "_writer_waiting", "_writing", "_written",
-        "closing", "counters",
-        "failed", "limits", "lost", "machine", "stream", "too_slow",
+        "_tasks", "_window_updates", "_writer_ended", "_writer_running", "_writer_scope",
+        "_writer_waiting", "_writing", "_written",
+        "closing", "counters", "failed", "limits", "local", "lost", "machine", "remote",
+        "secure", "stream", "too_slow",
     )  # fmt: skip
 
     def __init__(
@@ -137,10 +133,20 @@ class Http2Connection:
         counters: ServerCounters,
         run_stream: RunStream,
         *,
+        tasks: trio.Nursery,
+        idle_clock: IdleClock,
         raw_socket: stdlib_socket.socket | None = None,
+        remote: tuple[str, int] = ("", 0),
+        local: tuple[str, int] = ("", 0),
+        secure: bool = False,
         peer: str = "",
-        on_refused: Callable[[], None] | None = None,
+        on_refused: Callable[[Http2Connection], None] | None = None,
     ) -> None:
+        """``tasks``: the nursery the streams' requests and the writer run in (the server's
+        connection nursery: the connection's own task waits for them before it ends);
+        ``idle_clock``: keeps the connection's ``keep_alive_timeout`` while it has no
+        stream; ``remote``, ``local``, ``secure``: the connection's addresses and TLS, for
+        ``run_stream`` and ``on_refused``."""
         self.stream = stream
         # Called for each malformed request refused with RST_STREAM: the server logs and
         # counts it as HTTP/1.1's refused heads (no request is missing from the reports).
@@ -148,18 +154,16 @@ class Http2Connection:
         self.limits = limits
         self.counters = counters
         self._run_stream = run_stream
+        self._tasks = tasks
+        self._clock = idle_clock
         self._raw = raw_socket
+        self.remote = remote
+        self.local = local
+        self.secure = secure
         self._peer = peer
-        config = h2.config.H2Configuration(
-            client_side=False,
-            header_encoding=None,
-            validate_inbound_headers=True,
-            # Http2Transport.send_head checks and normalizes a response's fields itself.
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-        )
-        self.machine = h2.connection.H2Connection(config=config)
-        _compact_settings(self.machine.remote_settings)
+        self.machine = machine = LeanH2Connection(config=SERVER_CONFIG)
+        compact_settings(machine.remote_settings)
+        compact_hpack(machine)
         self._streams: dict[int, Http2Transport] = {}
         self._out = bytearray()
         self._queued = 0  # output bytes ever buffered: the offset the next one goes at
@@ -170,9 +174,11 @@ class Http2Connection:
         self._writer_waiting: trio.Event | None = None
         self._writing = False  # the writer is inside a send
         self._writer_running = False  # a writer task exists (it may be waiting)
+        self._writer_scope: trio.CancelScope | None = None  # the writer's send in flight
+        self._writer_ended: trio.Event | None = None  # made when someone waits for it
         self._drained: trio.Event | None = None
         self._flushed: trio.Event | None = None  # set by the writer when the output is empty
-        self._nursery: trio.Nursery | None = None
+        self._nursery: trio.Nursery | None = None  # ``tasks`` while serving
         self._reading: trio.CancelScope | None = None
         #: The client left, reset the connection or broke the protocol.
         self.lost = False
@@ -200,6 +206,38 @@ class Http2Connection:
         Cancellation: every stream's request is cancelled (its tail still runs, shielded),
             then the socket closes.
         """
+        self._initiate()
+        self.counters.http2["connections"] += 1
+        try:
+            self._nursery = self._tasks
+            self.send_now()  # the server's SETTINGS
+            try:
+                with trio.CancelScope() as self._reading:
+                    if self._drain_asked:
+                        self.goaway()
+                    self._idle_clock()
+                    if already_read:
+                        self._feed(already_read)
+                    await self._read_loop()
+            finally:
+                self._reading = None
+                self._clock.forget(self)
+                if self.lost or not self.closing:
+                    self._lose()  # every stream still running is cancelled
+                await self._wait_streams()
+                await self._flush()
+        finally:
+            self._nursery = None  # no task starts any more
+            await self._stop_writer()
+            for transport in list(self._streams.values()):
+                transport.peer_gone()
+            self._streams.clear()
+            self._frames.clear()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
+
+    def _initiate(self) -> None:
+        """The server's SETTINGS and connection window, queued for sending."""
         limits = self.limits
         machine = self.machine
         advertised = {
@@ -209,52 +247,32 @@ class Http2Connection:
             # RFC 8441: a stream may be a WebSocket (extended CONNECT, ``:protocol``).
             h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
         }
-        machine.local_settings = h2.settings.Settings(client=False, initial_values=advertised)
+        machine.local_settings = shared_local_settings(advertised)
         machine.initiate_connection()
         # h2 would answer one stream too many by failing the whole batch of frames it came
         # in; the connection refuses that stream alone (REFUSED_STREAM) instead.
         advertised[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 2**31 - 1
-        machine.local_settings = h2.settings.Settings(client=False, initial_values=advertised)
-        _compact_settings(machine.local_settings)
+        machine.local_settings = shared_local_settings(advertised)
         machine.decoder.max_header_list_size = limits.h2_max_header_list_size
         machine.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
         self._pull()
-        self.counters.http2["connections"] += 1
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                self.send_now()  # the server's SETTINGS
-                try:
-                    with trio.CancelScope() as self._reading:
-                        if self._drain_asked:
-                            self.goaway()
-                        self._idle_clock()
-                        if already_read:
-                            self._feed(already_read)
-                        await self._read_loop()
-                    if self._reading.cancelled_caught and not self.closing:
-                        self.counters.http2["idle_closed"] += 1  # keep_alive_timeout
-                        self.goaway()
-                finally:
-                    self._reading = None
-                    if self.lost or not self.closing:
-                        self._lose()  # every stream still running is cancelled
-                    await self._wait_streams()
-                    await self._flush()
-                    nursery.cancel_scope.cancel()
-        finally:
-            self._nursery = None
-            for transport in list(self._streams.values()):
-                transport.peer_gone()
-            self._streams.clear()
-            self._frames.clear()
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(self.stream)
 
     async def _read_loop(self) -> None:
+        """Read and feed the client's bytes until EOF, the connection closes, or it fails.
+        On plain sockets an idle connection waits in ``wait_readable`` in this very frame:
+        a few coroutine frames fewer than ``SocketStream.receive_some`` (about 1.7 KiB per
+        idle connection)."""
+        raw, stream = self._raw, self.stream
+        data: bytes | bytearray | None
         while not (self.closing and not self._streams):
             try:
-                data = await self._receive()
+                if raw is None:
+                    data = await stream.receive_some(_RECEIVE_SIZE)
+                else:
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                    while (data := _receive_now(raw)) is None:
+                        await trio.lowlevel.wait_readable(raw)
+                    await trio.lowlevel.cancel_shielded_checkpoint()  # a client always sending
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 data = b""
             if not data:
@@ -264,23 +282,6 @@ class Http2Connection:
             data = b""  # not held while the connection waits (a DATA frame may be 64 KiB)
             if self.lost or self.failed:
                 return
-
-    async def _receive(self) -> bytes | bytearray:
-        """The client's next bytes (b"" at EOF). On plain sockets an idle connection waits
-        in ``wait_readable`` itself: a few coroutine frames fewer than
-        ``SocketStream.receive_some`` (about 1.5 KiB per idle connection)."""
-        raw = self._raw
-        if raw is None:
-            return await self.stream.receive_some(_RECEIVE_SIZE)
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                data = raw.recv(_RECEIVE_SIZE)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(raw)
-                continue
-            await trio.lowlevel.cancel_shielded_checkpoint()  # a client always sending
-            return data
 
     def _feed(self, data: bytes) -> None:
         """Bytes from the client into ``h2``; act on its events."""
@@ -329,7 +330,7 @@ class Http2Connection:
             if self._settings.hit(now, window):
                 self._calm("SETTINGS flood", "settings_flood")
                 return
-            _compact_settings(self.machine.remote_settings)  # (a new setting: a new deque)
+            compact_settings(self.machine.remote_settings)  # (a new setting: a new deque)
             for transport in self._streams.values():
                 transport.window_opened()  # INITIAL_WINDOW_SIZE may have grown
         elif isinstance(event, h2.events.PingReceived):
@@ -361,7 +362,7 @@ class Http2Connection:
         if head is None:
             self._refuse(sid, _E.PROTOCOL_ERROR)
             if self._on_refused is not None:
-                self._on_refused()
+                self._on_refused(self)
             return
         transport = Http2Transport(
             self,
@@ -413,7 +414,7 @@ class Http2Connection:
     async def _stream_task(self, transport: Http2Transport, head: RequestHead) -> None:
         """One stream's request (its own nursery inside ``run_stream``)."""
         try:
-            await self._run_stream(transport, head)
+            await self._run_stream(self, transport, head)
         except Exception:
             log.exception("internal error on HTTP/2 stream %d", transport.stream_id)
         finally:
@@ -421,7 +422,10 @@ class Http2Connection:
 
     def _stream_ended(self, transport: Http2Transport) -> None:
         sid = transport.stream_id
-        self._streams.pop(sid, None)
+        streams = self._streams
+        streams.pop(sid, None)
+        if not streams:
+            self._streams = {}  # (an emptied dict keeps its table: a new one is smaller)
         if not transport.was_reset and not self.lost:
             if not transport.response_complete and not transport.end_sent:
                 # The request ended without a whole response: the client must not wait.
@@ -457,13 +461,20 @@ class Http2Connection:
 
     def _idle_clock(self) -> None:
         """No stream: the connection may idle ``keep_alive_timeout``; a stream: no limit."""
-        scope = self._reading
-        if scope is None:
+        if self._reading is None:
             return
         if self._streams:
-            scope.deadline = math.inf
+            self._clock.forget(self)
         else:
-            scope.deadline = trio.current_time() + self.limits.keep_alive_timeout
+            self._clock.watch(self, self.limits.keep_alive_timeout)
+
+    def expire(self) -> None:
+        """The idle clock ran out (no stream for ``keep_alive_timeout``): GOAWAY, then the
+        connection closes. No checkpoint."""
+        if self._streams or self.closing or self._reading is None:
+            return
+        self.counters.http2["idle_closed"] += 1
+        self.goaway()
 
     def _stop_reading(self) -> None:
         if self._reading is not None:
@@ -642,17 +653,47 @@ class Http2Connection:
 
     async def _writer(self) -> None:
         """The only task that waits on the socket to send (rule 2); it ends when nothing
-        is left to send and no stream is open (``_wake_writer`` starts the next one)."""
+        is left to send and no stream is open (``_wake_writer`` starts the next one), or
+        when the connection ends (``_stop_writer``)."""
         try:
             await self._write_until_idle()
+        except Exception:
+            log.exception("internal error in the HTTP/2 writer of %s", self._peer)
+            self._out.clear()
+            self._lose()
+            self._stop_reading()
         finally:
+            self._writer_scope = None
             self._writer_running = False
             self._writer_waiting = None
+            if self._writer_ended is not None:
+                self._writer_ended.set()
+
+    def _ended(self) -> bool:
+        """The connection's task is ending: no task starts, the writer stops."""
+        return self._nursery is None
+
+    async def _stop_writer(self) -> None:
+        """End the writer task, if one runs, and wait until it has (it runs in the
+        server's nursery: it must not outlive the connection).
+
+        Cancellation: shielded (the writer ends at its next checkpoint)."""
+        if not self._writer_running:
+            return
+        self._writer_ended = ended = trio.Event()
+        if self._writer_scope is not None:
+            self._writer_scope.cancel()  # a send in flight: stopped, not timed out
+        elif self._writer_waiting is not None:
+            self._writer_waiting.set()
+        with trio.CancelScope(shield=True):
+            await ended.wait()
 
     async def _write_until_idle(self) -> None:
         raw, stream = self._raw, self.stream
         limits = self.limits
         while True:
+            if self._ended():
+                return  # the connection ended (``_stop_writer``)
             if not self._out:
                 if not self._streams:
                     return
@@ -660,7 +701,7 @@ class Http2Connection:
                 await self._writer_waiting.wait()
                 continue
             self._writing = True
-            waited = trio.move_on_after(limits.send_timeout)
+            self._writer_scope = waited = trio.move_on_after(limits.send_timeout)
             try:
                 with waited:
                     if raw is not None:
@@ -680,7 +721,10 @@ class Http2Connection:
                 return
             finally:
                 self._writing = False
+                self._writer_scope = None
             if waited.cancelled_caught:
+                if self._ended():
+                    return  # stopped by ``_stop_writer``
                 self.too_slow = True
                 self.counters.http2["write_timeouts"] += 1
                 log.warning(
@@ -741,6 +785,15 @@ async def sniff_preface(raw: stdlib_socket.socket) -> bool:
         if len(data) == len(PREFACE):
             return True
         await trio.sleep(_PREFACE_PAUSE)  # a part of the preface: wait for the rest
+
+
+def _receive_now(raw: stdlib_socket.socket) -> bytes | None:
+    """What the client sent (b"" at EOF), or None when nothing waits. (The wait is the
+    caller's, outside any ``except``: waiting inside one would hold the exception.)"""
+    try:
+        return raw.recv(_RECEIVE_SIZE)
+    except BlockingIOError:
+        return None
 
 
 def _connect_protocol(method: str, headers: list[tuple[bytes, bytes]]) -> bytes | None:

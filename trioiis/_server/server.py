@@ -684,33 +684,23 @@ class HttpServer:
         *,
         secure: bool,
         raw: stdlib_socket.socket | None = None,
+        tasks: trio.Nursery | None = None,
+        idle_clock: IdleReaper | None = None,
     ) -> None:
         """An HTTP/2 connection (``http2.py``): each stream a request run as HTTP/1.1's are,
-        with an ``HttpConnection`` of its own (a stream's reset is its disconnect)."""
-
-        async def run_stream(transport: Http2Transport, head: RequestHead) -> None:
-            connection: HttpConnection = HttpConnection._create(
-                remote_address=remote, local_address=local, secure=secure
-            )
-            ctx = self._new_context(transport, connection, head)
-            transport.on_server_abort = lambda: ctx._server_aborted(reading=False)
-            try:
-                await self._run(ctx)
-            finally:
-                transport.watch_peer(None)  # (the callbacks point at ctx: a cycle)
-                transport.on_server_abort = None
-                connection._connected = False
-                connection.module_context._cleanup()
-
-        def refused() -> None:  # a malformed request: RST_STREAM, logged as nginx does (400)
-            connection = HttpConnection._create(
-                remote_address=remote, local_address=local, secure=secure
-            )
-            self._refused(connection, 400, "2.0")
-
+        with an ``HttpConnection`` of its own (a stream's reset is its disconnect). Its
+        streams run in the server's connection nursery and its idle clock is the reaper's
+        (unless ``tasks`` and ``idle_clock`` are given: tests serve a memory stream without
+        ``serve``), so an idle connection is one task, as an HTTP/1.1 one is."""
+        tasks = self._connections if tasks is None else tasks
+        idle_clock = self._reaper if idle_clock is None else idle_clock  # (falsy when empty)
+        assert tasks is not None, "serve() runs the connections"
+        assert idle_clock is not None
         http2 = Http2Connection(
-            stream, self.config.limits, self.counters, run_stream, raw_socket=raw,
-            peer=_fmt(*remote), on_refused=refused,
+            stream, self.config.limits, self.counters, self._run_http2_stream,
+            tasks=tasks, idle_clock=idle_clock, raw_socket=raw,
+            remote=remote, local=local, secure=secure, peer=_fmt(*remote),
+            on_refused=self._refused_http2,
         )  # fmt: skip
         self._live_http2.add(http2)
         if self._draining:
@@ -719,6 +709,31 @@ class HttpServer:
             await http2.serve()
         finally:
             self._live_http2.discard(http2)
+
+    def _refused_http2(self, http2: Http2Connection) -> None:
+        """A malformed HTTP/2 request, refused with RST_STREAM: logged (400) and counted as
+        nginx does, as HTTP/1.1's refused heads are."""
+        connection: HttpConnection = HttpConnection._create(
+            remote_address=http2.remote, local_address=http2.local, secure=http2.secure
+        )
+        self._refused(connection, 400, "2.0")
+
+    async def _run_http2_stream(
+        self, http2: Http2Connection, transport: Http2Transport, head: RequestHead
+    ) -> None:
+        """One HTTP/2 stream's request (``Http2Connection``'s ``run_stream``)."""
+        connection: HttpConnection = HttpConnection._create(
+            remote_address=http2.remote, local_address=http2.local, secure=http2.secure
+        )
+        ctx = self._new_context(transport, connection, head)
+        transport.on_server_abort = lambda: ctx._server_aborted(reading=False)
+        try:
+            await self._run(ctx)
+        finally:
+            transport.watch_peer(None)  # (the callbacks point at ctx: a cycle)
+            transport.on_server_abort = None
+            connection._connected = False
+            connection.module_context._cleanup()
 
     async def handle_stream(
         self,
