@@ -18,7 +18,10 @@ Hypercorn comes from the ``bench`` extra (``pip install -e '.[bench]'``).
      ``benchmarks/asgi_h2_apps.py`` (a raw ASGI app: ``/hello``, and ``/1k.bin`` read from
      disk per request);
    * ``nginx``: ``listen ... http2`` (h2c), ``return 200`` for ``/hello``, the file from its
-     root, one worker, no access log.
+     root, one worker, no access log;
+   * the floors of ``benchmarks/h2_trio.py``, ``/hello`` only: ``trio + h2`` (answers at
+     once) and ``design floor`` (a task, a nursery and a cancel scope per stream, one writer
+     task: what the design costs before any pipeline).
 
    Then interleaved rounds of ``h2load -c 10 -m 10 -D DURATION --warm-up-time 1`` for
    ``/hello`` and ``/1k.bin``: requests/s, the medians over the rounds, and the ratios.
@@ -200,7 +203,14 @@ def _servers(
         servers["nginx"] = nginx_argv
     else:
         print("note: nginx is not installed (apt-get install -y nginx-light): skipped")
+    floor = [sys.executable, str(ROOT / "benchmarks" / "h2_trio.py")]
+    servers["trio + h2"] = lambda port: [*floor, str(port)]
+    servers["design floor"] = lambda port: [*floor, str(port), "--design"]
     return servers
+
+
+#: Servers that answer every path with the hello body: measured on ``/hello`` only.
+HELLO_ONLY = {"trio + h2", "design floor"}
 
 
 def _h2load(h2load: str, url: str, duration: float) -> tuple[float, str]:
@@ -426,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.rounds):
                 for path in ("/hello", "/1k.bin"):
                     for name, make in servers.items():
+                        if name in HELLO_ONLY and path != "/hello":
+                            continue
                         with contextlib.ExitStack() as own:  # a fresh server for every run
                             port = hello.free_port()
                             _start(make(port), port, own, env)
@@ -440,10 +452,13 @@ def main(argv: list[str] | None = None) -> int:
             base = {p: statistics.median(runs["trioiis", p]) for p in ("/hello", "/1k.bin")}
             for name in servers:
                 hello_rate = statistics.median(runs[name, "/hello"])
-                file_rate = statistics.median(runs[name, "/1k.bin"])
+                file_rate, file_ratio = "—", "—"
+                if name not in HELLO_ONLY:
+                    rate = statistics.median(runs[name, "/1k.bin"])
+                    file_rate, file_ratio = f"{rate:.0f}", f"{rate / base['/1k.bin']:.2f}x"
                 lines.append(
-                    f"| {name} | {hello_rate:.0f} | {file_rate:.0f} | "
-                    f"{hello_rate / base['/hello']:.2f}x | {file_rate / base['/1k.bin']:.2f}x |"
+                    f"| {name} | {hello_rate:.0f} | {file_rate} | "
+                    f"{hello_rate / base['/hello']:.2f}x | {file_ratio} |"
                 )
             lines += [
                 "",
