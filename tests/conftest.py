@@ -4,6 +4,23 @@ from pathlib import Path
 
 import pytest
 
+from tests import background
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the fresh environments the selected tests need (tests/background.py)."""
+    background.start(
+        {
+            name
+            for name, (test, _, _) in background.PREPARATIONS.items()
+            if any(item.nodeid.startswith(test) for item in session.items)
+        }
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    background.finish()
+
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import trioiis
+from tests import background
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -221,23 +222,13 @@ def test_docs_site_builds_strictly(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ the tutorial, as a newcomer
 
-#: Seconds to make the fresh environment (a venv and pip install, on a shared machine).
-SETUP_TIMEOUT = 300
-
 
 @pytest.fixture(scope="module")
 def tutorial_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    """A fresh virtual environment made by the Makefile rule ``make serve`` uses, then every
-    tutorial example run in it, each in its own empty folder, all at once."""
-    venv = tmp_path_factory.mktemp("newcomer") / ".venv"
-    setup = subprocess.run(
-        ["make", "-s", "-C", str(ROOT), f"VENV={venv}", f"{venv}/.installed-run"],
-        capture_output=True,
-        text=True,
-        timeout=SETUP_TIMEOUT,
-        check=False,
-    )
-    assert setup.returncode == 0, setup.stderr
+    """A fresh virtual environment made by the Makefile rule ``make serve`` uses (made while
+    the suite runs: tests/background.py), then every tutorial example run in it, each in its
+    own empty folder, all at once."""
+    venv = background.ready("newcomer") / ".venv"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     return run_examples(TUTORIAL_BLOCKS, venv / "bin" / "python", env, tmp_path_factory)
 

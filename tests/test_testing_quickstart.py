@@ -5,12 +5,12 @@ one line saying what to install; without the extra, ``trioiis.testing`` still im
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-import venv
 from pathlib import Path
+
+from tests import background
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "testing.md"
@@ -33,18 +33,11 @@ def fresh_project(folder: Path) -> Path:
     return folder
 
 
-def clean_env() -> dict[str, str]:
-    """This environment less what would let the project see trioiis's checkout."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYTEST"))}
-    env.pop("VIRTUAL_ENV", None)
-    return env
-
-
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command,
         cwd=cwd,
-        env=clean_env(),
+        env=background.clean_env(),
         capture_output=True,
         text=True,
         timeout=INSTALL_TIMEOUT,
@@ -82,20 +75,12 @@ def pytest_usage_error() -> int:
 
 def test_quickstart_in_a_fresh_venv_with_the_extra(tmp_path: Path) -> None:
     """``pip install trioiis`` alone: ``trioiis.testing`` imports and checks a module
-    without pytest; ``pip install 'trioiis[testing]'``: the quick start passes. Installs
-    the checkout's wheel (built once for both installs), dependencies from the package
-    index (pip's cache makes it quick)."""
-    environment = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True).create(environment)
-    python = str(environment / "bin" / "python")
-    dist = tmp_path / "dist"
-    built = run(
-        [python, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)], tmp_path
-    )
-    assert built.returncode == 0, built.stderr
-    (wheel,) = dist.glob("trioiis-*.whl")
-    install = run([python, "-m", "pip", "install", "-q", str(wheel)], tmp_path)
-    assert install.returncode == 0, install.stderr
+    without pytest; ``pip install 'trioiis[testing]'``: the quick start passes. The venv,
+    the checkout's wheel and its bare install are made while the suite runs
+    (tests/background.py); dependencies from the package index (pip's cache makes it quick)."""
+    prepared = background.ready("bare-install")
+    python = str(prepared / "venv" / "bin" / "python")
+    (wheel,) = (prepared / "dist").glob("trioiis-*.whl")
     bare = run(
         [
             python,
