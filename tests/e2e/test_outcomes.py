@@ -210,6 +210,10 @@ async def test_a_client_gone_mid_response_is_cancelled_by_client(tmp_path: Path)
 
 
 async def test_a_client_gone_mid_request_body_is_cancelled_by_client(tmp_path: Path) -> None:
+    """No status line reached the client: the access log says 499, and so do the counters
+    by status (status module, metrics) and the trace, not the 200 the response object still
+    holds."""
+
     async def client(port: int) -> bytes:
         sock = await open_raw(port)
         sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nab")
@@ -219,6 +223,8 @@ async def test_a_client_gone_mid_request_body_is_cancelled_by_client(tmp_path: P
     reports, _ = await scenario(tmp_path, "/upload", client)
     said_by_all(reports, Outcome.CANCELLED_BY_CLIENT)
     assert logged(reports.log[0]) == (499, 0)  # no status line went out
+    assert reports.status["responses_by_status"] == {"499": 1}
+    assert [t["status"] for t in reports.traces] == [499]
 
 
 @pytest.mark.parametrize(
