@@ -9,7 +9,12 @@ import socket
 import pytest
 
 from trioiis._errors import ConfigError
-from trioiis._server.activation import ActivationError, inherited_sockets, systemd_sockets
+from trioiis._server.activation import (
+    ActivationError,
+    inherited_redirect_sockets,
+    inherited_sockets,
+    systemd_sockets,
+)
 from trioiis.config import config_from_mapping
 
 
@@ -82,7 +87,7 @@ def test_an_empty_redirect_list_means_none_and_an_empty_listen_list_is_refused()
     """A supervisor with no ``https_redirect`` binding says so with an empty list, so the
     worker opens none of its own; a worker with no listener at all is a mistake."""
     env = {"TRIOIIS_REDIRECT_FDS": ""}
-    assert inherited_sockets(env, variable="TRIOIIS_REDIRECT_FDS") == []
+    assert inherited_redirect_sockets(env) == []
     assert env == {}
     with pytest.raises(ActivationError, match="TRIOIIS_LISTEN_FDS"):
         inherited_sockets({"TRIOIIS_LISTEN_FDS": ""})

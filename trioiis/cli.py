@@ -20,7 +20,7 @@ import trio
 
 from ._errors import ConfigError
 from ._observability.logfiles import LogFile, ReopeningHandler
-from ._server.activation import REDIRECT_FDS_ENV, inherited_sockets, systemd_sockets
+from ._server.activation import inherited_redirect_sockets, inherited_sockets, systemd_sockets
 from ._server.banner import banner_lines
 from ._server.preflight import preflight
 from ._server.server import HttpServer, open_listeners
@@ -424,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if link is not None:
             sockets = inherited_sockets()
-            redirect = inherited_sockets(variable=REDIRECT_FDS_ENV)
+            redirect = inherited_redirect_sockets()
         else:
             sockets, redirect = systemd_sockets(), None
         server = HttpServer(config, sockets=sockets, redirect_sockets=redirect)

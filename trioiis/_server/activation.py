@@ -23,6 +23,7 @@ __all__ = [
     "REDIRECT_FDS_ENV",
     "ActivationError",
     "SD_LISTEN_FDS_START",
+    "inherited_redirect_sockets",
     "inherited_sockets",
     "systemd_sockets",
 ]
@@ -63,22 +64,38 @@ def systemd_sockets(
 
 def inherited_sockets(
     environ: MutableMapping[str, str] | None = None,
-    *,
-    variable: str = INHERITED_FDS_ENV,
 ) -> list[socket.socket] | None:
-    """The sockets a ``--workers`` supervisor passed in ``variable`` (``TRIOIIS_LISTEN_FDS``
-    for the bindings, ``TRIOIIS_REDIRECT_FDS`` for ``https_redirect``); None when there
-    are none.
+    """The sockets a ``--workers`` supervisor passed for the bindings
+    (``TRIOIIS_LISTEN_FDS``); None when there are none.
+
+    Raises:
+        ActivationError: the variable is empty, malformed or names something else.
+    """
+    return _inherited(environ, INHERITED_FDS_ENV, may_be_empty=False)
+
+
+def inherited_redirect_sockets(
+    environ: MutableMapping[str, str] | None = None,
+) -> list[socket.socket] | None:
+    """The ``https_redirect`` sockets a ``--workers`` supervisor passed
+    (``TRIOIIS_REDIRECT_FDS``, always set by it, empty when it has none: the worker then
+    opens none of its own); None outside a supervisor.
 
     Raises:
         ActivationError: the variable is malformed or names something else.
     """
+    return _inherited(environ, REDIRECT_FDS_ENV, may_be_empty=True)
+
+
+def _inherited(
+    environ: MutableMapping[str, str] | None, variable: str, *, may_be_empty: bool
+) -> list[socket.socket] | None:
     env = os.environ if environ is None else environ
     value = env.pop(variable, None)
     if value is None:
         return None
-    if not value and variable == REDIRECT_FDS_ENV:
-        return []  # the supervisor has no https_redirect binding: the worker opens none
+    if not value and may_be_empty:
+        return []
     numbers = value.split(",")
     if not value or not all(n.isdigit() for n in numbers):
         raise ActivationError(f"{variable}={value!r} is not a list of descriptors")
