@@ -424,7 +424,7 @@ def test_server_side_checks_report_what_they_find() -> None:
         lifecycle=SimpleNamespace(ended=True),
         pending_io_count=1,
         _task_scopes=[object()],
-        module_context=SimpleNamespace(_items={"k": 1}),
+        _module_context=SimpleNamespace(_items={"k": 1}),  # (made when first asked for)
     )
     tally = _Tally(contexts=[ctx], instances={1: [1, 0]})
     assert _leaks(tally) == [

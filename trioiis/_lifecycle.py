@@ -119,7 +119,7 @@ class RequestLifecycle:
 
     __slots__ = ("_completed", "owns_response", "reasons", "state")
 
-    def __init__(self, *, cloned: bool = False) -> None:
+    def __init__(self, cloned: bool = False) -> None:
         self.state = _CLONED if cloned else _IN_PIPELINE
         #: False for a child request: its output is its parent's or a buffer (rule 4).
         self.owns_response = not cloned

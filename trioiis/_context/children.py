@@ -18,7 +18,7 @@ from .._constants import (
 from .._errors import CompletionInfo, HResultError, NotSupportedError, StackOverflowError
 from .._lifecycle import Event, RequestState
 from .headers import Headers
-from .request import EmptyBody
+from .request import EMPTY_BODY
 
 if TYPE_CHECKING:
     from .context import HttpContext
@@ -63,7 +63,7 @@ def clone(parent: HttpContext, flags: CloneFlags) -> HttpContext:
         url=request.url if basics else "/",
         http_version=request.http_version,
         headers=headers,
-        body=request._copy_entity() if flags & CloneFlags.ENTITY else EmptyBody(),
+        body=request._copy_entity() if flags & CloneFlags.ENTITY else EMPTY_BODY,
         parent=parent,
     )
     if flags & CloneFlags.SERVER_VARIABLE and parent._server_variables:

@@ -44,7 +44,7 @@ import collections
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, final
@@ -147,17 +147,19 @@ _CURRENT: contextvars.ContextVar[tuple[HttpContext, _Current] | None] = contextv
 )
 
 
-@dataclass(slots=True)
 class _RequestStats:
     """Timings of one request and where it was, for the log, counters and traces (its
     outcome is ``HttpContext.lifecycle``'s)."""
 
-    started: float = 0.0
-    #: Seconds from noticing the client leave to the request's work having stopped.
-    time_to_cancel: float | None = None
-    stage: Notification | None = None  # the last deterministic stage entered
-    module: str | None = None  # the last module called
-    exceptions: list[str] = field(default_factory=list)
+    __slots__ = ("exceptions", "module", "stage", "started", "time_to_cancel")
+
+    def __init__(self, started: float = 0.0) -> None:
+        self.started = started
+        #: Seconds from noticing the client leave to the request's work having stopped.
+        self.time_to_cancel: float | None = None
+        self.stage: Notification | None = None  # the last deterministic stage entered
+        self.module: str | None = None  # the last module called
+        self.exceptions: list[str] = []
 
 
 class _PendingIo:
@@ -231,9 +233,10 @@ class HttpContext(metaclass=_NoPublicConstructor):
     after which every method that needs the request raises ``InvalidHandleError``.
     """
 
+    # (positional or keyword: the server makes one per request, positionally, which costs
+    # less than keyword arguments)
     def __init__(
         self,
-        *,
         pipeline: RequestRunner,
         connection: HttpConnection,
         site: Site,
@@ -251,17 +254,18 @@ class HttpContext(metaclass=_NoPublicConstructor):
         self._wire = wire
         self.request: HttpRequest = HttpRequest(
             self,
-            method=method,
-            url=url,
-            http_version=http_version,
-            headers=headers,
-            body=body,
-            remote_address=connection.remote_address,
-            local_address=connection.local_address,
+            method,
+            url,
+            http_version,
+            headers,
+            body,
+            connection.remote_address,
+            connection.local_address,
         )
         self.response = HttpResponse(self)
         self.user: HttpUser | None = None
-        self.module_context = ModuleContextContainer()
+        # Made when first asked for (``module_context``): most requests store nothing.
+        self._module_context: ModuleContextContainer | None = None
         self._parent = parent
         # The root is found through the parent, not stored in itself: a context that
         # points at itself is a reference cycle, freed only by the cyclic GC.
@@ -269,7 +273,7 @@ class HttpContext(metaclass=_NoPublicConstructor):
         self._depth: int = 0 if parent is None else parent._depth + 1
         self._execute_flags = _NO_FLAGS
         #: The request's state and outcome (rule 6).
-        self.lifecycle = RequestLifecycle(cloned=parent is not None)
+        self.lifecycle = RequestLifecycle(parent is not None)
         self._released = False
         self._nursery: trio.Nursery | None = None
         self._release_scope: trio.CancelScope | None = None
@@ -289,12 +293,21 @@ class HttpContext(metaclass=_NoPublicConstructor):
         self._produced = 0
         #: The handler mapping chosen at MAP_REQUEST_HANDLER.
         self.handler: HandlerMapping = DEFAULT_MAPPING
-        self.stats = _RequestStats(started=trio.current_time())
+        self.stats = _RequestStats(trio.current_time())
         #: This request's timeline when tracing is on (``trace_dir``), else None.
         self.trace: tracing.RequestTrace | None = None
 
     def __repr__(self) -> str:
         return f"<HttpContext {self.request.method} {self.request.url} depth={self._depth}>"
+
+    @property
+    def module_context(self) -> ModuleContextContainer:
+        """This request's per-module storage (IIS ``GetModuleContextContainer``): what is
+        stored is cleaned up once, at the request's end."""
+        container = self._module_context
+        if container is None:
+            container = self._module_context = ModuleContextContainer()
+        return container
 
     @property
     def _root(self) -> HttpContext:

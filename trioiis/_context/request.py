@@ -84,7 +84,9 @@ class ReplayBody:
 
 
 class EmptyBody:
-    """No body at all."""
+    """No body at all (stateless: every bodiless request shares ``EMPTY_BODY``)."""
+
+    __slots__ = ()
 
     async def receive(self, max_bytes: int) -> bytes:
         await trio.lowlevel.checkpoint()
@@ -94,6 +96,8 @@ class EmptyBody:
     def remaining(self) -> int | None:
         return 0
 
+
+EMPTY_BODY: BodySource = EmptyBody()
 
 #: Bytes of entity body a request remembers so that ``clone_context(ENTITY)`` can copy it.
 ENTITY_COPY_LIMIT = 1024 * 1024
@@ -108,10 +112,10 @@ class HttpRequest:
 
     _ctx = OwningContext()
 
+    # (positional or keyword: one is made per request, positionally)
     def __init__(
         self,
         ctx: HttpContext,
-        *,
         method: str,
         url: str,
         http_version: str,
@@ -129,7 +133,7 @@ class HttpRequest:
         self.headers = headers
         self._body = body
         self._inserted = b""
-        self._seen = bytearray()
+        self._seen: bytearray | None = None  # (made at the first body bytes read)
         self._seen_overflow = False
         self.remote_address = remote_address
         self.local_address = local_address
@@ -257,11 +261,14 @@ class HttpRequest:
         if not data:
             raise HResultError("the entity body was already read", hresult=ERROR_HANDLE_EOF)
         if not self._seen_overflow:
-            if len(self._seen) + len(data) <= ENTITY_COPY_LIMIT:
-                self._seen += data
+            seen = self._seen
+            if seen is None:
+                seen = self._seen = bytearray()
+            if len(seen) + len(data) <= ENTITY_COPY_LIMIT:
+                seen += data
             else:
                 self._seen_overflow = True
-                self._seen.clear()
+                seen.clear()
         return data
 
     def read_entity_body_async(self, max_bytes: int = 65536) -> bool:
@@ -322,7 +329,7 @@ class HttpRequest:
                 f"cannot copy an entity body of more than {ENTITY_COPY_LIMIT} bytes"
             )
         rest = self._body if self._body.remaining != 0 else None
-        return ReplayBody(bytes(self._seen) + self._inserted, rest)
+        return ReplayBody(bytes(self._seen or b"") + self._inserted, rest)
 
 
 class _EntityBodyIterator:

@@ -349,7 +349,8 @@ class Pipeline:
                     module.dispose()
                 except Exception:
                     module_log.exception("dispose() failed")
-            ctx.module_context._cleanup()
+            if ctx._module_context is not None:
+                ctx._module_context._cleanup()
             if root:
                 self.counters.requests_in_flight -= 1
                 self.counters.request_finished(

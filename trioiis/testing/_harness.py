@@ -372,7 +372,7 @@ def _leaks(tally: _Tally) -> list[str]:
             problems.append(f"{label}: {ctx.pending_io_count} pending-I/O scope(s) left")
         if ctx._task_scopes:
             problems.append(f"{label}: {len(ctx._task_scopes)} task(s) still registered")
-        if ctx.module_context._items:
+        if ctx._module_context is not None and ctx._module_context._items:
             problems.append(f"{label}: module context not cleaned up")
         if id(ctx) not in tally.logged:
             problems.append(f"{label}: LOG_REQUEST did not run")
