@@ -571,7 +571,8 @@ class BodilessRequest:
 
     client_is_waiting_for_100_continue: Final = False
 
-    def __init__(self, trailing: bytes, *, keep_alive: bool) -> None:
+    # (positional or keyword: one is made per request, positionally)
+    def __init__(self, trailing: bytes, keep_alive: bool) -> None:
         #: Pipelined bytes after the head, as ``h11.Connection.trailing_data``.
         self.trailing_data = (trailing, False)
         #: As h11's after the end of the request: MUST_CLOSE when the client will not
@@ -639,13 +640,13 @@ def parse_head(data: bytes, end: int, limits: Limits) -> tuple[h11.Connection, R
             chunked = True
             break
     return conn, RequestHead(
-        method=event.method.decode("ascii"),
-        target=target.decode("latin-1"),
-        http_version=http_version,
-        headers=headers,
-        content_length=length,
-        chunked=chunked,
-        keep_alive=request_keep_alive(http_version, headers),
+        event.method.decode("ascii"),
+        target.decode("latin-1"),
+        http_version,
+        headers,
+        length,
+        chunked,
+        request_keep_alive(http_version, headers),
     )
 
 
@@ -690,9 +691,12 @@ class Counters:
     bytes_sent: int = 0
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True)
 class RequestHead:
-    """What the connection hands the server for one request."""
+    """What the connection hands the server for one request.
+
+    (Fields positional or keyword: the HTTP/1.1 parsers make one per request positionally,
+    which costs less than keyword arguments.)"""
 
     method: str
     target: str
@@ -920,9 +924,7 @@ class Http1Connection:
         self._wake_pump()
         conn, head = self._parse(data, end - start, self.limits)
         self._h11 = conn
-        self._writer = ResponseWriter(
-            method=head.method, http_version=head.http_version, keep_alive=head.keep_alive
-        )
+        self._writer = ResponseWriter(head.method, head.http_version, head.keep_alive)
         self._expect_continue = conn.client_is_waiting_for_100_continue
         self._body_left = b""
         self._body_pos = 0  # next unread byte of _body_left (one copy, not one per read)
@@ -952,7 +954,7 @@ class Http1Connection:
             else:
                 # (h11 marks every HTTP/1.0 client MUST_CLOSE: the writer decides)
                 done = head.keep_alive and head.http_version >= "1.1"
-                self._h11 = BodilessRequest(data[end - start :], keep_alive=done)
+                self._h11 = BodilessRequest(data[end - start :], done)
         return head
 
     @property

@@ -68,7 +68,8 @@ class ResponseWriter:
 
     __slots__ = ("_bodiless", "_framing", "_http10", "_left", "complete", "done", "keep_alive")
 
-    def __init__(self, *, method: str, http_version: str, keep_alive: bool) -> None:
+    # (positional or keyword: one is made per request, positionally)
+    def __init__(self, method: str, http_version: str, keep_alive: bool) -> None:
         #: The request allowed keep-alive; after ``head``, whether the connection may stay.
         self.keep_alive = keep_alive
         #: True once ``end`` has framed the end of the body.
