@@ -69,7 +69,7 @@ from .._errors import (
     InvalidHandleError,
     OperationAbortedError,
 )
-from .._lifecycle import Event, RequestLifecycle, RequestState
+from .._lifecycle import Event, Outcome, RequestLifecycle, RequestState
 from .._memo import memoize_short
 from .._observability import tracing
 from .._observability.counters import ServerCounters
@@ -117,6 +117,8 @@ class RequestRunner(Protocol):
     ) -> Status: ...
 
     async def run_request(self, ctx: HttpContext) -> CompletionInfo: ...
+
+    async def serve_request(self, ctx: HttpContext) -> Outcome: ...
 
     def task_failed(self, ctx: HttpContext, exc: Exception) -> None: ...
 

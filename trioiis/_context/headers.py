@@ -31,6 +31,13 @@ class Headers:
     def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
         return cls((n.decode("latin-1"), v.decode("latin-1")) for n, v in raw)
 
+    @staticmethod
+    def _empty() -> Headers:
+        """``Headers()``, made without a call to ``__init__`` (one per response)."""
+        headers = object.__new__(Headers)
+        headers._fields = []
+        return headers
+
     @classmethod
     def _from_head(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
         """The fields of a parsed request head (``RequestHead.headers``: names already

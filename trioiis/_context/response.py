@@ -51,7 +51,7 @@ class HttpResponse:
 
     def __init__(self, ctx: HttpContext) -> None:
         self._ctx_ref = weakref.ref(ctx)
-        self.headers = Headers()
+        self.headers = Headers._empty()
         self._chunks: list[bytes] = []
         self._status = 200
         self._reason = ""

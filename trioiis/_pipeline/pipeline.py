@@ -292,10 +292,25 @@ class Pipeline:
     async def run_request(self, ctx: HttpContext) -> CompletionInfo:
         """Run ``ctx`` through the whole pipeline; returns its completion (rule 5).
 
+        Cancellation: as ``serve_request``; the completion of a request whose work was
+        cancelled is ERROR_OPERATION_ABORTED.
+        """
+        outcome = await self.serve_request(ctx)
+        if outcome is _COMPLETED:
+            return CompletionInfo(ctx._produced, S_OK)
+        if outcome is _FAILED:
+            return CompletionInfo(ctx._produced, E_FAIL)
+        return CompletionInfo(ctx._produced, ERROR_OPERATION_ABORTED)
+
+    async def serve_request(self, ctx: HttpContext) -> Outcome:
+        """Run ``ctx`` through the whole pipeline; returns its outcome, final (rule 5). The
+        server's call for a client's request, whose completion nobody reads (a child's
+        caller reads it: ``run_request``).
+
         Cancellation: a cancel from outside (shutdown, a released child) stops the stages;
         the tail still runs shielded and the cancel then propagates. ``request_timeout`` and
         a client that leaves cancel the request nursery (its stages, tasks and children);
-        the tail runs, and the completion is ERROR_OPERATION_ABORTED.
+        the tail runs.
         """
         root = ctx._parent is None
         if root:
@@ -361,11 +376,7 @@ class Pipeline:
                 )
             if trace is not None:  # rule 6
                 self._end_trace(ctx, trace, outcome)
-        if outcome is _COMPLETED:
-            return CompletionInfo(ctx._produced, S_OK)
-        if outcome is _FAILED:
-            return CompletionInfo(ctx._produced, E_FAIL)
-        return CompletionInfo(ctx._produced, ERROR_OPERATION_ABORTED)
+        return outcome
 
     def _cancelled(self, ctx: HttpContext, work: trio.CancelScope) -> None:
         """The stages were cancelled: record why, unless the canceller already did (the

@@ -1029,7 +1029,7 @@ class HttpServer:
     async def _run(self, ctx: HttpContext) -> None:
         started = time.time()
         try:
-            await ctx._pipeline.run_request(ctx)
+            await ctx._pipeline.serve_request(ctx)
         finally:
             self._access_log.write(ctx, started)
 
