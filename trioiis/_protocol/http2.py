@@ -64,6 +64,7 @@ from .h2_lean import (
     LeanH2Connection,
     compact_hpack,
     compact_settings,
+    quiet_hpack_logs,
     shared_local_settings,
 )
 from .http1 import Limits, RequestHead
@@ -164,6 +165,7 @@ class Http2Connection:
         self.machine = machine = LeanH2Connection(config=SERVER_CONFIG)
         compact_settings(machine.remote_settings)
         compact_hpack(machine)
+        quiet_hpack_logs()
         self._streams: dict[int, Http2Transport] = {}
         self._out = bytearray()
         self._queued = 0  # output bytes ever buffered: the offset the next one goes at
