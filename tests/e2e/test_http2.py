@@ -464,6 +464,39 @@ async def test_a_path_not_in_origin_form_is_refused_and_the_connection_goes_on(
         assert (await client.get("/hello.txt")).status == 200
 
 
+@pytest.mark.parametrize(
+    ("fields", "trailers"),
+    [
+        ([(b"X-Upper", b"v")], None),  # RFC 9113 §8.2.1: names are lower-case
+        ([(b"connection", b"close")], None),  # §8.2.2: connection-specific
+        ([(b"x-a", b" v")], None),  # §8.2.1: no whitespace around a value
+        ([(b"host", b"elsewhere")], None),  # §8.3.1: Host and :authority differ
+        ([], [(b":path", b"/")]),  # §8.1: no pseudo-header in trailers
+        ([], [(b"x-a", b"a\x00b")]),
+    ],
+)
+async def test_a_malformed_field_block_is_a_connection_error(
+    site: Path, fields: list[tuple[bytes, bytes]], trailers: list[tuple[bytes, bytes]] | None
+) -> None:
+    """What h2 refuses in a request's fields (the server checks them itself, in one pass):
+    GOAWAY PROTOCOL_ERROR, counted; other connections go on."""
+    async with h2_server(root=site) as (srv, client):
+        client.conn.config.validate_outbound_headers = False
+        client.conn.config.normalize_outbound_headers = False
+        assert (await client.get("/hello.txt")).status == 200
+        sid = client.request("/hello.txt", extra=fields, end=trailers is None)
+        if trailers is not None:
+            client.conn.send_headers(sid, trailers, end_stream=True)
+        await client.flush()
+        await client.until_closed()
+        assert client.goaway is not None
+        assert client.goaway.error_code == E.PROTOCOL_ERROR
+        assert srv.server.counters.http2["protocol_errors"] == 1
+        fresh = await H2Client.connect(srv.port)
+        async with fresh:
+            assert (await fresh.get("/hello.txt")).status == 200
+
+
 async def test_max_requests_per_connection_sends_goaway(site: Path) -> None:
     limits = trioiis.Limits(max_requests_per_connection=3)
     async with h2_server(root=site, limits=limits) as (srv, client):

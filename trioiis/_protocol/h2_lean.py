@@ -69,8 +69,8 @@ class _ServerConfiguration(h2.config.H2Configuration):
     validate_outbound_headers = False
     normalize_outbound_headers = False
     split_outbound_cookies = False
-    validate_inbound_headers = True
-    normalize_inbound_headers = True
+    validate_inbound_headers = False
+    normalize_inbound_headers = False
     header_encoding = None
 
 
@@ -78,7 +78,9 @@ class _ServerConfiguration(h2.config.H2Configuration):
 SERVER_CONFIG = _ServerConfiguration(
     client_side=False,
     header_encoding=None,
-    validate_inbound_headers=True,
+    # h2_fields.request_head checks and normalizes a request's fields itself, in one pass.
+    validate_inbound_headers=False,
+    normalize_inbound_headers=False,
     # Http2Transport.send_head checks and normalizes a response's fields itself.
     validate_outbound_headers=False,
     normalize_outbound_headers=False,

@@ -59,6 +59,7 @@ import trio.lowlevel
 from hyperframe.frame import GoAwayFrame
 
 from .._observability.counters import ServerCounters
+from .h2_fields import check_trailers, request_head
 from .h2_lean import (
     SERVER_CONFIG,
     LeanH2Connection,
@@ -338,6 +339,11 @@ class Http2Connection:
         elif isinstance(event, h2.events.PingReceived):
             if self._pings.hit(now, window):
                 self._calm("PING flood", "ping_flood")
+        elif isinstance(event, h2.events.TrailersReceived):
+            try:
+                check_trailers(event.headers or ())
+            except h2.exceptions.ProtocolError as exc:
+                self._protocol_error(exc)
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.lost = True  # the client's GOAWAY: every stream is cancelled (rule 3)
             self._lose()
@@ -346,6 +352,11 @@ class Http2Connection:
         sid = event.stream_id
         self._last_stream = max(self._last_stream, sid)
         limits = self.limits
+        try:
+            head, protocol = request_head(event.headers or (), ended=event.stream_ended is not None)
+        except h2.exceptions.ProtocolError as exc:
+            self._protocol_error(exc)  # a malformed block: as h2 would, GOAWAY
+            return
         if self.closing:
             self._refuse(sid)  # above the GOAWAY's last stream id
             return
@@ -360,7 +371,6 @@ class Http2Connection:
                 )
             self._refuse(sid)
             return
-        head = _request_head(event.headers or [], ended=event.stream_ended is not None)
         if head is None:
             self._refuse(sid, _E.PROTOCOL_ERROR)
             if self._on_refused is not None:
@@ -371,7 +381,7 @@ class Http2Connection:
             sid,
             head_only=head.method == "HEAD",
             request_length=head.content_length,
-            connect_protocol=_connect_protocol(head.method, event.headers or []),
+            connect_protocol=protocol,
         )
         self._streams[sid] = transport
         self._last_served = sid
@@ -796,54 +806,3 @@ def _receive_now(raw: stdlib_socket.socket) -> bytes | None:
         return raw.recv(_RECEIVE_SIZE)
     except BlockingIOError:
         return None
-
-
-def _connect_protocol(method: str, headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    """The ``:protocol`` of an extended CONNECT (RFC 8441; ``websocket``), else None."""
-    if method != "CONNECT":
-        return None
-    return next((value for name, value in headers if name == b":protocol"), None)
-
-
-def _request_head(headers: list[tuple[bytes, bytes]], *, ended: bool) -> RequestHead | None:
-    """The pseudo-headers and fields of a HEADERS block as a ``RequestHead``; None when a
-    required pseudo-header is missing (h2 already refused malformed ones). ``ended``: the
-    HEADERS carried END_STREAM (no body). A body of unknown length (DATA frames without a
-    Content-Length) is marked ``chunked``: HTTP/1.1's word for "delimited by its end"."""
-    method = path = authority = None
-    fields: list[tuple[bytes, bytes]] = []
-    cookies: list[bytes] = []
-    content_length: int | None = None
-    for name, value in headers:
-        if name.startswith(b":"):
-            if name == b":method":
-                method = value.decode("latin-1")
-            elif name == b":path":
-                path = value.decode("latin-1")
-            elif name == b":authority":
-                authority = value
-            continue
-        if name == b"cookie":
-            cookies.append(value)  # joined into one field for HTTP/1.1 code (RFC 9113 §8.2.3)
-            continue
-        if name == b"content-length":
-            if not value.isdigit():
-                return None
-            content_length = int(value)
-        fields.append((name, value))
-    if method is None or path is None or not path.startswith("/"):
-        return None  # (RFC 9113 §8.3.1: origin-form; CONNECT and ``*`` are not served)
-    if authority is not None and not any(n == b"host" for n, _ in fields):
-        fields.insert(0, (b"host", authority))
-    if cookies:
-        fields.append((b"cookie", b"; ".join(cookies)))
-    if ended and content_length is None:
-        content_length = 0
-    return RequestHead(
-        method=method,
-        target=path,
-        http_version="2.0",
-        headers=fields,
-        content_length=content_length,
-        chunked=content_length is None,
-    )
