@@ -301,8 +301,6 @@ class Http2Connection:
         self.send_now()
 
     def _event(self, event: h2.events.Event) -> None:
-        now = trio.current_time()
-        window = self.limits.h2_flood_window
         if isinstance(event, h2.events.RequestReceived):
             self._request(event)
         elif isinstance(event, h2.events.DataReceived):
@@ -316,10 +314,10 @@ class Http2Connection:
             if transport is not None:
                 self.counters.http2["streams_reset_by_client"] += 1
                 transport.peer_gone()  # that request's nursery is cancelled (rule 3)
-            if self._resets.hit(now, window):
+            if self._flooded(self._resets):
                 self._calm("rapid reset", "rapid_reset")
         elif isinstance(event, h2.events.WindowUpdated):
-            if self._window_updates.hit(now, window):
+            if self._flooded(self._window_updates):
                 self._calm("WINDOW_UPDATE flood", "window_update_flood")
                 return
             if event.stream_id == 0:
@@ -330,14 +328,14 @@ class Http2Connection:
                 if transport is not None:
                     transport.window_opened()
         elif isinstance(event, h2.events.RemoteSettingsChanged):
-            if self._settings.hit(now, window):
+            if self._flooded(self._settings):
                 self._calm("SETTINGS flood", "settings_flood")
                 return
             compact_settings(self.machine.remote_settings)  # (a new setting: a new deque)
             for transport in self._streams.values():
                 transport.window_opened()  # INITIAL_WINDOW_SIZE may have grown
         elif isinstance(event, h2.events.PingReceived):
-            if self._pings.hit(now, window):
+            if self._flooded(self._pings):
                 self._calm("PING flood", "ping_flood")
         elif isinstance(event, h2.events.TrailersReceived):
             try:
@@ -347,6 +345,10 @@ class Http2Connection:
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.lost = True  # the client's GOAWAY: every stream is cancelled (rule 3)
             self._lose()
+
+    def _flooded(self, frames: _Flood) -> bool:
+        """One more frame of a kind counted per ``h2_flood_window``: past its limit?"""
+        return frames.hit(trio.current_time(), self.limits.h2_flood_window)
 
     def _request(self, event: h2.events.RequestReceived) -> None:
         sid = event.stream_id

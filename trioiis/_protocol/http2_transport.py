@@ -489,8 +489,11 @@ class Http2Transport:
 
     def unread_body(self) -> int:
         """Bytes received but not consumed (the connection returns them to its window)."""
-        n = sum(len(b) for b in self._body)
-        self._body.clear()
+        body = self._body
+        if not body:
+            return 0
+        n = sum(map(len, body))
+        body.clear()
         return n
 
     @property
