@@ -117,6 +117,14 @@ def families(counters: ServerCounters, *, scrape: bool = False) -> Iterator[Metr
     for code, n in sorted(counters.heads_refused.items()):
         refused.add_metric([str(code)], n)
     yield refused
+    redirects = CounterMetricFamily(
+        "trioiis_https_redirects",
+        "Requests answered by an https_redirect binding, by status (301; 499: client left)",
+        labels=["status"],
+    )
+    for code, n in sorted(counters.https_redirects.items()):
+        redirects.add_metric([str(code)], n)
+    yield redirects
     outcomes = CounterMetricFamily(
         "trioiis_requests_ended",
         "Requests that ended, by outcome (completed, cancelled_by_client, timed_out,"

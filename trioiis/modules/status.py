@@ -13,6 +13,7 @@ process's share only, not the server's), ``requests``,
 ``requests_in_flight`` and ``connections_open`` (both *not* counting the status request and
 its connection), ``connections_refused``, ``heads_refused`` (request heads refused before the
 pipeline, by the status they got: in the access log as ``refused``, in no other figure),
+``https_redirects`` (requests an ``https_redirect`` binding answered, by status),
 ``outcomes`` (finished requests by outcome:
 ``completed``, ``cancelled_by_client``, ``timed_out``, ``aborted_by_server``, ``failed``),
 ``cancelled_by_client``, ``requests_timed_out``,
@@ -114,6 +115,7 @@ def snapshot(counters: Any, last: int | None = None) -> dict[str, Any]:
         "connections_open": counters.connections_open,
         "connections_refused": counters.connections_refused,
         "heads_refused": {str(code): n for code, n in sorted(counters.heads_refused.items())},
+        "https_redirects": {str(code): n for code, n in sorted(counters.https_redirects.items())},
         "outcomes": {outcome: counters.outcomes[outcome] for outcome in OUTCOMES},
         "cancelled_by_client": counters.cancelled_by_client,
         "requests_timed_out": counters.requests_timed_out,
