@@ -26,7 +26,14 @@ from hyperframe.frame import ContinuationFrame, HeadersFrame
 import trioiis
 from tests.e2e.conftest import client_context
 from tests.h2_client import ZERO_WINDOW, H2Client
-from tests.helpers import Running, all_tasks, raw_request, register, running_server
+from tests.helpers import (
+    Running,
+    all_tasks,
+    builtin,
+    raw_request,
+    register,
+    running_server,
+)
 from trioiis import HttpContext, HttpModule, Notification, OperationAbortedError, Status
 
 E = h2.errors.ErrorCodes
@@ -541,9 +548,21 @@ async def test_graceful_shutdown_lets_streams_in_flight_finish(site: Path) -> No
             await client.until(lambda: client.results[sid].done)
             await client.until_closed()
     assert late.reset == E.REFUSED_STREAM  # safe for the client to retry elsewhere
+    assert srv.server.counters.http2["streams_after_goaway"] == 1
+    assert srv.server.counters.http2["streams"] == 1  # the refused one was never served
     assert bytes(client.results[sid].body) == b"finished"
     assert client.goaway is not None
     assert (client.goaway.error_code, client.goaway.last_stream_id) == (E.NO_ERROR, sid)
+
+
+async def test_the_status_module_and_the_metrics_show_the_http2_counts(site: Path) -> None:
+    async with h2_server(builtin("status"), builtin("metrics"), root=site) as (_, client):
+        assert (await client.get("/hello.txt")).headers[b":status"] == b"200"
+        status = json.loads(bytes((await client.get("/_trioiis/status")).body))
+        scrape = bytes((await client.get("/_trioiis/metrics")).body).decode()
+    assert status["http2"] == {"connections": 1, "streams": 2}  # itself the second
+    assert 'trioiis_http2_events_total{kind="connections"} 1.0' in scrape
+    assert 'trioiis_http2_events_total{kind="streams"} 3.0' in scrape
 
 
 async def test_a_goaway_from_the_client_cancels_every_stream(site: Path) -> None:

@@ -94,7 +94,9 @@ class ServerCounters:
         event_loop_blocked: task steps that kept the event loop blocked longer than
             ``watchdog_threshold`` (``trioiis._server.watchdog``).
         http2: HTTP/2 events by kind (``trioiis._protocol.http2``): ``connections``, ``streams``,
-            ``streams_reset_by_client``, and each limit's refusals: ``streams_refused``
+            ``streams_reset_by_client``, ``streams_after_goaway`` (streams the client opened
+            after the server's GOAWAY, refused unprocessed with REFUSED_STREAM, which a
+            client may retry elsewhere), and each limit's refusals: ``streams_refused``
             (concurrent streams), ``rapid_reset``, ``ping_flood``, ``settings_flood``,
             ``window_update_flood``, ``header_flood`` (header list size, CONTINUATION),
             ``window_stalls``, ``slow_reads`` (a stream read below ``min_send_rate``),

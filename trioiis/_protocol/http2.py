@@ -360,7 +360,8 @@ class Http2Connection:
             self._protocol_error(exc)  # a malformed block: as h2 would, GOAWAY
             return
         if self.closing:
-            self._refuse(sid)  # above the GOAWAY's last stream id
+            self.counters.http2["streams_after_goaway"] += 1
+            self._refuse(sid)  # above the GOAWAY's last stream id: the client may retry it
             return
         if len(self._streams) >= limits.h2_max_concurrent_streams:
             self.counters.http2["streams_refused"] += 1

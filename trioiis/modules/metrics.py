@@ -180,6 +180,14 @@ def families(counters: ServerCounters, *, scrape: bool = False) -> Iterator[Metr
         "Task steps that blocked the event loop past watchdog_threshold",
         counters.event_loop_blocked,
     )
+    http2 = CounterMetricFamily(
+        "trioiis_http2_events",
+        "HTTP/2 events by kind: connections, streams, resets, each limit's refusals",
+        labels=["kind"],
+    )
+    for kind, n in sorted(counters.http2.items()):
+        http2.add_metric([kind], n)
+    yield http2
 
 
 class _CountersCollector:

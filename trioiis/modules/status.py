@@ -21,7 +21,8 @@ pipeline, by the status they got: in the access log as ``refused``, in no other 
 ``responses_by_status`` (finished requests by the access log's status: the one the client
 got, 499 or 444 when no status line went out; the status request not yet among them),
 ``connections_accepted``, ``traces_written``, ``traces_dropped``,
-``event_loop_blocked`` (``trioiis._server.watchdog``), ``module_exceptions``,
+``event_loop_blocked`` (``trioiis._server.watchdog``), ``module_exceptions``, ``http2``
+(HTTP/2 events by kind, ``ServerCounters.http2``: streams, resets, each limit's refusals),
 ``time_to_cancel`` (``count``, ``p50_ms``, ``p99_ms``, ``max_ms`` over the samples the server
 keeps — its last 10 000 requests cancelled by their client; ``?last=N`` restricts them to
 the last N samples, so a benchmark can ask for exactly its own), ``open_fds`` (entries of
@@ -133,6 +134,7 @@ def snapshot(counters: Any, last: int | None = None) -> dict[str, Any]:
         "traces_dropped": counters.traces_dropped,
         "event_loop_blocked": counters.event_loop_blocked,
         "module_exceptions": dict(counters.module_exceptions),
+        "http2": dict(sorted(counters.http2.items())),
         "time_to_cancel": {
             "count": len(samples),
             "p50_ms": percentile(samples, 0.50) * 1000,
