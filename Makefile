@@ -41,21 +41,25 @@ types: $(STAMP_TEST)
 docs: $(STAMP_TEST)
 	$(BIN)/mkdocs build --strict --site-dir .site
 
-# The suite runs under coverage (branch = true in pyproject.toml); the figure is the share
-# of trioiis/'s lines and branches the in-process tests reach (servers the tests start as
-# subprocesses are not measured). Coverage's tracer costs the suite CPU (about +60 % on
-# Python 3.11, see benchmarks/RESULTS.md): `make test COVERAGE=0` runs it without.
+# The suite runs in one process per core (pytest-xdist; tests that share a module fixture
+# are grouped onto one process), each under coverage (branch = true in pyproject.toml;
+# tests/worker_coverage.py starts it in the worker processes); the figure
+# is the share of trioiis/'s lines and branches the in-process tests reach (servers the tests
+# start as subprocesses are not measured). Coverage's tracer costs the suite CPU (about +45 %
+# on Python 3.11): `make test COVERAGE=0` runs it without. The docs site is built (--strict)
+# by tests/test_docs.py.
 COVERAGE ?= 1
+PYTEST_ARGS := -q -n auto --dist loadgroup
 
 test: lint types $(STAMP_TEST)
 ifeq ($(COVERAGE),0)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 else
 	$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest -q
+	COVERAGE_PROCESS_START=pyproject.toml $(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	@$(BIN)/coverage combine -q
 	@echo "coverage of trioiis/ (lines and branches): $$($(BIN)/coverage report --format=total)%"
 endif
-	$(BIN)/mkdocs build --strict --site-dir .site
 
 $(STAMP_BENCH): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[$(TEST_EXTRAS),peers]' --group dev
@@ -66,4 +70,4 @@ bench: $(STAMP_BENCH)
 	$(BIN)/python benchmarks/compare.py
 
 clean:
-	rm -rf $(VENV) .site .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .site .mypy_cache .ruff_cache .coverage .coverage.*

@@ -1,20 +1,27 @@
 """Fresh virtual environments made while the rest of the suite runs.
 
 Making one is pip's work in a subprocess (half a minute each), not the code under test: the
-session starts it as soon as collection has selected a test that needs it (conftest.py), on
-the machine's other core, and that test waits for it. Each preparation is a command run in an
-empty folder of its own, removed at the end of the session.
+session starts it as soon as collection has selected a test that needs it (conftest.py), and
+that test waits for it. Each preparation is a command run in an empty folder of its own,
+removed at the end of the session.
+
+When the tests run in pytest-xdist's worker processes, the controller starts the
+preparations (it alone sees every worker's collection) in folders under the directory named by
+``$TRIOIIS_TEST_PREPARATIONS``, which the workers inherit. A preparation's process holds an
+exclusive lock on its folder's ``lock`` file until it ends, having written its exit status to
+``status``: any process waits for it by taking that lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,49 +73,74 @@ PREPARATIONS: dict[str, tuple[str, Callable[[Path], list[str]], Callable[[], dic
 }
 
 
-@dataclass
-class Preparation:
-    folder: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def wait(self) -> Path:
-        """The folder, once the command succeeded (else the test fails with its output)."""
-        try:
-            status = self.process.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise AssertionError(f"not ready in {TIMEOUT} s: {self.log.read_text()}") from None
-        assert status == 0, self.log.read_text()
-        return self.folder
+#: The environment variable naming the folder of every preparation started for this session.
+SHARED = "TRIOIIS_TEST_PREPARATIONS"
 
 
-_started: dict[str, Preparation] = {}
+_own_folder: list[Path] = []  # the folder of preparations, if this process made it
+
+
+def share() -> None:
+    """Name a folder for this session's preparations, for the processes it starts later."""
+    if SHARED not in os.environ:
+        _own_folder.append(Path(tempfile.mkdtemp(prefix="trioiis-preparations-")))
+        os.environ[SHARED] = str(_own_folder[0])
+
+
+def _folder(name: str) -> Path:
+    return Path(os.environ[SHARED]) / name
+
+
+def _wait(folder: Path) -> Path:
+    """The folder, once its command succeeded (else the test fails with its output)."""
+    with (folder / "lock").open("rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)  # granted when the preparation's process has ended
+    log = (folder / "output.log").read_text()
+    status = folder / "status"  # written when the command ended within the time allowed
+    assert status.exists(), f"not ready in {TIMEOUT} s: {log}"
+    assert status.read_text().strip() == "0", log
+    return folder
+
+
+_started: dict[str, subprocess.Popen[bytes]] = {}
 
 
 def start(names: set[str]) -> None:
+    share()
     for name in sorted(names - set(_started)):
         _, command, env = PREPARATIONS[name]
-        folder = Path(tempfile.mkdtemp(prefix=f"trioiis-{name}-"))
-        log = folder / "output.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                command(folder), cwd=folder, env=env(), stdout=out, stderr=subprocess.STDOUT
+        folder = _folder(name)
+        folder.mkdir()
+        # The lock's open file is inherited by the command and its children: released when
+        # the last of them ends. ``timeout`` leads a process group of its own, which it (and
+        # finish) can kill whole.
+        with (folder / "lock").open("wb") as lock, (folder / "output.log").open("wb") as out:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            wrapped = ["timeout", str(TIMEOUT), "sh", "-c", '"$@"; echo $? > status', "sh"]
+            _started[name] = subprocess.Popen(
+                [*wrapped, *command(folder)],
+                cwd=folder,
+                env=env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                pass_fds=(lock.fileno(),),
             )
-        _started[name] = Preparation(folder, process, log)
 
 
 def ready(name: str) -> Path:
-    """The folder of preparation ``name``, started now if the session did not start it."""
-    start({name})
-    return _started[name].wait()
+    """The folder of preparation ``name``, started now if no process of the session did."""
+    if SHARED not in os.environ or not _folder(name).exists():
+        start({name})
+    return _wait(_folder(name))
 
 
 def finish() -> None:
-    """Stop what is still running and remove every folder."""
-    for preparation in _started.values():
-        if preparation.process.poll() is None:
-            preparation.process.kill()
-            preparation.process.wait()
-        shutil.rmtree(preparation.folder, ignore_errors=True)
+    """Stop what this process started and is still running, and remove every folder."""
+    for process in _started.values():
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
     _started.clear()
+    for folder in _own_folder:
+        shutil.rmtree(folder, ignore_errors=True)
+    _own_folder.clear()

@@ -163,6 +163,8 @@ def run_examples(
     return outcomes
 
 
+# Each group of examples is run at once by a module fixture: one process of the session runs them.
+@pytest.mark.xdist_group("docs-examples")
 @pytest.mark.parametrize("block", OTHER_BLOCKS, ids=lambda block: block.id)
 def test_docs_python_example_runs(block: Block, example_outcomes: dict[str, Outcome]) -> None:
     outcome = example_outcomes[block.id]
@@ -237,6 +239,7 @@ def test_every_tutorial_page_has_examples() -> None:
     assert {block.page for block in TUTORIAL_BLOCKS} == set(TUTORIAL_PAGES)
 
 
+@pytest.mark.xdist_group("tutorial")
 @pytest.mark.parametrize("block", TUTORIAL_BLOCKS, ids=lambda block: block.id)
 def test_tutorial_example_runs_in_a_fresh_make_serve_environment(
     block: Block, tutorial_outcomes: dict[str, Outcome]

@@ -26,7 +26,14 @@ from hyperframe.frame import ContinuationFrame, HeadersFrame
 import trioiis
 from tests.e2e.conftest import client_context
 from tests.h2_client import ZERO_WINDOW, H2Client
-from tests.helpers import Running, all_tasks, raw_request, register, running_server
+from tests.helpers import (
+    Running,
+    all_tasks,
+    builtin,
+    raw_request,
+    register,
+    running_server,
+)
 from trioiis import HttpContext, HttpModule, Notification, OperationAbortedError, Status
 
 E = h2.errors.ErrorCodes
@@ -464,6 +471,39 @@ async def test_a_path_not_in_origin_form_is_refused_and_the_connection_goes_on(
         assert (await client.get("/hello.txt")).status == 200
 
 
+@pytest.mark.parametrize(
+    ("fields", "trailers"),
+    [
+        ([(b"X-Upper", b"v")], None),  # RFC 9113 §8.2.1: names are lower-case
+        ([(b"connection", b"close")], None),  # §8.2.2: connection-specific
+        ([(b"x-a", b" v")], None),  # §8.2.1: no whitespace around a value
+        ([(b"host", b"elsewhere")], None),  # §8.3.1: Host and :authority differ
+        ([], [(b":path", b"/")]),  # §8.1: no pseudo-header in trailers
+        ([], [(b"x-a", b"a\x00b")]),
+    ],
+)
+async def test_a_malformed_field_block_is_a_connection_error(
+    site: Path, fields: list[tuple[bytes, bytes]], trailers: list[tuple[bytes, bytes]] | None
+) -> None:
+    """What h2 refuses in a request's fields (the server checks them itself, in one pass):
+    GOAWAY PROTOCOL_ERROR, counted; other connections go on."""
+    async with h2_server(root=site) as (srv, client):
+        client.conn.config.validate_outbound_headers = False
+        client.conn.config.normalize_outbound_headers = False
+        assert (await client.get("/hello.txt")).status == 200
+        sid = client.request("/hello.txt", extra=fields, end=trailers is None)
+        if trailers is not None:
+            client.conn.send_headers(sid, trailers, end_stream=True)
+        await client.flush()
+        await client.until_closed()
+        assert client.goaway is not None
+        assert client.goaway.error_code == E.PROTOCOL_ERROR
+        assert srv.server.counters.http2["protocol_errors"] == 1
+        fresh = await H2Client.connect(srv.port)
+        async with fresh:
+            assert (await fresh.get("/hello.txt")).status == 200
+
+
 async def test_max_requests_per_connection_sends_goaway(site: Path) -> None:
     limits = trioiis.Limits(max_requests_per_connection=3)
     async with h2_server(root=site, limits=limits) as (srv, client):
@@ -508,9 +548,21 @@ async def test_graceful_shutdown_lets_streams_in_flight_finish(site: Path) -> No
             await client.until(lambda: client.results[sid].done)
             await client.until_closed()
     assert late.reset == E.REFUSED_STREAM  # safe for the client to retry elsewhere
+    assert srv.server.counters.http2["streams_after_goaway"] == 1
+    assert srv.server.counters.http2["streams"] == 1  # the refused one was never served
     assert bytes(client.results[sid].body) == b"finished"
     assert client.goaway is not None
     assert (client.goaway.error_code, client.goaway.last_stream_id) == (E.NO_ERROR, sid)
+
+
+async def test_the_status_module_and_the_metrics_show_the_http2_counts(site: Path) -> None:
+    async with h2_server(builtin("status"), builtin("metrics"), root=site) as (_, client):
+        assert (await client.get("/hello.txt")).headers[b":status"] == b"200"
+        status = json.loads(bytes((await client.get("/_trioiis/status")).body))
+        scrape = bytes((await client.get("/_trioiis/metrics")).body).decode()
+    assert status["http2"] == {"connections": 1, "streams": 2}  # itself the second
+    assert 'trioiis_http2_events_total{kind="connections"} 1.0' in scrape
+    assert 'trioiis_http2_events_total{kind="streams"} 3.0' in scrape
 
 
 async def test_a_goaway_from_the_client_cancels_every_stream(site: Path) -> None:

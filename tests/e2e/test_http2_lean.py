@@ -10,6 +10,7 @@ task alone and that HPACK's state survives idling.
 from __future__ import annotations
 
 import collections
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from trioiis._protocol.h2_lean import (
     _TableEntries,
     compact_hpack,
     compact_settings,
+    quiet_hpack_logs,
     shared_local_settings,
 )
 
@@ -125,6 +127,67 @@ def test_a_lean_connection_handles_frames_as_h2_does() -> None:
     assert events == _events(plain, data)
     assert len(events) > 10
     assert lean.data_to_send() == plain.data_to_send()
+
+
+_OPTIONS = (
+    "client_side",
+    "header_encoding",
+    "validate_outbound_headers",
+    "normalize_outbound_headers",
+    "split_outbound_cookies",
+    "validate_inbound_headers",
+    "normalize_inbound_headers",
+)
+
+
+def test_the_server_configuration_reads_as_h2s_own_with_plain_attributes() -> None:
+    """``SERVER_CONFIG`` hides ``H2Configuration``'s option descriptors with plain class
+    attributes: h2 must still define each option under that name (a descriptor or a
+    property), and every option must read as a stock configuration's with the same
+    arguments, kept in the instance (no call per read)."""
+    stock = h2.config.H2Configuration(
+        client_side=False,
+        header_encoding=None,
+        validate_inbound_headers=False,
+        normalize_inbound_headers=False,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+    )
+    for name in _OPTIONS:
+        assert hasattr(vars(h2.config.H2Configuration)[name], "__set__"), name
+        assert name in vars(SERVER_CONFIG), name
+        assert getattr(SERVER_CONFIG, name) == getattr(stock, name), name
+    SERVER_CONFIG.logger.debug("%s %d", "dropped", 1)  # h2's calls: any arguments
+    SERVER_CONFIG.logger.trace("dropped", key=1)
+    data = _frames_of_a_client()
+    assert _events(LeanH2Connection(config=SERVER_CONFIG), data) == _events(
+        h2.connection.H2Connection(stock), data
+    )
+
+
+def test_hpack_logs_through_module_loggers_that_are_quiet_unless_debug_is_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``quiet_hpack_logs`` swaps ``hpack.hpack.log`` and ``hpack.table.log``: they must be
+    hpack's module loggers; swapped, they drop calls; with DEBUG on they log again."""
+    decoder_input = hpack.Encoder().encode([(b":method", b"GET"), (b"x-a", b"b")])
+    modules = (hpack.hpack, hpack.table)
+    try:
+        quiet_hpack_logs()
+        assert all(not isinstance(m.log, logging.Logger) for m in modules)
+        with caplog.at_level(logging.DEBUG, logger="hpack"):
+            assert hpack.Decoder().decode(decoder_input, raw=True) == [
+                (b":method", b"GET"),
+                (b"x-a", b"b"),
+            ]
+            assert not [r for r in caplog.records if r.name.startswith("hpack")]
+            quiet_hpack_logs()  # a connection made while DEBUG is on
+            assert [m.log for m in modules] == [logging.getLogger(m.__name__) for m in modules]
+            hpack.Decoder().decode(decoder_input, raw=True)
+            assert [r for r in caplog.records if r.name == "hpack.hpack"]
+    finally:
+        quiet_hpack_logs()
+    assert all(not isinstance(m.log, logging.Logger) for m in modules)
 
 
 def test_hpack_tables_are_deques_with_the_operations_used() -> None:

@@ -4,15 +4,17 @@ Real handshakes on 127.0.0.1 with a ``trustme`` test CA."""
 
 from __future__ import annotations
 
+import json
 import ssl
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 import trustme
 
 from tests.e2e.conftest import client_context
-from tests.helpers import raw_request, running_server
+from tests.helpers import builtin, raw_request, running_server
 from trioiis import ConfigError, ServerConfig, SiteConfig
 from trioiis._server.tls import INTERMEDIATE_CIPHERS
 
@@ -110,17 +112,44 @@ def test_a_site_certificate_needs_hosts_and_its_key(tmp_path: Path) -> None:
 
 
 async def test_https_redirect_binding(
-    site: Path, tls_files: dict[str, Path], ca: trustme.CA
+    site: Path, tls_files: dict[str, Path], ca: trustme.CA, tmp_path: Path
 ) -> None:
-    async with running_server(root=site, https_redirect=("127.0.0.1:0",), **tls_files) as srv:
+    """A 301 to the same path on the TLS binding, a 400 for a malformed head; each answer has
+    its access-log line and its count, apart from the site's requests."""
+    log = tmp_path / "access.log"
+    async with running_server(
+        builtin("status"),
+        builtin("metrics"),
+        root=site,
+        https_redirect=("127.0.0.1:0",),
+        access_log=str(log),
+        access_log_format="json",
+        **tls_files,
+    ) as srv:
         ((_, redirect_port),) = srv.server.redirect_bound
         raw = await raw_request(
-            redirect_port, b"GET /dir/a?b=1 HTTP/1.1\r\nHost: www.example.test:8080\r\n\r\n"
+            redirect_port,
+            b"GET /dir/a?b=1 HTTP/1.1\r\nHost: www.example.test:8080\r\nUser-Agent: ua\r\n\r\n",
         )
         junk = await raw_request(redirect_port, b"G@T / HTTP/1.1\r\n\r\n")
+        base = f"https://127.0.0.1:{srv.port}"
+        async with httpx.AsyncClient(base_url=base, verify=client_context(ca)) as client:
+            status = (await client.get("/_trioiis/status")).json()
+            scrape = (await client.get("/_trioiis/metrics")).text
     assert raw.startswith(b"HTTP/1.1 301 ")
     assert f"\r\nLocation: https://www.example.test:{srv.port}/dir/a?b=1\r\n".encode() in raw
     assert junk.startswith(b"HTTP/1.1 400 ")
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [
+        (line["method"], line["url"], line["status"], line["bytes"], line["outcome"], line["site"])
+        for line in lines
+    ][:2] == [("GET", "/dir/a?b=1", 301, 0, "completed", "-"), ("-", "-", 400, 0, "refused", "-")]
+    assert lines[0]["user_agent"] == "ua"
+    assert [line["site"] for line in lines[2:]] == ["default", "default"]  # status, metrics
+    assert status["https_redirects"] == {"301": 1}
+    assert status["heads_refused"] == {"400": 1}
+    assert status["requests"] == 1  # the status request itself: no redirect among them
+    assert 'trioiis_https_redirects_total{status="301"} 1.0' in scrape
 
 
 async def test_https_redirect_points_at_the_tls_binding_beside_cleartext_ones(

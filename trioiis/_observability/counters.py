@@ -69,6 +69,10 @@ class ServerCounters:
         heads_refused: request heads refused before the pipeline (malformed, over a limit,
             too slow), by the status they were answered with: each has its access-log line
             (outcome ``refused``), and is in no other figure (it never became a request).
+        https_redirects: requests an ``https_redirect`` binding answered, by status (``301``;
+            ``499`` when the client left before the answer went out): each has its access-log
+            line (site ``-``), and is in no other figure (no module ran). A malformed head
+            there is in ``heads_refused``.
         outcomes: root requests that have finished, by outcome (``Outcome`` values:
             ``completed``, ``cancelled_by_client``, ``timed_out``, ``aborted_by_server``,
             ``failed``); the one figure each request adds to, decided by its lifecycle.
@@ -90,7 +94,9 @@ class ServerCounters:
         event_loop_blocked: task steps that kept the event loop blocked longer than
             ``watchdog_threshold`` (``trioiis._server.watchdog``).
         http2: HTTP/2 events by kind (``trioiis._protocol.http2``): ``connections``, ``streams``,
-            ``streams_reset_by_client``, and each limit's refusals: ``streams_refused``
+            ``streams_reset_by_client``, ``streams_after_goaway`` (streams the client opened
+            after the server's GOAWAY, refused unprocessed with REFUSED_STREAM, which a
+            client may retry elsewhere), and each limit's refusals: ``streams_refused``
             (concurrent streams), ``rapid_reset``, ``ping_flood``, ``settings_flood``,
             ``window_update_flood``, ``header_flood`` (header list size, CONTINUATION),
             ``window_stalls``, ``slow_reads`` (a stream read below ``min_send_rate``),
@@ -108,6 +114,7 @@ class ServerCounters:
     connections_open: int = 0
     connections_refused: int = 0
     heads_refused: collections.Counter[int] = field(default_factory=collections.Counter)
+    https_redirects: collections.Counter[int] = field(default_factory=collections.Counter)
     outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
     cancelled_by_client: int = 0
     requests_timed_out: int = 0

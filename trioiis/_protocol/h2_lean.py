@@ -15,36 +15,89 @@ life:
   entries: inserting at the front of a list is as cheap).
 * **Frame dispatch.** ``h2`` gives each connection a dict of its twelve bound frame
   handlers (about 1.4 KiB); ``LeanH2Connection`` looks the handler up per frame instead.
-* **Configuration.** One ``H2Configuration`` (``SERVER_CONFIG``) for every connection.
+* **Configuration.** One configuration (``SERVER_CONFIG``) for every connection. ``h2``
+  reads its options several times per frame, and each read of an ``H2Configuration``
+  option is a descriptor call: ``SERVER_CONFIG``'s options are plain attributes, and its
+  logger (``h2``'s default logs nothing) drops its calls in C.
+* **HPACK's debug log.** ``hpack`` logs every integer and header it encodes or decodes
+  (about twenty ``Logger.debug`` calls per request); ``quiet_hpack_logs``, run per
+  connection, swaps its module loggers for one that drops the calls in C while nothing
+  listens at DEBUG, and gives them back when something does.
 
 Each relies on a name ``h2`` or ``hpack`` does not document (``Settings._settings``,
-``HeaderTable.dynamic_entries``, ``H2Connection._frame_dispatch_table``): pyproject.toml
-bounds both to the versions checked, and tests/e2e/test_http2_lean.py fails first if one
-of them changes.
+``HeaderTable.dynamic_entries``, ``H2Connection._frame_dispatch_table``, the option names of
+``H2Configuration``, the module loggers ``hpack.hpack.log`` and ``hpack.table.log``):
+pyproject.toml bounds both to the versions checked, and tests/e2e/test_http2_lean.py fails
+first if one of them changes.
 
 Not a public API.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
-from types import MethodType
+from types import MethodType, ModuleType
 from typing import Any, cast
 
 import h2.config
 import h2.connection
 import h2.settings
+import hpack.hpack
+import hpack.table
 from hyperframe.frame import Frame
 
+
+class _Silent:
+    """A logger that drops every call without a Python frame: ``"".format`` takes any
+    arguments and returns ``""``. What ``h2``'s own ``DummyLogger`` does, in C."""
+
+    __slots__ = ()
+    debug: Callable[..., object] = "".format
+    trace: Callable[..., object] = "".format
+
+
+_SILENT = _Silent()
+
+
+class _ServerConfiguration(h2.config.H2Configuration):
+    """``H2Configuration`` whose options are plain attributes: the class attributes below
+    hide the descriptors of ``H2Configuration`` (the same names), so ``__init__`` keeps each
+    value in the instance and ``h2`` reads it without a call. Only ``h2`` reads it."""
+
+    client_side = False
+    validate_outbound_headers = False
+    normalize_outbound_headers = False
+    split_outbound_cookies = False
+    validate_inbound_headers = False
+    normalize_inbound_headers = False
+    header_encoding = None
+
+
 #: The configuration of every server-side connection (``h2`` only reads it).
-SERVER_CONFIG = h2.config.H2Configuration(
+SERVER_CONFIG = _ServerConfiguration(
     client_side=False,
     header_encoding=None,
-    validate_inbound_headers=True,
+    # h2_fields.request_head checks and normalizes a request's fields itself, in one pass.
+    validate_inbound_headers=False,
+    normalize_inbound_headers=False,
     # Http2Transport.send_head checks and normalizes a response's fields itself.
     validate_outbound_headers=False,
     normalize_outbound_headers=False,
+    logger=_SILENT,  # type: ignore[arg-type]  # (h2 calls only debug and trace)
 )
+
+#: hpack's modules that log at DEBUG through a module global ``log``.
+_HPACK_LOGGING: tuple[ModuleType, ...] = (hpack.hpack, hpack.table)
+
+
+def quiet_hpack_logs() -> None:
+    """Give hpack's modules a logger that drops calls (``_Silent``) while their own loggers
+    would drop them anyway (not enabled for DEBUG), and their own loggers back when one is:
+    logging configured at run time reaches the next connection."""
+    for module in _HPACK_LOGGING:
+        own = logging.getLogger(module.__name__)
+        module.log = own if own.isEnabledFor(logging.DEBUG) else _SILENT  # type: ignore[attr-defined]
 
 
 class _SettingValues(list[int]):

@@ -59,11 +59,13 @@ import trio.lowlevel
 from hyperframe.frame import GoAwayFrame
 
 from .._observability.counters import ServerCounters
+from .h2_fields import check_trailers, request_head
 from .h2_lean import (
     SERVER_CONFIG,
     LeanH2Connection,
     compact_hpack,
     compact_settings,
+    quiet_hpack_logs,
     shared_local_settings,
 )
 from .http1 import Limits, RequestHead
@@ -164,6 +166,7 @@ class Http2Connection:
         self.machine = machine = LeanH2Connection(config=SERVER_CONFIG)
         compact_settings(machine.remote_settings)
         compact_hpack(machine)
+        quiet_hpack_logs()
         self._streams: dict[int, Http2Transport] = {}
         self._out = bytearray()
         self._queued = 0  # output bytes ever buffered: the offset the next one goes at
@@ -298,8 +301,6 @@ class Http2Connection:
         self.send_now()
 
     def _event(self, event: h2.events.Event) -> None:
-        now = trio.current_time()
-        window = self.limits.h2_flood_window
         if isinstance(event, h2.events.RequestReceived):
             self._request(event)
         elif isinstance(event, h2.events.DataReceived):
@@ -313,10 +314,10 @@ class Http2Connection:
             if transport is not None:
                 self.counters.http2["streams_reset_by_client"] += 1
                 transport.peer_gone()  # that request's nursery is cancelled (rule 3)
-            if self._resets.hit(now, window):
+            if self._flooded(self._resets):
                 self._calm("rapid reset", "rapid_reset")
         elif isinstance(event, h2.events.WindowUpdated):
-            if self._window_updates.hit(now, window):
+            if self._flooded(self._window_updates):
                 self._calm("WINDOW_UPDATE flood", "window_update_flood")
                 return
             if event.stream_id == 0:
@@ -327,25 +328,40 @@ class Http2Connection:
                 if transport is not None:
                     transport.window_opened()
         elif isinstance(event, h2.events.RemoteSettingsChanged):
-            if self._settings.hit(now, window):
+            if self._flooded(self._settings):
                 self._calm("SETTINGS flood", "settings_flood")
                 return
             compact_settings(self.machine.remote_settings)  # (a new setting: a new deque)
             for transport in self._streams.values():
                 transport.window_opened()  # INITIAL_WINDOW_SIZE may have grown
         elif isinstance(event, h2.events.PingReceived):
-            if self._pings.hit(now, window):
+            if self._flooded(self._pings):
                 self._calm("PING flood", "ping_flood")
+        elif isinstance(event, h2.events.TrailersReceived):
+            try:
+                check_trailers(event.headers or ())
+            except h2.exceptions.ProtocolError as exc:
+                self._protocol_error(exc)
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.lost = True  # the client's GOAWAY: every stream is cancelled (rule 3)
             self._lose()
+
+    def _flooded(self, frames: _Flood) -> bool:
+        """One more frame of a kind counted per ``h2_flood_window``: past its limit?"""
+        return frames.hit(trio.current_time(), self.limits.h2_flood_window)
 
     def _request(self, event: h2.events.RequestReceived) -> None:
         sid = event.stream_id
         self._last_stream = max(self._last_stream, sid)
         limits = self.limits
+        try:
+            head, protocol = request_head(event.headers or (), ended=event.stream_ended is not None)
+        except h2.exceptions.ProtocolError as exc:
+            self._protocol_error(exc)  # a malformed block: as h2 would, GOAWAY
+            return
         if self.closing:
-            self._refuse(sid)  # above the GOAWAY's last stream id
+            self.counters.http2["streams_after_goaway"] += 1
+            self._refuse(sid)  # above the GOAWAY's last stream id: the client may retry it
             return
         if len(self._streams) >= limits.h2_max_concurrent_streams:
             self.counters.http2["streams_refused"] += 1
@@ -358,7 +374,6 @@ class Http2Connection:
                 )
             self._refuse(sid)
             return
-        head = _request_head(event.headers or [], ended=event.stream_ended is not None)
         if head is None:
             self._refuse(sid, _E.PROTOCOL_ERROR)
             if self._on_refused is not None:
@@ -369,7 +384,7 @@ class Http2Connection:
             sid,
             head_only=head.method == "HEAD",
             request_length=head.content_length,
-            connect_protocol=_connect_protocol(head.method, event.headers or []),
+            connect_protocol=protocol,
         )
         self._streams[sid] = transport
         self._last_served = sid
@@ -794,54 +809,3 @@ def _receive_now(raw: stdlib_socket.socket) -> bytes | None:
         return raw.recv(_RECEIVE_SIZE)
     except BlockingIOError:
         return None
-
-
-def _connect_protocol(method: str, headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    """The ``:protocol`` of an extended CONNECT (RFC 8441; ``websocket``), else None."""
-    if method != "CONNECT":
-        return None
-    return next((value for name, value in headers if name == b":protocol"), None)
-
-
-def _request_head(headers: list[tuple[bytes, bytes]], *, ended: bool) -> RequestHead | None:
-    """The pseudo-headers and fields of a HEADERS block as a ``RequestHead``; None when a
-    required pseudo-header is missing (h2 already refused malformed ones). ``ended``: the
-    HEADERS carried END_STREAM (no body). A body of unknown length (DATA frames without a
-    Content-Length) is marked ``chunked``: HTTP/1.1's word for "delimited by its end"."""
-    method = path = authority = None
-    fields: list[tuple[bytes, bytes]] = []
-    cookies: list[bytes] = []
-    content_length: int | None = None
-    for name, value in headers:
-        if name.startswith(b":"):
-            if name == b":method":
-                method = value.decode("latin-1")
-            elif name == b":path":
-                path = value.decode("latin-1")
-            elif name == b":authority":
-                authority = value
-            continue
-        if name == b"cookie":
-            cookies.append(value)  # joined into one field for HTTP/1.1 code (RFC 9113 §8.2.3)
-            continue
-        if name == b"content-length":
-            if not value.isdigit():
-                return None
-            content_length = int(value)
-        fields.append((name, value))
-    if method is None or path is None or not path.startswith("/"):
-        return None  # (RFC 9113 §8.3.1: origin-form; CONNECT and ``*`` are not served)
-    if authority is not None and not any(n == b"host" for n, _ in fields):
-        fields.insert(0, (b"host", authority))
-    if cookies:
-        fields.append((b"cookie", b"; ".join(cookies)))
-    if ended and content_length is None:
-        content_length = 0
-    return RequestHead(
-        method=method,
-        target=path,
-        http_version="2.0",
-        headers=fields,
-        content_length=content_length,
-        chunked=content_length is None,
-    )

@@ -56,9 +56,32 @@ CONNECTION_HEADERS: Final = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"te", b"transfer-encoding", b"upgrade")
 )
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+#: What a response may not hold in a field's value (the HEADERS would be malformed).
+_CONTROL: Final = re.compile(rb"[\r\n\0]")
+#: Field names already checked (``_sendable_name``), each to the name that goes out or None
+#: (dropped). Bounded: names made up per response cannot grow it without end.
+_SENDABLE_NAMES: dict[bytes, bytes | None] = {}
+_SENDABLE_NAMES_KEPT: Final = 1024
 #: Fields kept out of the HPACK dynamic table (never indexed), as h2 and nghttp2 do: a
 #: compression context shared with an attacker must not hold credentials.
 NEVER_INDEXED: Final = frozenset((b"authorization", b"proxy-authorization"))
+
+
+def _sendable_name(name: bytes) -> bytes | None:
+    """A response field's name as it goes out (lower-case), or None for a connection-specific
+    one (dropped); remembered while ``_SENDABLE_NAMES`` has room.
+
+    Raises:
+        FramingError: not a token (or a pseudo-header's name).
+    """
+    lower: bytes | None = name.lower()
+    if lower in CONNECTION_HEADERS:
+        lower = None
+    elif not lower or lower[0] == 58 or not _TOKEN.fullmatch(lower):  # 58: ":"
+        raise FramingError(f"header name {name!r} is not a token")
+    if len(_SENDABLE_NAMES) < _SENDABLE_NAMES_KEPT:
+        _SENDABLE_NAMES[name] = lower
+    return lower
 
 
 @final
@@ -168,14 +191,16 @@ class Http2Transport:
         # byte, values without surrounding whitespace, credentials never indexed.
         fields: list[tuple[bytes, bytes]] = [(b":status", str(status).encode())]
         length: int | None = None
+        names = _SENDABLE_NAMES
         for name, value in headers:
-            lower = name.lower()
-            if lower in CONNECTION_HEADERS:
-                continue
-            if any(byte in value for byte in b"\r\n\x00"):
+            try:
+                lower = names[name]
+            except KeyError:
+                lower = _sendable_name(name)
+            if lower is None:
+                continue  # connection-specific
+            if _CONTROL.search(value):
                 raise FramingError(f"header {name!r} holds a control byte")
-            if not lower or lower[0] == 58 or not _TOKEN.fullmatch(lower):  # 58: ":"
-                raise FramingError(f"header name {name!r} is not a token")
             value = value.strip(b" \t")
             if lower == b"content-length":
                 if not value.isdigit() or (length is not None and int(value) != length):
@@ -464,8 +489,11 @@ class Http2Transport:
 
     def unread_body(self) -> int:
         """Bytes received but not consumed (the connection returns them to its window)."""
-        n = sum(len(b) for b in self._body)
-        self._body.clear()
+        body = self._body
+        if not body:
+            return 0
+        n = sum(map(len, body))
+        body.clear()
         return n
 
     @property

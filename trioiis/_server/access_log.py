@@ -1,4 +1,5 @@
-"""The server's access log: one line per request when it ends, and one per refused head, to
+"""The server's access log: one line per request when it ends, one per refused head and one
+per answer of an ``https_redirect`` binding, to
 the ``trioiis.access`` logger and to the ``access_log`` file (reopened on SIGUSR1).
 
 What a line says is what happened to the request: the status the client got, the body bytes
@@ -18,6 +19,7 @@ from .._context.context import HttpContext
 from .._context.sending import reported_status
 from .._observability.accesslog import Entry, Format, format_entry, header
 from .._observability.logfiles import LogFile
+from .https_redirect import Answer
 
 access_log = logging.getLogger("trioiis.access")
 
@@ -121,6 +123,32 @@ class AccessLog:
                 referer=None,
                 user_agent=None,
                 outcome="refused",
+                site="-",
+            )
+        )
+
+    def write_redirect(self, answer: Answer) -> None:
+        """The line of a request an ``https_redirect`` binding answered (site ``-``)."""
+        if not self._wanted():
+            return
+        self._line(
+            Entry(
+                started=answer.started,
+                taken=answer.taken,
+                remote=answer.remote[0],
+                local=answer.local[0],
+                port=answer.local[1],
+                user=None,
+                method=answer.method,
+                url=answer.target,
+                http_version=answer.http_version,
+                status=answer.status,
+                sub_status=0,
+                win32_status=0,
+                bytes_sent=0,
+                referer=None,
+                user_agent=answer.user_agent,
+                outcome=answer.outcome,
                 site="-",
             )
         )

@@ -76,7 +76,7 @@ from ..config import (
     parse_binding,
 )
 from .access_log import AccessLog
-from .https_redirect import serve_https_redirect
+from .https_redirect import Answer, serve_https_redirect
 from .idle import IdleReaper
 from .preflight import preflight, tls_context
 from .sites import SiteTable
@@ -431,7 +431,7 @@ class HttpServer:
                 # cleartext.
                 https_port = (self.tls_bound or bound)[0][1]
                 self.redirect_bound = await housekeeping.start(
-                    serve_https_redirect, self._redirect_sockets(), https_port
+                    serve_https_redirect, self._redirect_sockets(), https_port, self._redirected
                 )
             await self._serve_connections(sockets, bound, task_status)
             housekeeping.cancel_scope.cancel()
@@ -997,6 +997,15 @@ class HttpServer:
                 await http.write_raw(error_response_bytes(exc.status))
         except trio.BrokenResourceError:
             pass
+
+    def _redirected(self, answer: Answer) -> None:
+        """A redirect binding's answer: its access-log line and its count (a 400 for a
+        malformed head is a refused head like the TLS bindings' own)."""
+        self._access_log.write_redirect(answer)
+        if answer.outcome == "refused":
+            self.counters.heads_refused[answer.status] += 1
+        else:
+            self.counters.https_redirects[answer.status] += 1
 
     def _refused(self, connection: HttpConnection, status: int, http_version: str = "1.1") -> None:
         """A head refused before the pipeline: its access-log line and its count, both (every

@@ -21,7 +21,7 @@ Only GET and HEAD are answered (else 405 with ``Allow``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 try:
@@ -75,12 +75,19 @@ def families(counters: ServerCounters, *, scrape: bool = False) -> Iterator[Metr
     def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
         return GaugeMetricFamily(name, doc, value=value)
 
-    requests = CounterMetricFamily(
-        "trioiis_requests", "Client requests finished, by final status code", labels=["status"]
+    def by(name: str, doc: str, label: str, values: Mapping[Any, int]) -> CounterMetricFamily:
+        """A counter with one label, a sample per key of ``values`` (in key order)."""
+        family = CounterMetricFamily(name, doc, labels=[label])
+        for key, n in sorted(values.items()):
+            family.add_metric([str(key)], n)
+        return family
+
+    yield by(
+        "trioiis_requests",
+        "Client requests finished, by final status code",
+        "status",
+        counters.responses_by_status,
     )
-    for code, n in sorted(counters.responses_by_status.items()):
-        requests.add_metric([str(code)], n)
-    yield requests
     yield counter(
         "trioiis_requests_started", "Client requests that entered the pipeline", counters.requests
     )
@@ -109,14 +116,18 @@ def families(counters: ServerCounters, *, scrape: bool = False) -> Iterator[Metr
         "Connections answered 503 because the server was full",
         counters.connections_refused,
     )
-    refused = CounterMetricFamily(
+    yield by(
         "trioiis_heads_refused",
         "Request heads refused before the pipeline (the access log's 'refused'), by status",
-        labels=["status"],
+        "status",
+        counters.heads_refused,
     )
-    for code, n in sorted(counters.heads_refused.items()):
-        refused.add_metric([str(code)], n)
-    yield refused
+    yield by(
+        "trioiis_https_redirects",
+        "Requests answered by an https_redirect binding, by status (301; 499: client left)",
+        "status",
+        counters.https_redirects,
+    )
     outcomes = CounterMetricFamily(
         "trioiis_requests_ended",
         "Requests that ended, by outcome (completed, cancelled_by_client, timed_out,"
@@ -147,18 +158,18 @@ def families(counters: ServerCounters, *, scrape: bool = False) -> Iterator[Metr
     yield counter(
         "trioiis_io_cancelled", "Pending I/O operations cancel_io() aborted", counters.io_cancelled
     )
-    children = CounterMetricFamily(
-        "trioiis_child_requests", "Child requests started, by nesting depth", labels=["depth"]
+    yield by(
+        "trioiis_child_requests",
+        "Child requests started, by nesting depth",
+        "depth",
+        counters.child_requests_by_depth,
     )
-    for depth, n in sorted(counters.child_requests_by_depth.items()):
-        children.add_metric([str(depth)], n)
-    yield children
-    failures = CounterMetricFamily(
-        "trioiis_module_exceptions", "Exceptions raised by modules, by module", labels=["module"]
+    yield by(
+        "trioiis_module_exceptions",
+        "Exceptions raised by modules, by module",
+        "module",
+        counters.module_exceptions,
     )
-    for name, n in sorted(counters.module_exceptions.items()):
-        failures.add_metric([name], n)
-    yield failures
     yield counter(
         "trioiis_traces_written", "Failed-request trace files written", counters.traces_written
     )
@@ -171,6 +182,12 @@ def families(counters: ServerCounters, *, scrape: bool = False) -> Iterator[Metr
         "trioiis_event_loop_blocked",
         "Task steps that blocked the event loop past watchdog_threshold",
         counters.event_loop_blocked,
+    )
+    yield by(
+        "trioiis_http2_events",
+        "HTTP/2 events by kind: connections, streams, resets, each limit's refusals",
+        "kind",
+        counters.http2,
     )
 
 

@@ -13,6 +13,7 @@ process's share only, not the server's), ``requests``,
 ``requests_in_flight`` and ``connections_open`` (both *not* counting the status request and
 its connection), ``connections_refused``, ``heads_refused`` (request heads refused before the
 pipeline, by the status they got: in the access log as ``refused``, in no other figure),
+``https_redirects`` (requests an ``https_redirect`` binding answered, by status),
 ``outcomes`` (finished requests by outcome:
 ``completed``, ``cancelled_by_client``, ``timed_out``, ``aborted_by_server``, ``failed``),
 ``cancelled_by_client``, ``requests_timed_out``,
@@ -20,7 +21,8 @@ pipeline, by the status they got: in the access log as ``refused``, in no other 
 ``responses_by_status`` (finished requests by the access log's status: the one the client
 got, 499 or 444 when no status line went out; the status request not yet among them),
 ``connections_accepted``, ``traces_written``, ``traces_dropped``,
-``event_loop_blocked`` (``trioiis._server.watchdog``), ``module_exceptions``,
+``event_loop_blocked`` (``trioiis._server.watchdog``), ``module_exceptions``, ``http2``
+(HTTP/2 events by kind, ``ServerCounters.http2``: streams, resets, each limit's refusals),
 ``time_to_cancel`` (``count``, ``p50_ms``, ``p99_ms``, ``max_ms`` over the samples the server
 keeps — its last 10 000 requests cancelled by their client; ``?last=N`` restricts them to
 the last N samples, so a benchmark can ask for exactly its own), ``open_fds`` (entries of
@@ -114,6 +116,7 @@ def snapshot(counters: Any, last: int | None = None) -> dict[str, Any]:
         "connections_open": counters.connections_open,
         "connections_refused": counters.connections_refused,
         "heads_refused": {str(code): n for code, n in sorted(counters.heads_refused.items())},
+        "https_redirects": {str(code): n for code, n in sorted(counters.https_redirects.items())},
         "outcomes": {outcome: counters.outcomes[outcome] for outcome in OUTCOMES},
         "cancelled_by_client": counters.cancelled_by_client,
         "requests_timed_out": counters.requests_timed_out,
@@ -131,6 +134,7 @@ def snapshot(counters: Any, last: int | None = None) -> dict[str, Any]:
         "traces_dropped": counters.traces_dropped,
         "event_loop_blocked": counters.event_loop_blocked,
         "module_exceptions": dict(counters.module_exceptions),
+        "http2": dict(sorted(counters.http2.items())),
         "time_to_cancel": {
             "count": len(samples),
             "p50_ms": percentile(samples, 0.50) * 1000,
