@@ -9,7 +9,7 @@ Task tree (DESIGN.md's, with an idle connection held by one task)::
         ├── connection task (one per socket): the pump, the connection's only reader;
         │   notices EOF/RST (the disconnect watcher)
         └── request loop (only while the connection has requests; the pump starts it)
-            └── request: pipeline.run_request(ctx) — its own nursery, children nested inside
+            └── request: pipeline.serve_request(ctx) — its own nursery, children nested inside
 
 An idle keep-alive connection is its connection task alone (no nursery, no cancel scope:
 the reaper holds its clock). The connection task waits for its request loop before it
