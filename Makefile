@@ -42,11 +42,11 @@ docs: $(STAMP_TEST)
 	$(BIN)/mkdocs build --strict --site-dir .site
 
 # The suite runs in one process per core (pytest-xdist; tests that share a module fixture
-# are grouped onto one process), each under coverage (branch = true in pyproject.toml;
-# tests/worker_coverage.py starts it in the worker processes); the figure
-# is the share of trioiis/'s lines and branches the in-process tests reach (servers the tests
-# start as subprocesses are not measured). Coverage's tracer costs the suite CPU (about +45 %
-# on Python 3.11): `make test COVERAGE=0` runs it without. The docs site is built (--strict)
+# are grouped onto one process), each under coverage from its first import of trioiis
+# (tests/worker_coverage.py; branch = true in pyproject.toml). The figure is the share of
+# trioiis/'s lines and branches the in-process tests reach (servers the tests start as
+# subprocesses are not measured). Coverage's tracer costs the suite CPU (about +45 % on
+# Python 3.11): `make test COVERAGE=0` runs it without. The docs site is built (--strict)
 # by tests/test_docs.py.
 COVERAGE ?= 1
 PYTEST_ARGS := -q -n auto --dist loadgroup
