@@ -168,6 +168,16 @@ def statuses_in(raw: bytes) -> list[int]:
     return [int(code) for code in re.findall(rb"HTTP/1\.[01] (\d{3}) ", raw)]
 
 
+async def wait_idle(server: HttpServer) -> None:
+    """Until no request is in flight and no connection is open (bounded by the caller).
+
+    ``wait_all_tasks_blocked`` alone is not enough: a task waiting for a worker thread
+    (``trio.to_thread``) counts as blocked while the thread still runs."""
+    while server.counters.requests_in_flight or server.counters.connections_open:
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.lowlevel.checkpoint()
+
+
 def all_tasks() -> Iterable[str]:
     """Names of every task alive in this trio run (to check nothing leaked)."""
     root = trio.lowlevel.current_root_task()

@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 import trioiis
-from tests.helpers import raw_request, register, running_server, statuses_in
+from tests.helpers import raw_request, register, running_server, statuses_in, wait_idle
 from trioiis import HttpContext, HttpModule, Notification, Status
 from trioiis._constants import DETERMINISTIC_STAGES
 
@@ -32,9 +32,7 @@ def open_fds() -> int:
 
 async def settle(server: trioiis.HttpServer) -> None:
     with trio.fail_after(10):
-        while server.counters.requests_in_flight or server.counters.connections_open:
-            await trio.testing.wait_all_tasks_blocked()
-            await trio.lowlevel.checkpoint()
+        await wait_idle(server)
 
 
 @pytest.mark.parametrize(

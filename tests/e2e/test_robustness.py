@@ -13,7 +13,7 @@ import trio.testing
 
 import trioiis
 import trioiis._observability.accesslog
-from tests.helpers import raw_request, register, running_server, statuses_in
+from tests.helpers import raw_request, register, running_server, statuses_in, wait_idle
 from trioiis import CloneFlags, HttpContext, HttpModule, Notification, Status
 
 Handler = Callable[[HttpContext], Awaitable[Status | None]]
@@ -25,13 +25,6 @@ def on_begin(handler: Handler) -> tuple[str, Callable[..., None]]:
             return await handler(ctx)
 
     return "test", register(Module, Notification.BEGIN_REQUEST)
-
-
-async def wait_idle(server: trioiis.HttpServer) -> None:
-    """Until no request is in flight and no connection open (bounded by the caller)."""
-    while server.counters.requests_in_flight or server.counters.connections_open:
-        await trio.testing.wait_all_tasks_blocked()
-        await trio.lowlevel.checkpoint()
 
 
 @pytest.mark.parametrize("target", ["/%ff", "/%c0%ae%c0%ae/", "/a%00b", "/%e2%82"])
